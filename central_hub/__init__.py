@@ -1,0 +1,1 @@
+"""The province side: sync endpoint, store, operator API and dashboard, enrollment, CLI."""

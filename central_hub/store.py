@@ -1,0 +1,308 @@
+"""The hub's store: the union of all communes' logs, positions in the hub log, nodes and enrollment.
+
+Ingest from an edge happens in one transaction: the events that continue the node's hash chain
+contiguously are checked for scope, appended (or quarantined with a reason), folded, and the chain
+head moves; only then does the hub ack. A batch that starts past a gap applies nothing and acks the
+contiguous prefix, so the edge resends from there. A batch that contradicts the stored chain (fork
+or tampering) is refused whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from protocol import HUB_ORIGIN, codec
+from protocol.errors import AuthError, NotFound, RemoteProtocolError, ValidationError
+from protocol.events import Event
+from protocol.messages import Rejection
+from service.dossier_store import DossierStore
+from service.sqlite import connect, transaction
+
+log = logging.getLogger(__name__)
+
+HUB_SCHEMA = """
+CREATE TABLE IF NOT EXISTS communes (code TEXT PRIMARY KEY, name TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nodes (
+    node TEXT PRIMARY KEY,
+    commune TEXT NOT NULL,
+    credential_hash BLOB NOT NULL UNIQUE,
+    enrolled_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    last_seen_at INTEGER,
+    last_success_at INTEGER,
+    app_version TEXT,
+    protocol INTEGER,
+    stats TEXT NOT NULL DEFAULT '{}',
+    last_error TEXT,
+    sessions_ok INTEGER NOT NULL DEFAULT 0,
+    sessions_failed INTEGER NOT NULL DEFAULT 0,
+    bytes_in INTEGER NOT NULL DEFAULT 0,
+    bytes_out INTEGER NOT NULL DEFAULT 0,
+    clock_ahead_events INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS enroll_tokens (
+    token_hash BLOB PRIMARY KEY,
+    commune TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER,
+    node TEXT
+);
+CREATE TABLE IF NOT EXISTS origins (
+    origin TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    origin TEXT NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL, body BLOB NOT NULL,
+    code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (origin, seq)
+);
+"""
+TOKEN_TTL_MS = 72 * 3600 * 1000
+MAX_FORWARD_MS = 5 * 60 * 1000
+COMMUNE_RE_LEN = (5, 5)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """An enrolled edge node, as authenticated from its credential."""
+
+    node: str
+    commune: str
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """What a node receives when it enrolls."""
+
+    node: str
+    commune: str
+    commune_name: str
+    agency: str
+    credential: str
+
+
+def _sha(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def check_commune(code: str) -> str:
+    """A GSO commune code: five digits."""
+    if not (isinstance(code, str) and code.isdigit() and len(code) == 5):
+        raise ValidationError("commune code must be 5 digits (GSO code, e.g. 02245)",
+                              field="commune")
+    return code
+
+
+class HubStore(DossierStore):
+    """The province's copy of every commune's dossiers."""
+
+    def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        super().__init__(conn, reader, HUB_ORIGIN, None)
+
+    @classmethod
+    async def open(cls, path: Path) -> HubStore:
+        """Open (creating if needed) the hub database at `path`."""
+        conn = await connect(path, synchronous="FULL")
+        await conn.executescript(HUB_SCHEMA)
+        store = cls(conn, await connect(path))
+        await store.setup()
+        return store
+
+    # -- enrollment and credentials -------------------------------------------------------------
+
+    async def create_enroll_token(self, commune: str, name: str | None) -> str:
+        """A one-time enrollment token bound to one commune (stored hashed, 72 h)."""
+        check_commune(commune)
+        token = secrets.token_urlsafe(24)
+        now = self.now_ms()
+        async with self.lock, transaction(self.conn):
+            await self.conn.execute(
+                "INSERT INTO communes(code, name) VALUES (?,?) ON CONFLICT(code) DO UPDATE SET "
+                "name=CASE WHEN ? IS NULL THEN name ELSE excluded.name END",
+                (commune, name or f"Xã {commune}", name))
+            await self.conn.execute("INSERT INTO enroll_tokens VALUES (?,?,?,?,NULL,NULL)",
+                                    (_sha(token), commune, now, now + TOKEN_TTL_MS))
+        return token
+
+    async def enroll(self, token: str) -> Enrollment:
+        """Exchange a one-time token for a node identity and credential."""
+        now = self.now_ms()
+        async with self.lock, transaction(self.conn):
+            async with self.conn.execute(
+                "SELECT commune, expires_at, used_at FROM enroll_tokens WHERE token_hash=?",
+                (_sha(token),)) as cur:
+                row = await cur.fetchone()
+            if row is None or row[2] is not None or row[1] < now:
+                raise AuthError("enrollment token is unknown, used or expired")
+            commune = row[0]
+            async with self.conn.execute(
+                "SELECT count(*) FROM nodes WHERE commune=?", (commune,)) as cur:
+                count_row = await cur.fetchone()
+            node = f"{commune}.{(count_row[0] if count_row else 0) + 1:02d}"
+            credential = secrets.token_urlsafe(32)
+            await self.conn.execute(
+                "INSERT INTO nodes(node, commune, credential_hash, enrolled_at) VALUES (?,?,?,?)",
+                (node, commune, _sha(credential), now))
+            await self.conn.execute(
+                "UPDATE enroll_tokens SET used_at=?, node=? WHERE token_hash=?",
+                (now, node, _sha(token)))
+            async with self.conn.execute("SELECT name FROM communes WHERE code=?",
+                                         (commune,)) as cur:
+                name_row = await cur.fetchone()
+        return Enrollment(node, commune, name_row[0] if name_row else commune, node, credential)
+
+    async def authenticate(self, credential: str) -> Node:
+        """The node a credential belongs to; AuthError if unknown or revoked."""
+        async with self.reader.execute(
+            "SELECT node, commune FROM nodes WHERE credential_hash=? AND revoked_at IS NULL",
+            (_sha(credential),)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise AuthError("unknown or revoked node credential")
+        return Node(row[0], row[1])
+
+    async def revoke(self, node: str) -> None:
+        """Revoke a node's credential; its next request is refused."""
+        async with self.lock, transaction(self.conn):
+            cur = await self.conn.execute(
+                "UPDATE nodes SET revoked_at=? WHERE node=?", (self.now_ms(), node))
+            if cur.rowcount == 0:
+                raise NotFound(f"no node {node}")
+
+    # -- the sync exchange ----------------------------------------------------------------------
+
+    async def ingest_from(self, node: Node, events: list[Event]) -> tuple[int, list[Rejection]]:
+        """Durably apply a node's batch; return (contiguous ack, rejections). Commits first."""
+        now = self.now_ms()
+        async with self.lock:
+            async with transaction(self.conn):
+                async with self.conn.execute(
+                    "SELECT last_seq, last_hash FROM origins WHERE origin=?", (node.node,)) as c:
+                    row = await c.fetchone()
+                last_seq, last_hash = (int(row[0]), bytes(row[1])) if row else (0, b"")
+                fresh = [e for e in events if e.seq > last_seq]
+                if not fresh or fresh[0].seq != last_seq + 1:
+                    return last_seq, []  # all replayed, or a gap: ack the prefix we hold
+                if fresh[0].prev != last_hash:
+                    raise RemoteProtocolError(
+                        f"hash chain of {node.node} broken at seq {fresh[0].seq}: "
+                        "the event does not follow the one the hub holds (fork or tampering)")
+                accepted, rejections = await self._check_scope(node, fresh)
+                _, ahead = await self.ingest(accepted, now, MAX_FORWARD_MS)
+                hashes = {e.seq: codec.event_hash(e) for e in fresh}
+                for rej in rejections:
+                    event = next(e for e in fresh if e.seq == rej.seq)
+                    await self.conn.execute(
+                        "INSERT OR IGNORE INTO quarantine VALUES (?,?,?,?,?,?,?)",
+                        (node.node, event.seq, hashes[event.seq], codec.canonical(event),
+                         rej.code, rej.reason, now))
+                top = fresh[-1]
+                await self.conn.execute(
+                    "INSERT INTO origins VALUES (?,?,?) ON CONFLICT(origin) DO UPDATE SET "
+                    "last_seq=excluded.last_seq, last_hash=excluded.last_hash",
+                    (node.node, top.seq, hashes[top.seq]))
+                if ahead:
+                    await self.conn.execute(
+                        "UPDATE nodes SET clock_ahead_events=clock_ahead_events+? WHERE node=?",
+                        (ahead, node.node))
+            self.commit_clock()
+        return top.seq, rejections
+
+    async def _check_scope(self, node: Node, events: list[Event]
+                           ) -> tuple[list[Event], list[Rejection]]:
+        states = await self._load_states(e.dossier for e in events)
+        communes = {d: (s.header or {}).get("commune") for d, s in states.items() if s}
+        accepted, rejections = [], []
+        for event in events:
+            known = communes.get(event.dossier)
+            if event.kind == "create":
+                if event.payload.get("commune") != node.commune:
+                    rejections.append(Rejection(event.seq, "scope",
+                                                "dossier created for another commune"))
+                    continue
+                if known is not None:
+                    rejections.append(Rejection(event.seq, "duplicate_id",
+                                                "a dossier with this id already exists"))
+                    continue
+                communes[event.dossier] = node.commune
+            elif known is None:
+                rejections.append(Rejection(event.seq, "unknown_dossier",
+                                            "no such dossier at the hub"))
+                continue
+            elif known != node.commune:
+                rejections.append(Rejection(event.seq, "scope",
+                                            "dossier belongs to another commune"))
+                continue
+            accepted.append(event)
+        return accepted, rejections
+
+    async def read_scope(self, node: Node, cursor: int, want_bytes: int
+                         ) -> tuple[list[Event], int, bool]:
+        """Events of the node's commune after `cursor` (not its own), about `want_bytes` of
+        them; return (events, new cursor, more)."""
+        out: list[Event] = []
+        size, new_cursor = 0, cursor
+        async with self.lock:
+            while True:
+                async with self.conn.execute(
+                    "SELECT pos, CASE WHEN origin=? THEN NULL ELSE body END FROM events "
+                    "WHERE commune=? AND pos>? ORDER BY pos LIMIT 1000",
+                    (node.node, node.commune, new_cursor)) as cur:
+                    rows = await cur.fetchall()
+                if not rows:
+                    return out, new_cursor, False
+                for pos, body in rows:
+                    if body is not None:
+                        if out and size + len(body) > want_bytes:
+                            return out, new_cursor, True
+                        out.append(codec.decode_stored(body))
+                        size += len(body)
+                    new_cursor = pos
+
+    async def record_session(self, node: Node, *, app: str, protocol: int,
+                             stats: dict[str, Any], ok: bool, error: str | None,
+                             bytes_in: int, bytes_out: int) -> None:
+        """Remember what a node reported and how its session went."""
+        now = self.now_ms()
+        async with self.lock, transaction(self.conn):
+            await self.conn.execute(
+                "UPDATE nodes SET last_seen_at=?, last_success_at=CASE WHEN ? THEN ? ELSE "
+                "last_success_at END, app_version=?, protocol=?, stats=?, last_error=?, "
+                "sessions_ok=sessions_ok+?, sessions_failed=sessions_failed+?, "
+                "bytes_in=bytes_in+?, bytes_out=bytes_out+? WHERE node=?",
+                (now, ok, now, app, protocol, json.dumps(stats), error, int(ok), int(not ok),
+                 bytes_in, bytes_out, node.node))
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Every node with what it last reported."""
+        async with self.reader.execute(
+            "SELECT n.node, n.commune, c.name, n.enrolled_at, n.revoked_at, n.last_seen_at, "
+            "n.last_success_at, n.app_version, n.protocol, n.stats, n.last_error, n.sessions_ok, "
+            "n.sessions_failed, n.bytes_in, n.bytes_out, n.clock_ahead_events, "
+            "(SELECT count(*) FROM quarantine q WHERE q.origin=n.node), "
+            "(SELECT count(*) FROM dossiers d WHERE d.commune=n.commune AND d.conflicts>0) "
+            "FROM nodes n LEFT JOIN communes c ON c.code=n.commune ORDER BY n.node") as cur:
+            rows = await cur.fetchall()
+        keys = ("node", "commune", "commune_name", "enrolled_at", "revoked_at", "last_seen_at",
+                "last_success_at", "app_version", "protocol", "stats", "last_error",
+                "sessions_ok", "sessions_failed", "bytes_in", "bytes_out", "clock_ahead_events",
+                "rejected_events", "conflicts_open")
+        out = []
+        for row in rows:
+            item = dict(zip(keys, row, strict=True))
+            item["stats"] = json.loads(item["stats"] or "{}")
+            out.append(item)
+        return out
+
+    async def log_size(self) -> int:
+        """The highest position in the hub log."""
+        async with self.reader.execute("SELECT coalesce(max(pos), 0) FROM events") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,139 @@
+"""The edge node's web server: the staff JSON API (CONTRACT §7) and the background sync loop."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from edge_node.config import EdgeConfig
+from edge_node.store import EdgeStore
+from edge_node.sync import SyncClient, SyncLoop
+from protocol import APP_VERSION, lifecycle
+from protocol.calendar import iso
+from service.accounts import Accounts
+from service.sqlite import connect
+from service.web import (
+    account_routes,
+    auth_middleware,
+    current_user,
+    dossier_routes,
+    error_middleware,
+    json_body,
+    json_response,
+)
+
+log = logging.getLogger(__name__)
+
+ROLES = ("clerk", "leader", "admin")
+STORE = web.AppKey("store", EdgeStore)
+LOOP = web.AppKey("sync_loop", SyncLoop)
+CLIENT = web.AppKey("sync_client", SyncClient)
+
+
+async def open_accounts(data_dir: Path) -> Accounts:
+    """Staff accounts live in the edge database, on their own connection."""
+    accounts = Accounts(await connect(data_dir / "edge.db"), ROLES)
+    await accounts.setup()
+    return accounts
+
+
+async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
+    """What `GET /api/sync` answers, also used by `edge-node status`."""
+    pending, oldest = await store.pending_stats()
+    last = await store.get_meta("last_success_at")
+    return {
+        "state": client.state,
+        "pending_events": pending,
+        "pending_blobs": 0,
+        "oldest_pending_age_s": oldest,
+        "last_success_at": iso(int(last)) if last else None,
+        "last_error": client.last_error,
+        "clock_offset_ms": store.offset_ms,
+        "clock_warning": abs(store.offset_ms) > 120_000,
+        "rejected": await store.rejections(),
+    }
+
+
+def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: SyncLoop,
+              config: EdgeConfig) -> web.Application:
+    """The aiohttp application for one edge node."""
+    app = web.Application(middlewares=[error_middleware, auth_middleware(accounts)],
+                          client_max_size=2 * 1024 * 1024)
+    app[STORE], app[LOOP], app[CLIENT] = store, loop, client
+
+    async def create(request: web.Request) -> web.Response:
+        body = await json_body(request)
+        view = await store.create(body, current_user(request).username)
+        loop.kick()
+        return json_response(view, status=201)
+
+    async def get_sync(request: web.Request) -> web.Response:
+        return json_response(await sync_status(store, client))
+
+    async def post_sync(request: web.Request) -> web.Response:
+        loop.kick()
+        return json_response({"ok": True, "state": client.state}, status=202)
+
+    async def catalogue(request: web.Request) -> web.Response:
+        return json_response({"version": store.catalogue.version, "items": [
+            {"code": p.code, "name_vi": p.name_vi, "name_en": p.name_en,
+             "limit_days": p.limit_days, "same_day_cutoff": p.same_day_cutoff,
+             "fields": [{"name": f.name, "label_vi": f.label_vi, "label_en": f.label_en,
+                         "type": f.type, "required": f.required, "choices": list(f.choices)}
+                        for f in p.fields]}
+            for p in store.catalogue.procedures]})
+
+    async def statuses(request: web.Request) -> web.Response:
+        return json_response({"items": [
+            {"name": name, "code": code, "vi": vi, "en": en,
+             "next": lifecycle.next_statuses(name)}
+            for name, (code, vi, en) in lifecycle.STATUSES.items()]})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return json_response({"ok": True, "node": config.node, "commune": config.commune,
+                              "version": APP_VERSION})
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=(
+            f"Commune sync edge node {config.node} ({config.commune_name}). "
+            "The JSON API is under /api; the staff web UI is not built yet.\n"),
+            content_type="text/plain")
+
+    app.add_routes([
+        web.post("/api/dossiers", create),
+        *dossier_routes(store, on_write=loop.kick),
+        *account_routes(accounts),
+        web.get("/api/sync", get_sync),
+        web.post("/api/sync", post_sync),
+        web.get("/api/procedures", catalogue),
+        web.get("/api/statuses", statuses),
+        web.get("/healthz", healthz),
+        web.get("/", index),
+    ])
+
+    async def on_startup(app: web.Application) -> None:
+        if config.auto_sync:
+            loop.start()
+            loop.kick()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await loop.stop()
+        await client.close()
+        await accounts.conn.close()
+        await store.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+async def make_app(data_dir: Path, config: EdgeConfig) -> web.Application:
+    """Open everything an edge node needs from its data dir and build the app."""
+    store = await EdgeStore.open(data_dir / "edge.db", config.node, config.commune, config.agency)
+    accounts = await open_accounts(data_dir)
+    client = SyncClient(store, config)
+    client.data_dir = str(data_dir)
+    return build_app(store, accounts, client, SyncLoop(client), config)

@@ -1,0 +1,136 @@
+"""`edge-node`: init (enroll), serve, sync, status, user add (CONTRACT §6)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from edge_node import config as edge_config
+from edge_node.app import make_app, open_accounts, sync_status
+from edge_node.enroll import enroll
+from edge_node.store import EdgeStore
+from edge_node.sync import SyncClient
+from service.cli import EXIT_ERROR, EXIT_OK, Parser, read_password
+from service.cli import run as run_cli
+
+log = logging.getLogger(__name__)
+
+
+def parser() -> Parser:
+    """The command line of CONTRACT §6."""
+    p = Parser(prog="edge-node", description="Commune edge node: intake offline, sync with the hub.")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_text)
+        c.set_defaults(handler=name)
+        c.add_argument("--data", required=True, type=Path, help="data directory")
+        return c
+
+    init = cmd("init", "enroll this node with the hub")
+    init.add_argument("--hub", required=True, help="hub URL, e.g. http://127.0.0.1:8700")
+    init.add_argument("--token", required=True, help="one-time token from `central-hub enroll`")
+    serve = cmd("serve", "staff UI + API + background sync")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    cmd("sync", "one full sync session now; exit 0 when nothing is pending")
+    status = cmd("status", "show sync state")
+    status.add_argument("--json", action="store_true")
+    user = sub.add_parser("user", help="staff accounts").add_subparsers(metavar="ACTION")
+    add = user.add_parser("add", help="add a user (password read from stdin)")
+    add.set_defaults(handler="user add")
+    add.add_argument("--data", required=True, type=Path)
+    add.add_argument("--username", required=True)
+    add.add_argument("--role", default="clerk", choices=("clerk", "leader", "admin"))
+    return p
+
+
+async def cmd_init(args: Any) -> int:
+    config = await enroll(args.data, args.hub, args.token)
+    print(f"enrolled as node {config.node} of commune {config.commune} ({config.commune_name})")
+    return EXIT_OK
+
+
+def cmd_serve(args: Any) -> int:
+    config = edge_config.load(args.data)
+    host = args.host or config.host
+    port = args.port or config.port
+    logging.getLogger().setLevel(logging.INFO)
+    print(f"edge node {config.node} serving on http://{host}:{port}/", flush=True)
+    web.run_app(make_app(args.data, config), host=host, port=port, print=None,
+                access_log=None)
+    return EXIT_OK
+
+
+async def cmd_sync(args: Any) -> int:
+    config = edge_config.load(args.data)
+    store = await EdgeStore.open(args.data / edge_config.DB_FILE, config.node, config.commune,
+                                 config.agency)
+    client = SyncClient(store, config)
+    client.data_dir = str(args.data)
+    try:
+        result = await client.session(attempts=3, cap_s=5)
+        print(f"sent {result.sent} events, received {result.received} in "
+              f"{result.round_trips} round trips; {result.pending_after} pending")
+        return EXIT_OK if result.pending_after == 0 else EXIT_ERROR
+    finally:
+        await client.close()
+        await store.close()
+
+
+async def cmd_status(args: Any) -> int:
+    config = edge_config.load(args.data)
+    store = await EdgeStore.open(args.data / edge_config.DB_FILE, config.node, config.commune,
+                                 config.agency)
+    try:
+        client = SyncClient(store, config)
+        client.state = "unknown"
+        status = await sync_status(store, client)
+        status.pop("state")
+        status.update(node=config.node, commune=config.commune, hub=config.hub_url,
+                      dossiers=await store.dossier_count(), ack=await store.ack(),
+                      cursor=await store.cursor(), conflicts_open=await store.count_conflicts())
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, indent=2))
+    else:
+        for key in ("node", "commune", "hub", "dossiers", "pending_events",
+                    "oldest_pending_age_s", "last_success_at", "clock_offset_ms",
+                    "conflicts_open", "ack", "cursor"):
+            print(f"{key:22} {status[key]}")
+        if status["rejected"]:
+            print(f"{'rejected':22} {len(status['rejected'])} events refused by the hub")
+    return EXIT_OK
+
+
+async def cmd_user_add(args: Any) -> int:
+    edge_config.load(args.data)
+    password = read_password()
+    accounts = await open_accounts(args.data)
+    try:
+        await accounts.add_user(args.username, password, args.role)
+    finally:
+        await accounts.conn.close()
+    print(f"user {args.username} ({args.role}) saved")
+    return EXIT_OK
+
+
+HANDLERS = {"init": cmd_init, "serve": cmd_serve, "sync": cmd_sync, "status": cmd_status,
+            "user add": cmd_user_add}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    return run_cli("edge-node", parser(), HANDLERS, sys.argv[1:] if argv is None else argv)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

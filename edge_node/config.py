@@ -1,0 +1,59 @@
+"""The edge node's configuration and identity: `node.toml` in the data dir, written at enrollment."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.errors import ValidationError
+from service import config as cfg
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "node.toml"
+DB_FILE = "edge.db"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    """Who this node is, where its hub is, and how it syncs."""
+
+    node: str
+    commune: str
+    commune_name: str
+    agency: str
+    hub_url: str
+    credential: str
+    host: str = "127.0.0.1"
+    port: int = 8701
+    sync_interval_s: float = 30.0
+    backoff_cap_s: float = 300.0
+    request_timeout_s: float = 60.0
+    batch_bytes: int = 64 * 1024
+    batch_bytes_max: int = 4 * 1024 * 1024
+    want_bytes: int = 1024 * 1024
+    auto_sync: bool = True
+
+    def validate(self) -> None:
+        """Raise ValidationError naming the first bad field."""
+        if not self.hub_url.startswith(("http://", "https://")):
+            raise ValidationError("hub_url must start with http:// or https://", field="hub_url")
+        if not 0 < self.port < 65536:
+            raise ValidationError("port must be 1–65535", field="port")
+        if self.backoff_cap_s <= 0 or self.sync_interval_s <= 0 or self.request_timeout_s <= 0:
+            raise ValidationError("intervals and timeouts must be positive", field="backoff_cap_s")
+        if not 1024 <= self.batch_bytes <= self.batch_bytes_max:
+            raise ValidationError("batch_bytes must be 1 KiB … batch_bytes_max", field="batch_bytes")
+
+
+def load(data_dir: Path) -> EdgeConfig:
+    """Read the node's config; a clear error if the data dir is not initialized."""
+    if not data_dir.is_dir():
+        raise ValidationError(f"data dir {data_dir} does not exist: run `edge-node init` first")
+    return cfg.load(EdgeConfig, data_dir / CONFIG_FILE)
+
+
+def save(data_dir: Path, config: EdgeConfig) -> None:
+    """Write the node's config (owner-only: it holds the node credential)."""
+    cfg.dump(config, data_dir / CONFIG_FILE)

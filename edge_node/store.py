@@ -1,0 +1,156 @@
+"""The edge node's store: the dossier log plus sync state (ack, cursor, clock offset) and codes.
+
+The hub's ack and cursor are committed in the same transaction as the events they cover, so a crash
+at any point leaves a state from which the next session simply resends or re-asks: harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from protocol import codec
+from protocol.calendar import local
+from protocol.commands import create_draft, validate_create
+from protocol.events import Event, uuid7
+from protocol.hlc import wall_ms
+from protocol.merge import DossierState
+from protocol.messages import SyncResponse
+from protocol.views import dossier_view
+from service.dossier_store import DossierStore
+from service.sqlite import connect, transaction
+
+log = logging.getLogger(__name__)
+
+EDGE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS code_counter (day TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rejected (
+    seq INTEGER PRIMARY KEY, code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL
+);
+"""
+
+
+class EdgeStore(DossierStore):
+    """One commune's dossiers and its sync position with the hub."""
+
+    def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection, node: str,
+                 commune: str, agency: str) -> None:
+        super().__init__(conn, reader, node, commune)
+        self.commune = commune
+        self.agency = agency
+
+    @classmethod
+    async def open(cls, path: Path, node: str, commune: str, agency: str) -> EdgeStore:
+        """Open (creating if needed) the edge database at `path`."""
+        conn = await connect(path, synchronous="FULL")
+        await conn.executescript(EDGE_SCHEMA)
+        store = cls(conn, await connect(path), node, commune, agency)
+        await store.setup()
+        return store
+
+    # -- intake and processing ------------------------------------------------------------------
+
+    async def create(self, body: Any, actor: str) -> dict[str, Any]:
+        """Validate and record a new dossier received at the counter; return its view."""
+        new = validate_create(body, self.catalogue, self.today())
+        now = self.now_ms()
+        dossier_id = uuid7(now, os.urandom(10))
+
+        async def prepare(_: DossierState | None) -> Any:
+            code = await self._next_code(now)
+            return create_draft(new, commune=self.commune, code=code, received_ms=now,
+                                calendar=self.calendar)
+
+        state = await self.write(dossier_id, actor, prepare)
+        return dossier_view(state, self.now_ms(), await self.history(dossier_id))
+
+    async def _next_code(self, now_ms: int) -> str:
+        day = local(now_ms).strftime("%y%m%d")
+        await self.conn.execute(
+            "INSERT INTO code_counter(day, n) VALUES (?, 1) ON CONFLICT(day) DO UPDATE SET n=n+1",
+            (day,))
+        async with self.conn.execute("SELECT n FROM code_counter WHERE day=?", (day,)) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return f"{self.agency}-{day}-{int(row[0]):04d}"
+
+    # -- sync state -----------------------------------------------------------------------------
+
+    async def ack(self) -> int:
+        """Highest own seq the hub has durably acknowledged."""
+        return int(await self.get_meta("ack", 0))
+
+    async def cursor(self) -> int:
+        """Last hub log position applied here."""
+        return int(await self.get_meta("cursor", 0))
+
+    async def pending(self, max_bytes: int) -> list[Event]:
+        """Own events after the ack, oldest first, at most `max_bytes` of them (at least one)."""
+        out: list[Event] = []
+        size = 0
+        async with self.conn.execute(
+            "SELECT body FROM events WHERE origin=? AND seq>? ORDER BY seq",
+            (self.origin, await self.ack())) as cur:
+            async for (body,) in cur:
+                if out and size + len(body) > max_bytes:
+                    break
+                out.append(codec.decode_stored(body))
+                size += len(body)
+        return out
+
+    async def pending_stats(self) -> tuple[int, int]:
+        """(events not yet acknowledged, age in seconds of the oldest of them)."""
+        ack = await self.ack()
+        count = max(0, self.own_seq - ack)
+        if count == 0:
+            return 0, 0
+        async with self.conn.execute(
+            "SELECT hlc FROM events WHERE origin=? AND seq=?", (self.origin, ack + 1)) as cur:
+            row = await cur.fetchone()
+        age = max(0, (self.now_ms() - wall_ms(int(row[0]))) // 1000) if row else 0
+        return count, age
+
+    async def apply_response(self, resp: SyncResponse, t_sent: int, t_received: int) -> int:
+        """Commit what the hub answered: ack, rejections, its events, the cursor, in one
+        transaction. Return how many hub events were applied."""
+        offset = resp.hub_time_ms - (t_sent + t_received) // 2
+        async with self.lock:
+            async with transaction(self.conn):
+                ack = await self.ack()
+                if resp.ack > ack:
+                    await self.set_meta("ack", min(resp.ack, self.own_seq))
+                for rej in resp.rejections:
+                    await self.conn.execute(
+                        "INSERT OR REPLACE INTO rejected VALUES (?,?,?,?)",
+                        (rej.seq, rej.code, rej.reason, resp.hub_time_ms))
+                foreign = [e for e in resp.events if e.origin != self.origin]
+                await self.ingest(foreign, resp.hub_time_ms)
+                if resp.cursor > await self.cursor():
+                    await self.set_meta("cursor", resp.cursor)
+                await self.set_meta("clock_offset_ms", offset)
+                await self.set_meta("last_success_at", resp.hub_time_ms)
+            self.commit_clock()
+            self.offset_ms = offset
+        return len(foreign)
+
+    async def rejections(self) -> list[dict[str, Any]]:
+        """Events the hub refused, for staff and operators to see."""
+        async with self.conn.execute("SELECT seq, code, reason, at FROM rejected ORDER BY seq") as c:
+            return [{"seq": r[0], "code": r[1], "reason": r[2], "at": r[3]}
+                    for r in await c.fetchall()]
+
+    async def dossier_count(self) -> int:
+        """How many dossiers this node holds."""
+        async with self.conn.execute("SELECT count(*) FROM dossiers") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+async def open_store(data_dir: Path, identity: dict[str, Any]) -> EdgeStore:
+    """Open the edge database in `data_dir` for the enrolled identity."""
+    return await EdgeStore.open(data_dir / "edge.db", identity["node"], identity["commune"],
+                                identity["agency"])

@@ -1,0 +1,264 @@
+"""The sync client: one round trip carries both ways; a session loops until nothing is pending.
+
+Transport failures are mapped to `TransportError` (retried with capped, jittered exponential
+backoff by tenacity); protocol, version and auth errors are not retried blindly: they are shown to
+staff and the loop waits for a kick or the cap. The batch size follows the link: it doubles after a
+quick success and halves after a timeout or a slow round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+from tenacity.stop import stop_after_attempt, stop_never
+
+from edge_node.config import EdgeConfig
+from edge_node.store import EdgeStore
+from protocol import APP_VERSION
+from protocol.errors import (
+    AuthError,
+    NetworkError,
+    ReadTimeout,
+    RemoteProtocolError,
+    ServerBusy,
+    SyncError,
+    TransportError,
+    VersionMismatch,
+)
+from protocol.messages import SyncRequest, decode_error, decode_response, encode_request
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/vnd.commune-sync+zstd"
+MIN_BATCH = 4 * 1024
+SLOW_S = 10.0
+QUICK_S = 2.0
+
+
+@dataclass(slots=True)
+class SessionResult:
+    """What one sync session did."""
+
+    sent: int = 0
+    received: int = 0
+    round_trips: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    pending_after: int = 0
+
+
+class SyncClient:
+    """Talks to the hub for one edge store."""
+
+    def __init__(self, store: EdgeStore, config: EdgeConfig,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        self.store = store
+        self.config = config
+        self._session = session
+        self._own_session = session is None
+        self.batch_bytes = config.batch_bytes
+        self.state = "offline"
+        self.last_error: str | None = None
+        self.rejected_total = 0
+        self.data_dir = "."
+
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                skip_auto_headers=("User-Agent", "Accept-Encoding"))
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session if we made it."""
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    async def stats(self) -> dict[str, Any]:
+        """Health figures sent to the hub with every request."""
+        pending, oldest = await self.store.pending_stats()
+        try:
+            disk_free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            disk_free = -1
+        return {
+            "pending_events": pending,
+            "pending_blobs": 0,
+            "oldest_pending_age_s": oldest,
+            "disk_free": disk_free,
+            "clock_offset_ms": self.store.offset_ms,
+            "conflicts_open": await self.store.count_conflicts(),
+            "dossiers": await self.store.dossier_count(),
+            "last_error": self.last_error or "",
+            "app_version": APP_VERSION,
+        }
+
+    async def exchange(self) -> tuple[int, int, bool, int, int]:
+        """One round trip; return (sent, received, more_down, bytes_up, bytes_down)."""
+        events = await self.store.pending(self.batch_bytes)
+        request = SyncRequest(
+            node=self.config.node, events=events, cursor=await self.store.cursor(),
+            want_bytes=self.config.want_bytes, clock_ms=int(time.time() * 1000),
+            stats=await self.stats())
+        body = encode_request(request)
+        t_sent = int(time.time() * 1000)
+        started = time.monotonic()
+        payload = await self._post(body)
+        t_received = int(time.time() * 1000)
+        try:
+            response = decode_response(payload)
+        except RemoteProtocolError as exc:  # a body garbled in transit: safe to retry
+            raise NetworkError(f"response garbled in transit: {exc.message}") from exc
+        received = await self.store.apply_response(response, t_sent, t_received)
+        self.rejected_total += len(response.rejections)
+        self._adapt(time.monotonic() - started, bool(events))
+        return len(events), received, response.more, len(body), len(payload)
+
+    def _adapt(self, elapsed: float, sent_any: bool) -> None:
+        if elapsed > SLOW_S:
+            self.batch_bytes = max(MIN_BATCH, self.batch_bytes // 2)
+        elif sent_any and elapsed < QUICK_S:
+            self.batch_bytes = min(self.config.batch_bytes_max, self.batch_bytes * 2)
+
+    async def _post(self, body: bytes) -> bytes:
+        http = await self._http()
+        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, connect=15)
+        headers = {"Authorization": f"Bearer {self.config.credential}",
+                   "Content-Type": CONTENT_TYPE}
+        url = self.config.hub_url.rstrip("/") + "/v1/sync"
+        try:
+            async with http.post(url, data=body, headers=headers, timeout=timeout) as resp:
+                payload = await resp.read()
+                status = resp.status
+        except TimeoutError as exc:
+            self.batch_bytes = max(MIN_BATCH, self.batch_bytes // 2)
+            raise ReadTimeout(f"hub did not answer within {self.config.request_timeout_s:.0f} s") \
+                from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: {exc.os_error}") \
+                from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NetworkError(f"link to the hub failed: {exc.__class__.__name__}: {exc}") from exc
+        if status == 200:
+            return payload
+        code, message = decode_error(payload)
+        if status >= 500 or status == 429:
+            raise ServerBusy(f"hub answered {status}: {message}")
+        if status in (401, 403):
+            raise AuthError(f"hub refused this node's credential: {message}")
+        if status == 426 or code == "version":
+            raise VersionMismatch(message)
+        raise RemoteProtocolError(f"hub refused the request ({status} {code}): {message}")
+
+    async def session_once(self) -> SessionResult:
+        """Exchange until nothing is pending either way (or a round trip fails)."""
+        result = SessionResult()
+        self.state = "syncing"
+        try:
+            while True:
+                ack_before = await self.store.ack()
+                sent, received, more, up, down = await self.exchange()
+                result.sent += sent
+                result.received += received
+                result.round_trips += 1
+                result.bytes_up += up
+                result.bytes_down += down
+                pending, _ = await self.store.pending_stats()
+                stalled = sent > 0 and await self.store.ack() == ack_before
+                if not more and (pending == 0 or sent == 0 or stalled):
+                    break
+        except TransportError as exc:
+            self.state, self.last_error = "offline", exc.message
+            raise
+        except SyncError as exc:
+            self.state, self.last_error = "error", exc.message
+            raise
+        self.state, self.last_error = "online", None
+        result.pending_after, _ = await self.store.pending_stats()
+        return result
+
+    async def session(self, attempts: int | None = None,
+                      cap_s: float | None = None) -> SessionResult:
+        """A session retried on transport errors (`attempts` None: until it succeeds)."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransportError),
+            wait=wait_exponential_jitter(initial=1, max=cap_s or self.config.backoff_cap_s),
+            stop=stop_never if attempts is None else stop_after_attempt(attempts),
+            reraise=True,
+            before_sleep=self._log_retry,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self.session_once()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.info("sync attempt %d failed (%s); retrying", state.attempt_number, exc)
+
+
+class SyncLoop:
+    """Background sync: right after local writes, every interval, and with backoff when down."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self.client = client
+        self.kicked = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.sessions = 0
+
+    def kick(self) -> None:
+        """Sync as soon as possible (after a local write or a button press)."""
+        self.kicked.set()
+
+    def start(self) -> None:
+        """Start the loop as a task."""
+        self._task = asyncio.create_task(self._run(), name="sync-loop")
+
+    async def stop(self) -> None:
+        """Stop the loop and wait for it."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _wait(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.kicked.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        self.kicked.clear()
+
+    async def _run(self) -> None:
+        config = self.client.config
+        while True:
+            self.kicked.clear()
+            retrying = AsyncRetrying(
+                retry=retry_if_exception_type(TransportError),
+                wait=wait_exponential_jitter(initial=1, max=config.backoff_cap_s),
+                sleep=self._wait,
+                reraise=True,
+            )
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        await self.client.session_once()
+                self.sessions += 1
+                await self._wait(config.sync_interval_s)
+            except asyncio.CancelledError:
+                raise
+            except SyncError as exc:
+                log.warning("sync stopped: %s", exc.message)
+                await self._wait(config.backoff_cap_s)
+            except Exception:
+                log.exception("sync loop error")
+                self.client.state, self.client.last_error = "error", "internal error; see the log"
+                await self._wait(config.backoff_cap_s)

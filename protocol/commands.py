@@ -1,0 +1,269 @@
+"""Commands: validate what a person asked for against a dossier's state and turn it into an event draft.
+
+Both the edge and the hub write through these, so the rules are one: input is checked before anything
+is stored, an edit based on a stale version keeps that version as its deps (so it merges or becomes a
+conflict, never overwrites unseen work), a transition must follow the lifecycle from the status the
+writer saw, and a resolve must have seen every live value of its field.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from protocol import lifecycle
+from protocol.calendar import Calendar, due_at
+from protocol.catalogue import Catalogue, Procedure
+from protocol.errors import Conflict, ValidationError
+from protocol.events import ORIGIN_RE, seen_by
+from protocol.merge import DossierState
+
+log = logging.getLogger(__name__)
+
+APPLICANT_KEYS = ("full_name", "citizen_id", "phone", "address")
+CHANNELS = ("counter", "online", "post")
+PHONE_RE = re.compile(r"^(\+84|0)\d{9,10}$")
+MAX_NOTE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An event not yet stamped: the store gives it origin, seq, hlc and prev."""
+
+    kind: str
+    payload: dict[str, Any]
+    deps: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class NewDossier:
+    """A validated request to create a dossier."""
+
+    procedure: Procedure
+    applicant: dict[str, str]
+    fields: dict[str, Any]
+    channel: str
+
+
+def encode_version(vv: dict[str, int]) -> str:
+    """The opaque version token for a version vector."""
+    return ",".join(f"{o}:{s}" for o, s in sorted(vv.items()))
+
+
+def decode_version(token: Any) -> dict[str, int]:
+    """Parse a version token; raise ValidationError if it is not one."""
+    if not isinstance(token, str) or len(token) > 4000:
+        raise ValidationError("base must be a version string from a dossier", field="base")
+    vv: dict[str, int] = {}
+    for part in filter(None, token.split(",")):
+        origin, _, seq = part.rpartition(":")
+        if not ORIGIN_RE.match(origin) or not seq.isdigit() or int(seq) < 1:
+            raise ValidationError(f"base is not a valid version: {part!r}", field="base")
+        vv[origin] = int(seq)
+    return vv
+
+
+def check_citizen_id(value: Any, today: date, where: str = "applicant.citizen_id") -> str:
+    """A 12-digit personal ID: province of birth registration, century/sex digit, birth year."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d{12}", value.strip()):
+        raise ValidationError("citizen ID must be exactly 12 digits", field=where)
+    value = value.strip()
+    province = int(value[:3])
+    if not 1 <= province <= 96:
+        raise ValidationError("citizen ID must start with a province code 001–096", field=where)
+    century = 1900 + 100 * (int(value[3]) // 2)
+    if century + int(value[4:6]) > today.year:
+        raise ValidationError("citizen ID gives a birth year in the future", field=where)
+    return value
+
+
+def check_applicant(raw: Any, today: date, *, partial: bool = False) -> dict[str, str]:
+    """Validate the applicant block (all of it, or only the keys given when `partial`)."""
+    if not isinstance(raw, dict):
+        raise ValidationError("applicant must be an object", field="applicant")
+    unknown = set(raw) - set(APPLICANT_KEYS)
+    if unknown:
+        raise ValidationError(f"unknown applicant key {sorted(unknown)[0]!r}", field="applicant")
+    out: dict[str, str] = {}
+    for key in APPLICANT_KEYS:
+        if partial and key not in raw:
+            continue
+        value = raw.get(key)
+        where = f"applicant.{key}"
+        if value is not None and not isinstance(value, str):
+            raise ValidationError(f"{where} must be text", field=where)
+        value = (value or "").strip()
+        if key == "full_name":
+            if not value:
+                raise ValidationError("applicant full name is required", field=where)
+            if len(value) > 100:
+                raise ValidationError("applicant full name is longer than 100", field=where)
+        elif key == "citizen_id":
+            value = check_citizen_id(value, today)
+        elif key == "phone" and value and not PHONE_RE.match(value.replace(" ", "")):
+            raise ValidationError("phone must be a Vietnamese number like 0912345678", field=where)
+        elif key == "address" and len(value) > 300:
+            raise ValidationError("address is longer than 300", field=where)
+        if key == "phone":
+            value = value.replace(" ", "")
+        out[key] = value
+    return out
+
+
+def validate_create(body: Any, catalogue: Catalogue, today: date) -> NewDossier:
+    """Check a create request (CONTRACT §7) fully; nothing is stored if this raises."""
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object")
+    code = body.get("procedure_code")
+    if not isinstance(code, str) or not code:
+        raise ValidationError("procedure_code is required", field="procedure_code")
+    procedure = catalogue.get(code)
+    if procedure is None:
+        raise ValidationError(f"unknown procedure {code!r}", field="procedure_code")
+    if "applicant" not in body:
+        raise ValidationError("applicant is required", field="applicant")
+    applicant = check_applicant(body["applicant"], today)
+    fields = procedure.check_fields(body.get("fields", {}), today)
+    channel = body.get("channel", "counter")
+    if channel not in CHANNELS:
+        raise ValidationError(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
+    return NewDossier(procedure, applicant, fields, channel)
+
+
+def create_draft(new: NewDossier, *, commune: str, code: str, received_ms: int,
+                 calendar: Calendar) -> Draft:
+    """The create event for a validated dossier, with its code and due date."""
+    values: dict[str, Any] = {f"applicant.{k}": v for k, v in new.applicant.items()}
+    values.update({f"fields.{k}": v for k, v in new.fields.items()})
+    proc = new.procedure
+    payload = {
+        "procedure": proc.code,
+        "commune": commune,
+        "code": code,
+        "received_at": received_ms,
+        "channel": new.channel,
+        "status": lifecycle.INITIAL_AT_COUNTER,
+        "due_at": due_at(received_ms, proc.limit_days, proc.same_day_cutoff, calendar),
+        "set": values,
+    }
+    return Draft("create", payload, {})
+
+
+def _base(body: dict[str, Any], state: DossierState) -> dict[str, int]:
+    if body.get("base") is None:
+        return dict(state.vv)
+    base = decode_version(body["base"])
+    for origin, seq in base.items():
+        if state.vv.get(origin, 0) < seq:
+            raise Conflict("base names changes this node has not seen; reload the dossier")
+    if state.header and not seen_by((state.header["origin"], state.header["seq"]), base):
+        raise ValidationError("base does not belong to this dossier", field="base")
+    return base
+
+
+def set_draft(body: Any, state: DossierState, catalogue: Catalogue, today: date) -> Draft | None:
+    """An edit of applicant or form fields; None when it changes nothing."""
+    if not isinstance(body, dict) or not isinstance(body.get("set"), dict) or not body["set"]:
+        raise ValidationError("set must be a non-empty object of path: value", field="set")
+    if state.header is None:
+        raise Conflict("dossier is not complete here yet")
+    base = _base(body, state)
+    procedure = catalogue.get(state.header["procedure"])
+    applicant_raw: dict[str, Any] = {}
+    fields_raw: dict[str, Any] = {}
+    for path, value in body["set"].items():
+        group, _, key = str(path).partition(".")
+        if group == "applicant" and key:
+            applicant_raw[key] = value
+        elif group == "fields" and key:
+            fields_raw[key] = value
+        else:
+            raise ValidationError(f"cannot set {path!r}: only applicant.* and fields.*",
+                                  field=str(path))
+    values: dict[str, Any] = {}
+    if applicant_raw:
+        values.update({f"applicant.{k}": v
+                       for k, v in check_applicant(applicant_raw, today, partial=True).items()})
+    if fields_raw:
+        if procedure is None:
+            raise ValidationError(f"unknown procedure {state.header['procedure']!r}")
+        checked = procedure.check_fields(fields_raw, today, partial=True)
+        values.update({f"fields.{k}": checked.get(k) for k in fields_raw})
+    changed = {}
+    for path, value in values.items():
+        live = state.registers.get(path, ())
+        same = len(live) == 1 and live[0].value == value
+        if not (same and seen_by((live[0].origin, live[0].seq), base)):
+            changed[path] = value
+    if not changed:
+        return None
+    return Draft("set", {"set": changed}, base)
+
+
+def _covers_live(state: DossierState, path: str, base: dict[str, int]) -> bool:
+    return all(seen_by((w.origin, w.seq), base) for w in state.registers.get(path, ()))
+
+
+def transition_draft(body: Any, state: DossierState) -> Draft:
+    """A status change allowed by the lifecycle from the status the writer saw."""
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object")
+    target = body.get("to")
+    if target not in lifecycle.STATUSES:
+        raise ValidationError(f"unknown status {target!r}", field="to")
+    note = body.get("note") or ""
+    if not isinstance(note, str) or len(note) > MAX_NOTE:
+        raise ValidationError(f"note must be text of at most {MAX_NOTE} characters", field="note")
+    if state.header is None:
+        raise Conflict("dossier is not complete here yet")
+    base = _base(body, state)
+    if "status" in state.conflicts():
+        raise Conflict("the status is in conflict: resolve it first")
+    if not _covers_live(state, "status", base):
+        raise Conflict("the status changed since you loaded the dossier; reload it")
+    current = state.value("status")
+    if not lifecycle.allowed(current, target):
+        raise Conflict(f"cannot go from {current} to {target}")
+    payload: dict[str, Any] = {"to": target, "from": current}
+    if note:
+        payload["note"] = note
+    return Draft("transition", payload, dict(state.vv))
+
+
+def resolve_draft(body: Any, state: DossierState, catalogue: Catalogue, today: date) -> Draft:
+    """Settle a conflict on one path with one value, having seen every live value."""
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object")
+    path = body.get("field")
+    if not isinstance(path, str) or "value" not in body:
+        raise ValidationError("field and value are required", field="field")
+    if state.header is None:
+        raise Conflict("dossier is not complete here yet")
+    base = _base(body, state)
+    if path not in state.conflicts():
+        raise Conflict(f"there is no conflict on {path}")
+    if not _covers_live(state, path, base):
+        raise Conflict(f"a new value of {path} arrived since you loaded the dossier; review it")
+    value = body["value"]
+    if path == "status":
+        if value not in lifecycle.STATUSES:
+            raise ValidationError(f"unknown status {value!r}", field="value")
+    elif path == "due_at":
+        if type(value) is not int:
+            raise ValidationError("due_at must be one of the values shown", field="value")
+    else:
+        probe = set_draft({"set": {path: value}}, state, catalogue, today)
+        if probe is not None:
+            value = probe.payload["set"].get(path, value)
+    return Draft("resolve", {"field": path, "value": value}, dict(state.vv))
+
+
+def comment_draft(body: Any, state: DossierState) -> Draft:
+    """A comment on the dossier (grow-only, never conflicts)."""
+    text = body.get("text") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_NOTE:
+        raise ValidationError(f"text must be 1–{MAX_NOTE} characters", field="text")
+    return Draft("comment", {"text": text.strip()}, dict(state.vv))

@@ -1,0 +1,176 @@
+"""The event: one immutable, globally identified change to one dossier.
+
+`(origin, seq)` names an event everywhere, so every delivery is idempotent. `deps` is the dossier's
+version vector as the writer saw it: `a` happened before `b` iff `b.deps[a.origin] >= a.seq`.
+`prev` is the hash of the same origin's previous event (empty for seq 1): a per-origin hash chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.errors import RemoteProtocolError
+
+log = logging.getLogger(__name__)
+
+KINDS = frozenset({"create", "set", "transition", "resolve", "attach", "detach", "comment"})
+STATUS_NAMES = frozenset({
+    "submitted", "accepted", "refused", "processing", "supplement_requested", "fee_requested",
+    "withdrawn", "stopped", "resolved", "returned",
+})
+PATH_RE = re.compile(r"^(applicant\.(full_name|citizen_id|phone|address)|fields\.[a-z][a-z0-9_]{0,47})$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_TEXT = 4000
+ORIGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+HASH_LEN = 32
+MAX_SEQ = (1 << 63) - 1
+MAX_HLC = (1 << 64) - 1
+
+EventId = tuple[str, int]
+
+
+def check_origin(origin: object) -> str:
+    """Return `origin` if it is a valid node id, else raise."""
+    if not isinstance(origin, str) or not ORIGIN_RE.match(origin):
+        raise RemoteProtocolError(f"bad origin {origin!r}")
+    return origin
+
+
+def check_dossier_id(value: object) -> str:
+    """Return the canonical text of a dossier UUID, else raise."""
+    if not isinstance(value, str):
+        raise RemoteProtocolError("dossier id must be a UUID string")
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError as exc:
+        raise RemoteProtocolError(f"bad dossier id {value!r}") from exc
+    return str(parsed)
+
+
+def uuid7(now_ms: int, rand: bytes) -> str:
+    """Make a UUIDv7 from a time in ms and 10 random bytes (both passed in: no I/O here)."""
+    if len(rand) < 10:
+        raise ValueError("uuid7 needs 10 random bytes")
+    value = (now_ms & ((1 << 48) - 1)) << 80
+    tail = int.from_bytes(rand[:10], "big")
+    rand_a = (tail >> 68) & 0xFFF
+    rand_b = tail & ((1 << 62) - 1)
+    value |= 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    return str(uuid.UUID(int=value))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change to one dossier; validated at construction, never mutated (dicts included)."""
+
+    origin: str
+    seq: int
+    hlc: int
+    dossier: str
+    actor: str
+    kind: str
+    payload: dict[str, Any]
+    deps: dict[str, int]
+    prev: bytes
+
+    def __post_init__(self) -> None:
+        check_origin(self.origin)
+        if type(self.seq) is not int or not 1 <= self.seq <= MAX_SEQ:
+            raise RemoteProtocolError(f"bad seq {self.seq!r}")
+        if type(self.hlc) is not int or not 0 <= self.hlc <= MAX_HLC:
+            raise RemoteProtocolError(f"bad hlc {self.hlc!r}")
+        if not isinstance(self.dossier, str) or len(self.dossier) != 36:
+            raise RemoteProtocolError(f"bad dossier id {self.dossier!r}")
+        if not isinstance(self.actor, str) or not 0 < len(self.actor) <= 64:
+            raise RemoteProtocolError("actor must be a non-empty string of at most 64 characters")
+        if self.kind not in KINDS:
+            raise RemoteProtocolError(f"unknown event kind {self.kind!r}")
+        check_payload(self.kind, self.payload)
+        if not isinstance(self.deps, dict):
+            raise RemoteProtocolError("deps must be a map")
+        for key, value in self.deps.items():
+            check_origin(key)
+            if type(value) is not int or not 1 <= value <= MAX_SEQ:
+                raise RemoteProtocolError(f"bad deps entry {key}={value!r}")
+        if not isinstance(self.prev, bytes):
+            raise RemoteProtocolError("prev must be bytes")
+        if self.seq == 1 and self.prev:
+            raise RemoteProtocolError("the first event of an origin has no prev")
+        if self.seq > 1 and len(self.prev) != HASH_LEN:
+            raise RemoteProtocolError("prev must be a 32-byte hash")
+
+    @property
+    def id(self) -> EventId:
+        """The global id `(origin, seq)`."""
+        return (self.origin, self.seq)
+
+    def happened_before(self, other: Event) -> bool:
+        """True iff `other` was written having seen this event."""
+        return other.deps.get(self.origin, 0) >= self.seq
+
+
+def seen_by(event_id: EventId, deps: dict[str, int]) -> bool:
+    """True iff a writer whose context was `deps` had seen the event `event_id`."""
+    return deps.get(event_id[0], 0) >= event_id[1]
+
+
+def _is_value(value: Any) -> bool:
+    if value is None or type(value) in (bool, int, float):
+        return True
+    return isinstance(value, str) and len(value) <= MAX_TEXT
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise RemoteProtocolError(message)
+
+
+def _check_set(values: Any) -> None:
+    _need(isinstance(values, dict), "set must be a map")
+    for path, value in values.items():
+        _need(isinstance(path, str) and bool(PATH_RE.match(path)), f"bad path {path!r}")
+        _need(_is_value(value), f"bad value for {path}")
+
+
+def check_payload(kind: str, payload: Any) -> None:
+    """Validate a payload's shape for its kind, so the fold can trust every event it sees."""
+    _need(isinstance(payload, dict), "payload must be a map")
+    get = payload.get
+    if kind == "create":
+        for key in ("procedure", "commune", "code", "channel"):
+            _need(isinstance(get(key), str) and 0 < len(get(key)) <= 64, f"create needs {key}")
+        _need(type(get("received_at")) is int, "create needs received_at")
+        _need(get("due_at") is None or type(get("due_at")) is int, "bad due_at")
+        _need(get("status", "accepted") in STATUS_NAMES, "bad initial status")
+        _check_set(get("set", {}))
+    elif kind == "set":
+        _check_set(get("set"))
+        _need(bool(get("set")), "set must not be empty")
+    elif kind == "transition":
+        _need(get("to") in STATUS_NAMES, "transition needs a known status")
+        _need(get("from") is None or get("from") in STATUS_NAMES, "bad from status")
+        _need(get("note") is None or (isinstance(get("note"), str) and len(get("note")) <= MAX_TEXT),
+              "bad note")
+        _need(get("due_at") is None or type(get("due_at")) is int, "bad due_at")
+    elif kind == "resolve":
+        field = get("field")
+        _need(field in ("status", "due_at") or (isinstance(field, str) and bool(PATH_RE.match(field))),
+              "resolve needs a field path")
+        _need("value" in payload and _is_value(get("value")), "resolve needs a value")
+        if field == "status":
+            _need(get("value") in STATUS_NAMES, "resolve of status needs a known status")
+    elif kind == "attach":
+        _need(isinstance(get("sha256"), str) and bool(SHA256_RE.match(get("sha256"))),
+              "attach needs a sha256")
+        _need(type(get("size")) is int and get("size") >= 0, "attach needs a size")
+        for key in ("name", "mime"):
+            _need(isinstance(get(key), str) and len(get(key)) <= 255, f"attach needs {key}")
+    elif kind == "detach":
+        tags = get("tags")
+        _need(isinstance(tags, list) and all(isinstance(t, str) for t in tags), "detach needs tags")
+    elif kind == "comment":
+        _need(isinstance(get("text"), str) and 0 < len(get("text")) <= MAX_TEXT, "bad comment")

@@ -1,0 +1,187 @@
+"""The sync exchange's messages (DESIGN §4): one request and one response per round trip.
+
+Request: own events after the hub's last ack, the cursor of the hub log applied here, how many bytes
+it wants back, and the node's health. Response: the contiguous ack, events in scope after the cursor,
+the new cursor, whether more is waiting, the hub's time, and per-event rejections.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol import APP_VERSION, PROTOCOL_VERSION
+from protocol.codec import (
+    DEFAULT_LIMITS,
+    Limits,
+    decode_body,
+    decode_own_batch,
+    encode_body,
+    encode_own_batch,
+    event_from_list,
+    event_to_list,
+)
+from protocol.errors import RemoteProtocolError, VersionMismatch
+from protocol.events import Event, check_origin
+
+log = logging.getLogger(__name__)
+
+STAT_KEYS = {
+    "pending_events": int,
+    "pending_blobs": int,
+    "oldest_pending_age_s": int,
+    "disk_free": int,
+    "clock_offset_ms": int,
+    "conflicts_open": int,
+    "dossiers": int,
+    "last_error": str,
+    "app_version": str,
+}
+MIN_PROTOCOL = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """What an edge sends: its own events and where it is in the hub's log."""
+
+    node: str
+    events: list[Event]
+    cursor: int
+    want_bytes: int
+    clock_ms: int
+    stats: dict[str, Any] = field(default_factory=dict)
+    protocol: int = PROTOCOL_VERSION
+    app: str = APP_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One event the hub refused, and why; the edge keeps it and shows it."""
+
+    seq: int
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResponse:
+    """What the hub answers: the ack, events in scope, the new cursor."""
+
+    ack: int
+    events: list[Event]
+    cursor: int
+    more: bool
+    hub_time_ms: int
+    rejections: list[Rejection] = field(default_factory=list)
+    protocol: int = PROTOCOL_VERSION
+
+
+def encode_request(req: SyncRequest) -> bytes:
+    """The request body: zstd(msgpack)."""
+    return encode_body({
+        "v": req.protocol,
+        "app": req.app,
+        "node": req.node,
+        "ev": encode_own_batch(req.events),
+        "cursor": req.cursor,
+        "want": req.want_bytes,
+        "clock": req.clock_ms,
+        "stats": req.stats,
+    })
+
+
+def _int(obj: dict[str, Any], key: str, low: int = 0) -> int:
+    value = obj.get(key)
+    if type(value) is not int or value < low:
+        raise RemoteProtocolError(f"{key} must be an integer ≥ {low}")
+    return value
+
+
+def check_version(version: Any) -> int:
+    """Accept a peer's protocol version or raise VersionMismatch with what we support."""
+    if type(version) is not int:
+        raise RemoteProtocolError("protocol version missing")
+    if not MIN_PROTOCOL <= version <= PROTOCOL_VERSION:
+        raise VersionMismatch(
+            f"protocol {version} is not supported (this side speaks {MIN_PROTOCOL}–"
+            f"{PROTOCOL_VERSION}); upgrade the {'hub' if version > PROTOCOL_VERSION else 'edge'}"
+        )
+    return version
+
+
+def decode_request(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRequest:
+    """Decode and validate a request body; raise RemoteProtocolError on anything wrong."""
+    obj = decode_body(body, limits)
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError("request must be a map")
+    version = check_version(obj.get("v"))
+    node = check_origin(obj.get("node"))
+    stats_raw = obj.get("stats") or {}
+    if not isinstance(stats_raw, dict):
+        raise RemoteProtocolError("stats must be a map")
+    stats = {k: v for k, v in stats_raw.items() if k in STAT_KEYS and isinstance(v, STAT_KEYS[k])}
+    app = obj.get("app")
+    return SyncRequest(
+        node=node,
+        events=decode_own_batch(node, obj.get("ev") or {"start": 0, "prev": b"", "ev": []}),
+        cursor=_int(obj, "cursor"),
+        want_bytes=_int(obj, "want"),
+        clock_ms=_int(obj, "clock"),
+        stats=stats,
+        protocol=version,
+        app=app if isinstance(app, str) else "?",
+    )
+
+
+def encode_response(resp: SyncResponse) -> bytes:
+    """The response body: zstd(msgpack)."""
+    return encode_body({
+        "v": resp.protocol,
+        "ack": resp.ack,
+        "ev": [event_to_list(e) for e in resp.events],
+        "cursor": resp.cursor,
+        "more": resp.more,
+        "time": resp.hub_time_ms,
+        "rej": [[r.seq, r.code, r.reason] for r in resp.rejections],
+    })
+
+
+def decode_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncResponse:
+    """Decode and validate a response body."""
+    obj = decode_body(body, limits)
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError("response must be a map")
+    version = check_version(obj.get("v"))
+    events_raw = obj.get("ev")
+    rej_raw = obj.get("rej") or []
+    if not isinstance(events_raw, list) or not isinstance(rej_raw, list):
+        raise RemoteProtocolError("ev and rej must be arrays")
+    rejections = []
+    for r in rej_raw:
+        if not (isinstance(r, list) and len(r) == 3 and type(r[0]) is int):
+            raise RemoteProtocolError("a rejection is [seq, code, reason]")
+        rejections.append(Rejection(r[0], str(r[1]), str(r[2])))
+    return SyncResponse(
+        ack=_int(obj, "ack"),
+        events=[event_from_list(e) for e in events_raw],
+        cursor=_int(obj, "cursor"),
+        more=bool(obj.get("more")),
+        hub_time_ms=_int(obj, "time"),
+        rejections=rejections,
+        protocol=version,
+    )
+
+
+def encode_error(code: str, message: str) -> bytes:
+    """An error body for a refused sync request (sent with a 4xx status)."""
+    return encode_body({"v": PROTOCOL_VERSION, "error": code, "message": message})
+
+
+def decode_error(body: bytes) -> tuple[str, str]:
+    """Read an error body; tolerate anything, since it only feeds a message to people."""
+    try:
+        obj = decode_body(body)
+        return str(obj.get("error", "error")), str(obj.get("message", ""))
+    except Exception:  # an error about an error: keep the first one
+        return "error", body[:200].decode("utf-8", "replace")

@@ -1,0 +1,173 @@
+"""People who log in: users with roles, scrypt password hashes, and bearer/session tokens.
+
+Tokens are random 256-bit strings given to the client once and stored only as their SHA-256.
+Login is throttled per username after repeated failures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+import aiosqlite
+
+from protocol.errors import AuthError, ValidationError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash BLOB PRIMARY KEY,
+    username TEXT NOT NULL REFERENCES users(username),
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    username TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    last_at INTEGER NOT NULL
+);
+"""
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
+SESSION_TTL_S = 12 * 3600
+MAX_FAILURES = 5
+LOCKOUT_S = 60
+SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An authenticated person."""
+
+    username: str
+    role: str
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """scrypt hash as `scrypt$n$r$p$salt$hash` (hex)."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **SCRYPT)
+    return f"scrypt${SCRYPT['n']}${SCRYPT['r']}${SCRYPT['p']}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Constant-time check of `password` against a stored scrypt hash."""
+    try:
+        _, n, r, p, salt, digest = stored.split("$")
+        got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r),
+                             p=int(p), dklen=32)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got.hex(), digest)
+
+
+def check_new_password(password: str) -> str:
+    """Refuse passwords too short to be a password."""
+    if len(password) < 8:
+        raise ValidationError("password must have at least 8 characters", field="password")
+    return password
+
+
+class Accounts:
+    """Users and sessions in an open database (the caller's connection)."""
+
+    def __init__(self, conn: aiosqlite.Connection, roles: tuple[str, ...]) -> None:
+        self.conn = conn
+        self.roles = roles
+
+    async def setup(self) -> None:
+        """Create the tables if missing."""
+        await self.conn.executescript(SCHEMA)
+
+    async def add_user(self, username: str, password: str, role: str) -> None:
+        """Add a user or reset an existing user's password and role."""
+        if not USERNAME_RE.match(username):
+            raise ValidationError("username: 2–32 lowercase letters, digits, . _ -",
+                                  field="username")
+        if role not in self.roles:
+            raise ValidationError(f"role must be one of {', '.join(self.roles)}", field="role")
+        check_new_password(password)
+        await self.conn.execute(
+            "INSERT INTO users(username, password_hash, role, created_at) VALUES (?,?,?,?) "
+            "ON CONFLICT(username) DO UPDATE SET password_hash=excluded.password_hash, "
+            "role=excluded.role, disabled=0",
+            (username, hash_password(password), role, int(time.time())),
+        )
+        await self.conn.commit()
+
+    async def login(self, username: str, password: str) -> str:
+        """Check the password (throttled) and return a new session token."""
+        now = int(time.time())
+        async with self.conn.execute(
+            "SELECT count, last_at FROM login_failures WHERE username=?", (username,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row and row[0] >= MAX_FAILURES and now - row[1] < LOCKOUT_S:
+            raise AuthError("too many failed logins; wait a minute and try again")
+        async with self.conn.execute(
+            "SELECT password_hash FROM users WHERE username=? AND disabled=0", (username,)
+        ) as cur:
+            user = await cur.fetchone()
+        if user is None or not verify_password(password, user[0]):
+            await self.conn.execute(
+                "INSERT INTO login_failures VALUES (?,1,?) ON CONFLICT(username) DO UPDATE SET "
+                "count=count+1, last_at=excluded.last_at", (username, now))
+            await self.conn.commit()
+            raise AuthError("wrong username or password")
+        token = secrets.token_urlsafe(32)
+        await self.conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
+        await self.conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
+        await self.conn.execute(
+            "INSERT INTO sessions VALUES (?,?,?)",
+            (hashlib.sha256(token.encode()).digest(), username, now + SESSION_TTL_S),
+        )
+        await self.conn.commit()
+        return token
+
+    async def check(self, token: str) -> User:
+        """The user a live token belongs to; AuthError otherwise."""
+        async with self.conn.execute(
+            "SELECT u.username, u.role FROM sessions s JOIN users u USING(username) "
+            "WHERE s.token_hash=? AND s.expires_at>=? AND u.disabled=0",
+            (hashlib.sha256(token.encode()).digest(), int(time.time())),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise AuthError("not logged in or session expired")
+        return User(row[0], row[1])
+
+    async def logout(self, token: str) -> None:
+        """Forget a session token."""
+        await self.conn.execute("DELETE FROM sessions WHERE token_hash=?",
+                                (hashlib.sha256(token.encode()).digest(),))
+        await self.conn.commit()
+
+    async def change_password(self, username: str, old: str, new: str) -> None:
+        """Change a password after checking the old one; ends the user's other sessions."""
+        async with self.conn.execute(
+            "SELECT password_hash FROM users WHERE username=?", (username,)) as cur:
+            row = await cur.fetchone()
+        if row is None or not verify_password(old, row[0]):
+            raise AuthError("the current password is wrong")
+        check_new_password(new)
+        await self.conn.execute("UPDATE users SET password_hash=? WHERE username=?",
+                                (hash_password(new), username))
+        await self.conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+        await self.conn.commit()
+
+    async def count(self) -> int:
+        """How many users exist."""
+        async with self.conn.execute("SELECT count(*) FROM users") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,74 @@
+"""Command-line plumbing: argparse that errs in one line, and errors mapped to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sqlite3
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from protocol.errors import SyncError, TransportError, ValidationError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """A wrong command line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and an exception, not a print-and-exit."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of printing usage."""
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def read_password(prompt: str = "Password: ") -> str:
+    """A password from the terminal, or the first line of standard input."""
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("Again: ") != first:
+            raise ValidationError("the two passwords differ")
+        return first
+    line = sys.stdin.readline()
+    if not line:
+        raise ValidationError("no password on standard input")
+    return line.rstrip("\r\n")
+
+
+def run(prog: str, parser: Parser, handlers: dict[str, Callable[[Any], Any]],
+        argv: list[str]) -> int:
+    """Parse `argv`, run the chosen handler (sync or async) and map errors to exit codes."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = parser.parse_args(argv)
+        key = getattr(args, "handler", None)
+        if key is None:
+            parser.print_help()
+            return EXIT_USAGE
+        result = handlers[key](args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TransportError as exc:
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except SyncError as exc:
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, sqlite3.Error) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

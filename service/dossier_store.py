@@ -1,0 +1,408 @@
+"""The event log and the materialized dossiers table, shared by the edge's and the hub's stores.
+
+Every write goes through one pipeline: load the dossier's state, turn the request into a draft
+(protocol.commands), stamp it as this node's next event (seq, hlc, prev hash), append it to the log,
+fold it and upsert the dossier row — all in one transaction. Remote events are ingested the same way
+in bulk. `dossiers` is always rebuildable from `events` (`rebuild`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import aiosqlite
+
+from protocol import codec
+from protocol.calendar import Calendar, local
+from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue
+from protocol.commands import (
+    Draft,
+    comment_draft,
+    resolve_draft,
+    set_draft,
+    transition_draft,
+)
+from protocol.errors import NotFound, StoreError, ValidationError
+from protocol.events import Event, check_dossier_id
+from protocol.hlc import Clock
+from protocol.merge import DossierState, apply, from_plain, to_plain
+from protocol.text import fold as fold_text
+from protocol.views import dossier_view
+from service.sqlite import transaction
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    pos INTEGER PRIMARY KEY AUTOINCREMENT,
+    origin TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hlc INTEGER NOT NULL,
+    dossier TEXT NOT NULL,
+    commune TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (origin, seq)
+);
+CREATE INDEX IF NOT EXISTS events_dossier ON events(dossier);
+CREATE INDEX IF NOT EXISTS events_commune_pos ON events(commune, pos);
+CREATE TABLE IF NOT EXISTS dossiers (
+    id TEXT PRIMARY KEY,
+    commune TEXT NOT NULL,
+    code TEXT,
+    procedure TEXT,
+    status TEXT,
+    name TEXT,
+    name_fold TEXT,
+    citizen_id TEXT,
+    received_at INTEGER,
+    due_at INTEGER,
+    conflicts INTEGER NOT NULL DEFAULT 0,
+    updated_hlc INTEGER NOT NULL,
+    state BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dossiers_order ON dossiers(received_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS dossiers_code ON dossiers(code);
+CREATE INDEX IF NOT EXISTS dossiers_citizen ON dossiers(citizen_id);
+CREATE INDEX IF NOT EXISTS dossiers_status ON dossiers(status, received_at DESC);
+CREATE INDEX IF NOT EXISTS dossiers_commune ON dossiers(commune, received_at DESC);
+CREATE INDEX IF NOT EXISTS dossiers_conflicts ON dossiers(conflicts) WHERE conflicts > 0;
+"""
+MAX_PAGE = 10_000
+CHUNK = 500
+
+Prepare = Callable[[DossierState | None], Awaitable[Draft | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing, with the cursor of the next page."""
+
+    items: list[dict[str, Any]]
+    next: str | None
+
+
+def wall_clock_ms() -> int:
+    """The machine's clock in ms; stores add their offset to it."""
+    return int(time.time() * 1000)
+
+
+def dossier_row(state: DossierState) -> tuple[Any, ...]:
+    """The `dossiers` row for a state (commune … state blob)."""
+    header = state.header or {}
+    name = state.value("applicant.full_name") or ""
+    due = state.value("due_at")
+    return (
+        state.id,
+        header.get("commune") or "",
+        header.get("code"),
+        header.get("procedure"),
+        state.value("status"),
+        name,
+        fold_text(name),
+        state.value("applicant.citizen_id"),
+        header.get("received_at"),
+        due if isinstance(due, int) else None,
+        len(state.conflicts()),
+        state.last_hlc,
+        codec.pack(to_plain(state)),
+    )
+
+
+class DossierStore:
+    """A node's event log and dossiers. Writes are serialized by one lock on one connection."""
+
+    def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection,
+                 origin: str, scope: str | None) -> None:
+        self.conn = conn
+        self.reader = reader
+        self.scope = scope  # the only commune this node may touch (None: all, at the hub)
+        self.catalogue: Catalogue = DEFAULT_CATALOGUE
+        self.calendar = Calendar()
+        self.origin = origin
+        self.lock = asyncio.Lock()
+        self.clock = Clock()
+        self.own_seq = 0
+        self.own_hash = b""
+        self.offset_ms = 0
+        self._pending_clock: Clock | None = None
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Create tables and load this node's position in its own chain and its clock."""
+        await self.conn.executescript(SCHEMA)
+        async with self.conn.execute(
+            "SELECT seq, hash FROM events WHERE origin=? ORDER BY seq DESC LIMIT 1", (self.origin,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row:
+            self.own_seq, self.own_hash = int(row[0]), bytes(row[1])
+        self.clock = Clock(int(await self.get_meta("hlc", 0)))
+        self.offset_ms = int(await self.get_meta("clock_offset_ms", 0))
+
+    async def close(self) -> None:
+        """Close both connections."""
+        await self.reader.close()
+        await self.conn.close()
+
+    def now_ms(self) -> int:
+        """Corrected time: the machine's clock plus the offset learned from the hub."""
+        return wall_clock_ms() + self.offset_ms
+
+    def today(self) -> date:
+        """Today in Vietnam, by corrected time."""
+        return local(self.now_ms()).date()
+
+    # -- meta -----------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str, default: Any = None) -> Any:
+        """A value from the meta table."""
+        async with self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)) as cur:
+            row = await cur.fetchone()
+        return default if row is None else row[0]
+
+    async def set_meta(self, key: str, value: Any) -> None:
+        """Set a meta value (inside the caller's transaction, if any)."""
+        await self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?,?) ON CONFLICT(key) DO UPDATE SET "
+            "value=excluded.value", (key, value))
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def load_state(self, dossier_id: str, *, committed: bool = False) -> DossierState | None:
+        """The folded state of a dossier, or None (`committed`: read through the reader)."""
+        conn = self.reader if committed else self.conn
+        async with conn.execute("SELECT state FROM dossiers WHERE id=?", (dossier_id,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else from_plain(codec.unpack(row[0]))
+
+    async def history(self, dossier_id: str) -> list[Event]:
+        """Every event of a dossier, in log order."""
+        async with self.reader.execute(
+            "SELECT body FROM events WHERE dossier=? ORDER BY pos", (dossier_id,)) as cur:
+            rows = await cur.fetchall()
+        return [codec.decode_stored(r[0]) for r in rows]
+
+    async def view(self, dossier_id: str, commune: str | None = None) -> dict[str, Any]:
+        """The API shape of a dossier; NotFound if unknown or outside `commune` or the scope."""
+        commune = commune or self.scope
+        try:
+            dossier_id = check_dossier_id(dossier_id)
+        except Exception as exc:
+            raise NotFound("no such dossier") from exc
+        state = await self.load_state(dossier_id, committed=True)
+        if state is None or state.header is None:
+            raise NotFound("no such dossier")
+        if commune is not None and state.header.get("commune") != commune:
+            raise NotFound("no such dossier")
+        return dossier_view(state, self.now_ms(), await self.history(dossier_id))
+
+    async def list(self, *, status: str | None = None, q: str | None = None,
+                   commune: str | None = None, conflicts_only: bool = False,
+                   limit: int = 50, after: str | None = None) -> Page:
+        """Dossiers newest first, filtered, keyset-paged (`after` is the previous `next`)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(f"limit must be 1–{MAX_PAGE}", field="limit")
+        where, args = ["received_at IS NOT NULL"], []
+        if status:
+            where.append("status=?")
+            args.append(status)
+        if commune:
+            where.append("commune=?")
+            args.append(commune)
+        if conflicts_only:
+            where.append("conflicts>0")
+        if q and q.strip():
+            term = q.strip()
+            folded = fold_text(term)
+            where.append("(code LIKE ? OR citizen_id=? OR name_fold LIKE ?)")
+            args += [term + "%", term, "%" + folded.replace("%", "").replace("_", "") + "%"]
+        if after:
+            try:
+                at, _, last_id = after.partition("~")
+                where.append("(received_at < ? OR (received_at = ? AND id < ?))")
+                args += [int(at), int(at), last_id]
+            except ValueError as exc:
+                raise ValidationError("after must be a next cursor from a previous page",
+                                      field="after") from exc
+        sql = (f"SELECT state, received_at, id FROM dossiers WHERE {' AND '.join(where)} "
+               "ORDER BY received_at DESC, id DESC LIMIT ?")
+        async with self.reader.execute(sql, (*args, limit + 1)) as cur:
+            rows = list(await cur.fetchall())
+        now = self.now_ms()
+        items = [dossier_view(from_plain(codec.unpack(r[0])), now) for r in rows[:limit]]
+        for item in items:
+            item.pop("history", None)
+        nxt = f"{rows[limit - 1][1]}~{rows[limit - 1][2]}" if len(rows) > limit else None
+        return Page(items, nxt)
+
+    async def count_conflicts(self, commune: str | None = None) -> int:
+        """How many dossiers have an open conflict."""
+        sql, args = "SELECT count(*) FROM dossiers WHERE conflicts>0", []
+        if commune:
+            sql += " AND commune=?"
+            args.append(commune)
+        async with self.reader.execute(sql, args) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _stamp(self, dossier_id: str, actor: str, draft: Draft, seq: int, prev: bytes,
+               clock: Clock) -> tuple[Event, Clock]:
+        clock, hlc = clock.send(self.now_ms())
+        event = Event(self.origin, seq, hlc, dossier_id, actor, draft.kind, draft.payload,
+                      draft.deps, prev)
+        return event, clock
+
+    async def write(self, dossier_id: str, actor: str, prepare: Prepare,
+                    commune: str | None = None) -> DossierState:
+        """Run `prepare` on the current state and commit the event it drafts, atomically."""
+        async with self.lock, transaction(self.conn):
+            state = await self.load_state(dossier_id)
+            if state is not None and commune is not None and \
+                    (state.header or {}).get("commune") != commune:
+                raise NotFound("no such dossier")
+            draft = await prepare(state)
+            if draft is None:
+                if state is None:
+                    raise NotFound("no such dossier")
+                return state
+            event, clock = self._stamp(dossier_id, actor, draft, self.own_seq + 1,
+                                       self.own_hash, self.clock)
+            new_hash = codec.event_hash(event)
+            states = await self._apply_events([(event, new_hash)], {dossier_id: state})
+            await self.set_meta("hlc", clock.last)
+            await self.after_local_write(event)
+        self.own_seq, self.own_hash, self.clock = event.seq, new_hash, clock
+        return states[dossier_id]
+
+    async def _command(self, dossier_id: str, actor: str,
+                       make: Callable[[DossierState], Draft | None]) -> dict[str, Any]:
+        try:
+            dossier_id = check_dossier_id(dossier_id)
+        except Exception as exc:
+            raise NotFound("no such dossier") from exc
+
+        async def prepare(state: DossierState | None) -> Draft | None:
+            if state is None or state.header is None:
+                raise NotFound("no such dossier")
+            return make(state)
+
+        await self.write(dossier_id, actor, prepare, commune=self.scope)
+        return await self.view(dossier_id)
+
+    async def edit(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
+        """PATCH: set applicant or form fields based on the version the writer saw."""
+        return await self._command(
+            dossier_id, actor, lambda s: set_draft(body, s, self.catalogue, self.today()))
+
+    async def transition(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
+        """Move the dossier along the lifecycle."""
+        return await self._command(dossier_id, actor, lambda s: transition_draft(body, s))
+
+    async def resolve(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
+        """Settle a conflict with one value."""
+        return await self._command(
+            dossier_id, actor, lambda s: resolve_draft(body, s, self.catalogue, self.today()))
+
+    async def comment(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
+        """Add a comment."""
+        return await self._command(dossier_id, actor, lambda s: comment_draft(body, s))
+
+    async def after_local_write(self, event: Event) -> None:
+        """Hook for subclasses, inside the write's transaction."""
+
+    async def _load_states(self, ids: Iterable[str]) -> dict[str, DossierState | None]:
+        ids = list(dict.fromkeys(ids))
+        out: dict[str, DossierState | None] = dict.fromkeys(ids)
+        for i in range(0, len(ids), CHUNK):
+            chunk = ids[i:i + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            async with self.conn.execute(
+                f"SELECT id, state FROM dossiers WHERE id IN ({marks})", chunk) as cur:
+                for row in await cur.fetchall():
+                    out[row[0]] = from_plain(codec.unpack(row[1]))
+        return out
+
+    async def _apply_events(self, events: list[tuple[Event, bytes]],
+                            states: dict[str, DossierState | None] | None = None,
+                            ) -> dict[str, DossierState]:
+        """Append events to the log and fold them into `dossiers` (inside a transaction)."""
+        if states is None:
+            states = await self._load_states(e.dossier for e, _ in events)
+        folded: dict[str, DossierState] = {}
+        rows = []
+        for event, digest in events:
+            state = apply(folded.get(event.dossier) or states.get(event.dossier), event)
+            folded[event.dossier] = state
+            commune = (state.header or {}).get("commune") or ""
+            rows.append((event.origin, event.seq, event.hlc, event.dossier, commune, event.kind,
+                         digest, codec.canonical(event)))
+        try:
+            await self.conn.executemany(
+                "INSERT OR IGNORE INTO events(origin, seq, hlc, dossier, commune, kind, hash, body)"
+                " VALUES (?,?,?,?,?,?,?,?)", rows)
+            await self.conn.executemany(
+                "INSERT OR REPLACE INTO dossiers(id, commune, code, procedure, status, name, "
+                "name_fold, citizen_id, received_at, due_at, conflicts, updated_hlc, state) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [dossier_row(s) for s in folded.values()])
+        except Exception as exc:
+            raise StoreError(f"cannot store events: {exc}") from exc
+        return folded
+
+    async def ingest(self, events: list[Event], now_ms: int,
+                     max_forward_ms: int | None = None) -> tuple[dict[str, DossierState], int]:
+        """Apply remote events inside the caller's transaction; return states and how many
+        carried a clock too far ahead."""
+        if not events:
+            return {}, 0
+        clock, ahead = self.clock, 0
+        hashed = []
+        for event in events:
+            clock, too_far = clock.receive(event.hlc, now_ms, max_forward_ms)
+            ahead += too_far
+            hashed.append((event, codec.event_hash(event)))
+        states = await self._apply_events(hashed)
+        await self.set_meta("hlc", clock.last)
+        self._pending_clock = clock
+        return states, ahead
+
+    def commit_clock(self) -> None:
+        """After the caller's transaction committed, adopt the clock it advanced."""
+        pending = self._pending_clock
+        if pending is not None and pending.last > self.clock.last:
+            self.clock = pending
+        self._pending_clock = None
+
+    async def rebuild(self) -> int:
+        """Recompute every dossier row from the log; return how many dossiers."""
+        async with self.lock, transaction(self.conn):
+            await self.conn.execute("DELETE FROM dossiers")
+            states: dict[str, DossierState] = {}
+            async with self.conn.execute("SELECT body FROM events ORDER BY pos") as cur:
+                async for row in cur:
+                    event = codec.decode_stored(row[0])
+                    states[event.dossier] = apply(states.get(event.dossier), event)
+            await self.conn.executemany(
+                "INSERT INTO dossiers(id, commune, code, procedure, status, name, name_fold, "
+                "citizen_id, received_at, due_at, conflicts, updated_hlc, state) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [dossier_row(s) for s in states.values()])
+        return len(states)
+
+    async def dossier_rows(self) -> dict[str, tuple[Any, ...]]:
+        """Every dossier row by id (for comparing replicas and rebuilds)."""
+        async with self.conn.execute(
+            "SELECT id, commune, code, procedure, status, name, name_fold, citizen_id, "
+            "received_at, due_at, conflicts, updated_hlc, state FROM dossiers") as cur:
+            return {r[0]: tuple(r) for r in await cur.fetchall()}

@@ -1,0 +1,54 @@
+"""Open SQLite the way every store here needs it, and run transactions that map errors to ours."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from protocol.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+async def connect(path: Path, *, synchronous: str = "FULL") -> aiosqlite.Connection:
+    """Open `path` in WAL mode with the given durability; the caller owns closing it."""
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={synchronous}")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA busy_timeout=5000")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from exc
+    return conn
+
+
+@asynccontextmanager
+async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """BEGIN IMMEDIATE … COMMIT; roll back on any error so nothing is half-applied."""
+    try:
+        await conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot start a transaction: {exc}") from exc
+    try:
+        yield conn
+    except BaseException:
+        await conn.rollback()
+        raise
+    try:
+        await conn.commit()
+    except sqlite3.Error as exc:
+        await conn.rollback()
+        raise StoreError(f"commit failed: {exc}") from exc
+
+
+async def integrity_ok(conn: aiosqlite.Connection) -> bool:
+    """True iff `PRAGMA integrity_check` says ok."""
+    async with conn.execute("PRAGMA integrity_check") as cur:
+        row = await cur.fetchone()
+    return row is not None and row[0] == "ok"

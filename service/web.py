@@ -1,0 +1,231 @@
+"""HTTP plumbing shared by both servers: error mapping, JSON bodies, login, and the dossier API.
+
+Every `SyncError` becomes a JSON answer `{"error", "message", "field"}` with its 4xx status; anything
+else is logged and answered 500 without a traceback. The dossier routes are the same on the edge and
+the hub (CONTRACT §7); each side passes its own store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from protocol.errors import (
+    AuthError,
+    Conflict,
+    NotFound,
+    RemoteProtocolError,
+    SyncError,
+    TooLarge,
+    ValidationError,
+    VersionMismatch,
+)
+from protocol.lifecycle import STATUSES
+from service.accounts import Accounts, User
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+USER_KEY = web.RequestKey("user", User)
+MAX_JSON = 1024 * 1024
+COOKIE = "session"
+
+STATUS_OF: list[tuple[type[SyncError], int]] = [
+    (TooLarge, 413),
+    (VersionMismatch, 426),
+    (ValidationError, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (AuthError, 401),
+    (RemoteProtocolError, 400),
+]
+
+
+def status_of(exc: SyncError) -> int:
+    """The HTTP status for one of our errors."""
+    for cls, status in STATUS_OF:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def error_response(exc: SyncError) -> web.Response:
+    """A JSON error answer."""
+    return web.json_response(
+        {"error": exc.code, "message": exc.message, "field": exc.field}, status=status_of(exc),
+        dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    """JSON with Vietnamese kept readable."""
+    return web.json_response(obj, status=status, dumps=_dumps)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map our errors to clean 4xx answers and anything unexpected to a logged 500."""
+    try:
+        return await handler(request)
+    except SyncError as exc:
+        if request.path.startswith("/api/") or request.path.startswith("/v1/"):
+            return error_response(exc)
+        raise web.HTTPBadRequest(text=exc.message) from exc
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response({"error": "internal", "message": "internal error; see the log"}, 500)
+
+
+async def json_body(request: web.Request) -> Any:
+    """The request's JSON body; a 400-class error if it is not JSON or too large."""
+    if request.content_length is not None and request.content_length > MAX_JSON:
+        raise ValidationError("request body too large")
+    raw = await request.content.read(MAX_JSON + 1)
+    if len(raw) > MAX_JSON:
+        raise ValidationError("request body too large")
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _BadJson(f"body is not valid JSON: {exc}") from exc
+
+
+class _BadJson(ValidationError):
+    """Malformed JSON: a 400 rather than a 422."""
+
+
+STATUS_OF.insert(0, (_BadJson, 400))
+
+
+def token_of(request: web.Request) -> str | None:
+    """The bearer token or session cookie of a request."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip()
+    return request.cookies.get(COOKIE)
+
+
+def current_user(request: web.Request) -> User:
+    """The authenticated user (the auth middleware ran)."""
+    user = request.get(USER_KEY)
+    if not isinstance(user, User):
+        raise AuthError("not logged in")
+    return user
+
+
+def auth_middleware(accounts: Accounts, public: tuple[str, ...] = ("/api/login",)) -> Any:
+    """Refuse /api/* without a valid token (except `public` paths)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/api/") and request.path not in public:
+            token = token_of(request)
+            if not token:
+                raise AuthError("log in first: POST /api/login")
+            request[USER_KEY] = await accounts.check(token)
+        return await handler(request)
+
+    return middleware
+
+
+def account_routes(accounts: Accounts) -> list[web.RouteDef]:
+    """POST /api/login, /api/logout, /api/password; GET /api/me."""
+
+    async def login(request: web.Request) -> web.Response:
+        body = await json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
+                or not isinstance(body.get("password"), str):
+            raise ValidationError("username and password are required", field="username")
+        token = await accounts.login(body["username"], body["password"])
+        resp = json_response({"token": token})
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
+        return resp
+
+    async def logout(request: web.Request) -> web.Response:
+        token = token_of(request)
+        if token:
+            await accounts.logout(token)
+        resp = json_response({"ok": True})
+        resp.del_cookie(COOKIE, path="/")
+        return resp
+
+    async def me(request: web.Request) -> web.Response:
+        user = current_user(request)
+        return json_response({"username": user.username, "role": user.role})
+
+    async def password(request: web.Request) -> web.Response:
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise ValidationError("old and new passwords are required")
+        await accounts.change_password(current_user(request).username, str(body.get("old", "")),
+                                       str(body.get("new", "")))
+        return json_response({"ok": True})
+
+    return [web.post("/api/login", login), web.post("/api/logout", logout),
+            web.get("/api/me", me), web.post("/api/password", password)]
+
+
+class DossierService(Protocol):
+    """What the dossier routes need from a store."""
+
+    async def list(self, *, status: str | None = ..., q: str | None = ...,
+                   commune: str | None = ..., conflicts_only: bool = ...,
+                   limit: int = ..., after: str | None = ...) -> Any: ...
+    async def view(self, dossier_id: str, commune: str | None = ...) -> dict[str, Any]: ...
+    async def edit(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
+    async def transition(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
+    async def resolve(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
+    async def comment(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValidationError(f"{name} must be a whole number", field=name) from exc
+
+
+def dossier_routes(store: DossierService,
+                   on_write: Callable[[], None] = lambda: None) -> list[web.RouteDef]:
+    """GET/PATCH /api/dossiers…, transition, resolve, comments (CONTRACT §7)."""
+
+    async def listing(request: web.Request) -> web.Response:
+        status = request.query.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise ValidationError(f"unknown status {status!r}", field="status")
+        page = await store.list(
+            status=status, q=request.query.get("q"), commune=request.query.get("commune") or None,
+            conflicts_only=request.query.get("conflicts") in ("1", "true"),
+            limit=_int_param(request, "limit", 50), after=request.query.get("after") or None)
+        return json_response({"items": page.items, "next": page.next})
+
+    async def one(request: web.Request) -> web.Response:
+        return json_response(await store.view(request.match_info["id"]))
+
+    def writer(method: Callable[[str, Any, str], Awaitable[dict[str, Any]]]) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            body = await json_body(request)
+            result = await method(request.match_info["id"], body, current_user(request).username)
+            on_write()
+            return json_response(result)
+        return handler
+
+    return [
+        web.get("/api/dossiers", listing),
+        web.get("/api/dossiers/{id}", one),
+        web.patch("/api/dossiers/{id}", writer(store.edit)),
+        web.post("/api/dossiers/{id}/transition", writer(store.transition)),
+        web.post("/api/dossiers/{id}/resolve", writer(store.resolve)),
+        web.post("/api/dossiers/{id}/comments", writer(store.comment)),
+    ]
