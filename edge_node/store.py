@@ -102,6 +102,21 @@ class EdgeStore(DossierStore):
                 size += len(body)
         return out
 
+    async def pending_batch(self, after: int, max_bytes: int) -> tuple[dict[str, Any], int, int]:
+        """Own events after seq `after` in compact wire form, about `max_bytes` of them;
+        return (batch, first seq, last seq) — (…, 0, 0) when there is nothing."""
+        bodies: list[bytes] = []
+        size = 0
+        async with self.conn.execute(
+            "SELECT body FROM events WHERE origin=? AND seq>? ORDER BY seq LIMIT ?",
+            (self.origin, after, max_bytes // 256 + 1)) as cur:
+            for (body,) in await cur.fetchall():
+                if bodies and size + len(body) > max_bytes:
+                    break
+                bodies.append(body)
+                size += len(body)
+        return codec.own_batch_from_stored(bodies)
+
     async def pending_stats(self) -> tuple[int, int]:
         """(events not yet acknowledged, age in seconds of the oldest of them)."""
         ack = await self.ack()

@@ -13,7 +13,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
@@ -40,6 +40,30 @@ CONTENT_TYPE = "application/vnd.commune-sync+zstd"
 MIN_BATCH = 4 * 1024
 SLOW_S = 10.0
 QUICK_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Own events in compact wire form, ready to send."""
+
+    plain: dict[str, Any]
+    first: int
+    last: int
+
+    @property
+    def count(self) -> int:
+        """How many events."""
+        return self.last - self.first + 1 if self.last else 0
+
+
+class Exchange(NamedTuple):
+    """What one round trip did."""
+
+    sent: int
+    received: int
+    more: bool
+    bytes_up: int
+    bytes_down: int
 
 
 @dataclass(slots=True)
@@ -99,17 +123,33 @@ class SyncClient:
             "app_version": APP_VERSION,
         }
 
-    async def exchange(self) -> tuple[int, int, bool, int, int]:
-        """One round trip; return (sent, received, more_down, bytes_up, bytes_down)."""
-        events = await self.store.pending(self.batch_bytes)
+    async def _batch(self, after: int) -> Batch:
+        batch, first, last = await self.store.pending_batch(after, self.batch_bytes)
+        return Batch(batch, first, last)
+
+    async def exchange(self, batch: Batch | None = None,
+                       prefetch: bool = False) -> tuple[Exchange, Batch | None]:
+        """One round trip sending `batch` (or the events after the ack). With `prefetch`, the
+        batch after this one is read and encoded while the hub works; it is returned for the
+        next round trip and is valid if the hub acks everything sent."""
+        if batch is None:
+            batch = await self._batch(await self.store.ack())
         request = SyncRequest(
-            node=self.config.node, events=events, cursor=await self.store.cursor(),
+            node=self.config.node, events=[], batch=batch.plain, cursor=await self.store.cursor(),
             want_bytes=self.config.want_bytes, clock_ms=int(time.time() * 1000),
             stats=await self.stats())
         body = encode_request(request)
         t_sent = int(time.time() * 1000)
         started = time.monotonic()
-        payload = await self._post(body)
+        post = asyncio.ensure_future(self._post(body))
+        following: Batch | None = None
+        try:
+            if prefetch and batch.count:
+                following = await self._batch(batch.last)
+            payload = await post
+        finally:
+            if not post.done():
+                post.cancel()
         t_received = int(time.time() * 1000)
         try:
             response = decode_response(payload)
@@ -117,8 +157,10 @@ class SyncClient:
             raise NetworkError(f"response garbled in transit: {exc.message}") from exc
         received = await self.store.apply_response(response, t_sent, t_received)
         self.rejected_total += len(response.rejections)
-        self._adapt(time.monotonic() - started, bool(events))
-        return len(events), received, response.more, len(body), len(payload)
+        self._adapt(time.monotonic() - started, bool(batch.count))
+        if response.ack < batch.last:
+            following = None  # the hub holds less than we sent: resend from its ack
+        return Exchange(batch.count, received, response.more, len(body), len(payload)), following
 
     def _adapt(self, elapsed: float, sent_any: bool) -> None:
         if elapsed > SLOW_S:
@@ -161,9 +203,13 @@ class SyncClient:
         result = SessionResult()
         self.state = "syncing"
         try:
+            following: Batch | None = None
             while True:
                 ack_before = await self.store.ack()
-                sent, received, more, up, down = await self.exchange()
+                if following is not None and not following.count:
+                    following = None
+                step, following = await self.exchange(following, prefetch=True)
+                sent, received, more, up, down = step
                 result.sent += sent
                 result.received += received
                 result.round_trips += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,7 @@ import msgpack
 import zstandard
 
 from protocol.errors import RemoteProtocolError, TooLarge
-from protocol.events import Event
+from protocol.events import Event, uuid_bytes, uuid_str
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +38,29 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def _canon(value: Any) -> Any:
+_CONTAINERS = (dict, list, tuple)
+
+
+def sorted_value(value: Any) -> Any:
     """Return `value` with every map's keys sorted, so equal values pack to equal bytes."""
     if isinstance(value, dict):
-        return {k: _canon(value[k]) for k in sorted(value)}
+        return {k: (sorted_value(value[k]) if isinstance(value[k], _CONTAINERS) else value[k])
+                for k in sorted(value)}
     if isinstance(value, list | tuple):
-        return [_canon(v) for v in value]
+        return [sorted_value(v) if isinstance(v, _CONTAINERS) else v for v in value]
     return value
 
 
 def pack(value: Any) -> bytes:
     """Pack a plain structure (maps, lists, scalars, bytes) to msgpack."""
-    return msgpack.packb(value, use_bin_type=True)
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data
 
 
 def pack_canonical(value: Any) -> bytes:
     """Pack with sorted map keys: the form that is hashed and compared."""
-    return msgpack.packb(_canon(value), use_bin_type=True)
+    data: bytes = msgpack.packb(sorted_value(value), use_bin_type=True)
+    return data
 
 
 def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
@@ -77,24 +82,26 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
         if "exceeds max" in str(exc):
             raise TooLarge(f"message element too large: {exc}") from exc
         raise RemoteProtocolError(f"malformed msgpack: {exc}") from exc
-    _check_shape(value, limits)
+    if type(value) is dict or type(value) is list:
+        _check_shape(value, limits)
     return value
 
 
 def _check_shape(value: Any, limits: Limits) -> None:
-    """Walk `value` iteratively; refuse too many elements in total or too deep a nesting."""
+    """Walk the containers of `value` iteratively; refuse too many elements in total or too
+    deep a nesting."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     count = 0
+    budget = limits.max_elements * 4
     while stack:
         item, depth = stack.pop()
-        count += 1
-        if count > limits.max_elements * 4:
+        if depth > limits.max_depth:
+            raise TooLarge("message nested too deeply")
+        children = item.values() if type(item) is dict else item
+        count += len(children)
+        if count > budget:
             raise TooLarge("message has too many elements")
-        if isinstance(item, dict | list):
-            if depth > limits.max_depth:
-                raise TooLarge("message nested too deeply")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+        stack.extend((c, depth + 1) for c in children if type(c) is dict or type(c) is list)
 
 
 def compress(data: bytes, level: int = ZSTD_LEVEL) -> bytes:
@@ -135,7 +142,7 @@ def event_to_list(event: Event) -> list[Any]:
         event.origin,
         event.seq,
         event.hlc,
-        uuid.UUID(event.dossier).bytes,
+        uuid_bytes(event.dossier),
         event.actor,
         event.kind,
         event.payload,
@@ -151,12 +158,20 @@ def event_from_list(item: Any) -> Event:
     origin, seq, hlc, dossier, actor, kind, payload, deps, prev = item
     if not isinstance(dossier, bytes) or len(dossier) != 16:
         raise RemoteProtocolError("dossier id must be 16 bytes")
-    return Event(origin, seq, hlc, str(uuid.UUID(bytes=dossier)), actor, kind, payload, deps, prev)
+    return Event(origin, seq, hlc, uuid_str(dossier), actor, kind, payload, deps, prev)
 
 
 def canonical(event: Event) -> bytes:
-    """The canonical bytes of an event: what is hashed, chained and stored."""
-    return pack_canonical(event_to_list(event))
+    """The canonical bytes of an event: what is hashed, chained and stored (computed once).
+
+    Maps are packed in the order the origin wrote them (writers sort keys when they stamp an
+    event: `stamp_payload`). msgpack decoding and re-encoding preserve map order and the minimal
+    encodings of ints and strings, so every replica derives the same bytes without sorting again.
+    """
+    if event.canon is None:
+        object.__setattr__(event, "canon", pack(event_to_list(event)))
+    assert event.canon is not None
+    return event.canon
 
 
 def event_hash(event: Event) -> bytes:
@@ -165,8 +180,10 @@ def event_hash(event: Event) -> bytes:
 
 
 def decode_stored(data: bytes) -> Event:
-    """Decode an event from its stored canonical bytes."""
-    return event_from_list(unpack(data))
+    """Decode an event from canonical bytes this node stored itself (validated on the way in)."""
+    origin, seq, hlc, dossier, actor, kind, payload, deps, prev = msgpack.unpackb(data)
+    return Event.trusted(origin, seq, hlc, uuid_str(dossier), actor, kind, payload,
+                         deps, prev, bytes(data))
 
 
 def encode_own_batch(events: list[Event]) -> dict[str, Any]:
@@ -183,10 +200,29 @@ def encode_own_batch(events: list[Event]) -> dict[str, Any]:
     for expected, event in enumerate(events, start=first.seq):
         if event.seq != expected or event.origin != first.origin:
             raise ValueError("own batch must be one origin's contiguous events")
-        rows.append([event.hlc - last_hlc, uuid.UUID(event.dossier).bytes, event.actor,
+        rows.append([event.hlc - last_hlc, uuid_bytes(event.dossier), event.actor,
                      event.kind, event.payload, event.deps])
         last_hlc = event.hlc
     return {"start": first.seq, "prev": first.prev, "ev": rows}
+
+
+def own_batch_from_stored(bodies: list[bytes]) -> tuple[dict[str, Any], int, int]:
+    """The compact own batch built straight from stored canonical rows (no Event objects);
+    return (batch, first seq, last seq). The rows must be one origin's contiguous events."""
+    rows: list[list[Any]] = []
+    first = last = 0
+    prev0 = b""
+    last_hlc = 0
+    for body in bodies:
+        _, seq, hlc, dossier, actor, kind, payload, deps, prev = msgpack.unpackb(body)
+        if not rows:
+            first, prev0 = seq, prev
+        elif seq != last + 1:
+            raise ValueError("own batch must be one origin's contiguous events")
+        last = seq
+        rows.append([hlc - last_hlc, dossier, actor, kind, payload, deps])
+        last_hlc = hlc
+    return {"start": first, "prev": prev0, "ev": rows}, first, last
 
 
 def decode_own_batch(origin: str, batch: Any) -> list[Event]:
@@ -209,7 +245,7 @@ def decode_own_batch(origin: str, batch: Any) -> list[Event]:
         hlc += delta
         if not isinstance(dossier, bytes) or len(dossier) != 16:
             raise RemoteProtocolError("dossier id must be 16 bytes")
-        event = Event(origin, start + offset, hlc, str(uuid.UUID(bytes=dossier)), actor, kind,
+        event = Event(origin, start + offset, hlc, uuid_str(dossier), actor, kind,
                       payload, deps, prev)
         events.append(event)
         prev = event_hash(event)

@@ -70,14 +70,14 @@ def check_citizen_id(value: Any, today: date, where: str = "applicant.citizen_id
     """A 12-digit personal ID: province of birth registration, century/sex digit, birth year."""
     if not isinstance(value, str) or not re.fullmatch(r"\d{12}", value.strip()):
         raise ValidationError("citizen ID must be exactly 12 digits", field=where)
-    value = value.strip()
-    province = int(value[:3])
+    digits: str = value.strip()
+    province = int(digits[:3])
     if not 1 <= province <= 96:
         raise ValidationError("citizen ID must start with a province code 001–096", field=where)
-    century = 1900 + 100 * (int(value[3]) // 2)
-    if century + int(value[4:6]) > today.year:
+    century = 1900 + 100 * (int(digits[3]) // 2)
+    if century + int(digits[4:6]) > today.year:
         raise ValidationError("citizen ID gives a birth year in the future", field=where)
-    return value
+    return digits
 
 
 def check_applicant(raw: Any, today: date, *, partial: bool = False) -> dict[str, str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from protocol.codec import pack_canonical
@@ -84,6 +84,8 @@ def _sort_key(write: Write) -> tuple[int, str, int]:
 
 
 def _insert(live: tuple[Write, ...], new: Write) -> tuple[Write, ...]:
+    if not live:
+        return (new,)
     new_id = (new.origin, new.seq)
     for existing in live:
         if (existing.origin, existing.seq) == new_id or seen_by(new_id, existing.deps):
@@ -118,20 +120,23 @@ def apply(state: DossierState | None, event: Event) -> DossierState:
     """Fold one event into a dossier's state; duplicates and any delivery order give the same result."""
     if state is None:
         state = DossierState(id=event.dossier)
-    if event.dossier != state.id:
+    elif event.dossier != state.id:
         raise ValueError("event belongs to another dossier")
-    if event.id in state.seen:
+    event_id = (event.origin, event.seq)
+    if event_id in state.seen:
         return state
     registers = state.registers
     writes = writes_of(event)
     if writes:
         registers = dict(registers)
+        origin, seq, hlc, actor, deps = event.origin, event.seq, event.hlc, event.actor, event.deps
+        new = tuple.__new__
         for path, value in writes.items():
-            write = Write(value, event.origin, event.seq, event.hlc, event.actor, event.deps)
-            registers[path] = _insert(registers.get(path, ()), write)
-    vv = dict(state.vv)
+            registers[path] = _insert(registers.get(path, ()),
+                                      new(Write, (value, origin, seq, hlc, actor, deps)))
+    vv = state.vv
     if vv.get(event.origin, 0) < event.seq:
-        vv[event.origin] = event.seq
+        vv = {**vv, event.origin: event.seq}
     header = state.header
     if event.kind == "create":
         header = {k: event.payload.get(k) for k in HEADER_KEYS}
@@ -148,17 +153,8 @@ def apply(state: DossierState | None, event: Event) -> DossierState:
         note = {"text": event.payload.get("text", ""), "actor": event.actor,
                 "origin": event.origin, "hlc": event.hlc}
         comments = {**comments, tag: note}
-    return replace(
-        state,
-        header=header,
-        registers=registers,
-        vv=vv,
-        seen=state.seen | {event.id},
-        attachments=attachments,
-        tombstones=tombstones,
-        comments=comments,
-        last_hlc=max(state.last_hlc, event.hlc),
-    )
+    return DossierState(state.id, header, registers, vv, state.seen | {event_id}, attachments,
+                        tombstones, comments, max(state.last_hlc, event.hlc))
 
 
 def fold(events: list[Event], state: DossierState | None = None) -> DossierState | None:
@@ -173,7 +169,7 @@ def to_plain(state: DossierState) -> dict[str, Any]:
     return {
         "id": state.id,
         "header": state.header,
-        "registers": {p: [list(w) for w in ws] for p, ws in sorted(state.registers.items())},
+        "registers": dict(sorted(state.registers.items())),  # Writes pack as arrays
         "vv": dict(sorted(state.vv.items())),
         "seen": sorted([list(s) for s in state.seen]),
         "attachments": dict(sorted(state.attachments.items())),

@@ -8,7 +8,7 @@ import getpass
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from protocol.errors import SyncError, TransportError, ValidationError
@@ -43,7 +43,7 @@ def read_password(prompt: str = "Password: ") -> str:
     return line.rstrip("\r\n")
 
 
-def run(prog: str, parser: Parser, handlers: dict[str, Callable[[Any], Any]],
+def run(prog: str, parser: Parser, handlers: Mapping[str, Callable[[Any], Any]],
         argv: list[str]) -> int:
     """Parse `argv`, run the chosen handler (sync or async) and map errors to exit codes."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

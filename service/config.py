@@ -38,7 +38,7 @@ def parse(cls: type[T], raw: dict[str, Any], where: str = "config") -> T:
     values: dict[str, Any] = {}
     for name, value in raw.items():
         expected = fields[name].type
-        kind = {"int": int, "str": str, "float": (int, float), "bool": bool}.get(str(expected))
+        kind: Any = {"int": int, "str": str, "float": (int, float), "bool": bool}.get(str(expected))
         if kind is not None and (not isinstance(value, kind) or
                                  (kind is int and isinstance(value, bool))):
             raise ValidationError(f"{where}: {name} must be of type {expected}", field=name)

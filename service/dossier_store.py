@@ -206,13 +206,14 @@ class DossierStore:
             raise NotFound("no such dossier")
         return dossier_view(state, self.now_ms(), await self.history(dossier_id))
 
-    async def list(self, *, status: str | None = None, q: str | None = None,
+    async def search(self, *, status: str | None = None, q: str | None = None,
                    commune: str | None = None, conflicts_only: bool = False,
                    limit: int = 50, after: str | None = None) -> Page:
         """Dossiers newest first, filtered, keyset-paged (`after` is the previous `next`)."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"limit must be 1–{MAX_PAGE}", field="limit")
-        where, args = ["received_at IS NOT NULL"], []
+        where: list[str] = ["received_at IS NOT NULL"]
+        args: list[Any] = []
         if status:
             where.append("status=?")
             args.append(status)
@@ -247,7 +248,8 @@ class DossierStore:
 
     async def count_conflicts(self, commune: str | None = None) -> int:
         """How many dossiers have an open conflict."""
-        sql, args = "SELECT count(*) FROM dossiers WHERE conflicts>0", []
+        sql = "SELECT count(*) FROM dossiers WHERE conflicts>0"
+        args: list[Any] = []
         if commune:
             sql += " AND commune=?"
             args.append(commune)
@@ -260,8 +262,8 @@ class DossierStore:
     def _stamp(self, dossier_id: str, actor: str, draft: Draft, seq: int, prev: bytes,
                clock: Clock) -> tuple[Event, Clock]:
         clock, hlc = clock.send(self.now_ms())
-        event = Event(self.origin, seq, hlc, dossier_id, actor, draft.kind, draft.payload,
-                      draft.deps, prev)
+        event = Event(self.origin, seq, hlc, dossier_id, actor, draft.kind,
+                      codec.sorted_value(draft.payload), codec.sorted_value(draft.deps), prev)
         return event, clock
 
     async def write(self, dossier_id: str, actor: str, prepare: Prepare,

@@ -176,7 +176,7 @@ def account_routes(accounts: Accounts) -> list[web.RouteDef]:
 class DossierService(Protocol):
     """What the dossier routes need from a store."""
 
-    async def list(self, *, status: str | None = ..., q: str | None = ...,
+    async def search(self, *, status: str | None = ..., q: str | None = ...,
                    commune: str | None = ..., conflicts_only: bool = ...,
                    limit: int = ..., after: str | None = ...) -> Any: ...
     async def view(self, dossier_id: str, commune: str | None = ...) -> dict[str, Any]: ...
@@ -204,7 +204,7 @@ def dossier_routes(store: DossierService,
         status = request.query.get("status") or None
         if status is not None and status not in STATUSES:
             raise ValidationError(f"unknown status {status!r}", field="status")
-        page = await store.list(
+        page = await store.search(
             status=status, q=request.query.get("q"), commune=request.query.get("commune") or None,
             conflicts_only=request.query.get("conflicts") in ("1", "true"),
             limit=_int_param(request, "limit", 50), after=request.query.get("after") or None)

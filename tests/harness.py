@@ -148,7 +148,7 @@ class Net:
         token = await self.hub.store.create_enroll_token(commune, name)
         data = self.root / f"edge-{commune}-{len(self.edges)}"
         config = await enroll(data, self.hub.url, token)
-        config = dataclasses.replace(config, auto_sync=False, **overrides)
+        config = dataclasses.replace(config, **{"auto_sync": False, **overrides})
         app = await make_edge_app(data, config)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
