@@ -68,6 +68,7 @@ async def node_items(store: HubStore) -> list[dict[str, Any]]:
             "dossiers": stats.get("dossiers"),
             "conflicts_open": row["conflicts_open"],
             "rejected_events": row["rejected_events"],
+            "clock_ahead_events": row["clock_ahead_events"],
             "app_version": row["app_version"],
             "protocol": row["protocol"],
             "last_error": row["last_error"] or stats.get("last_error") or None,
@@ -112,8 +113,9 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig) -> web.App
             ack, rejections = await store.ingest_from(node, req.events)
             want = min(max(req.want_bytes, 1024), config.max_want_bytes)
             events, cursor, more = await store.read_scope(node, req.cursor, want)
-            payload = encode_response(SyncResponse(ack, events, cursor, more, store.now_ms(),
-                                                   rejections))
+            payload = encode_response(SyncResponse(
+                ack, events, cursor, more, store.now_ms(), rejections,
+                refdata=await store.refdata_newer(req.ref)))
             counters["events_in"] += len(req.events)
             counters["events_out"] += len(events)
             await store.record_session(node, app=req.app, protocol=req.protocol, stats=req.stats,
@@ -138,7 +140,8 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig) -> web.App
         result = await store.enroll(body["token"])
         return json_response({"node": result.node, "commune": result.commune,
                               "commune_name": result.commune_name, "agency": result.agency,
-                              "credential": result.credential, "hub_version": APP_VERSION})
+                              "credential": result.credential, "hub_version": APP_VERSION,
+                              "hub_time": store.now_ms()})
 
     async def nodes(request: web.Request) -> web.Response:
         return json_response({"items": await node_items(store)})

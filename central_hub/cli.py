@@ -16,6 +16,12 @@ from central_hub.app import make_app, node_items, open_accounts
 from central_hub.config import HubConfig
 from central_hub.store import HubStore
 from protocol.errors import ValidationError
+from protocol.refdata import (
+    catalogue_to_plain,
+    holidays_to_plain,
+    import_holidays,
+    import_procedures,
+)
 from service.cli import EXIT_OK, Parser, read_password
 from service.cli import run as run_cli
 
@@ -50,6 +56,11 @@ def parser() -> Parser:
     node = sub.add_parser("node", help="enrolled nodes").add_subparsers(metavar="ACTION")
     revoke = cmd(node, "revoke", "node revoke", "revoke a node's credential")
     revoke.add_argument("--node", required=True)
+    for kind, what in (("procedures", "the procedure catalogue"),
+                       ("holidays", "the holiday calendar")):
+        group = sub.add_parser(kind, help=what).add_subparsers(metavar="ACTION")
+        imp = cmd(group, "import", f"{kind} import", f"publish {what} from a TOML or CSV file")
+        imp.add_argument("file", type=Path)
     nodes = cmd(sub, "nodes", "nodes", "list nodes and their health")
     nodes.add_argument("--json", action="store_true")
     return p
@@ -137,7 +148,42 @@ async def cmd_nodes(args: Any) -> int:
     return EXIT_OK
 
 
-HANDLERS = {"init": cmd_init, "serve": cmd_serve, "enroll": cmd_enroll,
+def _read(path: Path) -> tuple[str, str]:
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("toml", "csv"):
+        raise ValidationError(f"{path}: use a .toml or .csv file")
+    try:
+        return path.read_text(encoding="utf-8-sig"), fmt
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"cannot read {path}: {exc}") from exc
+
+
+async def cmd_procedures_import(args: Any) -> int:
+    text, fmt = _read(args.file)
+    store = await _open(args.data)
+    try:
+        catalogue = import_procedures(text, fmt, store.catalogue)
+        version = await store.publish("procedures", catalogue_to_plain(catalogue))
+    finally:
+        await store.close()
+    print(f"published {len(catalogue.procedures)} procedures as version {version}")
+    return EXIT_OK
+
+
+async def cmd_holidays_import(args: Any) -> int:
+    text, fmt = _read(args.file)
+    holidays = import_holidays(text, fmt)
+    store = await _open(args.data)
+    try:
+        version = await store.publish("holidays", holidays_to_plain(holidays))
+    finally:
+        await store.close()
+    print(f"published {len(holidays)} holidays as version {version}")
+    return EXIT_OK
+
+
+HANDLERS = {"procedures import": cmd_procedures_import, "holidays import": cmd_holidays_import,
+"init": cmd_init, "serve": cmd_serve, "enroll": cmd_enroll,
             "operator add": cmd_operator_add, "node revoke": cmd_revoke, "nodes": cmd_nodes}
 
 

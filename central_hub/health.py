@@ -52,6 +52,8 @@ def assess(node: dict[str, Any], now_ms: int, rules: HealthRules = HealthRules()
         crit.append(f"only {disk // (1024 * 1024)} MB disk free")
     if node.get("last_error"):
         warn.append(f"last error: {node['last_error']}")
+    if node.get("clock_ahead_events"):
+        warn.append(f"{node['clock_ahead_events']} events stamped ahead of the hub's clock")
     if node.get("rejected_events"):
         warn.append(f"{node['rejected_events']} events rejected")
     if node.get("conflicts_open"):

@@ -23,6 +23,8 @@ from protocol import HUB_ORIGIN, codec
 from protocol.errors import AuthError, NotFound, RemoteProtocolError, ValidationError
 from protocol.events import Event
 from protocol.messages import Rejection
+from protocol.refdata import DEFAULT_REFDATA
+from protocol.refdata import KINDS as REF_KINDS
 from service.dossier_store import DossierStore
 from service.sqlite import connect, transaction
 
@@ -113,7 +115,43 @@ class HubStore(DossierStore):
         await conn.executescript(HUB_SCHEMA)
         store = cls(conn, await connect(path))
         await store.setup()
+        if not store.ref_versions:
+            async with store.lock, transaction(conn):
+                for kind, data in DEFAULT_REFDATA.items():
+                    await store.save_refdata(kind, 1, data)
+            for kind, data in DEFAULT_REFDATA.items():
+                store.use_refdata(kind, 1, data)
         return store
+
+    async def publish(self, kind: str, data: dict[str, Any]) -> int:
+        """Publish a new version of reference data (validated by the caller); return it."""
+        if kind not in REF_KINDS:
+            raise ValidationError(f"unknown reference data {kind!r}")
+        version = self.ref_versions.get(kind, 0) + 1
+        async with self.lock, transaction(self.conn):
+            await self.save_refdata(kind, version, data)
+        self.use_refdata(kind, version, data)
+        return version
+
+    async def refdata_newer(self, held: dict[str, int]) -> dict[str, dict[str, Any]]:
+        """The reference data newer than what a node holds (read from the database, so data
+        published by `central-hub … import` while the server runs goes out at once)."""
+        out: dict[str, dict[str, Any]] = {}
+        async with self.reader.execute("SELECT kind, version FROM refdata") as cur:
+            current = {k: int(v) for k, v in await cur.fetchall()}
+        for kind, version in current.items():
+            if held.get(kind, 0) < version or self.ref_versions.get(kind, 0) < version:
+                async with self.reader.execute(
+                        "SELECT data FROM refdata WHERE kind=?", (kind,)) as cur:
+                    row = await cur.fetchone()
+                if row is None:
+                    continue
+                data = codec.unpack(row[0])
+                if self.ref_versions.get(kind, 0) < version:
+                    self.use_refdata(kind, version, data)
+                if held.get(kind, 0) < version:
+                    out[kind] = {"version": version, "data": data}
+        return out
 
     # -- enrollment and credentials -------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from service.web import (
 log = logging.getLogger(__name__)
 
 ROLES = ("clerk", "leader", "admin")
+CLOCK_WARNING_MS = 2 * 60 * 1000
 STORE = web.AppKey("store", EdgeStore)
 LOOP = web.AppKey("sync_loop", SyncLoop)
 CLIENT = web.AppKey("sync_client", SyncClient)
@@ -51,8 +52,8 @@ async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
         "oldest_pending_age_s": oldest,
         "last_success_at": iso(int(last)) if last else None,
         "last_error": client.last_error,
-        "clock_offset_ms": store.offset_ms,
-        "clock_warning": abs(store.offset_ms) > 120_000,
+        "clock_offset_ms": store.clock_offset_ms,
+        "clock_warning": abs(store.clock_offset_ms) > CLOCK_WARNING_MS,
         "rejected": await store.rejections(),
     }
 
@@ -78,13 +79,17 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
         return json_response({"ok": True, "state": client.state}, status=202)
 
     async def catalogue(request: web.Request) -> web.Response:
-        return json_response({"version": store.catalogue.version, "items": [
+        return json_response({"version": store.ref_versions.get("procedures", 0), "items": [
             {"code": p.code, "name_vi": p.name_vi, "name_en": p.name_en,
              "limit_days": p.limit_days, "same_day_cutoff": p.same_day_cutoff,
              "fields": [{"name": f.name, "label_vi": f.label_vi, "label_en": f.label_en,
                          "type": f.type, "required": f.required, "choices": list(f.choices)}
                         for f in p.fields]}
             for p in store.catalogue.procedures]})
+
+    async def holidays(request: web.Request) -> web.Response:
+        return json_response({"version": store.ref_versions.get("holidays", 0),
+                              "items": sorted(d.isoformat() for d in store.calendar.holidays)})
 
     async def statuses(request: web.Request) -> web.Response:
         return json_response({"items": [
@@ -110,6 +115,7 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
         web.post("/api/sync", post_sync),
         web.get("/api/procedures", catalogue),
         web.get("/api/statuses", statuses),
+        web.get("/api/holidays", holidays),
         web.get("/healthz", healthz),
         web.get("/", index),
     ])

@@ -13,6 +13,7 @@ from edge_node.app import open_accounts
 from edge_node.config import EdgeConfig
 from edge_node.store import EdgeStore
 from protocol.errors import AuthError, NetworkError, ValidationError
+from service.dossier_store import wall_clock_ms
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,14 @@ async def enroll(data: Path, hub_url: str, token: str) -> EdgeConfig:
     hub = hub_url.rstrip("/")
     if not hub.startswith(("http://", "https://")):
         raise ValidationError("--hub must start with http:// or https://")
+    t_sent = wall_clock_ms()
     try:
         async with aiohttp.ClientSession() as http, http.post(
                 f"{hub}/v1/enroll", json={"token": token},
                 timeout=aiohttp.ClientTimeout(total=30)) as resp:
             answer = await resp.json(content_type=None)
             status = resp.status
+        t_received = wall_clock_ms()
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise NetworkError(f"cannot reach the hub at {hub}: {exc or exc.__class__.__name__}") \
             from exc
@@ -47,6 +50,9 @@ async def enroll(data: Path, hub_url: str, token: str) -> EdgeConfig:
         edge_config.save(data, config)
         store = await EdgeStore.open(data / edge_config.DB_FILE, config.node, config.commune,
                                      config.agency)
+        hub_time = answer.get("hub_time")
+        if isinstance(hub_time, int):  # start with corrected time, before the first sync
+            await store.set_meta("clock_correction_ms", hub_time - (t_sent + t_received) // 2)
         await store.close()
         accounts = await open_accounts(data)
         await accounts.conn.close()

@@ -20,6 +20,7 @@ from protocol.events import Event, uuid7
 from protocol.hlc import wall_ms
 from protocol.merge import DossierState
 from protocol.messages import SyncResponse
+from protocol.refdata import check_refdata
 from protocol.views import dossier_view
 from service.dossier_store import DossierStore
 from service.sqlite import connect, transaction
@@ -129,10 +130,10 @@ class EdgeStore(DossierStore):
         age = max(0, (self.now_ms() - wall_ms(int(row[0]))) // 1000) if row else 0
         return count, age
 
-    async def apply_response(self, resp: SyncResponse, t_sent: int, t_received: int) -> int:
+    async def apply_response(self, resp: SyncResponse, rtt_s: float, at_mono: float) -> int:
         """Commit what the hub answered: ack, rejections, its events, the cursor, in one
-        transaction. Return how many hub events were applied."""
-        offset = resp.hub_time_ms - (t_sent + t_received) // 2
+        transaction. Return how many hub events were applied. `rtt_s` and `at_mono` (monotonic
+        time of receipt) place the hub's clock reading."""
         async with self.lock:
             async with transaction(self.conn):
                 ack = await self.ack()
@@ -146,10 +147,18 @@ class EdgeStore(DossierStore):
                 await self.ingest(foreign, resp.hub_time_ms)
                 if resp.cursor > await self.cursor():
                     await self.set_meta("cursor", resp.cursor)
-                await self.set_meta("clock_offset_ms", offset)
+                fresh = {k: v for k, v in resp.refdata.items()
+                         if v["version"] > self.ref_versions.get(k, 0)}
+                for kind, ref in fresh.items():
+                    check_refdata(kind, ref["data"])
+                    await self.save_refdata(kind, ref["version"], ref["data"])
+                await self.set_meta("clock_correction_ms",
+                                    resp.hub_time_ms + int(rtt_s * 500) - self.wall())
                 await self.set_meta("last_success_at", resp.hub_time_ms)
             self.commit_clock()
-            self.offset_ms = offset
+            for kind, ref in fresh.items():
+                self.use_refdata(kind, ref["version"], ref["data"])
+            self.set_hub_time(resp.hub_time_ms, rtt_s, at_mono)
         return len(foreign)
 
     async def rejections(self) -> list[dict[str, Any]]:

@@ -116,7 +116,7 @@ class SyncClient:
             "pending_blobs": 0,
             "oldest_pending_age_s": oldest,
             "disk_free": disk_free,
-            "clock_offset_ms": self.store.offset_ms,
+            "clock_offset_ms": self.store.clock_offset_ms,
             "conflicts_open": await self.store.count_conflicts(),
             "dossiers": await self.store.dossier_count(),
             "last_error": self.last_error or "",
@@ -136,10 +136,9 @@ class SyncClient:
             batch = await self._batch(await self.store.ack())
         request = SyncRequest(
             node=self.config.node, events=[], batch=batch.plain, cursor=await self.store.cursor(),
-            want_bytes=self.config.want_bytes, clock_ms=int(time.time() * 1000),
-            stats=await self.stats())
+            want_bytes=self.config.want_bytes, clock_ms=self.store.wall(),
+            stats=await self.stats(), ref=dict(self.store.ref_versions))
         body = encode_request(request)
-        t_sent = int(time.time() * 1000)
         started = time.monotonic()
         post = asyncio.ensure_future(self._post(body))
         following: Batch | None = None
@@ -150,12 +149,12 @@ class SyncClient:
         finally:
             if not post.done():
                 post.cancel()
-        t_received = int(time.time() * 1000)
+        received_at = time.monotonic()
         try:
             response = decode_response(payload)
         except RemoteProtocolError as exc:  # a body garbled in transit: safe to retry
             raise NetworkError(f"response garbled in transit: {exc.message}") from exc
-        received = await self.store.apply_response(response, t_sent, t_received)
+        received = await self.store.apply_response(response, received_at - started, received_at)
         self.rejected_total += len(response.rejections)
         self._adapt(time.monotonic() - started, bool(batch.count))
         if response.ack < batch.last:

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 FIELD_TYPES = frozenset({"text", "date", "year", "choice", "int"})
 CODE_RE = re.compile(r"^\d\.\d{6}(\.[A-Za-z0-9.]+)?$")
+CUTOFF_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +127,13 @@ def parse_catalogue(data: dict[str, Any]) -> Catalogue:
         if not isinstance(code, str) or not CODE_RE.match(code):
             raise ValidationError(f"{where}.code must look like 1.001193", field=f"{where}.code")
         limit = raw.get("limit_days")
-        if type(limit) is not int or limit < 0:
-            raise ValidationError(f"{where}.limit_days must be a whole number ≥ 0")
+        if type(limit) is not int or not 0 <= limit <= 365:
+            raise ValidationError(f"{where}.limit_days must be a whole number 0–365",
+                                  field=f"{where}.limit_days")
+        cutoff = raw.get("same_day_cutoff")
+        if cutoff is not None and not (isinstance(cutoff, str) and CUTOFF_RE.match(cutoff)):
+            raise ValidationError(f"{where}.same_day_cutoff must be a time like 15:00",
+                                  field=f"{where}.same_day_cutoff")
         fields = []
         for j, fr in enumerate(raw.get("fields", [])):
             ftype = fr.get("type", "text")

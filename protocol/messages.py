@@ -54,6 +54,7 @@ class SyncRequest:
     protocol: int = PROTOCOL_VERSION
     app: str = APP_VERSION
     batch: dict[str, Any] | None = None  # `events` already in compact form (edge fast path)
+    ref: dict[str, int] = field(default_factory=dict)  # reference-data versions held
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,7 @@ class SyncResponse:
     hub_time_ms: int
     rejections: list[Rejection] = field(default_factory=list)
     protocol: int = PROTOCOL_VERSION
+    refdata: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> {version, data}
 
 
 def encode_request(req: SyncRequest) -> bytes:
@@ -89,6 +91,7 @@ def encode_request(req: SyncRequest) -> bytes:
         "want": req.want_bytes,
         "clock": req.clock_ms,
         "stats": req.stats,
+        "ref": req.ref,
     })
 
 
@@ -123,6 +126,10 @@ def decode_request(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRequest:
         raise RemoteProtocolError("stats must be a map")
     stats = {k: v for k, v in stats_raw.items() if k in STAT_KEYS and isinstance(v, STAT_KEYS[k])}
     app = obj.get("app")
+    ref_raw = obj.get("ref") or {}
+    if not isinstance(ref_raw, dict):
+        raise RemoteProtocolError("ref must be a map")
+    ref = {k: v for k, v in ref_raw.items() if isinstance(k, str) and type(v) is int}
     return SyncRequest(
         node=node,
         events=decode_own_batch(node, obj.get("ev") or {"start": 0, "prev": b"", "ev": []}),
@@ -132,6 +139,7 @@ def decode_request(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRequest:
         stats=stats,
         protocol=version,
         app=app if isinstance(app, str) else "?",
+        ref=ref,
     )
 
 
@@ -145,6 +153,7 @@ def encode_response(resp: SyncResponse) -> bytes:
         "more": resp.more,
         "time": resp.hub_time_ms,
         "rej": [[r.seq, r.code, r.reason] for r in resp.rejections],
+        "ref": resp.refdata,
     })
 
 
@@ -158,6 +167,11 @@ def decode_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRespons
     rej_raw = obj.get("rej") or []
     if not isinstance(events_raw, list) or not isinstance(rej_raw, list):
         raise RemoteProtocolError("ev and rej must be arrays")
+    refdata = obj.get("ref") or {}
+    if not isinstance(refdata, dict) or not all(
+            isinstance(v, dict) and type(v.get("version")) is int and isinstance(v.get("data"), dict)
+            for v in refdata.values()):
+        raise RemoteProtocolError("ref must map a kind to {version, data}")
     rejections = []
     for r in rej_raw:
         if not (isinstance(r, list) and len(r) == 3 and type(r[0]) is int):
@@ -171,6 +185,7 @@ def decode_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRespons
         hub_time_ms=_int(obj, "time"),
         rejections=rejections,
         protocol=version,
+        refdata=refdata,
     )
 
 

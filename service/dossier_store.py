@@ -20,7 +20,7 @@ import aiosqlite
 
 from protocol import codec
 from protocol.calendar import Calendar, local
-from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue
+from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue, parse_catalogue
 from protocol.commands import (
     Draft,
     comment_draft,
@@ -32,6 +32,7 @@ from protocol.errors import NotFound, StoreError, ValidationError
 from protocol.events import Event, check_dossier_id
 from protocol.hlc import Clock
 from protocol.merge import DossierState, apply, from_plain, to_plain
+from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
 from protocol.text import fold as fold_text
 from protocol.views import dossier_view
 from service.sqlite import transaction
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refdata (
+    kind TEXT PRIMARY KEY, version INTEGER NOT NULL, data BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     pos INTEGER PRIMARY KEY AUTOINCREMENT,
     origin TEXT NOT NULL,
@@ -126,14 +130,17 @@ class DossierStore:
         self.reader = reader
         self.scope = scope  # the only commune this node may touch (None: all, at the hub)
         self.catalogue: Catalogue = DEFAULT_CATALOGUE
-        self.calendar = Calendar()
+        self.calendar = Calendar.of(h.day for h in DEFAULT_HOLIDAYS)
+        self.ref_versions: dict[str, int] = {}  # kinds held from the hub's reference data
         self.origin = origin
         self.lock = asyncio.Lock()
         self.clock = Clock()
         self.own_seq = 0
         self.own_hash = b""
-        self.offset_ms = 0
+        self.correction_ms = 0  # hub time minus this machine's clock, from the last exchange
+        self._anchor: tuple[int, float] | None = None  # (hub ms, monotonic s) in this process
         self._pending_clock: Clock | None = None
+        self.wall: Callable[[], int] = wall_clock_ms  # the machine's clock; tests skew it
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -147,7 +154,10 @@ class DossierStore:
         if row:
             self.own_seq, self.own_hash = int(row[0]), bytes(row[1])
         self.clock = Clock(int(await self.get_meta("hlc", 0)))
-        self.offset_ms = int(await self.get_meta("clock_offset_ms", 0))
+        async with self.conn.execute("SELECT kind, version, data FROM refdata") as cur:
+            for kind, version, data in await cur.fetchall():
+                self.use_refdata(kind, int(version), codec.unpack(data))
+        self.correction_ms = int(await self.get_meta("clock_correction_ms", 0))
 
     async def close(self) -> None:
         """Close both connections."""
@@ -155,8 +165,41 @@ class DossierStore:
         await self.conn.close()
 
     def now_ms(self) -> int:
-        """Corrected time: the machine's clock plus the offset learned from the hub."""
-        return wall_clock_ms() + self.offset_ms
+        """Corrected time. After an exchange in this process: the hub's time then plus the
+        monotonic time since, so a jump of the machine's clock changes nothing; before (after a
+        restart): the machine's clock plus the correction learned at the last exchange."""
+        if self._anchor is not None:
+            hub_ms, mono = self._anchor
+            return hub_ms + int((time.monotonic() - mono) * 1000)
+        return self.wall() + self.correction_ms
+
+    @property
+    def clock_offset_ms(self) -> int:
+        """How far this machine's clock is ahead of the hub's (negative: behind)."""
+        return self.wall() - self.now_ms()
+
+    def set_hub_time(self, hub_ms: int, rtt_s: float, at_mono: float) -> int:
+        """Anchor corrected time on the hub's clock read `rtt_s` ago-ish; return the correction."""
+        estimate = hub_ms + int(rtt_s * 500)  # the hub read its clock about mid-way
+        self._anchor = (estimate, at_mono)
+        self.correction_ms = estimate - self.wall()
+        return self.correction_ms
+
+    def use_refdata(self, kind: str, version: int, data: dict[str, Any]) -> None:
+        """Adopt reference data (already validated) for validation and due dates."""
+        if kind == "procedures":
+            self.catalogue = parse_catalogue({**data, "version": version})
+        elif kind == "holidays":
+            self.calendar = Calendar.of(h.day for h in parse_holidays(data))
+        else:
+            return
+        self.ref_versions[kind] = version
+
+    async def save_refdata(self, kind: str, version: int, data: dict[str, Any]) -> None:
+        """Store reference data inside the caller's transaction (adopt it after the commit)."""
+        await self.conn.execute(
+            "INSERT INTO refdata VALUES (?,?,?) ON CONFLICT(kind) DO UPDATE SET "
+            "version=excluded.version, data=excluded.data", (kind, version, codec.pack(data)))
 
     def today(self) -> date:
         """Today in Vietnam, by corrected time."""
@@ -260,8 +303,12 @@ class DossierStore:
     # -- writing --------------------------------------------------------------------------------
 
     def _stamp(self, dossier_id: str, actor: str, draft: Draft, seq: int, prev: bytes,
-               clock: Clock) -> tuple[Event, Clock]:
+               clock: Clock, state: DossierState | None) -> tuple[Event, Clock]:
         clock, hlc = clock.send(self.now_ms())
+        if state is not None and hlc <= state.last_hlc:
+            # A peer whose clock ran ahead wrote this dossier: stay after it (causal order in the
+            # dossier) without letting that peer drag this node's clock forward.
+            hlc = state.last_hlc + 1
         event = Event(self.origin, seq, hlc, dossier_id, actor, draft.kind,
                       codec.sorted_value(draft.payload), codec.sorted_value(draft.deps), prev)
         return event, clock
@@ -280,7 +327,7 @@ class DossierStore:
                     raise NotFound("no such dossier")
                 return state
             event, clock = self._stamp(dossier_id, actor, draft, self.own_seq + 1,
-                                       self.own_hash, self.clock)
+                                       self.own_hash, self.clock, state)
             new_hash = codec.event_hash(event)
             states = await self._apply_events([(event, new_hash)], {dossier_id: state})
             await self.set_meta("hlc", clock.last)

@@ -55,14 +55,14 @@ async def connect(proxy: LinkProxy) -> AsyncIterator[tuple[asyncio.StreamReader,
             await writer.wait_closed()
 
 
-async def roundtrip(proxy: LinkProxy, data: bytes, timeout: float = 5.0) -> tuple[bytes, float]:
+async def roundtrip(proxy: LinkProxy, data: bytes) -> tuple[bytes, float]:
     """Send `data`, half-close, read the echo to EOF; return it and the seconds it took."""
     started = time.monotonic()
     async with connect(proxy) as (reader, writer):
         writer.write(data)
         await writer.drain()
         writer.write_eof()
-        echoed = await asyncio.wait_for(reader.read(), timeout)
+        echoed = await asyncio.wait_for(reader.read(), 5)
     return echoed, time.monotonic() - started
 
 

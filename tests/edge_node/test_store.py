@@ -1,0 +1,246 @@
+"""The edge store on a real SQLite file: receipt codes, the own hash chain, sync state, rebuild."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_node.store import EdgeStore
+from protocol import HUB_ORIGIN, codec, hlc
+from protocol.calendar import local
+from protocol.errors import StoreError
+from protocol.events import Event
+from protocol.messages import Rejection, SyncResponse
+from service.dossier_store import wall_clock_ms
+from tests.harness import birth
+
+NODE, COMMUNE, AGENCY = "02245.01", "02245", "02245.01"
+DAY_MS = 24 * 3600 * 1000
+
+
+async def open_store(path: Path) -> EdgeStore:
+    return await EdgeStore.open(path, NODE, COMMUNE, AGENCY)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EdgeStore]:
+    s = await open_store(tmp_path / "edge.db")
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def own_events(store: EdgeStore) -> list[tuple[Event, bytes]]:
+    async with store.conn.execute(
+            "SELECT body, hash FROM events WHERE origin=? ORDER BY seq", (store.origin,)) as cur:
+        return [(codec.decode_stored(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
+
+async def apply(store: EdgeStore, resp: SyncResponse) -> int:
+    """Apply a hub response received just now over an instant link."""
+    return await store.apply_response(resp, 0.0, time.monotonic())
+
+
+async def count(store: EdgeStore, sql: str, *args: Any) -> int:
+    async with store.conn.execute(sql, args) as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def hub_event(seq: int, dossier: str, deps: dict[str, int], prev: bytes, now_ms: int,
+              kind: str = "set", payload: dict[str, Any] | None = None) -> Event:
+    return Event(HUB_ORIGIN, seq, hlc.pack(now_ms, seq), dossier, "op", kind,
+                 payload if payload is not None else {"set": {"fields.child_home_town": "Na Hang"}},
+                 deps, prev)
+
+
+async def test_codes_count_up_per_day_and_are_never_reused_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "edge.db"
+    store = await open_store(path)
+    day = local(store.now_ms()).strftime("%y%m%d")
+    first = await store.create(birth(), "clerk")
+    second = await store.create(birth("Trần Thị Hoa"), "clerk")
+    assert first["code"] == f"{AGENCY}-{day}-0001"
+    assert second["code"] == f"{AGENCY}-{day}-0002"
+    await store.close()
+
+    store = await open_store(path)
+    try:
+        third = await store.create(birth("Lý Thị Mai"), "clerk")
+        assert third["code"] == f"{AGENCY}-{day}-0003"
+        # a refused request between restarts uses no number
+        with pytest.raises(Exception):  # noqa: B017 - a ValidationError
+            await store.create({**birth(), "procedure_code": "9.999999"}, "clerk")
+    finally:
+        await store.close()
+
+    store = await open_store(path)
+    try:
+        fourth = await store.create(birth("Đặng Văn Tú"), "clerk")
+        assert fourth["code"] == f"{AGENCY}-{day}-0004"
+        assert len({first["code"], second["code"], third["code"], fourth["code"]}) == 4
+    finally:
+        await store.close()
+
+
+async def test_each_day_has_its_own_sequence(store: EdgeStore) -> None:
+    today = await store.create(birth(), "clerk")
+    store.wall = lambda: wall_clock_ms() + DAY_MS  # the machine's clock moves to tomorrow
+    tomorrow_day = local(store.now_ms()).strftime("%y%m%d")
+    tomorrow = [await store.create(birth(f"Người {i}"), "clerk") for i in range(2)]
+    assert [d["code"] for d in tomorrow] == [f"{AGENCY}-{tomorrow_day}-0001",
+                                              f"{AGENCY}-{tomorrow_day}-0002"]
+    assert today["code"].endswith("-0001") and today["code"] != tomorrow[0]["code"]
+    store.wall = wall_clock_ms
+    again = await store.create(birth("Người Nữa"), "clerk")
+    assert again["code"].endswith("-0002")
+    assert again["code"].rsplit("-", 1)[0] == today["code"].rsplit("-", 1)[0]
+
+
+async def test_own_chain_continues_after_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "edge.db"
+    store = await open_store(path)
+    d = await store.create(birth(), "clerk")
+    await store.edit(d["id"], {"set": {"applicant.address": "Thôn A"}, "base": d["version"]},
+                     "clerk")
+    before = await own_events(store)
+    await store.close()
+
+    store = await open_store(path)
+    try:
+        assert store.own_seq == 2
+        await store.transition(d["id"], {"to": "processing"}, "clerk")
+        await store.create(birth("Trần Thị Hoa"), "clerk")
+        chain = await own_events(store)
+    finally:
+        await store.close()
+    assert [e.seq for e, _ in chain] == [1, 2, 3, 4]
+    assert chain[:2] == before
+    assert chain[0][0].prev == b""
+    for (prev_event, prev_hash), (event, stored_hash) in zip(chain, chain[1:], strict=False):
+        assert stored_hash == codec.event_hash(event)
+        assert prev_hash == codec.event_hash(prev_event)
+        assert event.prev == prev_hash, f"seq {event.seq} does not chain to seq {prev_event.seq}"
+    # hlc never goes backwards across the restart
+    hlcs = [e.hlc for e, _ in chain]
+    assert hlcs == sorted(hlcs) and len(set(hlcs)) == 4
+
+
+async def test_apply_response_commits_ack_events_and_cursor_together(store: EdgeStore) -> None:
+    d = await store.create(birth(), "clerk")
+    await store.create(birth("Trần Thị Hoa"), "clerk")
+    assert (await store.pending_stats())[0] == 2
+    now = store.now_ms()
+    state = await store.load_state(d["id"])
+    assert state is not None
+    event = hub_event(1, d["id"], dict(state.vv), b"", now)
+    resp = SyncResponse(ack=1, events=[event], cursor=7, more=False, hub_time_ms=now + 5000,
+                        rejections=[Rejection(2, "scope", "test rejection")])
+    applied = await apply(store, resp)
+    assert applied == 1
+    assert await store.ack() == 1
+    assert await store.cursor() == 7
+    assert (await store.pending_stats())[0] == 1
+    assert await count(store, "SELECT count(*) FROM events WHERE origin=?", HUB_ORIGIN) == 1
+    view = await store.view(d["id"])
+    assert view["fields"]["child_home_town"] == "Na Hang"
+    assert view["history"][-1]["where"] == "hub"
+    assert await store.rejections() == [{"seq": 2, "code": "scope", "reason": "test rejection",
+                                         "at": now + 5000}]
+    assert abs(store.now_ms() - (now + 5000)) < 2000  # corrected time follows the hub
+    assert await store.get_meta("last_success_at") == now + 5000
+
+    # the same response again (a replay) changes nothing
+    await apply(store, resp)
+    assert await count(store, "SELECT count(*) FROM events WHERE origin=?", HUB_ORIGIN) == 1
+    assert await store.ack() == 1 and await store.cursor() == 7
+    # an ack never moves back, and never past what this node wrote
+    older = SyncResponse(ack=0, events=[], cursor=3, more=False, hub_time_ms=now)
+    await apply(store, older)
+    assert await store.ack() == 1 and await store.cursor() == 7
+    beyond = SyncResponse(ack=99, events=[], cursor=8, more=False, hub_time_ms=now)
+    await apply(store, beyond)
+    assert await store.ack() == 2 and await store.cursor() == 8
+    # own events echoed back are not applied twice
+    own = (await own_events(store))[0][0]
+    echo = SyncResponse(ack=2, events=[own], cursor=9, more=False, hub_time_ms=now)
+    assert await apply(store, echo) == 0
+
+
+async def test_apply_response_is_all_or_nothing(store: EdgeStore) -> None:
+    d = await store.create(birth(), "clerk")
+    now = store.now_ms()
+    state = await store.load_state(d["id"])
+    assert state is not None
+    first = hub_event(1, d["id"], dict(state.vv), b"", now)
+    second = hub_event(2, d["id"], dict(state.vv), codec.event_hash(first), now,
+                       payload={"set": {"fields.mother_ethnicity": "Tày"}})
+    # a real fault in the database while the second event is written
+    await store.conn.execute(
+        "CREATE TRIGGER fail_second BEFORE INSERT ON events WHEN NEW.origin='hub' AND NEW.seq=2 "
+        "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    resp = SyncResponse(ack=1, events=[first, second], cursor=12, more=False,
+                        hub_time_ms=now + 3 * DAY_MS)
+    with pytest.raises(StoreError):
+        await apply(store, resp)
+    assert abs(store.now_ms() - wall_clock_ms()) < 2000  # the hub's time was not adopted either
+    assert await store.ack() == 0
+    assert await store.cursor() == 0
+    assert await count(store, "SELECT count(*) FROM events WHERE origin='hub'") == 0
+    assert "child_home_town" not in (await store.view(d["id"]))["fields"]
+    assert await store.get_meta("last_success_at") is None
+    # once the fault is gone the same response applies whole
+    await store.conn.execute("DROP TRIGGER fail_second")
+    assert await apply(store, resp) == 2
+    assert await store.ack() == 1 and await store.cursor() == 12
+    view = await store.view(d["id"])
+    assert view["fields"]["child_home_town"] == "Na Hang"
+    assert view["fields"]["mother_ethnicity"] == "Tày"
+
+
+async def test_rebuild_equals_incremental_rows(store: EdgeStore) -> None:
+    a = await store.create(birth(), "clerk")
+    b = await store.create(birth("Trần Thị Hoa", "008090005678"), "clerk")
+    c = await store.create(birth("Lý Thị Mai", "008090009999"), "clerk")
+    await store.edit(a["id"], {"set": {"applicant.address": "Thôn A"}, "base": a["version"]},
+                     "clerk")
+    await store.edit(a["id"], {"set": {"applicant.address": "Thôn B"}, "base": a["version"]},
+                     "clerk")  # stale base: a conflict
+    await store.transition(b["id"], {"to": "processing"}, "clerk")
+    await store.comment(c["id"], {"text": "thiếu giấy chứng sinh"}, "clerk")
+    now = store.now_ms()
+    state = await store.load_state(c["id"])
+    assert state is not None
+    await apply(store, SyncResponse(
+        ack=0, events=[hub_event(1, c["id"], dict(state.vv), b"", now)], cursor=4, more=False,
+        hub_time_ms=now))
+    incremental = await store.dossier_rows()
+    assert len(incremental) == 3
+    assert incremental[a["id"]][10] == 1  # conflicts column
+    assert await store.rebuild() == 3
+    assert await store.dossier_rows() == incremental
+    # a damaged row is repaired by rebuild
+    await store.conn.execute("UPDATE dossiers SET status='returned', name='x' WHERE id=?",
+                             (b["id"],))
+    await store.conn.execute("DELETE FROM dossiers WHERE id=?", (c["id"],))
+    assert await store.dossier_rows() != incremental
+    await store.rebuild()
+    assert await store.dossier_rows() == incremental
+
+
+async def test_writer_connection_is_wal_and_synchronous_full(store: EdgeStore,
+                                                             tmp_path: Path) -> None:
+    async with store.conn.execute("PRAGMA journal_mode") as cur:
+        assert (await cur.fetchone())[0] == "wal"
+    async with store.conn.execute("PRAGMA synchronous") as cur:
+        assert (await cur.fetchone())[0] == 2  # FULL
+    async with store.reader.execute("PRAGMA journal_mode") as cur:
+        assert (await cur.fetchone())[0] == "wal"
+    await store.create(birth(), "clerk")
+    assert (tmp_path / "edge.db-wal").exists()
