@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from central_hub import exchange
 from central_hub.config import HubConfig
 from central_hub.health import assess
 from central_hub.metrics import render_metrics
@@ -16,9 +17,10 @@ from central_hub.store import HubStore, Node
 from protocol import APP_VERSION
 from protocol.calendar import iso
 from protocol.codec import DEFAULT_LIMITS
-from protocol.errors import AuthError, SyncError, TooLarge, ValidationError
-from protocol.messages import SyncResponse, decode_request, encode_error, encode_response
+from protocol.errors import AuthError, NotFound, SyncError, TooLarge, ValidationError
+from protocol.messages import encode_error
 from service.accounts import Accounts
+from service.blobs import MAX_BLOB, check_sha
 from service.sqlite import connect
 from service.web import (
     account_routes,
@@ -34,6 +36,7 @@ from service.web import (
 log = logging.getLogger(__name__)
 
 ROLES = ("operator", "admin")
+MAX_CHUNK = 2 * 1024 * 1024
 CONTENT_TYPE = "application/vnd.commune-sync+zstd"
 STORE = web.AppKey("store", HubStore)
 COUNTERS = web.AppKey("counters", dict)
@@ -95,7 +98,6 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig) -> web.App
     async def sync(request: web.Request) -> web.Response:
         started = time.monotonic()
         counters["sync_requests"] += 1
-        node: Node | None = None
         try:
             token = token_of(request)
             if not token:
@@ -107,31 +109,63 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig) -> web.App
             body = await request.content.read(DEFAULT_LIMITS.max_body + 1)
             if len(body) > DEFAULT_LIMITS.max_body:
                 raise TooLarge(f"body over {DEFAULT_LIMITS.max_body} bytes")
-            req = decode_request(body)
-            if req.node != node.node:
-                raise AuthError("node id in the request does not match the credential")
-            ack, rejections = await store.ingest_from(node, req.events)
-            want = min(max(req.want_bytes, 1024), config.max_want_bytes)
-            events, cursor, more = await store.read_scope(node, req.cursor, want)
-            payload = encode_response(SyncResponse(
-                ack, events, cursor, more, store.now_ms(), rejections,
-                refdata=await store.refdata_newer(req.ref)))
-            counters["events_in"] += len(req.events)
-            counters["events_out"] += len(events)
-            await store.record_session(node, app=req.app, protocol=req.protocol, stats=req.stats,
-                                       ok=True, error=None, bytes_in=len(body),
-                                       bytes_out=len(payload))
-            return web.Response(body=payload, content_type=CONTENT_TYPE)
+            outcome = await exchange.serve(store, node, body, config.max_want_bytes)
+            if outcome.error is not None:
+                raise outcome.error
+            counters["events_in"] += outcome.events_in
+            counters["events_out"] += outcome.events_out
+            return web.Response(body=outcome.body, content_type=CONTENT_TYPE)
         except SyncError as exc:
             counters["sync_errors"] += 1
-            log.warning("sync refused for %s: %s", node.node if node else "?", exc.message)
-            if node is not None:
-                await store.record_session(node, app="?", protocol=0, stats={}, ok=False,
-                                           error=exc.message, bytes_in=0, bytes_out=0)
             return web.Response(body=encode_error(exc.code, exc.message),
                                 status=status_of(exc), content_type=CONTENT_TYPE)
         finally:
             counters["sync_seconds_total"] += time.monotonic() - started
+
+    async def node_of(request: web.Request, sha: str) -> Node:
+        token = token_of(request)
+        if not token:
+            raise AuthError("node credential required")
+        node = await store.authenticate(token)
+        check_sha(sha)
+        if not await store.blob_allowed(sha, node.commune):
+            raise NotFound("no attachment of this commune names that blob")
+        return node
+
+    def _int(request: web.Request, name: str, low: int, high: int) -> int:
+        try:
+            value = int(request.query.get(name, ""))
+        except ValueError as exc:
+            raise ValidationError(f"{name} must be a whole number", field=name) from exc
+        if not low <= value <= high:
+            raise ValidationError(f"{name} must be {low}–{high}", field=name)
+        return value
+
+    async def blob_status(request: web.Request) -> web.Response:
+        sha = request.match_info["sha"]
+        await node_of(request, sha)
+        return json_response({"have": store.blobs.have(sha), "complete": store.blobs.has(sha)})
+
+    async def blob_put(request: web.Request) -> web.Response:
+        sha = request.match_info["sha"]
+        await node_of(request, sha)
+        offset = _int(request, "offset", 0, MAX_BLOB)
+        size = _int(request, "size", 1, MAX_BLOB)
+        chunk = await request.content.read(MAX_CHUNK + 1)
+        if len(chunk) > MAX_CHUNK:
+            raise TooLarge(f"chunks are at most {MAX_CHUNK} bytes")
+        have = await store.blobs.append(sha, offset, chunk, size)
+        return json_response({"have": have, "complete": have == size})
+
+    async def blob_get(request: web.Request) -> web.Response:
+        sha = request.match_info["sha"]
+        await node_of(request, sha)
+        if not store.blobs.has(sha):
+            raise NotFound("the hub does not hold this blob yet")
+        offset = _int(request, "offset", 0, MAX_BLOB)
+        limit = _int(request, "limit", 1, MAX_CHUNK)
+        return web.Response(body=await store.blobs.read(sha, offset, limit),
+                            content_type="application/octet-stream")
 
     async def enroll(request: web.Request) -> web.Response:
         body = await json_body(request)
@@ -162,6 +196,9 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig) -> web.App
     app.add_routes([
         web.post("/v1/sync", sync),
         web.post("/v1/enroll", enroll),
+        web.get("/v1/blobs/{sha}", blob_status),
+        web.put("/v1/blobs/{sha}", blob_put),
+        web.get("/v1/blobs/{sha}/data", blob_get),
         *dossier_routes(store),
         *account_routes(accounts),
         web.get("/api/nodes", nodes),

@@ -25,6 +25,7 @@ from protocol.events import Event
 from protocol.messages import Rejection
 from protocol.refdata import DEFAULT_REFDATA
 from protocol.refdata import KINDS as REF_KINDS
+from service.blobs import BlobStore
 from service.dossier_store import DossierStore
 from service.sqlite import connect, transaction
 
@@ -60,6 +61,9 @@ CREATE TABLE IF NOT EXISTS enroll_tokens (
 );
 CREATE TABLE IF NOT EXISTS origins (
     origin TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blob_refs (
+    sha256 TEXT NOT NULL, commune TEXT NOT NULL, PRIMARY KEY (sha256, commune)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS quarantine (
     origin TEXT NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL, body BLOB NOT NULL,
@@ -114,6 +118,7 @@ class HubStore(DossierStore):
         conn = await connect(path, synchronous="FULL")
         await conn.executescript(HUB_SCHEMA)
         store = cls(conn, await connect(path))
+        store.blobs = BlobStore(path.parent / "blobs")
         await store.setup()
         if not store.ref_versions:
             async with store.lock, transaction(conn):
@@ -122,6 +127,24 @@ class HubStore(DossierStore):
             for kind, data in DEFAULT_REFDATA.items():
                 store.use_refdata(kind, 1, data)
         return store
+
+    async def on_events(self, events: list[Event]) -> None:
+        """Remember which communes may fetch (and upload) which blobs."""
+        rows = []
+        for event in events:
+            if event.kind == "attach":
+                state = await self.load_state(event.dossier)
+                commune = (state.header or {}).get("commune") if state else None
+                if commune:
+                    rows.append((event.payload["sha256"], commune))
+        if rows:
+            await self.conn.executemany("INSERT OR IGNORE INTO blob_refs VALUES (?,?)", rows)
+
+    async def blob_allowed(self, sha: str, commune: str) -> bool:
+        """True iff an attachment of this commune's dossiers names the blob."""
+        async with self.reader.execute(
+                "SELECT 1 FROM blob_refs WHERE sha256=? AND commune=?", (sha, commune)) as cur:
+            return await cur.fetchone() is not None
 
     async def publish(self, kind: str, data: dict[str, Any]) -> int:
         """Publish a new version of reference data (validated by the caller); return it."""

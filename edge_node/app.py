@@ -9,8 +9,9 @@ from typing import Any
 from aiohttp import web
 
 from edge_node.config import EdgeConfig
+from edge_node.loop import SyncLoop
 from edge_node.store import EdgeStore
-from edge_node.sync import SyncClient, SyncLoop
+from edge_node.sync import SyncClient
 from protocol import APP_VERSION, lifecycle
 from protocol.calendar import iso
 from service.accounts import Accounts
@@ -48,7 +49,7 @@ async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
     return {
         "state": client.state,
         "pending_events": pending,
-        "pending_blobs": 0,
+        "pending_blobs": await store.pending_blobs(),
         "oldest_pending_age_s": oldest,
         "last_success_at": iso(int(last)) if last else None,
         "last_error": client.last_error,

@@ -22,6 +22,7 @@ from protocol.merge import DossierState
 from protocol.messages import SyncResponse
 from protocol.refdata import check_refdata
 from protocol.views import dossier_view
+from service.blobs import BlobStore
 from service.dossier_store import DossierStore
 from service.sqlite import connect, transaction
 
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 EDGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS code_counter (day TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, direction TEXT NOT NULL, done INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rejected (
     seq INTEGER PRIMARY KEY, code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL
 );
@@ -50,8 +54,42 @@ class EdgeStore(DossierStore):
         conn = await connect(path, synchronous="FULL")
         await conn.executescript(EDGE_SCHEMA)
         store = cls(conn, await connect(path), node, commune, agency)
+        store.blobs = BlobStore(path.parent / "blobs")
         await store.setup()
         return store
+
+    async def on_events(self, events: list[Event]) -> None:
+        """Track blobs to move: our attachments go up, others' come down."""
+        rows = []
+        for event in events:
+            if event.kind != "attach":
+                continue
+            sha, size = event.payload["sha256"], event.payload["size"]
+            if event.origin == self.origin:
+                rows.append((sha, size, "up", 0))
+            elif not self.blobs.has(sha):
+                rows.append((sha, size, "down", 0))
+        if rows:
+            await self.conn.executemany("INSERT OR IGNORE INTO blobs VALUES (?,?,?,?)", rows)
+
+    async def blobs_to_move(self, direction: str) -> list[tuple[str, int]]:
+        """Blobs not yet uploaded ("up") or downloaded ("down"), oldest first."""
+        async with self.reader.execute(
+                "SELECT sha256, size FROM blobs WHERE direction=? AND done=0 ORDER BY rowid",
+                (direction,)) as cur:
+            return [(r[0], int(r[1])) for r in await cur.fetchall()]
+
+    async def blob_done(self, sha: str, direction: str) -> None:
+        """Mark a blob as moved."""
+        async with self.lock:
+            await self.conn.execute("UPDATE blobs SET done=1 WHERE sha256=? AND direction=?",
+                                    (sha, direction))
+
+    async def pending_blobs(self) -> int:
+        """Blobs still to upload or download."""
+        async with self.reader.execute("SELECT count(*) FROM blobs WHERE done=0") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     # -- intake and processing ------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -24,7 +25,9 @@ from edge_node.store import EdgeStore
 from protocol import APP_VERSION
 from protocol.errors import (
     AuthError,
+    Conflict,
     NetworkError,
+    NotFound,
     ReadTimeout,
     RemoteProtocolError,
     ServerBusy,
@@ -40,6 +43,10 @@ CONTENT_TYPE = "application/vnd.commune-sync+zstd"
 MIN_BATCH = 4 * 1024
 SLOW_S = 10.0
 QUICK_S = 2.0
+
+
+# Sends a request body, returns the response body; raises TransportError or a protocol error.
+Transport = Callable[[bytes], Awaitable[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +89,10 @@ class SyncClient:
     """Talks to the hub for one edge store."""
 
     def __init__(self, store: EdgeStore, config: EdgeConfig,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None,
+                 transport: Transport | None = None) -> None:
         self.store = store
+        self.transport = transport  # None: HTTP to config.hub_url
         self.config = config
         self._session = session
         self._own_session = session is None
@@ -113,7 +122,7 @@ class SyncClient:
             disk_free = -1
         return {
             "pending_events": pending,
-            "pending_blobs": 0,
+            "pending_blobs": await self.store.pending_blobs(),
             "oldest_pending_age_s": oldest,
             "disk_free": disk_free,
             "clock_offset_ms": self.store.clock_offset_ms,
@@ -168,13 +177,23 @@ class SyncClient:
             self.batch_bytes = min(self.config.batch_bytes_max, self.batch_bytes * 2)
 
     async def _post(self, body: bytes) -> bytes:
+        if self.transport is not None:
+            return await self.transport(body)
+        _, payload = await self.request("POST", "/v1/sync", body)
+        return payload
+
+    async def request(self, method: str, path: str, body: bytes | None = None,
+                      params: dict[str, int] | None = None) -> tuple[int, bytes]:
+        """One HTTP request to the hub with the node credential; errors mapped to ours (2xx
+        answers are returned, everything else raises)."""
         http = await self._http()
         timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, connect=15)
         headers = {"Authorization": f"Bearer {self.config.credential}",
                    "Content-Type": CONTENT_TYPE}
-        url = self.config.hub_url.rstrip("/") + "/v1/sync"
+        url = self.config.hub_url.rstrip("/") + path
         try:
-            async with http.post(url, data=body, headers=headers, timeout=timeout) as resp:
+            async with http.request(method, url, data=body, params=params, headers=headers,
+                                    timeout=timeout) as resp:
                 payload = await resp.read()
                 status = resp.status
         except TimeoutError as exc:
@@ -186,9 +205,13 @@ class SyncClient:
                 from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"link to the hub failed: {exc.__class__.__name__}: {exc}") from exc
-        if status == 200:
-            return payload
+        if 200 <= status < 300:
+            return status, payload
         code, message = decode_error(payload)
+        if status == 404:
+            raise NotFound(message)
+        if status == 409:
+            raise Conflict(message)
         if status >= 500 or status == 429:
             raise ServerBusy(f"hub answered {status}: {message}")
         if status in (401, 403):
@@ -247,63 +270,3 @@ class SyncClient:
     def _log_retry(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         log.info("sync attempt %d failed (%s); retrying", state.attempt_number, exc)
-
-
-class SyncLoop:
-    """Background sync: right after local writes, every interval, and with backoff when down."""
-
-    def __init__(self, client: SyncClient) -> None:
-        self.client = client
-        self.kicked = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.sessions = 0
-
-    def kick(self) -> None:
-        """Sync as soon as possible (after a local write or a button press)."""
-        self.kicked.set()
-
-    def start(self) -> None:
-        """Start the loop as a task."""
-        self._task = asyncio.create_task(self._run(), name="sync-loop")
-
-    async def stop(self) -> None:
-        """Stop the loop and wait for it."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def _wait(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self.kicked.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
-        self.kicked.clear()
-
-    async def _run(self) -> None:
-        config = self.client.config
-        while True:
-            self.kicked.clear()
-            retrying = AsyncRetrying(
-                retry=retry_if_exception_type(TransportError),
-                wait=wait_exponential_jitter(initial=1, max=config.backoff_cap_s),
-                sleep=self._wait,
-                reraise=True,
-            )
-            try:
-                async for attempt in retrying:
-                    with attempt:
-                        await self.client.session_once()
-                self.sessions += 1
-                await self._wait(config.sync_interval_s)
-            except asyncio.CancelledError:
-                raise
-            except SyncError as exc:
-                log.warning("sync stopped: %s", exc.message)
-                await self._wait(config.backoff_cap_s)
-            except Exception:
-                log.exception("sync loop error")
-                self.client.state, self.client.last_error = "error", "internal error; see the log"
-                await self._wait(config.backoff_cap_s)

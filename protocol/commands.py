@@ -27,6 +27,8 @@ APPLICANT_KEYS = ("full_name", "citizen_id", "phone", "address")
 CHANNELS = ("counter", "online", "post")
 PHONE_RE = re.compile(r"^(\+84|0)\d{9,10}$")
 MAX_NOTE = 2000
+ATTACHMENT_TYPES = ("application/pdf", "image/jpeg", "image/png")
+MAX_ATTACHMENT = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,3 +269,25 @@ def comment_draft(body: Any, state: DossierState) -> Draft:
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_NOTE:
         raise ValidationError(f"text must be 1–{MAX_NOTE} characters", field="text")
     return Draft("comment", {"text": text.strip()}, dict(state.vv))
+
+
+def attach_draft(info: Any, state: DossierState) -> Draft:
+    """Record an attachment (a verified blob) on the dossier; grow-only, never conflicts."""
+    if not isinstance(info, dict):
+        raise ValidationError("attachment info must be an object")
+    name = str(info.get("name") or "").strip()[:255] or "tệp đính kèm"
+    label = str(info.get("label") or "").strip()[:255]
+    mime, size, sha = info.get("mime"), info.get("size"), info.get("sha256")
+    if mime not in ATTACHMENT_TYPES:
+        raise ValidationError("attachments must be PDF, JPEG or PNG", field="file")
+    if type(size) is not int or not 0 < size <= MAX_ATTACHMENT:
+        raise ValidationError(f"attachments must be 1 byte to {MAX_ATTACHMENT // 2**20} MB",
+                              field="file")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise ValidationError("attachment needs its sha256", field="sha256")
+    if state.header is None:
+        raise Conflict("dossier is not complete here yet")
+    payload = {"sha256": sha, "name": name, "mime": mime, "size": size}
+    if label:
+        payload["label"] = label
+    return Draft("attach", payload, dict(state.vv))

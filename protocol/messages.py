@@ -7,6 +7,7 @@ the new cursor, whether more is waiting, the hub's time, and per-event rejection
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,6 +199,11 @@ def decode_error(body: bytes) -> tuple[str, str]:
     """Read an error body; tolerate anything, since it only feeds a message to people."""
     try:
         obj = decode_body(body)
+        return str(obj.get("error", "error")), str(obj.get("message", ""))
+    except Exception:  # not ours in msgpack: maybe the JSON of an /api-style error
+        pass
+    try:
+        obj = json.loads(body)
         return str(obj.get("error", "error")), str(obj.get("message", ""))
     except Exception:  # an error about an error: keep the first one
         return "error", body[:200].decode("utf-8", "replace")

@@ -23,6 +23,7 @@ from protocol.calendar import Calendar, local
 from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue, parse_catalogue
 from protocol.commands import (
     Draft,
+    attach_draft,
     comment_draft,
     resolve_draft,
     set_draft,
@@ -35,6 +36,7 @@ from protocol.merge import DossierState, apply, from_plain, to_plain
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
 from protocol.text import fold as fold_text
 from protocol.views import dossier_view
+from service.blobs import BlobStore
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,18 @@ class DossierStore:
         self._anchor: tuple[int, float] | None = None  # (hub ms, monotonic s) in this process
         self._pending_clock: Clock | None = None
         self.wall: Callable[[], int] = wall_clock_ms  # the machine's clock; tests skew it
+        self._blobs: BlobStore | None = None
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob files next to the database."""
+        if self._blobs is None:
+            raise StoreError("this store has no blob directory")
+        return self._blobs
+
+    @blobs.setter
+    def blobs(self, value: BlobStore) -> None:
+        self._blobs = value
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -368,8 +382,15 @@ class DossierStore:
         """Add a comment."""
         return await self._command(dossier_id, actor, lambda s: comment_draft(body, s))
 
+    async def attach(self, dossier_id: str, info: dict[str, Any], actor: str) -> dict[str, Any]:
+        """Record a verified blob as an attachment of the dossier."""
+        return await self._command(dossier_id, actor, lambda s: attach_draft(info, s))
+
     async def after_local_write(self, event: Event) -> None:
         """Hook for subclasses, inside the write's transaction."""
+
+    async def on_events(self, events: list[Event]) -> None:
+        """Hook for subclasses: events just appended (local or remote), inside the transaction."""
 
     async def _load_states(self, ids: Iterable[str]) -> dict[str, DossierState | None]:
         ids = list(dict.fromkeys(ids))
@@ -408,6 +429,7 @@ class DossierStore:
                 [dossier_row(s) for s in folded.values()])
         except Exception as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
+        await self.on_events([e for e, _ in events])
         return folded
 
     async def ingest(self, events: list[Event], now_ms: int,

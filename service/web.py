@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import quote
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from protocol.errors import (
     AuthError,
@@ -24,8 +25,10 @@ from protocol.errors import (
     ValidationError,
     VersionMismatch,
 )
+from protocol.commands import MAX_ATTACHMENT
 from protocol.lifecycle import STATUSES
 from service.accounts import Accounts, User
+from service.blobs import BlobStore, sniff
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +187,10 @@ class DossierService(Protocol):
     async def transition(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def resolve(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def comment(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
+    async def attach(self, dossier_id: str, info: dict[str, Any],
+                     actor: str) -> dict[str, Any]: ...
+    @property
+    def blobs(self) -> BlobStore: ...
 
 
 def _int_param(request: web.Request, name: str, default: int) -> int:
@@ -221,7 +228,56 @@ def dossier_routes(store: DossierService,
             return json_response(result)
         return handler
 
+    async def upload(request: web.Request) -> web.Response:
+        if not request.content_type.startswith("multipart/"):
+            raise ValidationError("send the file as multipart/form-data", field="file")
+        reader = await request.multipart()
+        data: bytes | None = None
+        name, label = "", ""
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "file":
+                name = part.filename or "scan"
+                chunks, size = [], 0
+                while chunk := await part.read_chunk(1 << 16):
+                    size += len(chunk)
+                    if size > MAX_ATTACHMENT:
+                        raise ValidationError(
+                            f"file larger than {MAX_ATTACHMENT // 2**20} MB", field="file")
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+            elif part.name == "label":
+                label = (await part.text())[:255]
+        if not data:
+            raise ValidationError("no file in the upload (field 'file')", field="file")
+        mime = sniff(data[:16])
+        if mime is None:
+            raise ValidationError("only PDF, JPEG and PNG files can be attached", field="file")
+        await store.view(request.match_info["id"])  # 404 before storing anything
+        sha = await store.blobs.put(data)
+        result = await store.attach(request.match_info["id"], {
+            "sha256": sha, "name": name, "mime": mime, "size": len(data), "label": label},
+            current_user(request).username)
+        on_write()
+        return json_response(result, status=201)
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        view = await store.view(request.match_info["id"])
+        sha = request.match_info["sha"]
+        info = next((a for a in view["attachments"] if a["sha256"] == sha), None)
+        if info is None:
+            raise NotFound("no such attachment on this dossier")
+        if not store.blobs.has(sha):
+            raise NotFound("the file has not arrived here yet; it follows the dossier")
+        return web.FileResponse(store.blobs.path(sha), headers={
+            "Content-Type": info["mime"],
+            "Content-Disposition": f"inline; filename*=UTF-8''{quote(info['name'] or sha)}",
+            "X-Content-Type-Options": "nosniff"})
+
     return [
+        web.post("/api/dossiers/{id}/attachments", upload),
+        web.get("/api/dossiers/{id}/attachments/{sha}", download),
         web.get("/api/dossiers", listing),
         web.get("/api/dossiers/{id}", one),
         web.patch("/api/dossiers/{id}", writer(store.edit)),

@@ -21,7 +21,8 @@ from edge_node.app import open_accounts as open_edge_accounts
 from edge_node.config import EdgeConfig
 from edge_node.enroll import enroll
 from edge_node.store import EdgeStore
-from edge_node.sync import SessionResult, SyncClient, SyncLoop
+from edge_node.loop import SyncLoop
+from edge_node.sync import SessionResult, SyncClient
 
 PASSWORD = "correct-horse-1"
 DEAD_URL = "http://127.0.0.1:9"  # discard port: nothing listens, connections are refused

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from dataclasses import replace
@@ -217,7 +218,7 @@ def test_own_batch_recomputes_the_hash_chain() -> None:
     decoded = decode_own_batch("e1", encode_own_batch(events))
     assert [e.seq for e in decoded] == [1, 2, 3]
     assert decoded[0].prev == b""
-    for before, after in zip(decoded, decoded[1:], strict=False):
+    for before, after in itertools.pairwise(decoded):
         assert after.prev == event_hash(before)
     assert decoded[1].prev != b"\x22" * 32
 

@@ -32,6 +32,24 @@ VALUES = ("A", "B", "Đông", 1, None)
 STATUSES = ("processing", "supplement_requested", "withdrawn", "resolved")
 SHAS = ("a" * 64, "b" * 64)
 WRITE_OPS = ("set", "set", "transition", "resolve", "comment", "attach", "detach")
+PAIRS = tuple((a, b) for a in ORIGINS for b in ORIGINS if a != b)
+# Strategies built once: building them inside the generator dominates the run time.
+SEQ_STEP = st.integers(1, 3)
+TIME_STEP = st.integers(0, 3)
+STEP_KIND = st.integers(0, 2)
+OPS_COUNT = st.integers(4, 36)
+DELIVER_COUNT = st.integers(1, 6)
+BOOLS = st.booleans()
+DAYS = st.integers(0, 3)
+ORIGIN = st.sampled_from(ORIGINS)
+PAIR = st.sampled_from(PAIRS)
+WRITE_OP = st.sampled_from(WRITE_OPS)
+SET_PATHS_ST = st.lists(st.sampled_from(SET_PATHS), min_size=1, max_size=2, unique=True)
+VALUE = st.sampled_from(VALUES)
+STATUS = st.sampled_from(STATUSES)
+RESOLVE_PATH = st.sampled_from((*SET_PATHS, "status"))
+TEXT = st.sampled_from(("Thiếu giấy", "OK"))
+SHA = st.sampled_from(SHAS)
 CREATE_PAYLOAD: dict[str, Any] = {
     "procedure": "1.001193",
     "commune": "02245",
@@ -80,7 +98,7 @@ def histories(draw: st.DrawFn) -> History:
     def write(origin: str, kind: str, payload: dict[str, Any]) -> None:
         replica = replicas[origin]
         seq = next_seq[origin]
-        next_seq[origin] += draw(st.integers(1, 3))  # the origin also writes other dossiers
+        next_seq[origin] += draw(SEQ_STEP)  # the origin also writes other dossiers
         replica.clock, stamp = replica.clock.send(now(origin))
         event = Event(origin, seq, stamp, DOSSIER, f"{origin}.clerk", kind, payload,
                       replica.vv(), b"" if seq == 1 else PREV)
@@ -105,35 +123,34 @@ def histories(draw: st.DrawFn) -> History:
                         return
 
     write("e1", "create", CREATE_PAYLOAD)
-    for _ in range(draw(st.integers(4, 36))):
-        step += draw(st.integers(0, 3))
-        if draw(st.integers(0, 2)) == 0:
-            src, dst = draw(st.permutations(ORIGINS))[:2]
-            deliver(replicas[src], replicas[dst], draw(st.integers(1, 6)), draw(st.booleans()),
-                    dst)
+    for _ in range(draw(OPS_COUNT)):
+        step += draw(TIME_STEP)
+        if draw(STEP_KIND) == 0:
+            src, dst = draw(PAIR)
+            deliver(replicas[src], replicas[dst], draw(DELIVER_COUNT), draw(BOOLS), dst)
             continue
-        origin = draw(st.sampled_from(ORIGINS))
+        origin = draw(ORIGIN)
         replica = replicas[origin]
         if replica.state is None or replica.state.header is None:
             continue  # nobody edits a dossier they have not received
-        op = draw(st.sampled_from(WRITE_OPS))
+        op = draw(WRITE_OP)
         if op == "set":
-            paths = draw(st.lists(st.sampled_from(SET_PATHS), min_size=1, max_size=2, unique=True))
-            write(origin, "set", {"set": {p: draw(st.sampled_from(VALUES)) for p in paths}})
+            paths = draw(SET_PATHS_ST)
+            write(origin, "set", {"set": {p: draw(VALUE) for p in paths}})
         elif op == "transition":
-            payload: dict[str, Any] = {"to": draw(st.sampled_from(STATUSES)),
+            payload: dict[str, Any] = {"to": draw(STATUS),
                                        "from": replica.state.value("status")}
-            if draw(st.booleans()):
-                payload["due_at"] = T + draw(st.integers(0, 3)) * 86_400_000
+            if draw(BOOLS):
+                payload["due_at"] = T + draw(DAYS) * 86_400_000
             write(origin, "transition", payload)
         elif op == "resolve":
-            path = draw(st.sampled_from((*SET_PATHS, "status")))
-            value = draw(st.sampled_from(STATUSES if path == "status" else VALUES))
+            path = draw(RESOLVE_PATH)
+            value = draw(STATUS if path == "status" else VALUE)
             write(origin, "resolve", {"field": path, "value": value})
         elif op == "comment":
-            write(origin, "comment", {"text": draw(st.sampled_from(("Thiếu giấy", "OK")))})
+            write(origin, "comment", {"text": draw(TEXT)})
         elif op == "attach":
-            write(origin, "attach", {"sha256": draw(st.sampled_from(SHAS)), "name": "scan.pdf",
+            write(origin, "attach", {"sha256": draw(SHA), "name": "scan.pdf",
                                      "mime": "application/pdf", "size": 10})
         else:
             tags = sorted(f"{e.origin}:{e.seq}" for e in replica.seen.values() if e.kind == "attach")

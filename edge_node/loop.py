@@ -1,0 +1,82 @@
+"""The background sync loop: events right after local writes, then blobs, backoff while the hub is down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from edge_node.blobsync import BlobMover
+from edge_node.sync import SyncClient
+from protocol.errors import SyncError, TransportError
+
+log = logging.getLogger(__name__)
+
+
+class SyncLoop:
+    """Background sync: right after local writes, every interval, and with backoff when down."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self.client = client
+        self.mover = BlobMover(client)
+        self.kicked = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.sessions = 0
+
+    def kick(self) -> None:
+        """Sync as soon as possible (after a local write or a button press)."""
+        self.kicked.set()
+
+    def start(self) -> None:
+        """Start the loop as a task."""
+        self._task = asyncio.create_task(self._run(), name="sync-loop")
+
+    async def stop(self) -> None:
+        """Stop the loop and wait for it."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _events_waiting(self) -> bool:
+        pending, _ = await self.client.store.pending_stats()
+        return pending > 0 or self.kicked.is_set()
+
+    async def _wait(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.kicked.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        self.kicked.clear()
+
+    async def _run(self) -> None:
+        config = self.client.config
+        while True:
+            self.kicked.clear()
+            retrying = AsyncRetrying(
+                retry=retry_if_exception_type(TransportError),
+                wait=wait_exponential_jitter(initial=1, max=config.backoff_cap_s),
+                sleep=self._wait,
+                reraise=True,
+            )
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        await self.client.session_once()
+                        moved = await self.mover.run(self._events_waiting)
+                self.sessions += 1
+                if moved.yielded or await self._events_waiting():
+                    continue  # events came in while blobs moved: they go first
+                await self._wait(config.sync_interval_s)
+            except asyncio.CancelledError:
+                raise
+            except SyncError as exc:
+                log.warning("sync stopped: %s", exc.message)
+                await self._wait(config.backoff_cap_s)
+            except Exception:
+                log.exception("sync loop error")
+                self.client.state, self.client.last_error = "error", "internal error; see the log"
+                await self._wait(config.backoff_cap_s)

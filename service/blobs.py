@@ -1,0 +1,141 @@
+"""Content-addressed blob files (scans and photos): written once, resumable, verified by SHA-256.
+
+A blob lives at `root/ab/abcdef…` once verified; while it is being received it grows at
+`root/partial/abcdef…`, one confirmed chunk after another, so a cut or a restart resumes from the
+last byte on disk. Nothing counts until the whole file hashes to its name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from protocol.errors import Conflict, StoreError, ValidationError
+
+log = logging.getLogger(__name__)
+
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_BLOB = 25 * 1024 * 1024
+MAGIC = {
+    b"%PDF-": "application/pdf",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"\x89PNG\r\n\x1a\n": "image/png",
+}
+
+
+def check_sha(sha: str) -> str:
+    """A lowercase hex SHA-256, or ValidationError."""
+    if not isinstance(sha, str) or not SHA_RE.match(sha):
+        raise ValidationError("not a SHA-256 (64 lowercase hex digits)", field="sha256")
+    return sha
+
+
+def sniff(head: bytes) -> str | None:
+    """The MIME type of a PDF, JPEG or PNG from its first bytes; None for anything else."""
+    for magic, mime in MAGIC.items():
+        if head.startswith(magic):
+            return mime
+    return None
+
+
+class BlobStore:
+    """Blob files under one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "partial").mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha: str) -> Path:
+        """Where a verified blob lives."""
+        return self.root / sha[:2] / sha
+
+    def partial(self, sha: str) -> Path:
+        """Where a blob being received grows."""
+        return self.root / "partial" / sha
+
+    def has(self, sha: str) -> bool:
+        """True iff the verified blob is here."""
+        return self.path(check_sha(sha)).is_file()
+
+    def have(self, sha: str) -> int:
+        """Bytes held: the full size if verified, else the partial length."""
+        check_sha(sha)
+        final = self.path(sha)
+        if final.is_file():
+            return final.stat().st_size
+        part = self.partial(sha)
+        return part.stat().st_size if part.is_file() else 0
+
+    async def put(self, data: bytes) -> str:
+        """Store whole bytes; return their SHA-256 (stored once however often put)."""
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.has(sha):
+            await asyncio.to_thread(self._write_final, sha, data)
+        return sha
+
+    def _write_final(self, sha: str, data: bytes) -> None:
+        final = self.path(sha)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root / "partial", prefix=".put-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    async def append(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
+        """Append a chunk at `offset` (which must be what is held); verify and finish the blob
+        when it reaches `size`. Return the bytes now held."""
+        check_sha(sha)
+        if not 0 < size <= MAX_BLOB:
+            raise ValidationError(f"blob size must be 1–{MAX_BLOB} bytes", field="size")
+        return await asyncio.to_thread(self._append, sha, offset, chunk, size)
+
+    def _append(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
+        if self.path(sha).is_file():
+            return size
+        part = self.partial(sha)
+        held = part.stat().st_size if part.is_file() else 0
+        if offset != held:
+            raise Conflict(f"offset {offset} but {held} bytes held; resume from {held}")
+        if held + len(chunk) > size:
+            raise ValidationError("chunk goes past the declared size", field="size")
+        with open(part, "ab") as fh:
+            fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        held += len(chunk)
+        if held == size:
+            digest = hashlib.sha256()
+            with open(part, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            if digest.hexdigest() != sha:
+                part.unlink()
+                raise ValidationError("blob content does not match its SHA-256; discarded")
+            final = self.path(sha)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(part, final)
+        return held
+
+    async def read(self, sha: str, offset: int, limit: int) -> bytes:
+        """Up to `limit` bytes of a verified blob from `offset`."""
+        path = self.path(check_sha(sha))
+        if not path.is_file():
+            raise StoreError("blob not here")
+
+        def _read() -> bytes:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                return fh.read(limit)
+
+        return await asyncio.to_thread(_read)
