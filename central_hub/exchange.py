@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from central_hub.store import HubStore, Node
 from protocol.errors import AuthError, SyncError
 from protocol.messages import SyncResponse, decode_request, encode_error, encode_response
+from service import crashpoints
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ async def serve(store: HubStore, node: Node, body: bytes,
         if req.node != node.node:
             raise AuthError("node id in the request does not match the credential")
         ack, rejections = await store.ingest_from(node, req.events)
+        crashpoints.hit("hub.after_commit")
         want = min(max(req.want_bytes, 1024), max_want)
         events, cursor, more = await store.read_scope(node, req.cursor, want)
         payload = encode_response(SyncResponse(

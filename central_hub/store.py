@@ -25,6 +25,7 @@ from protocol.events import Event
 from protocol.messages import Rejection
 from protocol.refdata import DEFAULT_REFDATA
 from protocol.refdata import KINDS as REF_KINDS
+from service import crashpoints
 from service.blobs import BlobStore
 from service.dossier_store import DossierStore
 from service.sqlite import connect, transaction
@@ -273,6 +274,7 @@ class HubStore(DossierStore):
                     await self.conn.execute(
                         "UPDATE nodes SET clock_ahead_events=clock_ahead_events+? WHERE node=?",
                         (ahead, node.node))
+                crashpoints.hit("hub.ingest.before_commit")
             self.commit_clock()
         return top.seq, rejections
 

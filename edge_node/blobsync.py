@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from edge_node.sync import SyncClient
 from protocol.errors import Conflict, NotFound, RemoteProtocolError
+from service import crashpoints
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class BlobMover:
                 have = int(str((await self._json("GET", f"/v1/blobs/{sha}"))["have"]))
                 continue
             stats.bytes_up += len(chunk)
+            crashpoints.hit("edge.blob.after_chunk")
             self._adapt(time.monotonic() - started)
             have = int(str(answer["have"]))
         await self.store.blob_done(sha, "up")

@@ -22,6 +22,7 @@ from protocol.merge import DossierState
 from protocol.messages import SyncResponse
 from protocol.refdata import check_refdata
 from protocol.views import dossier_view
+from service import crashpoints
 from service.blobs import BlobStore
 from service.dossier_store import DossierStore
 from service.sqlite import connect, transaction
@@ -193,6 +194,7 @@ class EdgeStore(DossierStore):
                 await self.set_meta("clock_correction_ms",
                                     resp.hub_time_ms + int(rtt_s * 500) - self.wall())
                 await self.set_meta("last_success_at", resp.hub_time_ms)
+                crashpoints.hit("edge.apply.before_commit")
             self.commit_clock()
             for kind, ref in fresh.items():
                 self.use_refdata(kind, ref["version"], ref["data"])

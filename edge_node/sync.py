@@ -36,6 +36,7 @@ from protocol.errors import (
     VersionMismatch,
 )
 from protocol.messages import SyncRequest, decode_error, decode_response, encode_request
+from service import crashpoints
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class SyncClient:
             if not post.done():
                 post.cancel()
         received_at = time.monotonic()
+        crashpoints.hit("edge.after_request")
         try:
             response = decode_response(payload)
         except RemoteProtocolError as exc:  # a body garbled in transit: safe to retry

@@ -83,6 +83,27 @@ def due_at(received_ms: int, limit_days: int, cutoff: str | None, calendar: Cale
     return to_ms(datetime.combine(day, OFFICE_CLOSE, VN_TZ))
 
 
+def working_days_between(start_ms: int, end_ms: int, calendar: Calendar) -> int:
+    """Working days after the day of `start_ms`, up to and including the day of `end_ms`."""
+    day, end = local(start_ms).date(), local(end_ms).date()
+    count = 0
+    while day < end:
+        day += timedelta(days=1)
+        count += calendar.is_working_day(day)
+    return count
+
+
+def extend_for_pause(due_ms: int, paused_ms: int, resumed_ms: int, calendar: Calendar) -> int:
+    """The due time pushed back by the working days the legal clock was paused (a supplement
+    was awaited from `paused_ms` to `resumed_ms`); same time of day, on a working day."""
+    days = working_days_between(paused_ms, resumed_ms, calendar)
+    if days == 0:
+        return due_ms
+    due = local(due_ms)
+    new_day = calendar.add_working_days(due.date(), days)
+    return to_ms(datetime.combine(new_day, due.timetz()))
+
+
 def is_overdue(due_ms: int | None, now_ms: int, status: str) -> bool:
     """Overdue: past the due time and not yet resolved or closed."""
     return due_ms is not None and now_ms > due_ms and status not in FINAL | {"resolved"}

@@ -15,10 +15,11 @@ from datetime import date
 from typing import Any
 
 from protocol import lifecycle
-from protocol.calendar import Calendar, due_at
+from protocol.calendar import Calendar, due_at, extend_for_pause
 from protocol.catalogue import Catalogue, Procedure
 from protocol.errors import Conflict, ValidationError
 from protocol.events import ORIGIN_RE, seen_by
+from protocol.hlc import wall_ms
 from protocol.merge import DossierState
 
 log = logging.getLogger(__name__)
@@ -209,8 +210,10 @@ def _covers_live(state: DossierState, path: str, base: dict[str, int]) -> bool:
     return all(seen_by((w.origin, w.seq), base) for w in state.registers.get(path, ()))
 
 
-def transition_draft(body: Any, state: DossierState) -> Draft:
-    """A status change allowed by the lifecycle from the status the writer saw."""
+def transition_draft(body: Any, state: DossierState, calendar: Calendar | None = None,
+                     now_ms: int | None = None) -> Draft:
+    """A status change allowed by the lifecycle from the status the writer saw. Leaving a
+    paused status (a supplement awaited) pushes the due time back by the working days paused."""
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object")
     target = body.get("to")
@@ -232,6 +235,13 @@ def transition_draft(body: Any, state: DossierState) -> Draft:
     payload: dict[str, Any] = {"to": target, "from": current}
     if note:
         payload["note"] = note
+    due = state.value("due_at")
+    if current in lifecycle.CLOCK_PAUSED and target not in lifecycle.CLOCK_PAUSED \
+            and calendar is not None and now_ms is not None and isinstance(due, int):
+        paused_at = wall_ms(state.registers["status"][0].hlc)
+        extended = extend_for_pause(due, paused_at, now_ms, calendar)
+        if extended != due:
+            payload["due_at"] = extended
     return Draft("transition", payload, dict(state.vv))
 
 

@@ -36,6 +36,7 @@ from protocol.merge import DossierState, apply, from_plain, to_plain
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
 from protocol.text import fold as fold_text
 from protocol.views import dossier_view
+from service import crashpoints
 from service.blobs import BlobStore
 from service.sqlite import transaction
 
@@ -346,6 +347,7 @@ class DossierStore:
             states = await self._apply_events([(event, new_hash)], {dossier_id: state})
             await self.set_meta("hlc", clock.last)
             await self.after_local_write(event)
+            crashpoints.hit("store.write.before_commit")
         self.own_seq, self.own_hash, self.clock = event.seq, new_hash, clock
         return states[dossier_id]
 
@@ -371,7 +373,8 @@ class DossierStore:
 
     async def transition(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
         """Move the dossier along the lifecycle."""
-        return await self._command(dossier_id, actor, lambda s: transition_draft(body, s))
+        return await self._command(
+            dossier_id, actor, lambda s: transition_draft(body, s, self.calendar, self.now_ms()))
 
     async def resolve(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
         """Settle a conflict with one value."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import quote
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
+from protocol.commands import MAX_ATTACHMENT
 from protocol.errors import (
     AuthError,
     Conflict,
@@ -25,7 +26,6 @@ from protocol.errors import (
     ValidationError,
     VersionMismatch,
 )
-from protocol.commands import MAX_ATTACHMENT
 from protocol.lifecycle import STATUSES
 from service.accounts import Accounts, User
 from service.blobs import BlobStore, sniff

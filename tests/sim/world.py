@@ -1,0 +1,595 @@
+"""A simulated province: one hub and edge nodes on SQLite files, in simulated time, over SimLinks.
+
+The World drives the real stores (`EdgeStore`, `HubStore`) and the real `SyncClient` through
+`tests.sim.transport.SimLink`. It offers the operations staff, operators and the weather perform
+(create, edit with a fresh or stale base, transition, resolve, comment, sync under faults, crash,
+clock skew) and checks the promises of DESIGN §4–5 after them:
+
+- every event the hub ever acked to a node is in the hub's log, contiguously from seq 1;
+- acks and cursors never move backwards, even across crashes; nothing is quarantined;
+- a node holds only its commune's events and dossiers;
+- each dossier's folded `seen` set is exactly the set of its events in that store's log;
+- at quiescence every replica of a dossier has the same digest and row, the other commune has
+  none of it, every store passes `PRAGMA integrity_check`, and `rebuild()` changes no row.
+
+Time is simulated (`SimClock`). `deterministic()` routes the stores' clocks and the edge's uuid
+randomness through the simulation, so a seed replays to the same bytes. Choice made: rather than
+resetting `DossierStore._anchor` after each exchange, the `time` module seen by
+`service.dossier_store` and `edge_node.sync` is replaced by a shim whose `monotonic()` is simulated
+time; the real anchor code runs (a jump of a node's wall clock after an exchange changes nothing,
+as in production), a round trip takes 0 simulated ms, and each node's wall clock is
+`store.wall = simulated time + that node's skew`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import edge_node.store
+import edge_node.sync
+import service.dossier_store
+from central_hub.store import HubStore, Node
+from edge_node.config import EdgeConfig
+from edge_node.store import EdgeStore
+from edge_node.sync import SyncClient
+from protocol import codec
+from protocol.calendar import VN_TZ
+from protocol.errors import Conflict, NotFound, TransportError
+from protocol.events import Event
+from protocol.merge import DossierState, digest, from_plain
+from service.sqlite import integrity_ok
+from tests.sim.transport import Fault, Odds, SimLink
+
+log = logging.getLogger(__name__)
+
+# Monday 1 March 2027, 00:00 in Vietnam: after the harness's birth dates, at the start of a week.
+START_MS = int(datetime(2027, 3, 1, tzinfo=VN_TZ).timestamp() * 1000)
+HOUR_MS = 3600 * 1000
+DAY_MS = 24 * HOUR_MS
+DEFAULT_LAYOUT = (("02245", 2), ("02227", 1))  # two PCs in Côn Lôn, one in a neighbour commune
+HUB = "hub"
+
+
+class SimCrash(Exception):  # noqa: N818 - it is an event, not an error of the code under test
+    """A simulated power cut inside a store operation; the store is reopened after it."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"simulated crash in {where}")
+        self.where = where
+
+
+class SimClock:
+    """Simulated time: epoch ms for wall clocks, and a monotonic clock in seconds from the start."""
+
+    def __init__(self, start_ms: int = START_MS) -> None:
+        self.ms = start_ms
+        self.start_ms = start_ms
+
+    def advance(self, ms: int) -> None:
+        """Let `ms` of simulated time pass (never backwards: only wall clocks jump)."""
+        self.ms += max(0, ms)
+
+    def monotonic(self) -> float:
+        """Like `time.monotonic()`, in simulated time."""
+        return (self.ms - self.start_ms) / 1000
+
+    def time(self) -> float:
+        """Like `time.time()`, in simulated time."""
+        return self.ms / 1000
+
+
+@contextmanager
+def deterministic(clock: SimClock, rand: random.Random) -> Iterator[None]:
+    """Route the stores' clocks and the edge's uuid randomness through the simulation."""
+    shim_time = SimpleNamespace(time=clock.time, monotonic=clock.monotonic)
+    shim_os = SimpleNamespace(urandom=rand.randbytes)
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(service.dossier_store, "time", shim_time))
+        stack.enter_context(mock.patch.object(edge_node.sync, "time", shim_time))
+        stack.enter_context(mock.patch.object(edge_node.store, "os", shim_os))
+        yield
+
+
+@dataclass(eq=False)
+class Replica:
+    """A store that staff or operators write to, and the versions they have seen of each dossier."""
+
+    name: str
+    commune: str | None
+    actor: str
+    store: Any  # EdgeStore | HubStore
+    versions: dict[str, list[str]] = field(default_factory=dict)
+
+    def remember(self, view: dict[str, Any]) -> None:
+        """Keep a version seen on screen: a later write may be based on it (stale)."""
+        seen = self.versions.setdefault(view["id"], [])
+        if not seen or seen[-1] != view["version"]:
+            seen.append(view["version"])
+
+
+@dataclass(eq=False)
+class Edge(Replica):
+    """An edge node: its store, sync client, link and what the World has observed of it."""
+
+    config: EdgeConfig | None = None
+    path: Path | None = None
+    link: SimLink | None = None
+    client: SyncClient | None = None
+    skew_ms: int = 0
+    ack_seen: int = 0
+    cursor_seen: int = 0
+    crashes: int = 0
+
+
+def _set_outcome(view: dict[str, Any]) -> str:
+    return f"ok {view['version']} {view['status']} c={len(view['conflicts'])}"
+
+
+class World:
+    """One hub and several edge nodes; see the module docstring."""
+
+    def __init__(self, root: Path, clock: SimClock, rng: random.Random) -> None:
+        self.root = root
+        self.clock = clock
+        self.rng = rng  # link faults (when odds are set) and nothing else
+        self.hub_replica = Replica(HUB, None, "district", None)
+        self.edges: list[Edge] = []
+        self.dossiers: dict[str, str] = {}  # id -> commune, in creation order
+        self.trace: list[str] = []
+        self._hash = hashlib.sha256()
+        self.hub_restarts = 0
+        self._hub_crash_armed = False
+
+    # -- building ---------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, root: Path, clock: SimClock, rng: random.Random,
+                   layout: tuple[tuple[str, int], ...] = DEFAULT_LAYOUT) -> World:
+        """A hub and `layout` = ((commune, nodes), …) enrolled edge nodes."""
+        world = cls(root, clock, rng)
+        world.hub_replica.store = await world._open_hub()
+        try:
+            for commune, count in layout:
+                for _ in range(count):
+                    await world._add_edge(commune)
+        except BaseException:
+            await world.close()
+            raise
+        return world
+
+    @property
+    def hub(self) -> HubStore:
+        store: HubStore = self.hub_replica.store
+        return store
+
+    async def _open_hub(self) -> HubStore:
+        hub = await HubStore.open(self.root / "hub.db")
+        hub.wall = lambda: self.clock.ms
+        return hub
+
+    async def _add_edge(self, commune: str) -> Edge:
+        token = await self.hub.create_enroll_token(commune, f"Xã {commune}")
+        enrolled = await self.hub.enroll(token)
+        config = EdgeConfig(node=enrolled.node, commune=enrolled.commune,
+                            commune_name=enrolled.commune_name, agency=enrolled.agency,
+                            hub_url="http://hub.sim.invalid", credential=enrolled.credential)
+        link = SimLink(lambda: self.hub, Node(enrolled.node, enrolled.commune), self.rng)
+        edge = Edge(enrolled.node, commune, "clerk", None, config=config,
+                    path=self.root / f"edge-{enrolled.node}.db", link=link)
+        await self._open_edge(edge)
+        self.edges.append(edge)
+        return edge
+
+    async def _open_edge(self, edge: Edge) -> None:
+        assert edge.config is not None and edge.path is not None
+        store = await EdgeStore.open(edge.path, edge.config.node, edge.config.commune,
+                                     edge.config.agency)
+        store.wall = lambda: self.clock.ms + edge.skew_ms
+        edge.store = store
+        edge.client = SyncClient(store, edge.config, transport=edge.link)
+
+    async def close(self) -> None:
+        """Close every store (idempotent)."""
+        for edge in self.edges:
+            if edge.client is not None:
+                await edge.client.close()
+            if edge.store is not None:
+                await edge.store.close()
+                edge.store = None
+        if self.hub_replica.store is not None:
+            await self.hub.close()
+            self.hub_replica.store = None
+
+    def record(self, line: str) -> None:
+        """Append one operation and its outcome to the trace (and its running hash)."""
+        stamped = f"{self.clock.ms - self.clock.start_ms} {line}"
+        self.trace.append(stamped)
+        self._hash.update(stamped.encode() + b"\n")
+
+    def trace_hash(self) -> str:
+        """sha256 over the trace so far."""
+        return self._hash.hexdigest()
+
+    def replicas(self) -> list[Replica]:
+        """The hub, then every edge."""
+        return [self.hub_replica, *self.edges]
+
+    # -- what people do ---------------------------------------------------------------------------
+
+    async def local_ids(self, who: Replica) -> list[str]:
+        """The dossiers a replica holds, oldest first (a deterministic order)."""
+        async with who.store.conn.execute(
+                "SELECT id FROM dossiers ORDER BY received_at, id") as cur:
+            return [r[0] for r in await cur.fetchall()]
+
+    async def create(self, edge: Edge, body: dict[str, Any]) -> str | None:
+        """Take a dossier in at the counter; return its id."""
+        view = await edge.store.create(body, edge.actor)
+        self.dossiers[view["id"]] = edge.commune
+        edge.remember(view)
+        self.record(f"{edge.name} create {view['id']} {view['code']}")
+        return str(view["id"])
+
+    async def _current(self, who: Replica, dossier: str) -> dict[str, Any] | None:
+        try:
+            view: dict[str, Any] = await who.store.view(dossier)
+        except NotFound:
+            return None
+        who.remember(view)
+        return view
+
+    def _base(self, who: Replica, dossier: str, stale: int) -> str:
+        seen = who.versions[dossier]
+        return seen[-1 - stale % len(seen)]
+
+    async def _write(self, who: Replica, op: str, dossier: str, call: Any) -> str:
+        try:
+            view = await call
+        except Conflict as exc:
+            outcome = f"409 {exc.message}"
+        else:
+            who.remember(view)
+            outcome = _set_outcome(view)
+        self.record(f"{who.name} {op} {dossier} -> {outcome}")
+        return outcome
+
+    async def edit(self, who: Replica, dossier: str, values: dict[str, Any], stale: int = 0) -> str:
+        """PATCH `values` based on the current version (stale=0) or an older one this replica saw."""
+        if await self._current(who, dossier) is None:
+            return "absent"
+        body = {"set": values, "base": self._base(who, dossier, stale)}
+        return await self._write(who, f"edit{sorted(values.items())} stale={stale}", dossier,
+                                 who.store.edit(dossier, body, who.actor))
+
+    async def transition(self, who: Replica, dossier: str, pick: int, stale: int = 0) -> str:
+        """Move along the lifecycle to one of the view's next statuses (409 is an outcome)."""
+        view = await self._current(who, dossier)
+        if view is None:
+            return "absent"
+        choices = view["next_statuses"]
+        if not choices:
+            return "final or in conflict"
+        target = choices[pick % len(choices)]
+        body = {"to": target, "base": self._base(who, dossier, stale), "note": "xử lý"}
+        return await self._write(who, f"transition {target} stale={stale}", dossier,
+                                 who.store.transition(dossier, body, who.actor))
+
+    async def resolve(self, who: Replica, dossier: str, pick: int) -> str:
+        """Settle one open conflict with one of its values, having seen them all."""
+        view = await self._current(who, dossier)
+        if view is None:
+            return "absent"
+        if not view["conflicts"]:
+            return "no conflict"
+        conflict = view["conflicts"][pick % len(view["conflicts"])]
+        value = conflict["values"][pick // 7 % len(conflict["values"])]["value"]
+        body = {"field": conflict["field"], "value": value, "base": view["version"]}
+        return await self._write(who, f"resolve {conflict['field']}={value!r}", dossier,
+                                 who.store.resolve(dossier, body, who.actor))
+
+    async def comment(self, who: Replica, dossier: str, text: str) -> str:
+        """Add a comment (grow-only, never a conflict)."""
+        if await self._current(who, dossier) is None:
+            return "absent"
+        return await self._write(who, "comment", dossier,
+                                 who.store.comment(dossier, {"text": text}, who.actor))
+
+    # -- the weather ------------------------------------------------------------------------------
+
+    def skew(self, edge: Edge, ms: int) -> None:
+        """Set a node's wall clock to simulated time + `ms` (a jump, or a wrong clock)."""
+        edge.skew_ms = ms
+        self.record(f"{edge.name} skew {ms}")
+
+    def partition(self, edge: Edge, on: bool) -> None:
+        """Cut or restore a node's link."""
+        assert edge.link is not None
+        edge.link.partitioned = on
+        self.record(f"{edge.name} partition {on}")
+
+    def set_odds(self, edge: Edge, odds: Odds) -> None:
+        """Make a node's link lossy (or clean)."""
+        assert edge.link is not None
+        edge.link.odds = odds
+
+    async def sync(self, edge: Edge, faults: tuple[Fault, ...] = ()) -> str:
+        """One sync session at a node; `faults` apply to its first round trips, in order."""
+        assert edge.link is not None and edge.client is not None
+        edge.link.queue(*faults)
+        try:
+            result = await edge.client.session_once()
+            outcome = (f"ok sent={result.sent} recv={result.received} "
+                       f"rt={result.round_trips} pending={result.pending_after}")
+        except TransportError as exc:
+            outcome = f"{type(exc).__name__}: {exc.message}"
+        except SimCrash as crash:
+            outcome = str(crash)
+            if crash.where == "hub":
+                await self.restart_hub(record=False)
+            else:
+                await self._reopen(edge)
+        finally:
+            edge.link.plan.clear()
+            self._disarm(edge)
+        self.record(f"{edge.name} sync {[f.value for f in faults]} -> {outcome}")
+        await self.check_sync_state(edge)
+        return outcome
+
+    async def deliver_held(self, edge: Edge, index: int = 0) -> str:
+        """A request the network held arrives at the hub now (a stale replay)."""
+        assert edge.link is not None
+        outcome = await edge.link.deliver_held(index)
+        if outcome is None:
+            return "nothing held"
+        assert outcome.error is None, f"the hub refused a stale replay: {outcome.error!r}"
+        self.record(f"{edge.name} stale replay -> in={outcome.events_in} out={outcome.events_out}")
+        await self.check_sync_state(edge)
+        return "ok"
+
+    async def _reopen(self, edge: Edge) -> None:
+        assert edge.client is not None and edge.store is not None
+        await edge.client.close()
+        await edge.store.close()
+        edge.crashes += 1
+        await self._open_edge(edge)
+
+    def _disarm(self, edge: Edge) -> None:
+        for name in ("ingest", "after_local_write"):
+            if edge.store is not None and name in vars(edge.store):
+                delattr(edge.store, name)
+        self._disarm_hub()
+
+    async def crash(self, edge: Edge) -> None:
+        """Power cut while idle: every committed write must survive the reopen."""
+        await self._reopen(edge)
+        self.record(f"{edge.name} crash idle")
+        await self.check_sync_state(edge)
+
+    async def crash_mid_apply(self, edge: Edge, faults: tuple[Fault, ...] = ()) -> str:
+        """Sync, and cut the power inside the edge's transaction applying the hub's answer
+        (after the hub committed): the ack, events and cursor must all be absent after it."""
+        store = edge.store
+        assert store is not None
+        real = store.ingest
+
+        async def ingest(*args: Any, **kwargs: Any) -> Any:
+            await real(*args, **kwargs)
+            raise SimCrash("edge")
+
+        store.ingest = ingest
+        return await self.sync(edge, faults)
+
+    async def crash_mid_write(self, edge: Edge, body: dict[str, Any]) -> str:
+        """Cut the power inside a create's transaction: the dossier was never saved, and nothing
+        of it may exist afterwards (not even a used-up code number)."""
+        store = edge.store
+        assert store is not None
+        codes_before = await self._codes(store)
+
+        async def after_local_write(event: Event) -> None:
+            raise SimCrash("edge")
+
+        store.after_local_write = after_local_write
+        own_seq = store.own_seq
+        try:
+            await store.create(body, edge.actor)
+        except SimCrash:
+            pass
+        else:
+            raise AssertionError("the armed crash did not fire")
+        finally:
+            self._disarm(edge)
+        await self._reopen(edge)
+        assert edge.store is not None
+        assert edge.store.own_seq == own_seq, "a write that never committed left an event"
+        assert await self._codes(edge.store) == codes_before, "a rolled-back create used a code"
+        self.record(f"{edge.name} crash mid-create")
+        return "crashed"
+
+    @staticmethod
+    async def _codes(store: EdgeStore) -> list[tuple[str, int]]:
+        async with store.conn.execute("SELECT day, n FROM code_counter ORDER BY day") as cur:
+            return [(r[0], r[1]) for r in await cur.fetchall()]
+
+    async def restart_hub(self, *, record: bool = True) -> None:
+        """Close and reopen the hub (its process died between requests, or mid-request)."""
+        self._disarm_hub()
+        await self.hub.close()
+        self.hub_replica.store = await self._open_hub()
+        self.hub_restarts += 1
+        if record:
+            self.record("hub restart")
+
+    def _disarm_hub(self) -> None:
+        if self.hub_replica.store is not None and "ingest" in vars(self.hub):
+            delattr(self.hub, "ingest")
+        self._hub_crash_armed = False
+
+    def arm_hub_crash(self) -> None:
+        """The hub's process dies inside the next ingest transaction (before it commits)."""
+        real = self.hub.ingest
+
+        async def ingest(*args: Any, **kwargs: Any) -> Any:
+            await real(*args, **kwargs)
+            raise SimCrash("hub")
+
+        self.hub.ingest = ingest  # type: ignore[method-assign]
+        self._hub_crash_armed = True
+
+    # -- invariants -------------------------------------------------------------------------------
+
+    async def _scalar(self, store: Any, sql: str, *args: Any) -> Any:
+        async with store.conn.execute(sql, args) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def check_sync_state(self, edge: Edge) -> None:
+        """Cheap checks after anything that touched a node's sync position."""
+        store, hub = edge.store, self.hub
+        assert store is not None and edge.link is not None
+        ack, cursor = await store.ack(), await store.cursor()
+        assert ack >= edge.ack_seen, f"{edge.name}: ack went back {edge.ack_seen} -> {ack}"
+        assert cursor >= edge.cursor_seen, f"{edge.name}: cursor went back {edge.cursor_seen} -> {cursor}"
+        assert ack <= store.own_seq, f"{edge.name}: ack {ack} beyond own seq {store.own_seq}"
+        edge.ack_seen, edge.cursor_seen = ack, cursor
+        count, top = await self._origin_span(hub, edge.name)
+        assert count == top, f"hub holds {count} events of {edge.name} but seq up to {top}: a hole"
+        acked = max(ack, edge.link.acks_sent)
+        assert top >= acked, f"hub acked {edge.name} up to {acked} but holds only {top}"
+        head = await self._scalar(hub, "SELECT last_seq FROM origins WHERE origin=?", edge.name)
+        assert (head or 0) == top, f"hub chain head {head} != events held {top} for {edge.name}"
+        assert top <= store.own_seq, f"hub holds {top} events of {edge.name}, it wrote {store.own_seq}"
+        assert cursor <= await self._scalar(hub, "SELECT coalesce(max(pos), 0) FROM events")
+        assert await self._scalar(hub, "SELECT count(*) FROM quarantine") == 0, \
+            f"hub quarantined events: {await self._quarantine()}"
+
+    @staticmethod
+    async def _origin_span(store: Any, origin: str) -> tuple[int, int]:
+        async with store.conn.execute(
+                "SELECT count(*), coalesce(max(seq), 0) FROM events WHERE origin=?",
+                (origin,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]), int(row[1])
+
+    async def _quarantine(self) -> list[tuple[Any, ...]]:
+        async with self.hub.conn.execute(
+                "SELECT origin, seq, code, reason FROM quarantine ORDER BY origin, seq") as cur:
+            return [tuple(r) for r in await cur.fetchall()]
+
+    async def check_step(self, deep: bool = True) -> None:
+        """Invariants that hold after every step (`deep`: also fold-vs-log of every dossier)."""
+        for edge in self.edges:
+            await self.check_sync_state(edge)
+            assert edge.store is not None
+            other = await self._scalar(
+                edge.store, "SELECT count(*) FROM events WHERE commune != ?", edge.commune)
+            assert other == 0, f"{edge.name} holds {other} events of another commune"
+            other = await self._scalar(
+                edge.store, "SELECT count(*) FROM dossiers WHERE commune != ?", edge.commune)
+            assert other == 0, f"{edge.name} holds {other} dossiers of another commune"
+            count, top = await self._origin_span(edge.store, edge.name)
+            assert count == top == edge.store.own_seq, f"{edge.name}: own chain has a hole"
+        count, top = await self._origin_span(self.hub, HUB)
+        assert count == top == self.hub.own_seq, "hub: own chain has a hole"
+        if deep:
+            for who in self.replicas():
+                await self.check_fold_matches_log(who)
+
+    async def _states(self, store: Any) -> dict[str, DossierState]:
+        async with store.conn.execute("SELECT id, state FROM dossiers") as cur:
+            return {r[0]: from_plain(codec.unpack(r[1])) for r in await cur.fetchall()}
+
+    async def _event_ids(self, store: Any, where: str = "", *args: Any
+                         ) -> dict[str, set[tuple[str, int]]]:
+        out: dict[str, set[tuple[str, int]]] = {}
+        async with store.conn.execute(f"SELECT dossier, origin, seq FROM events {where}",
+                                      args) as cur:
+            for dossier, origin, seq in await cur.fetchall():
+                out.setdefault(dossier, set()).add((origin, seq))
+        return out
+
+    async def check_fold_matches_log(self, who: Replica) -> None:
+        """Each dossier's `seen` set is exactly its events in this store's log (no event folded
+        that the log lacks, none stored and not folded, none twice)."""
+        states = await self._states(who.store)
+        logged = await self._event_ids(who.store)
+        assert set(states) == set(logged), f"{who.name}: dossiers without events or vice versa"
+        for dossier, state in states.items():
+            assert set(state.seen) == logged[dossier], \
+                f"{who.name}: fold of {dossier} disagrees with its log"
+            count = await self._scalar(who.store, "SELECT count(*) FROM events WHERE dossier=?",
+                                       dossier)
+            assert count == len(state.seen), f"{who.name}: {dossier} has an event stored twice"
+
+    async def quiesce(self, max_rounds: int = 60) -> int:
+        """Heal every link, let held requests arrive, and sync every node until two whole rounds
+        move nothing. Return how many rounds it took."""
+        for edge in self.edges:
+            assert edge.link is not None
+            edge.link.heal()
+            while edge.link.held:
+                await self.deliver_held(edge)
+        quiet = 0
+        for rounds in range(1, max_rounds + 1):
+            moved = False
+            for edge in self.edges:
+                assert edge.client is not None
+                result = await edge.client.session_once()
+                await self.check_sync_state(edge)
+                moved |= bool(result.sent or result.received or result.pending_after)
+            quiet = 0 if moved else quiet + 1
+            if quiet == 2:
+                self.record(f"quiescent after {rounds} rounds")
+                return rounds
+        raise AssertionError(f"no quiescence after {max_rounds} rounds")
+
+    async def check_converged(self) -> dict[str, str]:
+        """The full check at quiescence; return every dossier's digest (by id)."""
+        hub = self.hub
+        await self.check_step(deep=True)
+        for who in self.replicas():
+            assert await integrity_ok(who.store.conn), f"{who.name}: integrity_check failed"
+        hub_rows = await hub.dossier_rows()
+        hub_states = await self._states(hub)
+        missing = [d for d in self.dossiers if d not in hub_rows]
+        assert not missing, f"dossiers saved at a node never reached the hub: {missing}"
+        hub_events = await self._event_hashes(hub)
+        for edge in self.edges:
+            store = edge.store
+            assert store is not None
+            assert await store.ack() == store.own_seq, f"{edge.name}: not everything acked"
+            assert await self._scalar(store, "SELECT count(*) FROM rejected") == 0
+            rows = await store.dossier_rows()
+            mine = {d for d, row in hub_rows.items() if row[1] == edge.commune}
+            assert set(rows) == mine, (
+                f"{edge.name}: holds {len(rows)} dossiers, the hub has {len(mine)} in its commune; "
+                f"missing {sorted(mine - set(rows))[:3]}, foreign {sorted(set(rows) - mine)[:3]}")
+            states = await self._states(store)
+            for dossier in sorted(mine):
+                assert digest(states[dossier]) == digest(hub_states[dossier]), \
+                    f"{edge.name}: {dossier} diverged from the hub"
+                assert rows[dossier] == hub_rows[dossier], \
+                    f"{edge.name}: row of {dossier} differs from the hub's"
+            events = await self._event_hashes(store)
+            scope = {k: v for k, v in hub_events.items() if k[2] == edge.commune}
+            assert events == scope, f"{edge.name}: its log differs from the hub's for its commune"
+        for who in self.replicas():
+            before = await who.store.dossier_rows()
+            await who.store.rebuild()
+            assert await who.store.dossier_rows() == before, f"{who.name}: rebuild changed rows"
+        return {d: digest(s) for d, s in sorted(hub_states.items())}
+
+    @staticmethod
+    async def _event_hashes(store: Any) -> dict[tuple[str, int, str], bytes]:
+        async with store.conn.execute("SELECT origin, seq, commune, hash FROM events") as cur:
+            return {(r[0], r[1], r[2]): bytes(r[3]) for r in await cur.fetchall()}
