@@ -33,9 +33,9 @@ for path in (ROOT, ROOT / "bench"):
 from sync_throughput import (  # noqa: E402
     DossierFaker,
     Processes,
-    cli,
+    acli,
     free_port,
-    sigterm_as_interrupt,
+    run_main,
     wait_ready,
     work_dir,
 )
@@ -94,15 +94,15 @@ class Api:
             raise RuntimeError(f"login {username} at {self.base} failed: {status} {body}")
         self.token = body["token"]
 
-    async def ids(self, query: str = "") -> list[str]:
-        """Every dossier id of a listing, following `next`; raise if it cannot be read."""
-        out: list[str] = []
+    async def versions(self, query: str = "") -> list[tuple[str, str]]:
+        """(id, version) of every dossier of a listing, following `next`; raise if unreadable."""
+        out: list[tuple[str, str]] = []
         after = ""
         while True:
             status, body = await self.call("GET", f"/api/dossiers?limit=10000{query}{after}")
             if status != 200:
                 raise RuntimeError(f"{self.base} listing failed: {status} {body}")
-            out.extend(item["id"] for item in body["items"])
+            out.extend((item["id"], item["version"]) for item in body["items"])
             if not body.get("next"):
                 return out
             after = f"&after={body['next']}"
@@ -133,37 +133,38 @@ class Demo:
     async def setup(self) -> None:
         self.ports()
         hub_dir = self.root / "hub"
-        print(f"data in {self.root}")
-        cli("central_hub", "init", "--data", str(hub_dir))
-        cli("central_hub", "operator", "add", "--data", str(hub_dir), "--username", OPERATOR,
-            stdin=OPERATOR_PASSWORD + "\n")
+        print(f"data in {self.root}; starting the hub and three communes…", flush=True)
+        await acli("central_hub", "init", "--data", str(hub_dir))
         hub_log = self.root / "hub.log"
         hub = self.procs.start("hub", ["central_hub", "serve", "--data", str(hub_dir), "--port",
                                        str(self.hub_port)], hub_log)
-        await wait_ready(f"http://127.0.0.1:{self.hub_port}/healthz", hub, hub_log)
+        await asyncio.gather(
+            acli("central_hub", "operator", "add", "--data", str(hub_dir), "--username",
+                 OPERATOR, stdin=OPERATOR_PASSWORD + "\n"),
+            wait_ready(f"http://127.0.0.1:{self.hub_port}/healthz", hub, hub_log, within=60))
         for (code, name), port in zip(COMMUNES, self.edge_ports, strict=True):
             proxy = LinkProxy("127.0.0.1", self.hub_port, seed=self.rng.randrange(2**32),
                               upstream=MOUNTAIN, downstream=MOUNTAIN)
             await proxy.start()
-            commune = Commune(code, name, port, proxy, clerk=f"clerk{code}")
-            self.communes.append(commune)
-            token = cli("central_hub", "enroll", "--data", str(hub_dir), "--commune", code,
-                        "--name", f"Xã {name}")
-            data = self.root / f"edge-{code}"
-            # enroll directly (cli() blocks this loop, which runs the proxy), then sync via the proxy
-            cli("edge_node", "init", "--data", str(data), "--hub",
-                f"http://127.0.0.1:{self.hub_port}", "--token", token)
-            config = dataclasses.replace(edge_config.load(data), hub_url=proxy.url, port=port,
-                                         sync_interval_s=2.0,
-                                         backoff_cap_s=5.0, request_timeout_s=15.0,
-                                         auto_sync=True)
-            edge_config.save(data, config)
-            cli("edge_node", "user", "add", "--data", str(data), "--username", commune.clerk,
-                stdin=CLERK_PASSWORD + "\n")
-            logfile = self.root / f"edge-{code}.log"
-            proc = self.procs.start(f"edge {code}", ["edge_node", "serve", "--data", str(data),
-                                                     "--port", str(port)], logfile)
-            await wait_ready(commune.url + "/healthz", proc, logfile)
+            self.communes.append(Commune(code, name, port, proxy, clerk=f"clerk{code}"))
+        await asyncio.gather(*(self.start_edge(c, hub_dir) for c in self.communes))
+
+    async def start_edge(self, c: Commune, hub_dir: Path) -> None:
+        """Enroll through the commune's link, tune its sync for the demo, add its clerk, start it."""
+        token = await acli("central_hub", "enroll", "--data", str(hub_dir), "--commune", c.code,
+                           "--name", f"Xã {c.name}")
+        data = self.root / f"edge-{c.code}"
+        await acli("edge_node", "init", "--data", str(data), "--hub", c.proxy.url, "--token", token)
+        config = dataclasses.replace(edge_config.load(data), port=c.port, sync_interval_s=2.0,
+                                     backoff_cap_s=5.0, request_timeout_s=15.0, auto_sync=True)
+        edge_config.save(data, config)
+        await acli("edge_node", "user", "add", "--data", str(data), "--username", c.clerk,
+                   stdin=CLERK_PASSWORD + "\n")
+        logfile = self.root / f"edge-{c.code}.log"
+        proc = self.procs.start(f"edge {c.code}", ["edge_node", "serve", "--data", str(data),
+                                                   "--port", str(c.port)], logfile)
+        await wait_ready(c.url + "/healthz", proc, logfile, within=60)
+        print(f"  {c.code} {c.name} is up", flush=True)
 
     def banner(self) -> None:
         hub = f"http://127.0.0.1:{self.hub_port}"
@@ -179,8 +180,9 @@ class Demo:
         print(f"  e.g. curl -s -X POST {hub}/api/login -H 'Content-Type: application/json' "
               f"-d '{{\"username\":\"{OPERATOR}\",\"password\":\"{OPERATOR_PASSWORD}\"}}'")
         print(f"Links: {MOUNTAIN.latency_ms:.0f} ± {MOUNTAIN.jitter_ms:.0f} ms, "
-              f"{MOUNTAIN.bandwidth // 1024} KiB/s (~{MOUNTAIN.bandwidth * 8 // 1024} kbit/s) each way; {self.flaky.code} "
-              f"{self.flaky.name} is cut every {self.args.cut_every:.0f} s.")
+              f"{MOUNTAIN.bandwidth // 1024} KiB/s (~{MOUNTAIN.bandwidth * 8 // 1024} kbit/s) "
+              f"each way; {self.flaky.code} {self.flaky.name} is cut every "
+              f"{self.args.cut_every:.0f} s.")
         print()
 
     @property
@@ -298,8 +300,9 @@ class Demo:
         try:
             for c in self.communes:
                 _, sync = await c.api.call("GET", "/api/sync")
-                edge_ids = await c.api.ids()
-                hub_ids = await hub.ids(f"&commune={c.code}")
+                edge_list = await c.api.versions()
+                hub_list = await hub.versions(f"&commune={c.code}")
+                edge_ids, hub_ids = [i for i, _ in edge_list], [i for i, _ in hub_list]
                 if isinstance(sync, dict) and sync.get("pending_events"):
                     problems.append(f"{c.code}: {sync['pending_events']} events still pending")
                 for where, ids in (("edge", edge_ids), ("hub", hub_ids)):
@@ -314,6 +317,10 @@ class Demo:
                                     f"{len(set(edge_ids) ^ set(hub_ids))}")
                 if not set(c.created) <= set(edge_ids):
                     problems.append(f"{c.code}: the edge lost dossiers it created")
+                behind = len(set(edge_list) - set(hub_list))
+                if behind and not problems:
+                    problems.append(f"{c.code}: {behind} dossiers differ in version between the "
+                                    "edge and the hub (changes not yet both ways)")
         except RuntimeError as exc:
             problems.append(str(exc))
         return problems
@@ -368,13 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is not None and args.data.exists() and any(args.data.iterdir()):
         p.error(f"--data {args.data} is not empty; give a new or empty directory")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sigterm_as_interrupt()
     procs = Processes()
     ok = False
     try:
         with work_dir(args.data, keep=False) as root:
             try:
-                ok = asyncio.run(Demo(args, root, procs).run())
+                ok = run_main(Demo(args, root, procs).run())
             finally:
                 procs.stop()
     except KeyboardInterrupt:

@@ -29,10 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import psutil
@@ -49,6 +49,7 @@ from service.linkproxy import LinkProxy  # noqa: E402
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 TARGET_RATE = 10_000.0
 TARGET_BYTES = 150.0
 TARGET_EDIT = 100.0
@@ -158,6 +159,23 @@ def cli(*args: str, stdin: str | None = None) -> str:
     return done.stdout.strip()
 
 
+async def acli(*args: str, stdin: str | None = None) -> str:
+    """`cli` without blocking the event loop (the proxies in this process keep forwarding)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate((stdin or "").encode()), 120)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:2])} failed ({proc.returncode}): "
+                           f"{err.decode().strip() or out.decode().strip()}")
+    return out.decode().strip()
+
+
 class Processes:
     """Child server processes, each in its own session so Ctrl-C reaches only us; stopped on exit."""
 
@@ -205,11 +223,21 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes], logfile: Path,
     raise RuntimeError(f"{url} did not answer within {within:.0f} s")
 
 
-def sigterm_as_interrupt() -> None:
-    """Let SIGTERM clean up like Ctrl-C does."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, handler)
+def run_main(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, where Ctrl-C and SIGTERM cancel the main task so every `finally` runs
+    (proxies closed, sessions closed); then raise KeyboardInterrupt."""
+    async def guarded() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        return await coro
+
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
 
 
 @contextlib.contextmanager
@@ -434,13 +462,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.dossiers < 1 or args.edits < 1:
         p.error("--dossiers and --edits must be ≥ 1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sigterm_as_interrupt()
     print(f"sync throughput — {machine()}; load average {os.getloadavg()[0]:.2f}")
     procs = Processes()
     try:
         with work_dir(args.data, args.keep) as root:
             try:
-                result = asyncio.run(bench(args, root, procs))
+                result = run_main(bench(args, root, procs))
             finally:
                 procs.stop()
     except KeyboardInterrupt:

@@ -249,16 +249,25 @@ class HubStore(DossierStore):
                     "SELECT last_seq, last_hash FROM origins WHERE origin=?", (node.node,)) as c:
                     row = await c.fetchone()
                 last_seq, last_hash = (int(row[0]), bytes(row[1])) if row else (0, b"")
-                fresh = [e for e in events if e.seq > last_seq]
-                if not fresh or fresh[0].seq != last_seq + 1:
+                fresh: list[Event] = []
+                hashes: dict[int, bytes] = {}
+                expect_seq, expect_prev = last_seq + 1, last_hash
+                for event in sorted((e for e in events if e.seq > last_seq), key=lambda e: e.seq):
+                    if event.seq != expect_seq:
+                        break  # a gap: only the contiguous prefix counts
+                    if event.origin != node.node:
+                        raise RemoteProtocolError("an event's origin is not the sending node")
+                    if event.prev != expect_prev:
+                        raise RemoteProtocolError(
+                            f"hash chain of {node.node} broken at seq {event.seq}: the event "
+                            "does not follow the one the hub holds (fork or tampering)")
+                    fresh.append(event)
+                    hashes[event.seq] = expect_prev = codec.event_hash(event)
+                    expect_seq += 1
+                if not fresh:
                     return last_seq, []  # all replayed, or a gap: ack the prefix we hold
-                if fresh[0].prev != last_hash:
-                    raise RemoteProtocolError(
-                        f"hash chain of {node.node} broken at seq {fresh[0].seq}: "
-                        "the event does not follow the one the hub holds (fork or tampering)")
                 accepted, rejections = await self._check_scope(node, fresh)
                 _, ahead = await self.ingest(accepted, now, MAX_FORWARD_MS)
-                hashes = {e.seq: codec.event_hash(e) for e in fresh}
                 for rej in rejections:
                     event = next(e for e in fresh if e.seq == rej.seq)
                     await self.conn.execute(

@@ -124,14 +124,14 @@ def parse_catalogue(data: dict[str, Any]) -> Catalogue:
     for i, raw in enumerate(data.get("procedures", [])):
         where = f"procedures[{i}]"
         code = raw.get("code")
-        if not isinstance(code, str) or not CODE_RE.match(code):
+        if not isinstance(code, str) or not CODE_RE.fullmatch(code):
             raise ValidationError(f"{where}.code must look like 1.001193", field=f"{where}.code")
         limit = raw.get("limit_days")
         if type(limit) is not int or not 0 <= limit <= 365:
             raise ValidationError(f"{where}.limit_days must be a whole number 0–365",
                                   field=f"{where}.limit_days")
         cutoff = raw.get("same_day_cutoff")
-        if cutoff is not None and not (isinstance(cutoff, str) and CUTOFF_RE.match(cutoff)):
+        if cutoff is not None and not (isinstance(cutoff, str) and CUTOFF_RE.fullmatch(cutoff)):
             raise ValidationError(f"{where}.same_day_cutoff must be a time like 15:00",
                                   field=f"{where}.same_day_cutoff")
         fields = []

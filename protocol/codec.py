@@ -8,7 +8,6 @@ nesting depth before anything is built from the data.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from protocol.events import Event, uuid_bytes, uuid_str
 log = logging.getLogger(__name__)
 
 ZSTD_LEVEL = 6
+_SLICE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,10 @@ def pack_canonical(value: Any) -> bytes:
     return data
 
 
+def _no_ext(code: int, data: bytes) -> Any:
+    raise RemoteProtocolError(f"msgpack extension type {code} is not allowed")
+
+
 def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
     """Unpack msgpack bytes under `limits`; raise RemoteProtocolError on anything malformed."""
     try:
@@ -75,6 +79,7 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
             max_array_len=limits.max_elements,
             max_map_len=limits.max_elements,
             max_ext_len=0,
+            ext_hook=_no_ext,
         )
     except msgpack.StackError as exc:
         raise TooLarge("message nested too deeply") from exc
@@ -113,14 +118,28 @@ def decompress(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """zstd-decompress under both size limits, reading at most one byte past the limit."""
     if len(data) > limits.max_body:
         raise TooLarge(f"body of {len(data)} bytes exceeds the limit of {limits.max_body}")
+    # Feed the input in small slices: one slice can expand to at most ~32,768× its size, so
+    # memory stays bounded by the limit plus one slice's worth, whatever the frames declare.
+    out = bytearray()
+    pos, end = 0, len(data)
+    if end == 0:
+        raise RemoteProtocolError("empty body")
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
-        out = reader.read(limits.max_decompressed + 1)
+        while pos < end:
+            frame = zstandard.ZstdDecompressor().decompressobj()
+            while not frame.eof:
+                if pos >= end:
+                    raise RemoteProtocolError("truncated zstd body")
+                piece = data[pos:pos + _SLICE]
+                pos += len(piece)
+                out += frame.decompress(piece)
+                if len(out) > limits.max_decompressed:
+                    raise TooLarge("body decompresses beyond the limit of "
+                                   f"{limits.max_decompressed} bytes")
+            pos -= len(frame.unused_data)  # the start of the next frame
     except zstandard.ZstdError as exc:
         raise RemoteProtocolError(f"corrupt zstd body: {exc}") from exc
-    if len(out) > limits.max_decompressed:
-        raise TooLarge(f"body decompresses beyond the limit of {limits.max_decompressed} bytes")
-    return out
+    return bytes(out)
 
 
 def encode_body(value: Any) -> bytes:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 APPLICANT_KEYS = ("full_name", "citizen_id", "phone", "address")
 CHANNELS = ("counter", "online", "post")
+SEQ_RE = re.compile(r"[0-9]{1,19}")
 PHONE_RE = re.compile(r"^(\+84|0)\d{9,10}$")
 MAX_NOTE = 2000
 ATTACHMENT_TYPES = ("application/pdf", "image/jpeg", "image/png")
@@ -63,7 +64,7 @@ def decode_version(token: Any) -> dict[str, int]:
     vv: dict[str, int] = {}
     for part in filter(None, token.split(",")):
         origin, _, seq = part.rpartition(":")
-        if not ORIGIN_RE.match(origin) or not seq.isdigit() or int(seq) < 1:
+        if not ORIGIN_RE.fullmatch(origin) or not SEQ_RE.fullmatch(seq) or int(seq) < 1:
             raise ValidationError(f"base is not a valid version: {part!r}", field="base")
         vv[origin] = int(seq)
     return vv
@@ -106,7 +107,7 @@ def check_applicant(raw: Any, today: date, *, partial: bool = False) -> dict[str
                 raise ValidationError("applicant full name is longer than 100", field=where)
         elif key == "citizen_id":
             value = check_citizen_id(value, today)
-        elif key == "phone" and value and not PHONE_RE.match(value.replace(" ", "")):
+        elif key == "phone" and value and not PHONE_RE.fullmatch(value.replace(" ", "")):
             raise ValidationError("phone must be a Vietnamese number like 0912345678", field=where)
         elif key == "address" and len(value) > 300:
             raise ValidationError("address is longer than 300", field=where)

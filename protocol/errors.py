@@ -46,6 +46,12 @@ class AuthError(SyncError):
     code = "unauthorized"
 
 
+class Forbidden(AuthError):
+    """The caller is known but their role may not do this (HTTP 403)."""
+
+    code = "forbidden"
+
+
 class ProtocolError(SyncError):
     """A sync message broke the protocol."""
 

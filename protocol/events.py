@@ -38,9 +38,9 @@ _GOOD_ORIGINS: set[str] = set()
 
 def check_origin(origin: object) -> str:
     """Return `origin` if it is a valid node id, else raise."""
-    if origin in _GOOD_ORIGINS:
-        return str(origin)
-    if not isinstance(origin, str) or not ORIGIN_RE.match(origin):
+    if isinstance(origin, str) and origin in _GOOD_ORIGINS:
+        return origin
+    if not isinstance(origin, str) or not ORIGIN_RE.fullmatch(origin):
         raise RemoteProtocolError(f"bad origin {origin!r}")
     if len(_GOOD_ORIGINS) < 100_000:
         _GOOD_ORIGINS.add(origin)
@@ -96,7 +96,7 @@ class Event:
     payload: dict[str, Any]
     deps: dict[str, int]
     prev: bytes
-    canon: bytes | None = field(default=None, compare=False, repr=False)
+    canon: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     @classmethod
     def trusted(cls, origin: str, seq: int, hlc: int, dossier: str, actor: str, kind: str,
@@ -124,7 +124,7 @@ class Event:
             raise RemoteProtocolError(f"bad dossier id {self.dossier!r}") from exc
         if not isinstance(self.actor, str) or not 0 < len(self.actor) <= 64:
             raise RemoteProtocolError("actor must be a non-empty string of at most 64 characters")
-        if self.kind not in KINDS:
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise RemoteProtocolError(f"unknown event kind {self.kind!r}")
         check_payload(self.kind, self.payload)
         if not isinstance(self.deps, dict):
@@ -161,6 +161,10 @@ def _is_value(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= MAX_TEXT
 
 
+def _status(value: Any) -> bool:
+    return isinstance(value, str) and value in STATUS_NAMES
+
+
 def _need(cond: bool, message: str) -> None:
     if not cond:
         raise RemoteProtocolError(message)
@@ -173,7 +177,7 @@ def _check_set(values: Any) -> None:
     _need(isinstance(values, dict), "set must be a map")
     for path, value in values.items():
         if path not in _GOOD_PATHS:
-            _need(isinstance(path, str) and bool(PATH_RE.match(path)), f"bad path {path!r}")
+            _need(isinstance(path, str) and bool(PATH_RE.fullmatch(path)), f"bad path {path!r}")
             if len(_GOOD_PATHS) < 10_000:
                 _GOOD_PATHS.add(path)
         _need(_is_value(value), f"bad value for {path}")
@@ -188,26 +192,26 @@ def check_payload(kind: str, payload: Any) -> None:
             _need(isinstance(get(key), str) and 0 < len(get(key)) <= 64, f"create needs {key}")
         _need(type(get("received_at")) is int, "create needs received_at")
         _need(get("due_at") is None or type(get("due_at")) is int, "bad due_at")
-        _need(get("status", "accepted") in STATUS_NAMES, "bad initial status")
+        _need(_status(get("status", "accepted")), "bad initial status")
         _check_set(get("set", {}))
     elif kind == "set":
         _check_set(get("set"))
         _need(bool(get("set")), "set must not be empty")
     elif kind == "transition":
-        _need(get("to") in STATUS_NAMES, "transition needs a known status")
-        _need(get("from") is None or get("from") in STATUS_NAMES, "bad from status")
+        _need(_status(get("to")), "transition needs a known status")
+        _need(get("from") is None or _status(get("from")), "bad from status")
         _need(get("note") is None or (isinstance(get("note"), str) and len(get("note")) <= MAX_TEXT),
               "bad note")
         _need(get("due_at") is None or type(get("due_at")) is int, "bad due_at")
     elif kind == "resolve":
         field = get("field")
-        _need(field in ("status", "due_at") or (isinstance(field, str) and bool(PATH_RE.match(field))),
+        _need(isinstance(field, str) and (field in ("status", "due_at") or bool(PATH_RE.fullmatch(field))),
               "resolve needs a field path")
         _need("value" in payload and _is_value(get("value")), "resolve needs a value")
         if field == "status":
-            _need(get("value") in STATUS_NAMES, "resolve of status needs a known status")
+            _need(_status(get("value")), "resolve of status needs a known status")
     elif kind == "attach":
-        _need(isinstance(get("sha256"), str) and bool(SHA256_RE.match(get("sha256"))),
+        _need(isinstance(get("sha256"), str) and bool(SHA256_RE.fullmatch(get("sha256"))),
               "attach needs a sha256")
         _need(type(get("size")) is int and get("size") >= 0, "attach needs a size")
         for key in ("name", "mime"):

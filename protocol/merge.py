@@ -138,7 +138,10 @@ def apply(state: DossierState | None, event: Event) -> DossierState:
     if vv.get(event.origin, 0) < event.seq:
         vv = {**vv, event.origin: event.seq}
     header = state.header
-    if event.kind == "create":
+    if event.kind == "create" and (header is None or (event.hlc, event.origin, event.seq) < (
+            header["hlc"], header["origin"], header["seq"])):
+        # Two creates of one id (only a hostile or broken node makes them; the hub refuses the
+        # second): the earliest wins everywhere, whatever the delivery order.
         header = {k: event.payload.get(k) for k in HEADER_KEYS}
         header.update(origin=event.origin, seq=event.seq, hlc=event.hlc, actor=event.actor)
     tag = f"{event.origin}:{event.seq}"

@@ -103,15 +103,17 @@ def _int(obj: dict[str, Any], key: str, low: int = 0) -> int:
     return value
 
 
-def check_version(version: Any) -> int:
-    """Accept a peer's protocol version or raise VersionMismatch with what we support."""
+def check_version(version: Any, peer: str) -> int:
+    """Accept the protocol version `peer` ("edge" or "hub") speaks, or raise VersionMismatch
+    saying which side to upgrade."""
     if type(version) is not int:
         raise RemoteProtocolError("protocol version missing")
     if not MIN_PROTOCOL <= version <= PROTOCOL_VERSION:
+        us = "hub" if peer == "edge" else "edge"
+        older = version < MIN_PROTOCOL
         raise VersionMismatch(
-            f"protocol {version} is not supported (this side speaks {MIN_PROTOCOL}–"
-            f"{PROTOCOL_VERSION}); upgrade the {'hub' if version > PROTOCOL_VERSION else 'edge'}"
-        )
+            f"the {peer} speaks protocol {version}, this {us} speaks {MIN_PROTOCOL}–"
+            f"{PROTOCOL_VERSION}; upgrade the {peer if older else us}")
     return version
 
 
@@ -120,12 +122,13 @@ def decode_request(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRequest:
     obj = decode_body(body, limits)
     if not isinstance(obj, dict):
         raise RemoteProtocolError("request must be a map")
-    version = check_version(obj.get("v"))
+    version = check_version(obj.get("v"), "edge")
     node = check_origin(obj.get("node"))
     stats_raw = obj.get("stats") or {}
     if not isinstance(stats_raw, dict):
         raise RemoteProtocolError("stats must be a map")
-    stats = {k: v for k, v in stats_raw.items() if k in STAT_KEYS and isinstance(v, STAT_KEYS[k])}
+    stats = {k: v for k, v in stats_raw.items()
+             if k in STAT_KEYS and isinstance(v, STAT_KEYS[k]) and not isinstance(v, bool)}
     app = obj.get("app")
     ref_raw = obj.get("ref") or {}
     if not isinstance(ref_raw, dict):
@@ -163,7 +166,7 @@ def decode_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRespons
     obj = decode_body(body, limits)
     if not isinstance(obj, dict):
         raise RemoteProtocolError("response must be a map")
-    version = check_version(obj.get("v"))
+    version = check_version(obj.get("v"), "hub")
     events_raw = obj.get("ev")
     rej_raw = obj.get("rej") or []
     if not isinstance(events_raw, list) or not isinstance(rej_raw, list):

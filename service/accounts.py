@@ -13,6 +13,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 
@@ -44,6 +45,10 @@ SESSION_TTL_S = 12 * 3600
 MAX_FAILURES = 5
 LOCKOUT_S = 60
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+class LoginThrottled(AuthError):
+    """Too many failed logins for this username: wait before trying again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +97,7 @@ class Accounts:
 
     async def add_user(self, username: str, password: str, role: str) -> None:
         """Add a user or reset an existing user's password and role."""
-        if not USERNAME_RE.match(username):
+        if not USERNAME_RE.fullmatch(username):
             raise ValidationError("username: 2–32 lowercase letters, digits, . _ -",
                                   field="username")
         if role not in self.roles:
@@ -114,7 +119,7 @@ class Accounts:
         ) as cur:
             row = await cur.fetchone()
         if row and row[0] >= MAX_FAILURES and now - row[1] < LOCKOUT_S:
-            raise AuthError("too many failed logins; wait a minute and try again")
+            raise LoginThrottled("too many failed logins; wait a minute and try again")
         async with self.conn.execute(
             "SELECT password_hash FROM users WHERE username=? AND disabled=0", (username,)
         ) as cur:
@@ -164,6 +169,44 @@ class Accounts:
         await self.conn.execute("UPDATE users SET password_hash=? WHERE username=?",
                                 (hash_password(new), username))
         await self.conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+        await self.conn.commit()
+
+    async def users(self) -> list[dict[str, Any]]:
+        """Every user (no password hashes), by username."""
+        async with self.conn.execute(
+                "SELECT username, role, created_at, disabled FROM users ORDER BY username") as cur:
+            return [{"username": r[0], "role": r[1], "created_at": int(r[2]),
+                     "disabled": bool(r[3])} for r in await cur.fetchall()]
+
+    async def set_disabled(self, username: str, disabled: bool) -> None:
+        """Disable (ending their sessions) or re-enable a user."""
+        cur = await self.conn.execute("UPDATE users SET disabled=? WHERE username=?",
+                                      (int(disabled), username))
+        if cur.rowcount == 0:
+            raise ValidationError(f"no user {username!r}", field="username")
+        if disabled:
+            await self.conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+        await self.conn.commit()
+
+    async def set_role(self, username: str, role: str) -> None:
+        """Give a user another role (their sessions end, so the new role applies at once)."""
+        if role not in self.roles:
+            raise ValidationError(f"role must be one of {', '.join(self.roles)}", field="role")
+        cur = await self.conn.execute("UPDATE users SET role=? WHERE username=?", (role, username))
+        if cur.rowcount == 0:
+            raise ValidationError(f"no user {username!r}", field="username")
+        await self.conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+        await self.conn.commit()
+
+    async def reset_password(self, username: str, new: str) -> None:
+        """Set a user's password without the old one (an admin's reset); ends their sessions."""
+        check_new_password(new)
+        cur = await self.conn.execute("UPDATE users SET password_hash=? WHERE username=?",
+                                      (hash_password(new), username))
+        if cur.rowcount == 0:
+            raise ValidationError(f"no user {username!r}", field="username")
+        await self.conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+        await self.conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
         await self.conn.commit()
 
     async def count(self) -> int:

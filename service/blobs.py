@@ -30,7 +30,7 @@ MAGIC = {
 
 def check_sha(sha: str) -> str:
     """A lowercase hex SHA-256, or ValidationError."""
-    if not isinstance(sha, str) or not SHA_RE.match(sha):
+    if not isinstance(sha, str) or not SHA_RE.fullmatch(sha):
         raise ValidationError("not a SHA-256 (64 lowercase hex digits)", field="sha256")
     return sha
 

@@ -19,7 +19,7 @@ from typing import Any
 import aiosqlite
 
 from protocol import codec
-from protocol.calendar import Calendar, local
+from protocol.calendar import Calendar, is_overdue, local
 from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue, parse_catalogue
 from protocol.commands import (
     Draft,
@@ -32,6 +32,7 @@ from protocol.commands import (
 from protocol.errors import NotFound, StoreError, ValidationError
 from protocol.events import Event, check_dossier_id
 from protocol.hlc import Clock
+from protocol.lifecycle import STATUSES
 from protocol.merge import DossierState, apply, from_plain, to_plain
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
 from protocol.text import fold as fold_text
@@ -82,6 +83,8 @@ CREATE INDEX IF NOT EXISTS dossiers_citizen ON dossiers(citizen_id);
 CREATE INDEX IF NOT EXISTS dossiers_status ON dossiers(status, received_at DESC);
 CREATE INDEX IF NOT EXISTS dossiers_commune ON dossiers(commune, received_at DESC);
 CREATE INDEX IF NOT EXISTS dossiers_conflicts ON dossiers(conflicts) WHERE conflicts > 0;
+CREATE INDEX IF NOT EXISTS dossiers_due ON dossiers(status, due_at);
+CREATE INDEX IF NOT EXISTS dossiers_procedure ON dossiers(procedure, received_at DESC);
 """
 MAX_PAGE = 10_000
 CHUNK = 500
@@ -95,6 +98,11 @@ class Page:
 
     items: list[dict[str, Any]]
     next: str | None
+
+
+def overdue_statuses() -> list[str]:
+    """The statuses in which a dossier past its due time counts as overdue (protocol.calendar)."""
+    return [s for s in STATUSES if is_overdue(0, 1, s)]
 
 
 def wall_clock_ms() -> int:
@@ -266,8 +274,10 @@ class DossierStore:
 
     async def search(self, *, status: str | None = None, q: str | None = None,
                    commune: str | None = None, conflicts_only: bool = False,
-                   limit: int = 50, after: str | None = None) -> Page:
-        """Dossiers newest first, filtered, keyset-paged (`after` is the previous `next`)."""
+                   limit: int = 50, after: str | None = None, procedure: str | None = None,
+                   overdue_at: int | None = None) -> Page:
+        """Dossiers newest first, filtered, keyset-paged (`after` is the previous `next`).
+        `overdue_at` (a time in ms) keeps only dossiers overdue at that time."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"limit must be 1–{MAX_PAGE}", field="limit")
         where: list[str] = ["received_at IS NOT NULL"]
@@ -280,6 +290,13 @@ class DossierStore:
             args.append(commune)
         if conflicts_only:
             where.append("conflicts>0")
+        if procedure:
+            where.append("procedure=?")
+            args.append(procedure)
+        if overdue_at is not None:
+            running = overdue_statuses()
+            where.append(f"status IN ({','.join('?' * len(running))}) AND due_at < ?")
+            args += [*running, overdue_at]
         if q and q.strip():
             term = q.strip()
             folded = fold_text(term)

@@ -289,5 +289,7 @@ class LinkProxy:
         self._conns[conn] = task
         try:
             await conn.run()
+        except asyncio.CancelledError:  # the loop is shutting down; a cancelled callback task
+            conn.abort()                # would make asyncio.streams log an error
         finally:
             del self._conns[conn]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -19,6 +19,7 @@ from protocol.commands import MAX_ATTACHMENT
 from protocol.errors import (
     AuthError,
     Conflict,
+    Forbidden,
     NotFound,
     RemoteProtocolError,
     SyncError,
@@ -33,6 +34,8 @@ from service.blobs import BlobStore, sniff
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# (user, action, request body) -> None, or raise Forbidden: a side's role policy for the dossier API.
+Authorize = Callable[[User, str, Any], None]
 USER_KEY = web.RequestKey("user", User)
 MAX_JSON = 1024 * 1024
 COOKIE = "session"
@@ -43,6 +46,7 @@ STATUS_OF: list[tuple[type[SyncError], int]] = [
     (ValidationError, 422),
     (NotFound, 404),
     (Conflict, 409),
+    (Forbidden, 403),
     (AuthError, 401),
     (RemoteProtocolError, 400),
 ]
@@ -124,6 +128,18 @@ def current_user(request: web.Request) -> User:
     return user
 
 
+def require_role(user: User, allowed: Collection[str], action: str) -> User:
+    """Raise Forbidden unless `user` has one of the `allowed` roles for `action`."""
+    if user.role not in allowed:
+        raise Forbidden(f"your role ({user.role}) may not {action}: it needs "
+                        f"{' or '.join(sorted(allowed))}")
+    return user
+
+
+def _allow_all(user: User, action: str, body: Any) -> None:
+    """The default policy: any logged-in user may do anything."""
+
+
 def auth_middleware(accounts: Accounts, public: tuple[str, ...] = ("/api/login",)) -> Any:
     """Refuse /api/* without a valid token (except `public` paths)."""
 
@@ -203,9 +219,10 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
         raise ValidationError(f"{name} must be a whole number", field=name) from exc
 
 
-def dossier_routes(store: DossierService,
-                   on_write: Callable[[], None] = lambda: None) -> list[web.RouteDef]:
-    """GET/PATCH /api/dossiers…, transition, resolve, comments (CONTRACT §7)."""
+def dossier_routes(store: DossierService, on_write: Callable[[], None] = lambda: None,
+                   authorize: Authorize = _allow_all) -> list[web.RouteDef]:
+    """GET/PATCH /api/dossiers…, transition, resolve, comments (CONTRACT §7); every write is
+    first checked by `authorize` (answering 403 with a reason when the role may not)."""
 
     async def listing(request: web.Request) -> web.Response:
         status = request.query.get("status") or None
@@ -220,15 +237,19 @@ def dossier_routes(store: DossierService,
     async def one(request: web.Request) -> web.Response:
         return json_response(await store.view(request.match_info["id"]))
 
-    def writer(method: Callable[[str, Any, str], Awaitable[dict[str, Any]]]) -> Handler:
+    def writer(action: str,
+               method: Callable[[str, Any, str], Awaitable[dict[str, Any]]]) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             body = await json_body(request)
-            result = await method(request.match_info["id"], body, current_user(request).username)
+            user = current_user(request)
+            authorize(user, action, body)
+            result = await method(request.match_info["id"], body, user.username)
             on_write()
             return json_response(result)
         return handler
 
     async def upload(request: web.Request) -> web.Response:
+        authorize(current_user(request), "attach", None)
         if not request.content_type.startswith("multipart/"):
             raise ValidationError("send the file as multipart/form-data", field="file")
         reader = await request.multipart()
@@ -280,8 +301,8 @@ def dossier_routes(store: DossierService,
         web.get("/api/dossiers/{id}/attachments/{sha}", download),
         web.get("/api/dossiers", listing),
         web.get("/api/dossiers/{id}", one),
-        web.patch("/api/dossiers/{id}", writer(store.edit)),
-        web.post("/api/dossiers/{id}/transition", writer(store.transition)),
-        web.post("/api/dossiers/{id}/resolve", writer(store.resolve)),
-        web.post("/api/dossiers/{id}/comments", writer(store.comment)),
+        web.patch("/api/dossiers/{id}", writer("edit", store.edit)),
+        web.post("/api/dossiers/{id}/transition", writer("transition", store.transition)),
+        web.post("/api/dossiers/{id}/resolve", writer("resolve", store.resolve)),
+        web.post("/api/dossiers/{id}/comments", writer("comment", store.comment)),
     ]

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from protocol import PROTOCOL_VERSION, codec
-from protocol.events import uuid_bytes, uuid7
+from protocol.events import uuid7, uuid_bytes
 from protocol.messages import decode_error
 from tests.harness import Net, birth
 
@@ -182,7 +182,7 @@ async def test_sync_of_garbage_with_a_valid_credential_is_400_and_stores_nothing
     for name, body in bodies.items():
         status, payload = await raw(net, "POST", "/v1/sync", body, headers)
         assert status == 400, (name, status, payload[:200])
-        code, message = decode_error(payload)
+        _code, message = decode_error(payload)
         assert message, name
         assert await hub_counts(net) == before, name
     # the good event alone is accepted, so the refusal above was the bad one's doing
@@ -243,7 +243,7 @@ async def test_operator_writes_are_made_as_the_hub(net: Net) -> None:
     assert resolved["conflicts"] == []
     assert resolved["history"][-1]["kind"] == "resolve"
     assert resolved["history"][-1]["where"] == "hub"
-    status, again = await api.post(f"{url}/resolve", {"field": "applicant.address",
+    status, _again = await api.post(f"{url}/resolve", {"field": "applicant.address",
                                                       "value": "X", "base": resolved["version"]})
     assert status == 409
     await edge.sync()

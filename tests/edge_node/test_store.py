@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -123,7 +124,7 @@ async def test_own_chain_continues_after_reopen(tmp_path: Path) -> None:
     assert [e.seq for e, _ in chain] == [1, 2, 3, 4]
     assert chain[:2] == before
     assert chain[0][0].prev == b""
-    for (prev_event, prev_hash), (event, stored_hash) in zip(chain, chain[1:], strict=False):
+    for (prev_event, prev_hash), (event, stored_hash) in itertools.pairwise(chain):
         assert stored_hash == codec.event_hash(event)
         assert prev_hash == codec.event_hash(prev_event)
         assert event.prev == prev_hash, f"seq {event.seq} does not chain to seq {prev_event.seq}"

@@ -6,7 +6,17 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from protocol.calendar import VN_TZ, Calendar, due_at, is_overdue, iso, local, to_ms
+from protocol.calendar import (
+    VN_TZ,
+    Calendar,
+    due_at,
+    extend_for_pause,
+    is_overdue,
+    iso,
+    local,
+    to_ms,
+    working_days_between,
+)
 from protocol.lifecycle import FINAL
 
 PLAIN = Calendar()  # 2026-01-05 is a Monday, 2026-01-09 a Friday
@@ -170,3 +180,23 @@ def test_time_conversions() -> None:
     assert local(1_767_600_000_000).utcoffset() == timedelta(hours=7)
     assert iso(None) is None
     assert iso(1_767_600_000_000) == "2026-01-05T15:00:00+07:00"
+
+
+# -- the legal clock paused while a supplement is awaited ---------------------------------------
+
+
+def test_working_days_between_counts_after_the_first_day() -> None:
+    assert working_days_between(at(2026, 1, 6, 10), at(2026, 1, 8, 9), PLAIN) == 2
+    assert working_days_between(at(2026, 1, 6, 10), at(2026, 1, 6, 16), PLAIN) == 0
+    assert working_days_between(at(2026, 1, 9, 10), at(2026, 1, 12, 9), PLAIN) == 1
+    assert working_days_between(at(2027, 2, 4, 10), at(2027, 2, 12, 9), TET_2027) == 1
+
+
+def test_extend_for_pause_moves_the_due_date_by_the_working_days_paused() -> None:
+    due = close_of(2026, 1, 12)
+    assert extend_for_pause(due, at(2026, 1, 6, 10), at(2026, 1, 8, 9), PLAIN) == close_of(
+        2026, 1, 14)
+    assert extend_for_pause(due, at(2026, 1, 6, 10), at(2026, 1, 6, 16), PLAIN) == due
+    # a pause over a weekend counts only Monday; the new date skips the weekend too
+    assert extend_for_pause(close_of(2026, 1, 9), at(2026, 1, 9, 10), at(2026, 1, 12, 9),
+                            PLAIN) == close_of(2026, 1, 12)

@@ -29,6 +29,7 @@ from protocol.codec import (
     event_to_list,
     pack,
     pack_canonical,
+    sorted_value,
     unpack,
 )
 from protocol.errors import RemoteProtocolError, TooLarge
@@ -109,7 +110,9 @@ def test_event_hash_is_golden() -> None:
     assert event_hash(GOLDEN).hex() == GOLDEN_HASH
 
 
-def test_canonical_form_ignores_dict_insertion_order() -> None:
+def test_canonical_form_is_the_origins_order_and_survives_every_hop() -> None:
+    """Writers sort keys once when they stamp an event (DossierStore._stamp uses sorted_value);
+    after that every replica derives the same bytes: decode and re-encode keep map order."""
     reordered = Event(
         GOLDEN.origin, GOLDEN.seq, GOLDEN.hlc, GOLDEN.dossier, GOLDEN.actor, GOLDEN.kind,
         {"set": dict(reversed(list(GOLDEN.payload["set"].items())))},
@@ -117,9 +120,17 @@ def test_canonical_form_ignores_dict_insertion_order() -> None:
         GOLDEN.prev,
     )
     assert list(reordered.deps) != list(GOLDEN.deps)
-    assert pack(event_to_list(reordered)) != pack(event_to_list(GOLDEN))  # plain pack keeps order
-    assert canonical(reordered) == canonical(GOLDEN)
-    assert event_hash(reordered) == event_hash(GOLDEN)
+    # a different order is a different event as far as the hash chain goes …
+    assert canonical(reordered) != canonical(GOLDEN)
+    # … and sorting, as a writer does, gives the canonical bytes back
+    resorted = Event(reordered.origin, reordered.seq, reordered.hlc, reordered.dossier,
+                     reordered.actor, reordered.kind, sorted_value(reordered.payload),
+                     sorted_value(reordered.deps), reordered.prev)
+    assert canonical(resorted) == canonical(GOLDEN)
+    # every hop preserves the bytes: stored form, wire form, own-batch form
+    assert canonical(event_from_list(unpack(canonical(reordered)))) == canonical(reordered)
+    [via_batch] = decode_own_batch(reordered.origin, unpack(pack(encode_own_batch([reordered]))))
+    assert canonical(via_batch) == canonical(reordered)
 
 
 def test_pack_canonical_sorts_nested_maps() -> None:
@@ -293,6 +304,7 @@ def test_the_hostile_row_template_is_valid() -> None:
     _row(origin="bad origin!"),
     _row(origin="e1\n"),
     _row(origin=7),
+    _row(origin=["e1"]),
     _row(seq=0),
     _row(seq=True),
     _row(hlc=-1),
@@ -310,7 +322,7 @@ def test_the_hostile_row_template_is_valid() -> None:
     _row(deps={"e2": "3"}),
     _row(prev=b"\x00" * 32),
     _row(seq=2, prev=b"\x00" * 31),
-], ids=["map", "eight-elements", "origin-space", "origin-newline", "origin-int", "seq-0",
+], ids=["map", "eight-elements", "origin-space", "origin-newline", "origin-int", "origin-list", "seq-0",
         "seq-bool", "hlc-negative", "hlc-float", "dossier-15-bytes", "dossier-text",
         "actor-empty", "kind-unknown", "kind-list", "transition-to-list", "transition-to-unknown",
         "set-status", "payload-list", "deps-zero", "deps-text", "prev-on-seq-1", "prev-31-bytes"])
@@ -361,6 +373,12 @@ def test_decompressed_size_limit_is_exact() -> None:
     assert decompress(compress(data), Limits(max_decompressed=1000)) == data
     with pytest.raises(TooLarge):
         decompress(compress(data), Limits(max_decompressed=999))
+
+
+def test_a_truncated_streaming_frame_is_refused() -> None:
+    data = _zeros_bomb(1)
+    with pytest.raises(RemoteProtocolError):
+        decompress(data[: len(data) // 2])
 
 
 def test_limit_counts_every_frame() -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.calendar import Calendar
+from protocol.calendar import Calendar, iso
 from protocol.catalogue import DEFAULT_CATALOGUE
 from protocol.commands import (
     Draft,
@@ -466,3 +466,35 @@ def test_bad_version_tokens(token: Any) -> None:
     with pytest.raises(ValidationError) as info:
         decode_version(token)
     assert info.value.field == "base"
+
+
+# -- leaving a paused status --------------------------------------------------------------------
+
+
+def _awaiting_supplement(paused_ms: int) -> DossierState:
+    state = created()  # received Monday 5 Jan 2026 at 15:00: due Tuesday 6 Jan at 17:00
+    event = Event("e1", 2, hlc_pack(paused_ms, 0), DOSSIER, "e1.clerk", "transition",
+                  {"to": "supplement_requested", "from": "accepted"}, {"e1": 1}, b"\x00" * 32)
+    return apply(state, event)
+
+
+def test_leaving_a_supplement_request_pushes_the_due_date_back() -> None:
+    monday_16h = T + 3_600_000
+    thursday_10h = T + 3 * 86_400_000 - 5 * 3_600_000
+    state = _awaiting_supplement(monday_16h)
+    due = state.value("due_at")
+    assert iso(due) == "2026-01-06T17:00:00+07:00"
+    draft = transition_draft({"to": "processing"}, state, Calendar(), thursday_10h)
+    # paused Tue, Wed, Thu: three working days later than Tuesday is Friday
+    assert iso(draft.payload["due_at"]) == "2026-01-09T17:00:00+07:00"
+    after = apply(state, stamp(draft, "e1", 3, at=3 * 86_400_000))
+    assert after.value("due_at") == draft.payload["due_at"]
+
+
+def test_due_date_unchanged_without_a_pause() -> None:
+    state = _awaiting_supplement(T + 3_600_000)
+    assert "due_at" not in transition_draft({"to": "processing"}, state).payload
+    same_day = transition_draft({"to": "processing"}, state, Calendar(), T + 2 * 3_600_000)
+    assert "due_at" not in same_day.payload
+    plain = transition_draft({"to": "processing"}, created(), Calendar(), T + 3 * 86_400_000)
+    assert "due_at" not in plain.payload

@@ -394,3 +394,11 @@ def test_writes_of_each_kind() -> None:
     assert writes_of(RESOLVE) == {ADDR: "C"}
     assert writes_of(ev("e1", 2, "comment", {"text": "x"}, {"e1": 1})) == {}
     assert writes_of(attach("e1", 2, SHA_A, {"e1": 1})) == {}
+
+
+def test_two_creates_of_one_dossier_do_not_make_the_fold_order_dependent() -> None:
+    # Nothing in event validation stops a second create of the same dossier id (a buggy or
+    # restored node); the state must still be a function of the set of events.
+    second = ev("e2", 1, "create", {**CREATE.payload, "code": "H57.132-260105-0002"}, at=5)
+    digests = {digest(s) for s in every_order([CREATE, second])}
+    assert len(digests) == 1

@@ -251,6 +251,7 @@ def test_an_own_batch_of_two_origins_cannot_be_encoded() -> None:
 @pytest.mark.parametrize("changes", [
     {"node": "bad node!"},
     {"node": None},
+    {"node": ["e1"]},
     {"cursor": -1},
     {"cursor": "0"},
     {"want": True},

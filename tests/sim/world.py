@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import sqlite3
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from central_hub.store import HubStore, Node
 from edge_node.config import EdgeConfig
 from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
-from protocol import codec
+from protocol import codec, lifecycle
 from protocol.calendar import VN_TZ
 from protocol.errors import Conflict, NotFound, TransportError
 from protocol.events import Event
@@ -149,6 +150,7 @@ class World:
         self._hash = hashlib.sha256()
         self.hub_restarts = 0
         self._hub_crash_armed = False
+        self._readers: dict[Path, sqlite3.Connection] = {}
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -200,6 +202,9 @@ class World:
 
     async def close(self) -> None:
         """Close every store (idempotent)."""
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
         for edge in self.edges:
             if edge.client is not None:
                 await edge.client.close()
@@ -226,12 +231,6 @@ class World:
 
     # -- what people do ---------------------------------------------------------------------------
 
-    async def local_ids(self, who: Replica) -> list[str]:
-        """The dossiers a replica holds, oldest first (a deterministic order)."""
-        async with who.store.conn.execute(
-                "SELECT id FROM dossiers ORDER BY received_at, id") as cur:
-            return [r[0] for r in await cur.fetchall()]
-
     async def create(self, edge: Edge, body: dict[str, Any]) -> str | None:
         """Take a dossier in at the counter; return its id."""
         view = await edge.store.create(body, edge.actor)
@@ -247,6 +246,10 @@ class World:
             return None
         who.remember(view)
         return view
+
+    def _absent(self, who: Replica, op: str, dossier: str) -> str:
+        self.record(f"{who.name} {op} {dossier} -> absent")
+        return "absent"
 
     def _base(self, who: Replica, dossier: str, stale: int) -> str:
         seen = who.versions[dossier]
@@ -266,20 +269,24 @@ class World:
     async def edit(self, who: Replica, dossier: str, values: dict[str, Any], stale: int = 0) -> str:
         """PATCH `values` based on the current version (stale=0) or an older one this replica saw."""
         if await self._current(who, dossier) is None:
-            return "absent"
+            return self._absent(who, "edit", dossier)
         body = {"set": values, "base": self._base(who, dossier, stale)}
         return await self._write(who, f"edit{sorted(values.items())} stale={stale}", dossier,
                                  who.store.edit(dossier, body, who.actor))
 
-    async def transition(self, who: Replica, dossier: str, pick: int, stale: int = 0) -> str:
-        """Move along the lifecycle to one of the view's next statuses (409 is an outcome)."""
+    async def transition(self, who: Replica, dossier: str, pick: int, stale: int = 0,
+                         prefer: tuple[str, ...] = ()) -> str:
+        """Move along the lifecycle to one of the view's next statuses — the first of `prefer`
+        that is one, else the `pick`th (409 is an outcome)."""
         view = await self._current(who, dossier)
         if view is None:
-            return "absent"
-        choices = view["next_statuses"]
+            return self._absent(who, "transition", dossier)
+        # the view offers nothing while any field is in conflict; the lifecycle still may
+        choices = view["next_statuses"] or lifecycle.next_statuses(view["status"])
         if not choices:
-            return "final or in conflict"
-        target = choices[pick % len(choices)]
+            self.record(f"{who.name} transition {dossier} -> final")
+            return "final"
+        target = next((s for s in prefer if s in choices), choices[pick % len(choices)])
         body = {"to": target, "base": self._base(who, dossier, stale), "note": "xử lý"}
         return await self._write(who, f"transition {target} stale={stale}", dossier,
                                  who.store.transition(dossier, body, who.actor))
@@ -288,8 +295,9 @@ class World:
         """Settle one open conflict with one of its values, having seen them all."""
         view = await self._current(who, dossier)
         if view is None:
-            return "absent"
+            return self._absent(who, "resolve", dossier)
         if not view["conflicts"]:
+            self.record(f"{who.name} resolve {dossier} -> no conflict")
             return "no conflict"
         conflict = view["conflicts"][pick % len(view["conflicts"])]
         value = conflict["values"][pick // 7 % len(conflict["values"])]["value"]
@@ -300,7 +308,7 @@ class World:
     async def comment(self, who: Replica, dossier: str, text: str) -> str:
         """Add a comment (grow-only, never a conflict)."""
         if await self._current(who, dossier) is None:
-            return "absent"
+            return self._absent(who, "comment", dossier)
         return await self._write(who, "comment", dossier,
                                  who.store.comment(dossier, {"text": text}, who.actor))
 
@@ -367,7 +375,6 @@ class World:
         for name in ("ingest", "after_local_write"):
             if edge.store is not None and name in vars(edge.store):
                 delattr(edge.store, name)
-        self._disarm_hub()
 
     async def crash(self, edge: Edge) -> None:
         """Power cut while idle: every committed write must survive the reopen."""
@@ -394,7 +401,7 @@ class World:
         of it may exist afterwards (not even a used-up code number)."""
         store = edge.store
         assert store is not None
-        codes_before = await self._codes(store)
+        codes_before = self._codes(edge)
 
         async def after_local_write(event: Event) -> None:
             raise SimCrash("edge")
@@ -412,14 +419,9 @@ class World:
         await self._reopen(edge)
         assert edge.store is not None
         assert edge.store.own_seq == own_seq, "a write that never committed left an event"
-        assert await self._codes(edge.store) == codes_before, "a rolled-back create used a code"
+        assert self._codes(edge) == codes_before, "a rolled-back create used a code"
         self.record(f"{edge.name} crash mid-create")
         return "crashed"
-
-    @staticmethod
-    async def _codes(store: EdgeStore) -> list[tuple[str, int]]:
-        async with store.conn.execute("SELECT day, n FROM code_counter ORDER BY day") as cur:
-            return [(r[0], r[1]) for r in await cur.fetchall()]
 
     async def restart_hub(self, *, record: bool = True) -> None:
         """Close and reopen the hub (its process died between requests, or mid-request)."""
@@ -436,7 +438,8 @@ class World:
         self._hub_crash_armed = False
 
     def arm_hub_crash(self) -> None:
-        """The hub's process dies inside the next ingest transaction (before it commits)."""
+        """The hub's process dies inside the next ingest transaction that has events to apply
+        (before it commits); it stays armed until then, a restart or `quiesce`."""
         real = self.hub.ingest
 
         async def ingest(*args: Any, **kwargs: Any) -> Any:
@@ -447,93 +450,107 @@ class World:
         self._hub_crash_armed = True
 
     # -- invariants -------------------------------------------------------------------------------
+    # Checks read each database through a plain sqlite3 connection of their own: between steps
+    # nothing is in flight, so they see exactly what is committed, at a fraction of the cost of a
+    # round trip through an aiosqlite worker thread.
 
-    async def _scalar(self, store: Any, sql: str, *args: Any) -> Any:
-        async with store.conn.execute(sql, args) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
+    def _db(self, who: Replica) -> sqlite3.Connection:
+        path = self.root / "hub.db" if who is self.hub_replica else getattr(who, "path", None)
+        assert path is not None
+        conn = self._readers.get(path)
+        if conn is None:
+            conn = sqlite3.connect(path, isolation_level=None)
+            self._readers[path] = conn
+        return conn
 
-    async def check_sync_state(self, edge: Edge) -> None:
+    def _q(self, who: Replica, sql: str, *args: Any) -> list[Any]:
+        return self._db(who).execute(sql, args).fetchall()
+
+    def _one(self, who: Replica, sql: str, *args: Any) -> Any:
+        return self._q(who, sql, *args)[0][0]
+
+    def local_ids(self, who: Replica) -> list[str]:
+        """The dossiers a replica holds, oldest first (a deterministic order)."""
+        return [r[0] for r in self._q(who, "SELECT id FROM dossiers ORDER BY received_at, id")]
+
+    def _codes(self, edge: Edge) -> list[tuple[str, int]]:
+        return [(r[0], r[1]) for r in self._q(edge, "SELECT day, n FROM code_counter ORDER BY day")]
+
+    def _hub_chains(self) -> dict[str, tuple[int, int, int]]:
+        """origin -> (events held, highest seq held, chain head) at the hub."""
+        spans = {r[0]: (r[1], r[2]) for r in self._q(
+            self.hub_replica, "SELECT origin, count(*), max(seq) FROM events GROUP BY origin")}
+        heads = dict(self._q(self.hub_replica, "SELECT origin, last_seq FROM origins"))
+        return {o: (*spans.get(o, (0, 0)), heads.get(o, 0)) for o in {*spans, *heads}}
+
+    async def check_sync_state(self, edge: Edge,
+                               chains: dict[str, tuple[int, int, int]] | None = None) -> None:
         """Cheap checks after anything that touched a node's sync position."""
-        store, hub = edge.store, self.hub
+        store, hub = edge.store, self.hub_replica
         assert store is not None and edge.link is not None
-        ack, cursor = await store.ack(), await store.cursor()
+        meta = dict(self._q(edge, "SELECT key, value FROM meta WHERE key IN ('ack', 'cursor')"))
+        ack, cursor = int(meta.get("ack", 0)), int(meta.get("cursor", 0))
         assert ack >= edge.ack_seen, f"{edge.name}: ack went back {edge.ack_seen} -> {ack}"
-        assert cursor >= edge.cursor_seen, f"{edge.name}: cursor went back {edge.cursor_seen} -> {cursor}"
+        assert cursor >= edge.cursor_seen, \
+            f"{edge.name}: cursor went back {edge.cursor_seen} -> {cursor}"
         assert ack <= store.own_seq, f"{edge.name}: ack {ack} beyond own seq {store.own_seq}"
         edge.ack_seen, edge.cursor_seen = ack, cursor
-        count, top = await self._origin_span(hub, edge.name)
+        chains = self._hub_chains() if chains is None else chains
+        count, top, head = chains.get(edge.name, (0, 0, 0))
         assert count == top, f"hub holds {count} events of {edge.name} but seq up to {top}: a hole"
         acked = max(ack, edge.link.acks_sent)
         assert top >= acked, f"hub acked {edge.name} up to {acked} but holds only {top}"
-        head = await self._scalar(hub, "SELECT last_seq FROM origins WHERE origin=?", edge.name)
-        assert (head or 0) == top, f"hub chain head {head} != events held {top} for {edge.name}"
-        assert top <= store.own_seq, f"hub holds {top} events of {edge.name}, it wrote {store.own_seq}"
-        assert cursor <= await self._scalar(hub, "SELECT coalesce(max(pos), 0) FROM events")
-        assert await self._scalar(hub, "SELECT count(*) FROM quarantine") == 0, \
-            f"hub quarantined events: {await self._quarantine()}"
-
-    @staticmethod
-    async def _origin_span(store: Any, origin: str) -> tuple[int, int]:
-        async with store.conn.execute(
-                "SELECT count(*), coalesce(max(seq), 0) FROM events WHERE origin=?",
-                (origin,)) as cur:
-            row = await cur.fetchone()
-        return int(row[0]), int(row[1])
-
-    async def _quarantine(self) -> list[tuple[Any, ...]]:
-        async with self.hub.conn.execute(
-                "SELECT origin, seq, code, reason FROM quarantine ORDER BY origin, seq") as cur:
-            return [tuple(r) for r in await cur.fetchall()]
+        assert head == top, f"hub chain head {head} != events held {top} for {edge.name}"
+        assert top <= store.own_seq, \
+            f"hub holds {top} events of {edge.name}, it wrote only {store.own_seq}"
+        assert cursor <= self._one(hub, "SELECT coalesce(max(pos), 0) FROM events")
+        quarantined = self._q(hub, "SELECT origin, seq, code, reason FROM quarantine")
+        assert not quarantined, f"hub quarantined events: {quarantined}"
 
     async def check_step(self, deep: bool = True) -> None:
         """Invariants that hold after every step (`deep`: also fold-vs-log of every dossier)."""
+        chains = self._hub_chains()
         for edge in self.edges:
-            await self.check_sync_state(edge)
+            await self.check_sync_state(edge, chains)
             assert edge.store is not None
-            other = await self._scalar(
-                edge.store, "SELECT count(*) FROM events WHERE commune != ?", edge.commune)
+            other, own, top = self._q(
+                edge, "SELECT count(*) FILTER (WHERE commune != ?), count(*) FILTER (WHERE "
+                "origin = ?), coalesce(max(seq) FILTER (WHERE origin = ?), 0) FROM events",
+                edge.commune, edge.name, edge.name)[0]
             assert other == 0, f"{edge.name} holds {other} events of another commune"
-            other = await self._scalar(
-                edge.store, "SELECT count(*) FROM dossiers WHERE commune != ?", edge.commune)
+            other = self._one(edge, "SELECT count(*) FROM dossiers WHERE commune != ?",
+                              edge.commune)
             assert other == 0, f"{edge.name} holds {other} dossiers of another commune"
-            count, top = await self._origin_span(edge.store, edge.name)
-            assert count == top == edge.store.own_seq, f"{edge.name}: own chain has a hole"
-        count, top = await self._origin_span(self.hub, HUB)
+            assert own == top == edge.store.own_seq, f"{edge.name}: own chain has a hole"
+        count, top, _ = chains.get(HUB, (0, 0, 0))
         assert count == top == self.hub.own_seq, "hub: own chain has a hole"
         if deep:
             for who in self.replicas():
-                await self.check_fold_matches_log(who)
+                self.check_fold_matches_log(who)
 
-    async def _states(self, store: Any) -> dict[str, DossierState]:
-        async with store.conn.execute("SELECT id, state FROM dossiers") as cur:
-            return {r[0]: from_plain(codec.unpack(r[1])) for r in await cur.fetchall()}
+    def _states(self, who: Replica) -> dict[str, DossierState]:
+        return {r[0]: from_plain(codec.unpack(r[1]))
+                for r in self._q(who, "SELECT id, state FROM dossiers")}
 
-    async def _event_ids(self, store: Any, where: str = "", *args: Any
-                         ) -> dict[str, set[tuple[str, int]]]:
-        out: dict[str, set[tuple[str, int]]] = {}
-        async with store.conn.execute(f"SELECT dossier, origin, seq FROM events {where}",
-                                      args) as cur:
-            for dossier, origin, seq in await cur.fetchall():
-                out.setdefault(dossier, set()).add((origin, seq))
-        return out
-
-    async def check_fold_matches_log(self, who: Replica) -> None:
+    def check_fold_matches_log(self, who: Replica) -> None:
         """Each dossier's `seen` set is exactly its events in this store's log (no event folded
         that the log lacks, none stored and not folded, none twice)."""
-        states = await self._states(who.store)
-        logged = await self._event_ids(who.store)
+        states = self._states(who)
+        logged: dict[str, set[tuple[str, int]]] = {}
+        rows = 0
+        for dossier, origin, seq in self._q(who, "SELECT dossier, origin, seq FROM events"):
+            logged.setdefault(dossier, set()).add((origin, seq))
+            rows += 1
+        assert rows == sum(len(s) for s in logged.values()), f"{who.name}: an event stored twice"
         assert set(states) == set(logged), f"{who.name}: dossiers without events or vice versa"
         for dossier, state in states.items():
             assert set(state.seen) == logged[dossier], \
                 f"{who.name}: fold of {dossier} disagrees with its log"
-            count = await self._scalar(who.store, "SELECT count(*) FROM events WHERE dossier=?",
-                                       dossier)
-            assert count == len(state.seen), f"{who.name}: {dossier} has an event stored twice"
 
     async def quiesce(self, max_rounds: int = 60) -> int:
         """Heal every link, let held requests arrive, and sync every node until two whole rounds
         move nothing. Return how many rounds it took."""
+        self._disarm_hub()
         for edge in self.edges:
             assert edge.link is not None
             edge.link.heal()
@@ -555,32 +572,31 @@ class World:
 
     async def check_converged(self) -> dict[str, str]:
         """The full check at quiescence; return every dossier's digest (by id)."""
-        hub = self.hub
         await self.check_step(deep=True)
         for who in self.replicas():
             assert await integrity_ok(who.store.conn), f"{who.name}: integrity_check failed"
-        hub_rows = await hub.dossier_rows()
-        hub_states = await self._states(hub)
+        hub_rows = await self.hub.dossier_rows()
+        hub_states = self._states(self.hub_replica)
         missing = [d for d in self.dossiers if d not in hub_rows]
         assert not missing, f"dossiers saved at a node never reached the hub: {missing}"
-        hub_events = await self._event_hashes(hub)
+        hub_events = self._event_hashes(self.hub_replica)
         for edge in self.edges:
             store = edge.store
             assert store is not None
             assert await store.ack() == store.own_seq, f"{edge.name}: not everything acked"
-            assert await self._scalar(store, "SELECT count(*) FROM rejected") == 0
+            assert self._one(edge, "SELECT count(*) FROM rejected") == 0
             rows = await store.dossier_rows()
             mine = {d for d, row in hub_rows.items() if row[1] == edge.commune}
             assert set(rows) == mine, (
                 f"{edge.name}: holds {len(rows)} dossiers, the hub has {len(mine)} in its commune; "
                 f"missing {sorted(mine - set(rows))[:3]}, foreign {sorted(set(rows) - mine)[:3]}")
-            states = await self._states(store)
+            states = self._states(edge)
             for dossier in sorted(mine):
                 assert digest(states[dossier]) == digest(hub_states[dossier]), \
                     f"{edge.name}: {dossier} diverged from the hub"
                 assert rows[dossier] == hub_rows[dossier], \
                     f"{edge.name}: row of {dossier} differs from the hub's"
-            events = await self._event_hashes(store)
+            events = self._event_hashes(edge)
             scope = {k: v for k, v in hub_events.items() if k[2] == edge.commune}
             assert events == scope, f"{edge.name}: its log differs from the hub's for its commune"
         for who in self.replicas():
@@ -589,7 +605,6 @@ class World:
             assert await who.store.dossier_rows() == before, f"{who.name}: rebuild changed rows"
         return {d: digest(s) for d, s in sorted(hub_states.items())}
 
-    @staticmethod
-    async def _event_hashes(store: Any) -> dict[tuple[str, int, str], bytes]:
-        async with store.conn.execute("SELECT origin, seq, commune, hash FROM events") as cur:
-            return {(r[0], r[1], r[2]): bytes(r[3]) for r in await cur.fetchall()}
+    def _event_hashes(self, who: Replica) -> dict[tuple[str, int, str], bytes]:
+        return {(r[0], r[1], r[2]): bytes(r[3])
+                for r in self._q(who, "SELECT origin, seq, commune, hash FROM events")}

@@ -1,0 +1,125 @@
+// Intake and edit forms: check each field as the clerk leaves it and before sending, with the same
+// rules and messages as the server (which checks again); add document rows for more scans.
+(function () {
+  "use strict";
+  var MAX_FILE = 20 * 1024 * 1024;
+
+  function msg(form, key) { return form.dataset["msg" + key] || ""; }
+
+  function parseDay(text) {
+    var parts = text.trim().replace(/[.\-]/g, "/").split("/");
+    if (parts.length !== 3 || !parts.every(function (p) { return /^\d+$/.test(p); })) { return null; }
+    var y, m, d;
+    if (parts[0].length === 4) { y = parts[0]; m = parts[1]; d = parts[2]; }
+    else { d = parts[0]; m = parts[1]; y = parts[2]; }
+    if (y.length !== 4) { return null; }
+    var date = new Date(Date.UTC(+y, +m - 1, +d));
+    if (date.getUTCFullYear() !== +y || date.getUTCMonth() !== +m - 1 || date.getUTCDate() !== +d) {
+      return null;
+    }
+    return date.toISOString().slice(0, 10);
+  }
+
+  function checkCitizenId(value, thisYear) {
+    if (!/^\d{12}$/.test(value)) { return "CidDigits"; }
+    var province = parseInt(value.slice(0, 3), 10);
+    if (province < 1 || province > 96) { return "CidProvince"; }
+    var year = 1900 + 100 * Math.floor(parseInt(value[3], 10) / 2) + parseInt(value.slice(4, 6), 10);
+    if (year > thisYear) { return "CidCentury"; }
+    return "";
+  }
+
+  function problem(form, el) {
+    var today = form.dataset.today;
+    var thisYear = parseInt(today.slice(0, 4), 10);
+    if (el.type === "file") {
+      var file = el.files && el.files[0];
+      if (!file) { return ""; }
+      if (file.type && !/^(application\/pdf|image\/jpeg|image\/png)$/.test(file.type)) { return "FileType"; }
+      return file.size > MAX_FILE ? "FileSize" : "";
+    }
+    var value = el.value.trim();
+    if (!value) { return el.required ? "Required" : ""; }
+    switch (el.dataset.check) {
+      case "cid": return checkCitizenId(value.replace(/\s/g, ""), thisYear);
+      case "phone": return /^(\+84|0)\d{9,10}$/.test(value.replace(/[\s.\-()]/g, "")) ? "" : "Phone";
+      case "date":
+        var iso = parseDay(value);
+        if (!iso) { return "Date"; }
+        return iso > today ? "DateFuture" : "";
+      case "year":
+        return /^\d{4}$/.test(value) && +value >= 1900 && +value <= thisYear ? "" : "Year";
+      case "int": return /^\d{1,6}$/.test(value) ? "" : "Int";
+      default: return "";
+    }
+  }
+
+  function show(form, el) {
+    var key = problem(form, el);
+    var slot = document.getElementById(el.getAttribute("aria-describedby").split(" ")[0]);
+    if (key) { el.setAttribute("aria-invalid", "true"); }
+    else { el.removeAttribute("aria-invalid"); }
+    if (slot) { slot.textContent = key ? msg(form, key) : ""; }
+    return !key;
+  }
+
+  function fields(form) {
+    return Array.prototype.filter.call(form.querySelectorAll("input, select"), function (el) {
+      return el.type !== "hidden" && el.getAttribute("aria-describedby");
+    });
+  }
+
+  function setup(form) {
+    fields(form).forEach(function (el) {
+      el.addEventListener("blur", function () { if (el.value || el.dataset.touched) { show(form, el); } });
+      el.addEventListener("input", function () {
+        el.dataset.touched = "1";
+        if (el.getAttribute("aria-invalid")) { show(form, el); }
+      });
+      el.addEventListener("change", function () { if (el.type === "file") { show(form, el); } });
+    });
+    form.addEventListener("submit", function (ev) {
+      var bad = fields(form).filter(function (el) { return !show(form, el); });
+      var summary = document.getElementById("error-summary");
+      if (bad.length) {
+        ev.preventDefault();
+        if (summary) { summary.textContent = msg(form, "Summary"); summary.hidden = false; }
+        bad[0].focus();
+      }
+    });
+    var add = document.getElementById("add-doc");
+    var rows = document.getElementById("doc-rows");
+    if (add && rows) {
+      add.hidden = false;
+      add.addEventListener("click", function () {
+        var all = rows.querySelectorAll(".doc-row");
+        var max = parseInt(rows.dataset.max || "10", 10);
+        if (all.length >= max) { add.disabled = true; return; }
+        var i = all.length;
+        var row = all[all.length - 1].cloneNode(true);
+        row.querySelector(".num").textContent = String(i + 1);
+        Array.prototype.forEach.call(row.querySelectorAll("[id], [name], [for], [aria-describedby]"), function (el) {
+          ["id", "name", "for", "aria-describedby"].forEach(function (attr) {
+            var v = el.getAttribute(attr);
+            if (v) { el.setAttribute(attr, v.replace(/_\d+/, "_" + i)); }
+          });
+          if (el.tagName === "INPUT") { el.value = ""; el.removeAttribute("aria-invalid"); }
+          if (el.classList.contains("error")) { el.textContent = ""; }
+        });
+        Array.prototype.forEach.call(row.querySelectorAll("label.sr-only"), function (label) {
+          label.textContent = label.textContent.replace(/\d+$/, String(i + 1));
+        });
+        rows.appendChild(row);
+        var file = row.querySelector("input[type=file]");
+        file.addEventListener("change", function () { show(form, file); });
+        row.querySelector("input").focus();
+        if (i + 1 >= max) { add.disabled = true; }
+      });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.querySelector("form[data-msg-required]");
+    if (form) { setup(form); }
+  });
+})();

@@ -1,0 +1,93 @@
+"""The sync indicator in every page's header: tells the truth about the link to the province.
+
+"Mất kết nối — 12 thay đổi chờ gửi" when the hub cannot be reached, "Đồng bộ lúc 10:42" when all is
+sent, a clock warning when this PC's clock is off, and how many changes the hub refused. The page
+polls `GET /sync/status` to keep it current; `POST /sync/now` asks for a session at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from edge_node.ui.desk import Desk, desk_of
+from protocol.calendar import local
+from service.ui import csrf, formats
+from service.ui.i18n import Messages
+from service.ui.render import flash, redirect, safe_next
+
+log = logging.getLogger(__name__)
+
+
+def _when(iso: str | None, now_ms: int) -> str:
+    moment = formats.moment(iso)
+    if moment is None:
+        return ""
+    if moment.date() == local(now_ms).date():
+        return moment.strftime("%H:%M")
+    return moment.strftime("%d/%m/%Y %H:%M")
+
+
+def describe(status: dict[str, Any], t: Messages, now_ms: int) -> dict[str, Any]:
+    """The indicator's level and lines for a `GET /api/sync` status."""
+    n = int(status.get("pending_events") or 0)
+    pending = t("sync.pending", n=n) if n else t("sync.nothing_pending")
+    when = _when(status.get("last_success_at"), now_ms)
+    state = status.get("state")
+    if state == "syncing":
+        level, text = "busy", t("sync.syncing")
+    elif state == "error":
+        level, text = "danger", t("sync.error", error=status.get("last_error") or "?")
+    elif state == "online":
+        level = "ok" if n == 0 else "busy"
+        text = t("sync.online", when=when) if n == 0 else \
+            t("sync.online_pending", when=when, pending=pending)
+    elif not when:
+        level = "warn" if status.get("last_error") else "busy"
+        text = t("sync.never", pending=pending)
+    elif status.get("last_error"):
+        level = "danger" if n else "warn"
+        text = t("sync.offline_since", pending=pending, when=when)
+    else:  # restarted, not tried yet
+        level = "busy" if n else "ok"
+        text = t("sync.last", when=when, pending=pending)
+    blobs = int(status.get("pending_blobs") or 0)
+    if blobs:
+        text = f"{text} · {t('sync.blobs', n=blobs)}"
+    clock = ""
+    if status.get("clock_warning"):
+        clock = t("sync.clock", minutes=round(abs(int(status.get("clock_offset_ms") or 0)) / 60000))
+    rejected = len(status.get("rejected") or [])
+    return {"level": "danger" if level == "danger" or clock else level, "parts": {
+        "state": text, "clock": clock,
+        "rejected": t("sync.rejected", n=rejected) if rejected else ""}}
+
+
+async def indicator(desk: Desk, t: Messages) -> dict[str, Any]:
+    """The indicator now."""
+    return describe(await desk.sync_status(), t, desk.store.now_ms())
+
+
+async def status_json(request: web.Request) -> web.Response:
+    """GET /sync/status: the indicator for the page to refresh itself."""
+    desk = desk_of(request)
+    return web.json_response(await indicator(desk, desk.renderer.t(request)),
+                             headers={"Cache-Control": "no-store"})
+
+
+async def sync_now(request: web.Request) -> web.StreamResponse:
+    """POST /sync/now: kick the background sync, then go back."""
+    form = await request.post()
+    csrf.check(request, form)
+    desk = desk_of(request)
+    desk.loop.kick()
+    response = redirect(safe_next(str(form.get("next", "")), "/"))
+    flash(response, "sync.kicked")
+    return response
+
+
+def routes() -> list[web.RouteDef]:
+    """The indicator's routes."""
+    return [web.get("/sync/status", status_json), web.post("/sync/now", sync_now)]

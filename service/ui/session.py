@@ -1,0 +1,85 @@
+"""Who is at the keyboard: the session cookie on UI pages, role checks, and friendly error pages.
+
+A page without a valid session redirects to the login form; an error of ours becomes a page in the
+user's language with its HTTP status (403 for a role that may not, 404 for an unknown dossier).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from protocol.errors import AuthError, Forbidden, SyncError
+from service.accounts import Accounts, User
+from service.ui.csrf import CsrfError
+from service.ui.render import Renderer
+from service.ui.security import is_ui_path
+from service.web import COOKIE, USER_KEY, Handler, require_role, status_of
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/login", "/lang", "/healthz", "/favicon.ico"})
+PUBLIC_PREFIXES = ("/static/",)
+ERROR_KEYS = {400: "error.bad_request", 401: "error.login", 403: "error.forbidden",
+              404: "error.not_found", 409: "error.conflict", 413: "error.too_large",
+              422: "error.invalid"}
+
+
+def is_public(path: str) -> bool:
+    """Pages anyone may see (the login form, the language switch, static files)."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def page_user(request: web.Request) -> User:
+    """The logged-in user of a UI page (the middleware made sure there is one)."""
+    user = request.get(USER_KEY)
+    if not isinstance(user, User):
+        raise AuthError("not logged in")
+    return user
+
+
+def need(request: web.Request, allowed: Collection[str], action: str) -> User:
+    """The page's user if their role is one of `allowed`; Forbidden otherwise."""
+    return require_role(page_user(request), allowed, action)
+
+
+def middleware(accounts: Accounts, renderer: Renderer) -> Any:
+    """Resolve the session cookie on UI paths, send strangers to /login, render errors as pages."""
+
+    async def error_page(request: web.Request, exc: SyncError) -> web.Response:
+        status = status_of(exc)
+        t = renderer.t(request)
+        key = "error.csrf" if isinstance(exc, CsrfError) else ERROR_KEYS.get(status, "error.other")
+        return await renderer.page(request, "error.html", status=status, title=t(key),
+                                   detail=exc.message)
+
+    @web.middleware
+    async def ui_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not is_ui_path(request.path):
+            return await handler(request)
+        token = request.cookies.get(COOKIE)
+        if token:
+            try:
+                request[USER_KEY] = await accounts.check(token)
+            except AuthError:
+                pass
+        if USER_KEY not in request and not is_public(request.path):
+            target = request.path_qs if request.method == "GET" else "/"
+            raise web.HTTPSeeOther(location="/login" + (
+                f"?next={quote(target, safe='')}" if target != "/" else ""))
+        try:
+            return await handler(request)
+        except Forbidden as exc:
+            return await error_page(request, exc)
+        except AuthError as exc:
+            if USER_KEY in request:
+                return await error_page(request, exc)
+            raise web.HTTPSeeOther(location="/login") from exc
+        except SyncError as exc:
+            return await error_page(request, exc)
+
+    return ui_middleware

@@ -1,0 +1,61 @@
+// Shared staff UI behaviour (no inline scripts: CSP). Works without it; it only adds comfort.
+(function () {
+  "use strict";
+
+  function typing(el) {
+    return el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
+  }
+
+  // "/" jumps to the search box, like many tools; Alt+<key> access keys are in the markup.
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key === "/" && !ev.ctrlKey && !ev.altKey && !ev.metaKey && !typing(ev.target)) {
+      var box = document.querySelector("[data-search]");
+      if (box) { ev.preventDefault(); box.focus(); box.select(); }
+    }
+  });
+
+  document.addEventListener("click", function (ev) {
+    var target = ev.target instanceof Element ? ev.target.closest("[data-print]") : null;
+    if (target) { ev.preventDefault(); window.print(); }
+  });
+
+  // Buttons that change something for good ask first.
+  document.addEventListener("submit", function (ev) {
+    var btn = ev.submitter;
+    if (btn && btn.dataset && btn.dataset.confirm && !window.confirm(btn.dataset.confirm)) {
+      ev.preventDefault();
+    }
+  });
+
+  // After a failed submit the server marks fields invalid: put the cursor on the first one.
+  document.addEventListener("DOMContentLoaded", function () {
+    var bad = document.querySelector("main [aria-invalid='true']");
+    if (bad) { bad.focus(); }
+  });
+
+  // A live status line (e.g. the sync indicator) refreshes itself from a small JSON endpoint.
+  function poll(el) {
+    var url = el.dataset.pollUrl;
+    var every = parseInt(el.dataset.pollEvery || "5", 10) * 1000;
+    function once() {
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) {
+          if (!data) { return; }
+          Array.prototype.forEach.call(el.querySelectorAll("[data-poll-part]"), function (part) {
+            var value = (data.parts || {})[part.dataset.pollPart] || "";
+            if (part.textContent !== value) { part.textContent = value; }
+            part.hidden = !value;
+          });
+          el.dataset.level = data.level;
+          el.className = el.className.replace(/\blevel-\w+/g, "") + " level-" + data.level;
+        })
+        .catch(function () { /* the page server itself is local; try again later */ })
+        .then(function () { window.setTimeout(once, every); });
+    }
+    window.setTimeout(once, every);
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    Array.prototype.forEach.call(document.querySelectorAll("[data-poll-url]"), poll);
+  });
+})();

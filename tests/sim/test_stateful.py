@@ -1,0 +1,208 @@
+"""Stateful fault test: Hypothesis drives a hub and three edge nodes through writes, syncs and faults.
+
+Rules are what staff, operators and the network do (create, fresh or stale edits, transitions,
+resolves, comments, hub writes, syncs with dropped, duplicated and delayed messages, partitions,
+power cuts at the edge and the hub, clock skews, time passing). After every step the cheap
+invariants of `tests.sim.world.World.check_step` hold; at the end the world is healed and synced
+to quiescence and every replica must agree (`World.check_converged`).
+
+The stores are async, the state machine is not: each test case runs its own event loop and
+drives it with `run_until_complete`. STATEFUL_EXAMPLES (default 500) and STATEFUL_STEPS (default
+20) size the run; `make soak` runs more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Coroutine
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hypothesis import HealthCheck, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from tests.harness import birth
+from tests.sim.transport import Fault
+from tests.sim.world import DAY_MS, HOUR_MS, Edge, Replica, SimClock, World, deterministic
+
+EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "500"))
+STEPS = int(os.environ.get("STATEFUL_STEPS", "20"))
+TMP = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # RAM: fsync costs nothing
+
+T = TypeVar("T")
+
+NAMES = ("Nguyễn Văn An", "Lý Thị Mai", "Đặng Văn Tú", "Hoàng Thị Cúc")
+# (path, value) pairs; few values, so concurrent writes sometimes agree and sometimes conflict
+EDITS = (
+    ("applicant.address", "Thôn Nà Khá"),
+    ("applicant.address", "Bản Tát"),
+    ("applicant.phone", "0987654321"),
+    ("applicant.phone", "0912345678"),
+    ("fields.child_home_town", "Na Hang"),
+    ("fields.child_home_town", "Côn Lôn"),
+    ("applicant.full_name", "Nguyễn Văn Ân"),
+)
+SKEWS = (0, 0, 90_000, -90_000, 3 * HOUR_MS, -3 * HOUR_MS, DAY_MS, -DAY_MS)
+STEPS_OF_TIME = (1_000, 60_000, 15 * 60_000, 2 * HOUR_MS, DAY_MS)
+
+edges = st.integers(0, 2)
+replicas = st.integers(0, 3)  # 0 is the hub
+picks = st.integers(0, 63)
+faults = st.lists(st.sampled_from(list(Fault)), max_size=3).map(tuple)
+
+
+class SyncWorld(RuleBasedStateMachine):
+    """One simulated world per test case."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+        self.loop = asyncio.new_event_loop()
+        self.root = Path(tempfile.mkdtemp(prefix="sim-", dir=TMP))
+        self.clock = SimClock()
+        self.stack = ExitStack()
+        self.stack.enter_context(deterministic(self.clock, random.Random(0)))
+        self.world: World | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return self.loop.run_until_complete(coro)
+        except BaseException:
+            self.failed = True
+            raise
+
+    @initialize()
+    def open_world(self) -> None:
+        self.world = self.run(World.open(self.root, self.clock, random.Random(0)))
+
+    @property
+    def w(self) -> World:
+        assert self.world is not None
+        return self.world
+
+    def edge(self, i: int) -> Edge:
+        return self.w.edges[i % len(self.w.edges)]
+
+    def replica(self, i: int) -> Replica:
+        return self.w.replicas()[i % len(self.w.replicas())]
+
+    def dossier(self, who: Replica, pick: int) -> str | None:
+        ids = self.w.local_ids(who)
+        return ids[pick % len(ids)] if ids else None
+
+    # -- people -------------------------------------------------------------------------------
+
+    @rule(at=edges, name=st.sampled_from(NAMES))
+    def create(self, at: int, name: str) -> None:
+        self.run(self.w.create(self.edge(at), birth(name)))
+
+    @rule(at=replicas, pick=picks, edit=st.sampled_from(EDITS), stale=st.integers(0, 3))
+    def edit(self, at: int, pick: int, edit: tuple[str, str], stale: int) -> None:
+        who = self.replica(at)
+        dossier = self.dossier(who, pick)
+        if dossier is not None:
+            self.run(self.w.edit(who, dossier, {edit[0]: edit[1]}, stale))
+
+    @rule(at=replicas, pick=picks, to=picks, stale=st.sampled_from((0, 0, 0, 1)))
+    def transition(self, at: int, pick: int, to: int, stale: int) -> None:
+        who = self.replica(at)
+        dossier = self.dossier(who, pick)
+        if dossier is not None:
+            self.run(self.w.transition(who, dossier, to, stale))
+
+    @rule(at=replicas, pick=picks, value=picks)
+    def resolve(self, at: int, pick: int, value: int) -> None:
+        who = self.replica(at)
+        dossier = self.dossier(who, pick)
+        if dossier is not None:
+            self.run(self.w.resolve(who, dossier, value))
+
+    @rule(at=replicas, pick=picks)
+    def comment(self, at: int, pick: int) -> None:
+        who = self.replica(at)
+        dossier = self.dossier(who, pick)
+        if dossier is not None:
+            self.run(self.w.comment(who, dossier, f"ghi chú {pick}"))
+
+    # -- the network and the power ------------------------------------------------------------
+
+    @rule(at=edges, planned=faults)
+    def sync(self, at: int, planned: tuple[Fault, ...]) -> None:
+        self.run(self.w.sync(self.edge(at), planned))
+
+    @rule(at=edges, which=picks)
+    def stale_replay(self, at: int, which: int) -> None:
+        self.run(self.w.deliver_held(self.edge(at), which))
+
+    @rule(at=edges, on=st.booleans())
+    def partition(self, at: int, on: bool) -> None:
+        self.w.partition(self.edge(at), on)
+
+    @rule(at=edges)
+    def crash_idle(self, at: int) -> None:
+        self.run(self.w.crash(self.edge(at)))
+
+    @rule(at=edges, planned=faults)
+    def crash_while_applying_reply(self, at: int, planned: tuple[Fault, ...]) -> None:
+        self.run(self.w.crash_mid_apply(self.edge(at), planned))
+
+    @rule(at=edges)
+    def crash_while_creating(self, at: int) -> None:
+        self.run(self.w.crash_mid_write(self.edge(at), birth("Người mất điện")))
+
+    @rule(at=edges, planned=faults)
+    def hub_crash_while_ingesting(self, at: int, planned: tuple[Fault, ...]) -> None:
+        self.w.arm_hub_crash()
+        self.run(self.w.sync(self.edge(at), planned))
+
+    @rule()
+    def hub_restart(self) -> None:
+        self.run(self.w.restart_hub())
+
+    @rule(at=edges, ms=st.sampled_from(SKEWS))
+    def skew(self, at: int, ms: int) -> None:
+        self.w.skew(self.edge(at), ms)
+
+    @rule(ms=st.sampled_from(STEPS_OF_TIME))
+    def time_passes(self, ms: int) -> None:
+        self.w.clock.advance(ms)
+
+    # -- checks -------------------------------------------------------------------------------
+
+    @invariant()
+    def promises_hold(self) -> None:
+        if self.world is not None:
+            self.run(self.w.check_step(deep=True))
+
+    def teardown(self) -> None:
+        try:
+            if self.world is not None and not self.failed:
+                try:
+                    self.run(self.w.quiesce())
+                    self.run(self.w.check_converged())
+                except BaseException:
+                    note("\n".join(self.w.trace))
+                    raise
+        finally:
+            try:
+                if self.world is not None:
+                    self.loop.run_until_complete(self.world.close())
+            finally:
+                self.loop.close()
+                self.stack.close()
+                shutil.rmtree(self.root, ignore_errors=True)
+
+
+SyncWorld.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=STEPS,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestSyncWorld = SyncWorld.TestCase
