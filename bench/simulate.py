@@ -49,21 +49,17 @@ MINUTE_MS = 60_000
 TICK_MS = 10 * MINUTE_MS
 OFFICE = ((7 * 60 + 30, 11 * 60 + 30), (13 * 60 + 30, 17 * 60))  # minutes of the day, VN time
 SATURDAY = ((7 * 60 + 30, 11 * 60 + 30),)
-POLL_OFFICE_MS = 30 * MINUTE_MS
-POLL_NIGHT_MS = 2 * HOUR_MS
+PUSH_MS = 20 * MINUTE_MS  # local writes are pushed within this (in life: seconds; here: a batch)
+POLL_OFFICE_MS = 40 * MINUTE_MS
+POLL_NIGHT_MS = 3 * HOUR_MS
 FIRST_COMMUNES = ("02245", "02227")  # Côn Lôn and a neighbour, as in the tests
 FAMILY = ("Nguyễn", "Hoàng", "Lý", "Đặng", "Nông", "Triệu", "Ma", "Hà", "Bàn", "Lục")
 MIDDLE = ("Văn", "Thị", "Đức", "Ngọc", "Minh", "Thu")
 GIVEN = ("An", "Bình", "Cúc", "Dũng", "Hoa", "Khánh", "Lan", "Mai", "Nam", "Tú", "Vân", "Yến")
 VILLAGES = ("Nà Khá", "Khuổi Phầy", "Bản Tát", "Nà Mỏ", "Khuôn Khiển", "Phiêng Mơ", "Bản Va")
-# where a dossier goes next, as staff usually move it (the World falls back to any allowed step)
-NEXT = {
-    "accepted": ("processing",),
-    "processing": ("resolved", "supplement_requested"),
-    "supplement_requested": ("processing",),
-    "fee_requested": ("processing",),
-    "resolved": ("returned",),
-}
+# where staff usually move a dossier next: the first of these the lifecycle allows from where it
+# is (accepted -> processing -> resolved -> returned; back from a supplement request)
+PREFER = ("processing", "resolved", "returned")
 FINAL = frozenset({"refused", "withdrawn", "stopped", "returned"})
 CLEAN = Odds(drop_request=0.01, drop_reply=0.01, duplicate=0.005, hold=0.005)
 LOSSY = Odds(drop_request=0.12, drop_reply=0.10, duplicate=0.04, hold=0.04)
@@ -249,27 +245,16 @@ class Simulation:
             outcome = await world.comment(who, dossier, "Đã gọi điện cho công dân")
             self.count("comment")
         else:
-            outcome = await world.resolve(who, dossier, rng.randrange(64))
-            if outcome == "no conflict":
-                view_status = await self.status(who, dossier)
-                prefer = NEXT.get(view_status or "", ())
-                outcome = await world.transition(who, dossier, rng.randrange(64),
-                                                 rng.choice((0, 0, 0, 0, 1)), prefer)
-                self.count("transition")
-            else:
-                self.count("resolve")
+            prefer = PREFER if rng.random() < 0.85 else ()  # else any step the lifecycle allows
+            outcome = await world.process(who, dossier, rng.randrange(64),
+                                          rng.choice((0, 0, 0, 0, 1)), prefer)
+            self.count("process")
         if outcome.startswith("409"):
             self.count("409")
-        status = await self.status(who, dossier)
-        if status in FINAL:
+        if outcome.startswith("ok") and outcome.split()[2] in FINAL or outcome == "final":
             for commune_work in self.open.values():
                 if dossier in commune_work:
                     commune_work.remove(dossier)
-
-    @staticmethod
-    async def status(who: Any, dossier: str) -> str | None:
-        state = await who.store.load_state(dossier)
-        return None if state is None else state.value("status")
 
     async def district(self) -> None:
         """The district's staff at the hub process a few dossiers of any commune."""
@@ -284,13 +269,13 @@ class Simulation:
                 self.count("district")
 
     async def maybe_sync(self, edge: Edge, now: int, office: bool) -> None:
-        """Sync after local writes and every poll interval; after failures, back off
+        """Sync soon after local writes and every poll interval; after failures, back off
         exponentially (one tick, two, four … up to the poll interval), like the sync loop."""
         assert edge.store is not None
         if now < self.retry_at.get(edge.name, 0):
             return
         last = self.last_sync.get(edge.name, -DAY_MS)
-        pending = edge.store.own_seq > edge.ack_seen
+        pending = edge.store.own_seq > edge.ack_seen and now - last >= PUSH_MS
         due = now - last >= (POLL_OFFICE_MS if office else POLL_NIGHT_MS)
         if not (pending or due):
             return
@@ -348,7 +333,8 @@ async def simulate(cfg: SimConfig, root: Path, clock: SimClock) -> SimResult:
     """Run one simulation in `root`; never raises for a broken invariant (see SimResult)."""
     rng = random.Random(cfg.seed)
     result = SimResult(cfg.seed)
-    world = await World.open(root, clock, random.Random(rng.getrandbits(64)), layout(cfg.communes))
+    world = await World.open(root, clock, random.Random(rng.getrandbits(64)), layout(cfg.communes),
+                             small_batches=0.3)
     sim = Simulation(cfg, world, rng)
     started = time.perf_counter()
     try:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import psutil
+import psutil  # type: ignore[import-untyped]
 from faker import Faker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/…` from anywhere
 from edge_node import config as edge_config  # noqa: E402
 from edge_node.store import EdgeStore  # noqa: E402
 from edge_node.sync import SyncClient  # noqa: E402
+from protocol.errors import SyncError  # noqa: E402
 from service.linkproxy import LinkProxy  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -294,14 +295,24 @@ def vm_hwm(pid: int) -> int:
     return 0
 
 
-async def timed_sync(client: SyncClient, proxy: LinkProxy) -> dict[str, Any]:
-    """One sync session; its result with the socket-level byte counts and the time taken."""
+def cpu_s(proc: psutil.Process) -> float:
+    """User + system CPU seconds a process has used."""
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+async def timed_sync(client: SyncClient, proxy: LinkProxy, hub_pid: int) -> dict[str, Any]:
+    """One sync session; its result, the socket-level byte counts, wall time and CPU time of
+    the hub and of this (edge) process."""
+    hub, me = psutil.Process(hub_pid), psutil.Process()
     proxy.reset_counters()
+    hub_cpu, my_cpu = cpu_s(hub), cpu_s(me)
     started = time.perf_counter()
     result = await client.session_once()
     elapsed = time.perf_counter() - started
     return {"result": result, "s": elapsed, "up": proxy.bytes_up, "down": proxy.bytes_down,
-            "connections": proxy.connections}
+            "connections": proxy.connections, "hub_cpu_s": cpu_s(hub) - hub_cpu,
+            "edge_cpu_s": cpu_s(me) - my_cpu}
 
 
 async def bench(args: argparse.Namespace, root: Path, procs: Processes) -> dict[str, Any]:
@@ -342,7 +353,7 @@ async def bench(args: argparse.Namespace, root: Path, procs: Processes) -> dict[
 
             print("sync: one session through the proxy…", flush=True)
             with PeakRss(hub.pid) as hub_rss:
-                first = await timed_sync(client, proxy)
+                first = await timed_sync(client, proxy, hub.pid)
             res = first["result"]
             if res.sent != n or res.pending_after != 0:
                 raise RuntimeError(f"sync incomplete: sent {res.sent} of {n}, "
@@ -356,11 +367,11 @@ async def bench(args: argparse.Namespace, root: Path, procs: Processes) -> dict[
                 await store.edit(dossier_id, {"set": {"applicant.phone": faker.phone()},
                                               "base": versions[dossier_id]}, "clerk")
             with PeakRss(hub.pid) as hub_rss_edits:
-                edits = await timed_sync(client, proxy)
+                edits = await timed_sync(client, proxy, hub.pid)
             last = (await store.view(chosen[0]))["version"]
             await store.edit(chosen[0], {"set": {"applicant.phone": faker.phone()},
                                          "base": last}, "clerk")
-            single = await timed_sync(client, proxy)
+            single = await timed_sync(client, proxy, hub.pid)
         finally:
             await client.close()
             await store.close()
@@ -374,6 +385,8 @@ async def bench(args: argparse.Namespace, root: Path, procs: Processes) -> dict[
         "intake_per_s": round(n / intake_s, 1),
         "sync_s": round(first["s"], 3),
         "sync_dossiers_per_s": round(n / first["s"], 1),
+        "sync_hub_cpu_s": round(first["hub_cpu_s"], 3),
+        "sync_edge_cpu_s": round(first["edge_cpu_s"], 3),
         "round_trips": res.round_trips,
         "http_requests_per_100": round(100 * res.round_trips / n, 3),
         "tcp_connections": first["connections"],
@@ -413,6 +426,8 @@ def report(r: dict[str, Any]) -> None:
          f"{r['intake_per_s']:,.0f} dossiers/s", f"{r['intake_s']:.1f} s"),
         ("sync of all of them (one session)", f"{r['sync_dossiers_per_s']:,.0f} dossiers/s",
          f"{r['sync_s']:.3f} s; target ≥ {TARGET_RATE:,.0f}/s: {ok(r['target_rate_met'])}"),
+        ("  CPU during that sync", f"hub {r['sync_hub_cpu_s']:.2f} s",
+         f"edge (this process, incl. the proxy) {r['sync_edge_cpu_s']:.2f} s"),
         ("bytes on the wire per dossier", f"{r['wire_bytes_per_dossier']:.1f} B",
          f"up {r['wire_bytes_up']:,} + down {r['wire_bytes_down']:,}; target ≤ "
          f"{TARGET_BYTES:.0f}: {ok(r['target_bytes_met'])}"),
@@ -475,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except RuntimeError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    except SyncError as exc:
+        print(f"bench failed: sync refused: {exc.message}", file=sys.stderr)
         return 1
     report(result)
     return 0

@@ -17,7 +17,7 @@ from central_hub.store import HubStore, Node
 from protocol import APP_VERSION
 from protocol.calendar import iso
 from protocol.codec import DEFAULT_LIMITS
-from protocol.errors import AuthError, NotFound, SyncError, TooLarge, ValidationError
+from protocol.errors import AuthError, NotFound, SyncError, ValidationError
 from protocol.messages import encode_error
 from service.accounts import Accounts
 from service.blobs import MAX_BLOB, check_sha
@@ -29,6 +29,7 @@ from service.web import (
     error_middleware,
     json_body,
     json_response,
+    read_body,
     status_of,
     token_of,
 )
@@ -103,12 +104,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig) -> web.App
             if not token:
                 raise AuthError("node credential required")
             node = await store.authenticate(token)
-            if request.content_length is not None and \
-                    request.content_length > DEFAULT_LIMITS.max_body:
-                raise TooLarge(f"body over {DEFAULT_LIMITS.max_body} bytes")
-            body = await request.content.read(DEFAULT_LIMITS.max_body + 1)
-            if len(body) > DEFAULT_LIMITS.max_body:
-                raise TooLarge(f"body over {DEFAULT_LIMITS.max_body} bytes")
+            body = await read_body(request, DEFAULT_LIMITS.max_body)
             outcome = await exchange.serve(store, node, body, config.max_want_bytes)
             if outcome.error is not None:
                 raise outcome.error
@@ -151,9 +147,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig) -> web.App
         await node_of(request, sha)
         offset = _int(request, "offset", 0, MAX_BLOB)
         size = _int(request, "size", 1, MAX_BLOB)
-        chunk = await request.content.read(MAX_CHUNK + 1)
-        if len(chunk) > MAX_CHUNK:
-            raise TooLarge(f"chunks are at most {MAX_CHUNK} bytes")
+        chunk = await read_body(request, MAX_CHUNK)
         have = await store.blobs.append(sha, offset, chunk, size)
         return json_response({"have": have, "complete": have == size})
 

@@ -182,7 +182,7 @@ class HubStore(DossierStore):
     async def create_enroll_token(self, commune: str, name: str | None) -> str:
         """A one-time enrollment token bound to one commune (stored hashed, 72 h)."""
         check_commune(commune)
-        token = secrets.token_urlsafe(24)
+        token = "enr_" + secrets.token_urlsafe(24)  # never starts with "-": safe as an argument
         now = self.now_ms()
         async with self.lock, transaction(self.conn):
             await self.conn.execute(

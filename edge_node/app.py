@@ -10,8 +10,10 @@ from aiohttp import web
 
 from edge_node.config import EdgeConfig
 from edge_node.loop import SyncLoop
+from edge_node.roles import ROLES, authorize
 from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
+from edge_node.ui import mount_desk
 from protocol import APP_VERSION, lifecycle
 from protocol.calendar import iso
 from service.accounts import Accounts
@@ -28,7 +30,6 @@ from service.web import (
 
 log = logging.getLogger(__name__)
 
-ROLES = ("clerk", "leader", "admin")
 CLOCK_WARNING_MS = 2 * 60 * 1000
 STORE = web.AppKey("store", EdgeStore)
 LOOP = web.AppKey("sync_loop", SyncLoop)
@@ -68,7 +69,9 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
 
     async def create(request: web.Request) -> web.Response:
         body = await json_body(request)
-        view = await store.create(body, current_user(request).username)
+        user = current_user(request)
+        authorize(user, "intake", body)
+        view = await store.create(body, user.username)
         loop.kick()
         return json_response(view, status=201)
 
@@ -102,15 +105,9 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
         return json_response({"ok": True, "node": config.node, "commune": config.commune,
                               "version": APP_VERSION})
 
-    async def index(request: web.Request) -> web.Response:
-        return web.Response(text=(
-            f"Commune sync edge node {config.node} ({config.commune_name}). "
-            "The JSON API is under /api; the staff web UI is not built yet.\n"),
-            content_type="text/plain")
-
     app.add_routes([
         web.post("/api/dossiers", create),
-        *dossier_routes(store, on_write=loop.kick),
+        *dossier_routes(store, on_write=loop.kick, authorize=authorize),
         *account_routes(accounts),
         web.get("/api/sync", get_sync),
         web.post("/api/sync", post_sync),
@@ -118,8 +115,9 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
         web.get("/api/statuses", statuses),
         web.get("/api/holidays", holidays),
         web.get("/healthz", healthz),
-        web.get("/", index),
     ])
+    mount_desk(app, store=store, accounts=accounts, client=client, loop=loop, config=config,
+               sync_status=lambda: sync_status(store, client))
 
     async def on_startup(app: web.Application) -> None:
         if config.auto_sync:

@@ -43,16 +43,34 @@ def read_password(prompt: str = "Password: ") -> str:
     return line.rstrip("\r\n")
 
 
+VALUE_OPTIONS = ("--token", "--name")
+
+
+def _glue_values(argv: list[str]) -> list[str]:
+    """`--token -abc` as `--token=-abc`: these options always take the next word as their value,
+    even one that starts with a dash."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word in VALUE_OPTIONS:
+            value = next(words, None)
+            out.append(word if value is None else f"{word}={value}")
+        else:
+            out.append(word)
+    return out
+
+
 def run(prog: str, parser: Parser, handlers: Mapping[str, Callable[[Any], Any]],
         argv: list[str]) -> int:
     """Parse `argv`, run the chosen handler (sync or async) and map errors to exit codes."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_glue_values(argv))
         key = getattr(args, "handler", None)
         if key is None:
-            parser.print_help()
-            return EXIT_USAGE
+            given = " ".join(a for a in argv if not a.startswith("-"))
+            where = f"{prog} {given}".strip()
+            raise UsageError(f"a command is required (see {where} --help)")
         result = handlers[key](args)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)

@@ -105,6 +105,11 @@ def overdue_statuses() -> list[str]:
     return [s for s in STATUSES if is_overdue(0, 1, s)]
 
 
+def _like(text: str) -> str:
+    """`text` as a literal inside a LIKE pattern (escape character: backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def wall_clock_ms() -> int:
     """The machine's clock in ms; stores add their offset to it."""
     return int(time.time() * 1000)
@@ -300,8 +305,8 @@ class DossierStore:
         if q and q.strip():
             term = q.strip()
             folded = fold_text(term)
-            where.append("(code LIKE ? OR citizen_id=? OR name_fold LIKE ?)")
-            args += [term + "%", term, "%" + folded.replace("%", "").replace("_", "") + "%"]
+            where.append("(code LIKE ? ESCAPE '\\' OR citizen_id=? OR name_fold LIKE ? ESCAPE '\\')")
+            args += [_like(term) + "%", term, "%" + _like(folded) + "%"]
         if after:
             try:
                 at, _, last_id = after.partition("~")

@@ -37,6 +37,9 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
         raise StoreError(f"cannot start a transaction: {exc}") from exc
     try:
         yield conn
+    except sqlite3.Error as exc:
+        await conn.rollback()
+        raise StoreError(f"database error, nothing applied: {exc}") from exc
     except BaseException:
         await conn.rollback()
         raise

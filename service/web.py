@@ -87,18 +87,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise web.HTTPBadRequest(text=exc.message) from exc
     except web.HTTPException:
         raise
+    except ConnectionError as exc:  # the client went away mid-request: nothing to answer
+        log.info("client went away during %s %s: %s", request.method, request.path, exc)
+        return json_response({"error": "transport", "message": "connection lost"}, 400)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response({"error": "internal", "message": "internal error; see the log"}, 500)
 
 
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, refused with TooLarge past `limit` (read to the end: a single
+    `content.read(n)` returns only what has arrived so far)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
+    buf = bytearray()
+    while chunk := await request.content.read(1 << 16):
+        buf += chunk
+        if len(buf) > limit:
+            raise TooLarge(f"body over the limit of {limit} bytes")
+    return bytes(buf)
+
+
 async def json_body(request: web.Request) -> Any:
     """The request's JSON body; a 400-class error if it is not JSON or too large."""
-    if request.content_length is not None and request.content_length > MAX_JSON:
-        raise ValidationError("request body too large")
-    raw = await request.content.read(MAX_JSON + 1)
-    if len(raw) > MAX_JSON:
-        raise ValidationError("request body too large")
+    raw = await read_body(request, MAX_JSON)
     try:
         return json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as exc:

@@ -25,6 +25,9 @@ from edge_node.loop import SyncLoop
 from edge_node.sync import SessionResult, SyncClient
 
 PASSWORD = "correct-horse-1"
+# The harness's desk user ("clerk") may do every desk action, approval and conflict resolution
+# included, so API tests need not care about roles; the role checks are tested in tests/ui.
+DESK_ROLE = "leader"
 DEAD_URL = "http://127.0.0.1:9"  # discard port: nothing listens, connections are refused
 
 
@@ -157,7 +160,7 @@ class Net:
         api = Api(await self._http(), str(server.make_url("")).rstrip("/"))
         edge = EdgeHandle(data, config, server, api, self.hub.url)
         accounts = await open_edge_accounts(data)
-        await accounts.add_user("clerk", PASSWORD, "clerk")
+        await accounts.add_user("clerk", PASSWORD, DESK_ROLE)
         await accounts.conn.close()
         await api.login("clerk")
         self.edges.append(edge)

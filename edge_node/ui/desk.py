@@ -123,7 +123,7 @@ def nav(request: web.Request, t: Messages) -> list[dict[str, Any]]:
     if may(role, "intake"):
         items.append({"href": "/dossiers/new", "label": t("nav.new"), "key": "n",
                       "current": path.startswith("/dossiers/new")})
-    items.append({"href": "/dossiers", "label": t("nav.list"), "key": "d",
+    items.append({"href": "/dossiers", "label": t("nav.list"), "key": "l",
                   "current": path == "/dossiers"})
     if may(role, "statistics"):
         items.append({"href": "/stats", "label": t("nav.stats"), "key": "",

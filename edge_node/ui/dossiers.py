@@ -48,7 +48,7 @@ async def listing(request: web.Request) -> web.StreamResponse:
     next_url = f"/dossiers?{urlencode({**params, 'after': page.next})}" if page.next else None
     first_url = f"/dossiers?{urlencode(params)}" if after else None
     return await desk.renderer.page(
-        request, "dossier_list.html", items=page.items, q=q, status=status,
+        request, "dossier_list.html", items=page.items, q=q, status_filter=status,
         procedure=procedure, overdue=overdue, conflicts=conflicts, next_url=next_url,
         first_url=first_url, statuses=list(lifecycle.STATUSES),
         procedures=desk.store.catalogue.procedures, filtered=bool(params))

@@ -51,5 +51,5 @@ def last_supplement_request(view: dict[str, Any]) -> dict[str, Any] | None:
     """The latest move to `supplement_requested` (what form 02 prints), if any."""
     for entry in reversed(view.get("history", [])):
         if entry.get("kind") == "transition" and entry.get("to") == "supplement_requested":
-            return entry
+            return dict(entry)
     return None

@@ -32,9 +32,9 @@ def safe_next(target: str | None, default: str = "/") -> str:
     return target
 
 
-def redirect(location: str) -> web.HTTPSeeOther:
-    """A 303 to a local path (POST → redirect → GET)."""
-    return web.HTTPSeeOther(location=safe_next(location))
+def redirect(location: str) -> web.Response:
+    """A 303 to a local path (POST → redirect → GET), as a response to return (not raise)."""
+    return web.Response(status=303, headers={"Location": safe_next(location)})
 
 
 def flash(response: web.StreamResponse, key: str, level: str = "ok", **params: Any) -> None:

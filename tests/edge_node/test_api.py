@@ -72,6 +72,7 @@ async def test_every_api_route_refuses_a_request_without_a_valid_token(edge: Edg
         ("POST", "/api/sync", None),
         ("GET", "/api/procedures", None),
         ("GET", "/api/statuses", None),
+        ("GET", "/api/holidays", None),
         ("GET", "/api/me", None),
         ("POST", "/api/password", {"old": PASSWORD, "new": "another-password-2"}),
     ]
@@ -321,6 +322,16 @@ async def test_search_by_code_prefix_citizen_id_and_name_without_diacritics(
     assert await q("dang van") == {"Đặng Văn Tú"}
     assert await q("Nguyễn Thị") == {"Nguyễn Thị Lan"}
     assert await q("khong co ai") == set()
+
+
+async def test_search_treats_sql_wildcards_literally(edge: EdgeHandle) -> None:
+    """A clerk typing "%" or "_" searches for that character, not for everything."""
+    await create(edge, name="Nguyễn Văn An", citizen_id=citizen(1))
+    await create(edge, name="Trần Thị Hoa", citizen_id=citizen(2))
+    for term in ("%25", "_", "%25%25"):  # %25 is "%" in the query string
+        status, page = await edge.api.get(f"/api/dossiers?q={term}")
+        assert status == 200, page
+        assert page["items"] == [], (term, [d["code"] for d in page["items"]])
 
 
 # -- one dossier --------------------------------------------------------------------------------

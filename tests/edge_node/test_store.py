@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -174,7 +175,19 @@ async def test_apply_response_commits_ack_events_and_cursor_together(store: Edge
     assert await apply(store, echo) == 0
 
 
-async def test_apply_response_is_all_or_nothing(store: EdgeStore) -> None:
+FAULTS = {
+    # the second hub event cannot be written
+    "events": ["CREATE TRIGGER fault BEFORE INSERT ON events WHEN NEW.origin='hub' AND NEW.seq=2 "
+               "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"],
+    # the very last write of the exchange fails, after ack, events and cursor were written
+    "end": [f"CREATE TRIGGER fault{i} BEFORE {op} ON meta WHEN NEW.key='last_success_at' "
+            "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+            for i, op in enumerate(("INSERT", "UPDATE"))],
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+async def test_apply_response_is_all_or_nothing(store: EdgeStore, fault: str) -> None:
     d = await store.create(birth(), "clerk")
     now = store.now_ms()
     state = await store.load_state(d["id"])
@@ -182,22 +195,24 @@ async def test_apply_response_is_all_or_nothing(store: EdgeStore) -> None:
     first = hub_event(1, d["id"], dict(state.vv), b"", now)
     second = hub_event(2, d["id"], dict(state.vv), codec.event_hash(first), now,
                        payload={"set": {"fields.mother_ethnicity": "Tày"}})
-    # a real fault in the database while the second event is written
-    await store.conn.execute(
-        "CREATE TRIGGER fail_second BEFORE INSERT ON events WHEN NEW.origin='hub' AND NEW.seq=2 "
-        "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    for sql in FAULTS[fault]:  # a real fault in the database, mid-transaction
+        await store.conn.execute(sql)
     resp = SyncResponse(ack=1, events=[first, second], cursor=12, more=False,
-                        hub_time_ms=now + 3 * DAY_MS)
-    with pytest.raises(StoreError):
+                        hub_time_ms=now + 3 * DAY_MS,
+                        rejections=[Rejection(1, "scope", "test")])
+    with pytest.raises((StoreError, sqlite3.Error)):
         await apply(store, resp)
     assert abs(store.now_ms() - wall_clock_ms()) < 2000  # the hub's time was not adopted either
     assert await store.ack() == 0
     assert await store.cursor() == 0
     assert await count(store, "SELECT count(*) FROM events WHERE origin='hub'") == 0
     assert "child_home_town" not in (await store.view(d["id"]))["fields"]
-    assert await store.get_meta("last_success_at") is None
+    assert await store.rejections() == []
+    assert (await store.pending_stats())[0] == 1
     # once the fault is gone the same response applies whole
-    await store.conn.execute("DROP TRIGGER fail_second")
+    async with store.conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'") as cur:
+        for (name,) in await cur.fetchall():
+            await store.conn.execute(f"DROP TRIGGER {name}")
     assert await apply(store, resp) == 2
     assert await store.ack() == 1 and await store.cursor() == 12
     view = await store.view(d["id"])

@@ -96,7 +96,7 @@ async def test_latency_is_pipelined_not_per_chunk_serial(proxy: LinkProxy) -> No
         got = await asyncio.wait_for(reader.readexactly(10_000), 5)
         elapsed = time.monotonic() - started
     assert got == b"x" * 10_000
-    assert 0.1 <= elapsed < 0.6  # ten chunks under 100 ms each, not 10 × 100 ms
+    assert 0.1 <= elapsed < 0.8  # ten chunks under 100 ms each, not 10 × 100 ms
 
 
 async def test_bandwidth_limit_slows_64k(proxy: LinkProxy) -> None:
@@ -104,8 +104,8 @@ async def test_bandwidth_limit_slows_64k(proxy: LinkProxy) -> None:
     proxy.update("upstream", bandwidth=256 * 1024)
     echoed, slow = await roundtrip(proxy, PAYLOAD)
     assert echoed == PAYLOAD
-    assert fast < 0.2
-    assert 0.22 <= slow < 1.5  # 64 KiB at 256 KiB/s is 0.25 s
+    assert 0.22 <= slow < 2.0  # 64 KiB at 256 KiB/s is 0.25 s
+    assert slow > fast + 0.1
 
 
 async def test_slicer_and_jitter_keep_bytes_intact_and_in_order(proxy: LinkProxy) -> None:

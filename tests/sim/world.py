@@ -59,6 +59,7 @@ HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
 DEFAULT_LAYOUT = (("02245", 2), ("02227", 1))  # two PCs in Côn Lôn, one in a neighbour commune
 HUB = "hub"
+SMALL = {"batch_bytes": 1024, "batch_bytes_max": 2048, "want_bytes": 1024}  # a few events per trip
 
 
 class SimCrash(Exception):  # noqa: N818 - it is an event, not an error of the code under test
@@ -156,14 +157,18 @@ class World:
 
     @classmethod
     async def open(cls, root: Path, clock: SimClock, rng: random.Random,
-                   layout: tuple[tuple[str, int], ...] = DEFAULT_LAYOUT) -> World:
-        """A hub and `layout` = ((commune, nodes), …) enrolled edge nodes."""
+                   layout: tuple[tuple[str, int], ...] = DEFAULT_LAYOUT,
+                   small_batches: float = 1.0) -> World:
+        """A hub and `layout` = ((commune, nodes), …) enrolled edge nodes. A share
+        `small_batches` of them (drawn from `rng`) send and ask for about 1 KiB per round trip, so
+        sessions take several round trips and the hub's `more` path runs."""
         world = cls(root, clock, rng)
         world.hub_replica.store = await world._open_hub()
         try:
             for commune, count in layout:
                 for _ in range(count):
-                    await world._add_edge(commune)
+                    small = rng.random() < small_batches
+                    await world._add_edge(commune, SMALL if small else {})
         except BaseException:
             await world.close()
             raise
@@ -179,12 +184,14 @@ class World:
         hub.wall = lambda: self.clock.ms
         return hub
 
-    async def _add_edge(self, commune: str) -> Edge:
+    async def _add_edge(self, commune: str, sizes: dict[str, int]) -> Edge:
         token = await self.hub.create_enroll_token(commune, f"Xã {commune}")
         enrolled = await self.hub.enroll(token)
         config = EdgeConfig(node=enrolled.node, commune=enrolled.commune,
                             commune_name=enrolled.commune_name, agency=enrolled.agency,
-                            hub_url="http://hub.sim.invalid", credential=enrolled.credential)
+                            hub_url="http://hub.sim.invalid", credential=enrolled.credential,
+                            **sizes)
+        config.validate()
         link = SimLink(lambda: self.hub, Node(enrolled.node, enrolled.commune), self.rng)
         edge = Edge(enrolled.node, commune, "clerk", None, config=config,
                     path=self.root / f"edge-{enrolled.node}.db", link=link)
@@ -281,6 +288,11 @@ class World:
         view = await self._current(who, dossier)
         if view is None:
             return self._absent(who, "transition", dossier)
+        return await self._transition(who, view, pick, stale, prefer)
+
+    async def _transition(self, who: Replica, view: dict[str, Any], pick: int, stale: int,
+                          prefer: tuple[str, ...]) -> str:
+        dossier = view["id"]
         # the view offers nothing while any field is in conflict; the lifecycle still may
         choices = view["next_statuses"] or lifecycle.next_statuses(view["status"])
         if not choices:
@@ -291,6 +303,17 @@ class World:
         return await self._write(who, f"transition {target} stale={stale}", dossier,
                                  who.store.transition(dossier, body, who.actor))
 
+    async def process(self, who: Replica, dossier: str, pick: int, stale: int = 0,
+                      prefer: tuple[str, ...] = ()) -> str:
+        """What staff do with a dossier on screen: resolve its conflict if it shows one, else
+        move it along (one view read for both)."""
+        view = await self._current(who, dossier)
+        if view is None:
+            return self._absent(who, "process", dossier)
+        if view["conflicts"]:
+            return await self._resolve(who, view, pick)
+        return await self._transition(who, view, pick, stale, prefer)
+
     async def resolve(self, who: Replica, dossier: str, pick: int) -> str:
         """Settle one open conflict with one of its values, having seen them all."""
         view = await self._current(who, dossier)
@@ -299,6 +322,10 @@ class World:
         if not view["conflicts"]:
             self.record(f"{who.name} resolve {dossier} -> no conflict")
             return "no conflict"
+        return await self._resolve(who, view, pick)
+
+    async def _resolve(self, who: Replica, view: dict[str, Any], pick: int) -> str:
+        dossier = view["id"]
         conflict = view["conflicts"][pick % len(view["conflicts"])]
         value = conflict["values"][pick // 7 % len(conflict["values"])]["value"]
         body = {"field": conflict["field"], "value": value, "base": view["version"]}

@@ -6,7 +6,19 @@
     return el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
   }
 
-  // "/" jumps to the search box, like many tools; Alt+<key> access keys are in the markup.
+  // Alt+<letter> shortcuts: the element marked data-key="<letter>" is clicked (links, buttons)
+  // or focused (inputs). The physical key is used, so a Vietnamese input method does not matter.
+  document.addEventListener("keydown", function (ev) {
+    if (!ev.altKey || ev.ctrlKey || ev.metaKey || ev.shiftKey || !/^Key[A-Z]$/.test(ev.code || "")) {
+      return;
+    }
+    var el = document.querySelector('[data-key="' + ev.code.slice(3).toLowerCase() + '"]');
+    if (!el || el.disabled) { return; }
+    ev.preventDefault();
+    if (typing(el)) { el.focus(); if (el.select) { el.select(); } } else { el.click(); }
+  });
+
+  // "/" jumps to the search box, like many tools.
   document.addEventListener("keydown", function (ev) {
     if (ev.key === "/" && !ev.ctrlKey && !ev.altKey && !ev.metaKey && !typing(ev.target)) {
       var box = document.querySelector("[data-search]");
