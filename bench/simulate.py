@@ -126,8 +126,10 @@ def schedule(rng: random.Random, world: World, days: int) -> list[Happening]:
     for edge in world.edges:
         for day in range(days):
             if rng.random() < 0.3:
+                # 0 idle; inside a sync: 1 before the answer's commit, 2 before applying it;
+                # 3 inside a create
                 add(day * DAY_MS + rng.randrange(DAY_MS), "crash", edge.name,
-                    rng.choice((0, 0, 1, 1, 2)))  # 0 idle, 1 inside apply, 2 inside a create
+                    rng.choice((0, 0, 1, 1, 2, 3)))
         if rng.random() < 0.3:
             start = rng.randrange(span)
             add(start, "skew", edge.name,
@@ -136,7 +138,8 @@ def schedule(rng: random.Random, world: World, days: int) -> list[Happening]:
                 add(start + rng.randrange(HOUR_MS, 2 * DAY_MS), "skew", edge.name, 0)
     for day in range(days):
         if rng.random() < 0.5:
-            add(day * DAY_MS + rng.randrange(DAY_MS), "hub", "hub", rng.choice((0, 1)))
+            # 0 restart between requests; 1 inside an ingest; 2 after a commit, before answering
+            add(day * DAY_MS + rng.randrange(DAY_MS), "hub", "hub", rng.choice((0, 1, 2)))
     out.sort()
     return out
 
@@ -201,17 +204,18 @@ class Simulation:
             if h.arg == 0:
                 await world.crash(edge)
             elif h.arg == 1:
-                await world.crash_mid_apply(edge)
+                await world.crash_mid_sync(edge, "edge.apply.before_commit")
+            elif h.arg == 2:
+                await world.crash_mid_sync(edge, "edge.after_request")
             else:
                 await world.crash_mid_write(edge, self.body())
         elif h.what == "skew":
             world.skew(self.by_name[h.target], h.arg)
         elif h.what == "hub":
-            if h.arg:
-                world.arm_hub_crash()  # fires in the next sync that carries events
-                self.world.record("hub armed to crash mid-ingest")
-            else:
+            if h.arg == 0:
                 await world.restart_hub()
+            else:  # fires in the next exchange that gets there
+                world.arm_hub_crash(("hub.ingest.before_commit", "hub.after_commit")[h.arg - 1])
 
     async def work(self, edge: Edge) -> None:
         """What the staff at one node do in one tick of office hours."""

@@ -155,10 +155,12 @@ def seen_by(event_id: EventId, deps: dict[str, int]) -> bool:
     return deps.get(event_id[0], 0) >= event_id[1]
 
 
+_SCALARS = (type(None), bool, int, float)
+
+
 def _is_value(value: Any) -> bool:
-    if value is None or type(value) in (bool, int, float):
-        return True
-    return isinstance(value, str) and len(value) <= MAX_TEXT
+    kind = type(value)
+    return (kind is str and len(value) <= MAX_TEXT) or kind in _SCALARS
 
 
 def _status(value: Any) -> bool:

@@ -119,6 +119,8 @@ def writes_of(event: Event) -> dict[str, Any]:
 def apply(state: DossierState | None, event: Event) -> DossierState:
     """Fold one event into a dossier's state; duplicates and any delivery order give the same result."""
     if state is None:
+        if event.kind == "create":
+            return _fresh(event)
         state = DossierState(id=event.dossier)
     elif event.dossier != state.id:
         raise ValueError("event belongs to another dossier")
@@ -158,6 +160,18 @@ def apply(state: DossierState | None, event: Event) -> DossierState:
         comments = {**comments, tag: note}
     return DossierState(state.id, header, registers, vv, state.seen | {event_id}, attachments,
                         tombstones, comments, max(state.last_hlc, event.hlc))
+
+
+def _fresh(event: Event) -> DossierState:
+    """The state of a dossier whose first known event is its create (the common case)."""
+    new = tuple.__new__
+    origin, seq, hlc, actor, deps = event.origin, event.seq, event.hlc, event.actor, event.deps
+    registers = {path: (new(Write, (value, origin, seq, hlc, actor, deps)),)
+                 for path, value in writes_of(event).items()}
+    header = {k: event.payload.get(k) for k in HEADER_KEYS}
+    header.update(origin=origin, seq=seq, hlc=hlc, actor=actor)
+    return DossierState(event.dossier, header, registers, {origin: seq},
+                        frozenset(((origin, seq),)), {}, frozenset(), {}, hlc)
 
 
 def fold(events: list[Event], state: DossierState | None = None) -> DossierState | None:

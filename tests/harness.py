@@ -20,8 +20,8 @@ from edge_node.app import make_app as make_edge_app
 from edge_node.app import open_accounts as open_edge_accounts
 from edge_node.config import EdgeConfig
 from edge_node.enroll import enroll
-from edge_node.store import EdgeStore
 from edge_node.loop import SyncLoop
+from edge_node.store import EdgeStore
 from edge_node.sync import SessionResult, SyncClient
 
 PASSWORD = "correct-horse-1"

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from protocol.errors import AuthError, Forbidden, SyncError
+from protocol.errors import AuthError, Forbidden, NotFound, SyncError
 from service.accounts import Accounts, User
 from service.ui.csrf import CsrfError
 from service.ui.render import Renderer
@@ -73,6 +73,10 @@ def middleware(accounts: Accounts, renderer: Renderer) -> Any:
                 f"?next={quote(target, safe='')}" if target != "/" else ""))
         try:
             return await handler(request)
+        except web.HTTPNotFound as exc:
+            if request.path.startswith(PUBLIC_PREFIXES) or USER_KEY not in request:
+                raise
+            return await error_page(request, NotFound(exc.text or "not found"))
         except Forbidden as exc:
             return await error_page(request, exc)
         except AuthError as exc:

@@ -46,8 +46,8 @@ from edge_node.sync import SyncClient
 from protocol import codec, lifecycle
 from protocol.calendar import VN_TZ
 from protocol.errors import Conflict, NotFound, TransportError
-from protocol.events import Event
 from protocol.merge import DossierState, digest, from_plain
+from service import crashpoints
 from service.sqlite import integrity_ok
 from tests.sim.transport import Fault, Odds, SimLink
 
@@ -59,15 +59,19 @@ HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
 DEFAULT_LAYOUT = (("02245", 2), ("02227", 1))  # two PCs in Côn Lôn, one in a neighbour commune
 HUB = "hub"
+# service.crashpoints names; in the simulation they raise SimCrash instead of SIGKILL
+EDGE_POINTS = frozenset({"edge.after_request", "edge.apply.before_commit"})
+HUB_POINTS = frozenset({"hub.ingest.before_commit", "hub.after_commit"})
+WRITE_POINT = "store.write.before_commit"
 SMALL = {"batch_bytes": 1024, "batch_bytes_max": 2048, "want_bytes": 1024}  # a few events per trip
 
 
 class SimCrash(Exception):  # noqa: N818 - it is an event, not an error of the code under test
-    """A simulated power cut inside a store operation; the store is reopened after it."""
+    """A simulated power cut at a named crash point; the store is reopened after it."""
 
-    def __init__(self, where: str) -> None:
-        super().__init__(f"simulated crash in {where}")
-        self.where = where
+    def __init__(self, point: str) -> None:
+        super().__init__(f"simulated crash at {point}")
+        self.point = point
 
 
 class SimClock:
@@ -150,7 +154,8 @@ class World:
         self.trace: list[str] = []
         self._hash = hashlib.sha256()
         self.hub_restarts = 0
-        self._hub_crash_armed = False
+        self._armed: set[str] = set()
+        self._unpatch: Any = None
         self._readers: dict[Path, sqlite3.Connection] = {}
 
     # -- building ---------------------------------------------------------------------------------
@@ -163,8 +168,10 @@ class World:
         `small_batches` of them (drawn from `rng`) send and ask for about 1 KiB per round trip, so
         sessions take several round trips and the hub's `more` path runs."""
         world = cls(root, clock, rng)
-        world.hub_replica.store = await world._open_hub()
+        world._unpatch = mock.patch.object(crashpoints, "hit", world._hit)
+        world._unpatch.start()
         try:
+            world.hub_replica.store = await world._open_hub()
             for commune, count in layout:
                 for _ in range(count):
                     small = rng.random() < small_batches
@@ -208,7 +215,10 @@ class World:
         edge.client = SyncClient(store, edge.config, transport=edge.link)
 
     async def close(self) -> None:
-        """Close every store (idempotent)."""
+        """Close every store and stop standing in for the crash points (idempotent)."""
+        if self._unpatch is not None:
+            self._unpatch.stop()
+            self._unpatch = None
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()
@@ -369,21 +379,29 @@ class World:
             outcome = f"{type(exc).__name__}: {exc.message}"
         except SimCrash as crash:
             outcome = str(crash)
-            if crash.where == "hub":
-                await self.restart_hub(record=False)
-            else:
-                await self._reopen(edge)
+            await self._recover(crash, edge)
         finally:
             edge.link.plan.clear()
-            self._disarm(edge)
+            self._armed -= EDGE_POINTS  # an edge crash is meant for this session only
         self.record(f"{edge.name} sync {[f.value for f in faults]} -> {outcome}")
         await self.check_sync_state(edge)
         return outcome
 
+    async def _recover(self, crash: SimCrash, edge: Edge) -> None:
+        if crash.point in HUB_POINTS:
+            await self.restart_hub(record=False)
+        else:
+            await self._reopen(edge)
+
     async def deliver_held(self, edge: Edge, index: int = 0) -> str:
         """A request the network held arrives at the hub now (a stale replay)."""
         assert edge.link is not None
-        outcome = await edge.link.deliver_held(index)
+        try:
+            outcome = await edge.link.deliver_held(index)
+        except SimCrash as crash:
+            await self._recover(crash, edge)
+            self.record(f"{edge.name} stale replay -> {crash}")
+            return str(crash)
         if outcome is None:
             return "nothing held"
         assert outcome.error is None, f"the hub refused a stale replay: {outcome.error!r}"
@@ -398,10 +416,11 @@ class World:
         edge.crashes += 1
         await self._open_edge(edge)
 
-    def _disarm(self, edge: Edge) -> None:
-        for name in ("ingest", "after_local_write"):
-            if edge.store is not None and name in vars(edge.store):
-                delattr(edge.store, name)
+    def _hit(self, name: str) -> None:
+        """Stands in for `service.crashpoints.hit`: raise instead of SIGKILL, once, if armed."""
+        if name in self._armed:
+            self._armed.discard(name)
+            raise SimCrash(name)
 
     async def crash(self, edge: Edge) -> None:
         """Power cut while idle: every committed write must survive the reopen."""
@@ -409,19 +428,23 @@ class World:
         self.record(f"{edge.name} crash idle")
         await self.check_sync_state(edge)
 
-    async def crash_mid_apply(self, edge: Edge, faults: tuple[Fault, ...] = ()) -> str:
-        """Sync, and cut the power inside the edge's transaction applying the hub's answer
-        (after the hub committed): the ack, events and cursor must all be absent after it."""
-        store = edge.store
-        assert store is not None
-        real = store.ingest
-
-        async def ingest(*args: Any, **kwargs: Any) -> Any:
-            await real(*args, **kwargs)
-            raise SimCrash("edge")
-
-        store.ingest = ingest
+    async def crash_mid_sync(self, edge: Edge, point: str = "edge.apply.before_commit",
+                             faults: tuple[Fault, ...] = ()) -> str:
+        """Sync, and cut the power at an edge crash point: after the hub answered, before
+        anything is applied (`edge.after_request`) or with everything applied but not committed
+        (`edge.apply.before_commit`). Nothing of that answer may survive, and the next session
+        must pick up from there."""
+        assert point in EDGE_POINTS
+        self._armed.add(point)
         return await self.sync(edge, faults)
+
+    def arm_hub_crash(self, point: str = "hub.ingest.before_commit") -> None:
+        """The hub's process dies at `point` the next time it gets there — inside the ingest
+        transaction of a batch with new events, or after committing, before answering. It stays
+        armed until then, a restart or `quiesce`."""
+        assert point in HUB_POINTS
+        self._armed.add(point)
+        self.record(f"hub armed to crash at {point}")
 
     async def crash_mid_write(self, edge: Edge, body: dict[str, Any]) -> str:
         """Cut the power inside a create's transaction: the dossier was never saved, and nothing
@@ -429,12 +452,8 @@ class World:
         store = edge.store
         assert store is not None
         codes_before = self._codes(edge)
-
-        async def after_local_write(event: Event) -> None:
-            raise SimCrash("edge")
-
-        store.after_local_write = after_local_write
         own_seq = store.own_seq
+        self._armed.add(WRITE_POINT)
         try:
             await store.create(body, edge.actor)
         except SimCrash:
@@ -442,7 +461,7 @@ class World:
         else:
             raise AssertionError("the armed crash did not fire")
         finally:
-            self._disarm(edge)
+            self._armed.discard(WRITE_POINT)
         await self._reopen(edge)
         assert edge.store is not None
         assert edge.store.own_seq == own_seq, "a write that never committed left an event"
@@ -452,29 +471,12 @@ class World:
 
     async def restart_hub(self, *, record: bool = True) -> None:
         """Close and reopen the hub (its process died between requests, or mid-request)."""
-        self._disarm_hub()
+        self._armed -= HUB_POINTS
         await self.hub.close()
         self.hub_replica.store = await self._open_hub()
         self.hub_restarts += 1
         if record:
             self.record("hub restart")
-
-    def _disarm_hub(self) -> None:
-        if self.hub_replica.store is not None and "ingest" in vars(self.hub):
-            delattr(self.hub, "ingest")
-        self._hub_crash_armed = False
-
-    def arm_hub_crash(self) -> None:
-        """The hub's process dies inside the next ingest transaction that has events to apply
-        (before it commits); it stays armed until then, a restart or `quiesce`."""
-        real = self.hub.ingest
-
-        async def ingest(*args: Any, **kwargs: Any) -> Any:
-            await real(*args, **kwargs)
-            raise SimCrash("hub")
-
-        self.hub.ingest = ingest  # type: ignore[method-assign]
-        self._hub_crash_armed = True
 
     # -- invariants -------------------------------------------------------------------------------
     # Checks read each database through a plain sqlite3 connection of their own: between steps
@@ -577,7 +579,7 @@ class World:
     async def quiesce(self, max_rounds: int = 60) -> int:
         """Heal every link, let held requests arrive, and sync every node until two whole rounds
         move nothing. Return how many rounds it took."""
-        self._disarm_hub()
+        self._armed.clear()
         for edge in self.edges:
             assert edge.link is not None
             edge.link.heal()

@@ -59,10 +59,12 @@ class Staff:
             self.last = Page(resp.status, await resp.text(), str(resp.url), resp.headers)
         return self.last
 
-    async def post(self, path: str, data: Any, *, csrf: str | None = None,
+    async def post(self, path: str, data: Any, *, csrf: str | bool | None = None,
                    **kw: Any) -> Page:
+        """POST a form; `csrf`: a token, None for the last page's, False for none at all."""
         if isinstance(data, dict) and csrf is not False:
-            token = csrf or (self.last.csrf if self.last else (await self.get("/login")).csrf)
+            token = csrf if isinstance(csrf, str) else \
+                (self.last.csrf if self.last else (await self.get("/login")).csrf)
             data = {"csrf": token, **data}
         async with self.http.post(self.base + path, data=data, **kw) as resp:
             self.last = Page(resp.status, await resp.text(), str(resp.url), resp.headers)

@@ -13,12 +13,12 @@ import pytest
 
 pytest.importorskip("playwright.async_api", reason="pip install playwright (the dev extra)")
 
-from playwright.async_api import Browser, expect  # noqa: E402
+from playwright.async_api import Browser, expect
 
-from tests.harness import EdgeHandle, Net  # noqa: E402
-from tests.ui.browser import CHROMIUM, Tab, chromium, shots_dir  # noqa: E402
-from tests.ui.conftest import add_staff  # noqa: E402
-from tests.ui.seed import create, make_conflict, move, seed_desk  # noqa: E402
+from tests.harness import EdgeHandle, Net
+from tests.ui.browser import CHROMIUM, Tab, chromium, shots_dir
+from tests.ui.conftest import add_staff
+from tests.ui.seed import create, seed_desk
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -73,8 +73,8 @@ async def test_register_a_birth_by_keyboard_and_print_the_receipt(
 
     # applicant, with a citizen ID whose century digit gives a birth year in the future
     for text in ("Nguyễn Văn An", "008290001234", "0912 345 678", "Thôn Nà Khá, xã Côn Lôn",
-                 "Cha", "Nguyễn Văn Bình", "20/11/2026", "Hai mươi tháng mười một năm hai nghìn"
-                 " không trăm hai mươi sáu"):
+                 "Cha", "Nguyễn Văn Bình", "20/11/2025", "Hai mươi tháng mười một năm hai nghìn"
+                 " không trăm hai mươi lăm"):
         await type_into(t, text)
     await page.keyboard.type("N")  # the sex list: "Nam"
     await page.keyboard.press("Tab")
@@ -158,7 +158,7 @@ async def test_a_clerk_processes_and_a_leader_approves_until_returned(
     await expect(timeline).to_contain_text("leader1")
     await expect(timeline).to_contain_text("clerk1")
     await expect(timeline).to_contain_text("Đã ký giấy khai sinh")
-    status, view = await edge.api.get(f"/api/dossiers/{d['id']}")
+    _status, view = await edge.api.get(f"/api/dossiers/{d['id']}")
     assert view["status"] == "returned"
     assert [h.get("to") for h in view["history"] if h["kind"] == "transition"] == [
         "processing", "resolved", "returned"]
@@ -249,6 +249,6 @@ async def test_the_sync_indicator_tells_the_truth_when_the_hub_goes_away(
     edge.heal()
     await expect(sync).to_contain_text(re.compile(r"Đồng bộ lúc \d\d:\d\d$"), timeout=15_000)
     await expect(sync).not_to_contain_text("chờ gửi")
-    status, body = await edge.api.get("/api/sync")
+    _status, body = await edge.api.get("/api/sync")
     assert body["pending_events"] == 0, body
     t.assert_clean()
