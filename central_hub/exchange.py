@@ -7,6 +7,7 @@ it directly through an in-memory transport.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from central_hub.store import HubStore, Node
@@ -32,6 +33,7 @@ class Outcome:
 async def serve(store: HubStore, node: Node, body: bytes,
                 max_want: int = MAX_WANT_BYTES) -> Outcome:
     """Serve one request from an authenticated node; the hub commits before it answers."""
+    started = time.monotonic()
     try:
         req = decode_request(body)
         if req.node != node.node:
@@ -46,8 +48,11 @@ async def serve(store: HubStore, node: Node, body: bytes,
     except SyncError as exc:
         log.warning("sync refused for %s: %s", node.node, exc.message)
         await store.record_session(node, app="?", protocol=0, stats={}, ok=False,
-                                   error=exc.message, bytes_in=len(body), bytes_out=0)
+                                   error=exc.message, bytes_in=len(body), bytes_out=0,
+                                   duration_ms=int((time.monotonic() - started) * 1000))
         return Outcome(encode_error(exc.code, exc.message), exc)
     await store.record_session(node, app=req.app, protocol=req.protocol, stats=req.stats,
-                               ok=True, error=None, bytes_in=len(body), bytes_out=len(payload))
+                               ok=True, error=None, bytes_in=len(body), bytes_out=len(payload),
+                               events_in=len(req.events), events_out=len(events),
+                               duration_ms=int((time.monotonic() - started) * 1000))
     return Outcome(payload, None, len(req.events), len(events))

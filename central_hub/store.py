@@ -52,6 +52,21 @@ CREATE TABLE IF NOT EXISTS nodes (
     bytes_out INTEGER NOT NULL DEFAULT 0,
     clock_ahead_events INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS node_sessions (
+    node TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    error TEXT,
+    bytes_in INTEGER NOT NULL,
+    bytes_out INTEGER NOT NULL,
+    events_in INTEGER NOT NULL,
+    events_out INTEGER NOT NULL,
+    pending_events INTEGER,
+    oldest_pending_age_s INTEGER,
+    clock_offset_ms INTEGER,
+    duration_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS node_sessions_node_at ON node_sessions(node, at);
 CREATE TABLE IF NOT EXISTS enroll_tokens (
     token_hash BLOB PRIMARY KEY,
     commune TEXT NOT NULL,
@@ -340,10 +355,16 @@ class HubStore(DossierStore):
 
     async def record_session(self, node: Node, *, app: str, protocol: int,
                              stats: dict[str, Any], ok: bool, error: str | None,
-                             bytes_in: int, bytes_out: int) -> None:
-        """Remember what a node reported and how its session went."""
+                             bytes_in: int, bytes_out: int, events_in: int = 0,
+                             events_out: int = 0, duration_ms: int = 0) -> None:
+        """Remember what a node reported and how its exchange went (also in its history)."""
         now = self.now_ms()
         async with self.lock, transaction(self.conn):
+            await self.conn.execute(
+                "INSERT INTO node_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (node.node, now, int(ok), error, bytes_in, bytes_out, events_in, events_out,
+                 stats.get("pending_events"), stats.get("oldest_pending_age_s"),
+                 stats.get("clock_offset_ms"), duration_ms))
             await self.conn.execute(
                 "UPDATE nodes SET last_seen_at=?, last_success_at=CASE WHEN ? THEN ? ELSE "
                 "last_success_at END, app_version=?, protocol=?, stats=?, last_error=?, "
