@@ -223,9 +223,8 @@ class Simulation:
         lam = self.cfg.intake_per_day / (7.5 * 6) / len(self.by_commune[edge.commune])
         for _ in range(poisson(rng, lam)):
             dossier = await world.create(edge, self.body())
-            if dossier is not None:
-                self.open.setdefault(edge.commune, []).append(dossier)
-                self.count("created")
+            self.open.setdefault(edge.commune, []).append(dossier)
+            self.count("created")
         work = self.open.get(edge.commune, [])
         for _ in range(poisson(rng, 1.0)):
             if not work:
@@ -255,7 +254,7 @@ class Simulation:
             self.count("process")
         if outcome.startswith("409"):
             self.count("409")
-        if outcome.startswith("ok") and outcome.split()[2] in FINAL or outcome == "final":
+        if (outcome.startswith("ok") and outcome.split()[2] in FINAL) or outcome == "final":
             for commune_work in self.open.values():
                 if dossier in commune_work:
                     commune_work.remove(dossier)

@@ -10,6 +10,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ SEEDS = (1, 2, 3)
 REGRESSIONS: tuple[tuple[int, int, int], ...] = ()  # (seed, communes, days)
 
 
-def run(seed: int, communes: int = 4, days: int = 2) -> object:
+def run(seed: int, communes: int = 4, days: int = 2) -> Any:
     result = simulate.run(simulate.SimConfig(seed, communes, days))
     assert result.ok, (f"seed {seed} ({communes} communes, {days} days) broke an invariant: "
                        f"{result.failure}\n{result.stats.get('traceback', '')}\nlast steps:\n"

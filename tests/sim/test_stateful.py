@@ -90,7 +90,9 @@ class SyncWorld(RuleBasedStateMachine):
 
     @initialize()
     def open_world(self) -> None:
-        self.world = self.run(World.open(self.root, self.clock, random.Random(0)))
+        # one PC of Côn Lôn sends big batches, the other and the neighbour commune small ones
+        self.world = self.run(World.open(self.root, self.clock, random.Random(0),
+                                         small_batches=(False, True, True)))
 
     @property
     def w(self) -> World:

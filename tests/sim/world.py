@@ -63,10 +63,11 @@ HUB = "hub"
 EDGE_POINTS = frozenset({"edge.after_request", "edge.apply.before_commit"})
 HUB_POINTS = frozenset({"hub.ingest.before_commit", "hub.after_commit"})
 WRITE_POINT = "store.write.before_commit"
-SMALL = {"batch_bytes": 1024, "batch_bytes_max": 2048, "want_bytes": 1024}  # a few events per trip
+# a few events per round trip each way
+SMALL: dict[str, Any] = {"batch_bytes": 1024, "batch_bytes_max": 2048, "want_bytes": 1024}
 
 
-class SimCrash(Exception):  # noqa: N818 - it is an event, not an error of the code under test
+class SimCrash(Exception):
     """A simulated power cut at a named crash point; the store is reopened after it."""
 
     def __init__(self, point: str) -> None:
@@ -111,7 +112,7 @@ class Replica:
     """A store that staff or operators write to, and the versions they have seen of each dossier."""
 
     name: str
-    commune: str | None
+    commune: str  # the hub: "*"
     actor: str
     store: Any  # EdgeStore | HubStore
     versions: dict[str, list[str]] = field(default_factory=dict)
@@ -148,7 +149,7 @@ class World:
         self.root = root
         self.clock = clock
         self.rng = rng  # link faults (when odds are set) and nothing else
-        self.hub_replica = Replica(HUB, None, "district", None)
+        self.hub_replica = Replica(HUB, "*", "district", None)
         self.edges: list[Edge] = []
         self.dossiers: dict[str, str] = {}  # id -> commune, in creation order
         self.trace: list[str] = []
@@ -163,10 +164,11 @@ class World:
     @classmethod
     async def open(cls, root: Path, clock: SimClock, rng: random.Random,
                    layout: tuple[tuple[str, int], ...] = DEFAULT_LAYOUT,
-                   small_batches: float = 1.0) -> World:
-        """A hub and `layout` = ((commune, nodes), …) enrolled edge nodes. A share
-        `small_batches` of them (drawn from `rng`) send and ask for about 1 KiB per round trip, so
-        sessions take several round trips and the hub's `more` path runs."""
+                   small_batches: float | tuple[bool, ...] = 1.0) -> World:
+        """A hub and `layout` = ((commune, nodes), …) enrolled edge nodes. Some of them send
+        and ask for about 1 KiB per round trip, so sessions take several round trips and the
+        hub's `more` path runs: a share `small_batches` drawn from `rng`, or the nodes whose
+        place in the layout is True in `small_batches`; the others use the default sizes."""
         world = cls(root, clock, rng)
         world._unpatch = mock.patch.object(crashpoints, "hit", world._hit)
         world._unpatch.start()
@@ -174,7 +176,10 @@ class World:
             world.hub_replica.store = await world._open_hub()
             for commune, count in layout:
                 for _ in range(count):
-                    small = rng.random() < small_batches
+                    if isinstance(small_batches, tuple):
+                        small = small_batches[len(world.edges) % len(small_batches)]
+                    else:
+                        small = rng.random() < small_batches
                     await world._add_edge(commune, SMALL if small else {})
         except BaseException:
             await world.close()
@@ -191,7 +196,7 @@ class World:
         hub.wall = lambda: self.clock.ms
         return hub
 
-    async def _add_edge(self, commune: str, sizes: dict[str, int]) -> Edge:
+    async def _add_edge(self, commune: str, sizes: dict[str, Any]) -> Edge:
         token = await self.hub.create_enroll_token(commune, f"Xã {commune}")
         enrolled = await self.hub.enroll(token)
         config = EdgeConfig(node=enrolled.node, commune=enrolled.commune,
@@ -248,7 +253,7 @@ class World:
 
     # -- what people do ---------------------------------------------------------------------------
 
-    async def create(self, edge: Edge, body: dict[str, Any]) -> str | None:
+    async def create(self, edge: Edge, body: dict[str, Any]) -> str:
         """Take a dossier in at the counter; return its id."""
         view = await edge.store.create(body, edge.actor)
         self.dossiers[view["id"]] = edge.commune

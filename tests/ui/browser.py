@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from tests.harness import PASSWORD
 
@@ -55,6 +62,7 @@ class Tab:
         """Log in with the keyboard only: the username field has the focus."""
         await self.goto("/")
         await self.page.wait_for_url(re.compile(r"/login"))
+        await expect(self.page.locator("#username")).to_be_focused()  # autofocus, once loaded
         await self.page.keyboard.type(username)
         await self.page.keyboard.press("Tab")
         await self.page.keyboard.type(password)
