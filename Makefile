@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench soak clean venv
+.PHONY: demo test lint bench soak fuzz clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,9 @@ bench: $(STAMP)  ## benchmarks; figures go to docs/benchmarks.md
 
 soak: $(STAMP)  ## longer property runs
 	FOLD_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/protocol/test_merge_properties.py
+
+fuzz: $(STAMP)  ## hostile sync bodies: 100,000 Hypothesis mutants against the hub
+	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),100000) $(BIN)/python -m pytest -q tests/security/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -137,7 +137,7 @@ class Demo:
         await acli("central_hub", "init", "--data", str(hub_dir))
         hub_log = self.root / "hub.log"
         hub = self.procs.start("hub", ["central_hub", "serve", "--data", str(hub_dir), "--port",
-                                       str(self.hub_port)], hub_log)
+                                       str(self.hub_port), "--insecure-http"], hub_log)
         await asyncio.gather(
             acli("central_hub", "operator", "add", "--data", str(hub_dir), "--username",
                  OPERATOR, stdin=OPERATOR_PASSWORD + "\n"),
@@ -158,8 +158,9 @@ class Demo:
         config = dataclasses.replace(edge_config.load(data), port=c.port, sync_interval_s=2.0,
                                      backoff_cap_s=5.0, request_timeout_s=15.0, auto_sync=True)
         edge_config.save(data, config)
+        # a leader: the demo also approves results (moves to `resolved`)
         await acli("edge_node", "user", "add", "--data", str(data), "--username", c.clerk,
-                   stdin=CLERK_PASSWORD + "\n")
+                   "--role", "leader", stdin=CLERK_PASSWORD + "\n")
         logfile = self.root / f"edge-{c.code}.log"
         proc = self.procs.start(f"edge {c.code}", ["edge_node", "serve", "--data", str(data),
                                                    "--port", str(c.port)], logfile)

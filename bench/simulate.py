@@ -73,6 +73,7 @@ class SimConfig:
     communes: int = 20
     days: int = 7
     intake_per_day: int = 30  # dossiers per commune per working day
+    known_bugs: bool = False  # also schedule faults that hit reported, unfixed bugs of the core
 
 
 @dataclass
@@ -103,8 +104,10 @@ def layout(n: int) -> tuple[tuple[str, int], ...]:
     return tuple((code, 2 if i % 3 == 0 else 1) for i, code in enumerate(codes))
 
 
-def schedule(rng: random.Random, world: World, days: int) -> list[Happening]:
-    """The seeded fault schedule: cuts, crashes, clock jumps, hub restarts."""
+def schedule(rng: random.Random, world: World, days: int, known_bugs: bool = False
+             ) -> list[Happening]:
+    """The seeded fault schedule: cuts, crashes, clock jumps, hub restarts (and, with
+    `known_bugs`, faults that hit reported bugs of the core not fixed yet)."""
     out: list[Happening] = []
     communes = sorted({e.commune for e in world.edges})
     span = days * DAY_MS
@@ -125,7 +128,7 @@ def schedule(rng: random.Random, world: World, days: int) -> list[Happening]:
             add(start + rng.randrange(DAY_MS, 3 * DAY_MS), "heal", commune)
     for edge in world.edges:
         for day in range(days):
-            if rng.random() < 0.3:
+            if rng.random() < 0.5:  # power cuts are common in the mountains
                 # 0 idle; inside a sync: 1 before the answer's commit, 2 before applying it;
                 # 3 inside a create
                 add(day * DAY_MS + rng.randrange(DAY_MS), "crash", edge.name,
@@ -140,6 +143,12 @@ def schedule(rng: random.Random, world: World, days: int) -> list[Happening]:
         if rng.random() < 0.5:
             # 0 restart between requests; 1 inside an ingest; 2 after a commit, before answering
             add(day * DAY_MS + rng.randrange(DAY_MS), "hub", "hub", rng.choice((0, 1, 2)))
+    if days > 1:  # the province adds a local holiday a few days ahead
+        add(DAY_MS + 9 * HOUR_MS, "publish", "hub", 3)
+    if known_bugs:  # a disk fills up while a dossier is saved and the sync loop runs
+        for edge in world.edges:
+            if rng.random() < 0.2:
+                add(rng.randrange(span), "disk_full", edge.name)
     out.sort()
     return out
 
@@ -211,6 +220,11 @@ class Simulation:
                 await world.crash_mid_write(edge, self.body())
         elif h.what == "skew":
             world.skew(self.by_name[h.target], h.arg)
+        elif h.what == "publish":
+            day = (world.clock.ms - world.clock.start_ms) // DAY_MS + h.arg
+            await world.publish_holidays(f"2027-03-{1 + day:02d}")
+        elif h.what == "disk_full":
+            await world.create_while_syncing(self.by_name[h.target], self.body(), fail=True)
         elif h.what == "hub":
             if h.arg == 0:
                 await world.restart_hub()
@@ -222,7 +236,12 @@ class Simulation:
         rng, world = self.rng, self.world
         lam = self.cfg.intake_per_day / (7.5 * 6) / len(self.by_commune[edge.commune])
         for _ in range(poisson(rng, lam)):
-            dossier = await world.create(edge, self.body())
+            if rng.random() < 0.1:  # the sync loop runs while the dossier is being saved
+                saved = await world.create_while_syncing(edge, self.body(), fail=False)
+                assert saved is not None
+                dossier = saved
+            else:
+                dossier = await world.create(edge, self.body())
             self.open.setdefault(edge.commune, []).append(dossier)
             self.count("created")
         work = self.open.get(edge.commune, [])
@@ -303,7 +322,8 @@ class Simulation:
 
     async def run(self) -> dict[str, str]:
         world, clock = self.world, self.world.clock
-        plan = schedule(random.Random(self.rng.getrandbits(64)), world, self.cfg.days)
+        plan = schedule(random.Random(self.rng.getrandbits(64)), world, self.cfg.days,
+                        self.cfg.known_bugs)
         for edge in world.edges:
             world.set_odds(edge, LOSSY if self.rng.random() < 0.3 else CLEAN)
         end = clock.start_ms + self.cfg.days * DAY_MS
@@ -384,11 +404,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 communes, 1 day (CI)")
     parser.add_argument("--keep", type=Path, help="keep the databases in this directory")
     parser.add_argument("--trace", type=Path, help="write the operation trace to this file")
+    parser.add_argument("--known-bugs", action="store_true",
+                        help="also schedule faults that hit reported, unfixed bugs of the core")
     args = parser.parse_args(argv)
     if args.communes < 1 or args.days < 1:
         parser.error("--communes and --days must be at least 1")
     communes, days = (3, 1) if args.quick else (args.communes, args.days)
-    cfg = SimConfig(args.seed, communes, days, args.intake)
+    cfg = SimConfig(args.seed, communes, days, args.intake, args.known_bugs)
     result = run(cfg, args.keep)
     trace = result.stats.pop("trace", [])
     tb = result.stats.pop("traceback", "")

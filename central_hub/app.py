@@ -1,4 +1,5 @@
-"""The hub's web server: the sync endpoint, enrollment, the operator API, health and metrics."""
+"""The hub's web server: the sync endpoint, enrollment, the operator API and dashboard, health
+checks, metrics, and the background monitor (alerts, history downsampling)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import exchange
+from central_hub import exchange, fleet, logs
 from central_hub.config import HubConfig
-from central_hub.health import assess
-from central_hub.metrics import render_metrics
+from central_hub.dashboard import mount_dashboard
+from central_hub.health import DEFAULT_RULES, HealthRules
+from central_hub.metrics import CONTENT_TYPE as METRICS_TYPE
+from central_hub.metrics import HubMetrics, hub_metrics
+from central_hub.monitor import Monitor, NodeSnapshot
+from central_hub.nodeauth import NodeGuard
 from central_hub.store import HubStore, Node
+from central_hub.tls import Authority
 from protocol import APP_VERSION
-from protocol.calendar import iso
 from protocol.codec import DEFAULT_LIMITS
-from protocol.errors import AuthError, NotFound, SyncError, ValidationError
+from protocol.errors import NotFound, SyncError, ValidationError
 from protocol.messages import encode_error
 from service.accounts import Accounts
 from service.blobs import MAX_BLOB, check_sha
@@ -27,11 +32,10 @@ from service.web import (
     auth_middleware,
     dossier_routes,
     error_middleware,
-    json_body,
     json_response,
     read_body,
+    retry_headers,
     status_of,
-    token_of,
 )
 
 log = logging.getLogger(__name__)
@@ -40,7 +44,8 @@ ROLES = ("operator", "admin")
 MAX_CHUNK = 2 * 1024 * 1024
 CONTENT_TYPE = "application/vnd.commune-sync+zstd"
 STORE = web.AppKey("store", HubStore)
-COUNTERS = web.AppKey("counters", dict)
+METRICS = web.AppKey("metrics", HubMetrics)
+MONITOR = web.AppKey("monitor", Monitor)
 
 
 async def open_accounts(data_dir: Path) -> Accounts:
@@ -50,79 +55,82 @@ async def open_accounts(data_dir: Path) -> Accounts:
     return accounts
 
 
-async def node_items(store: HubStore) -> list[dict[str, Any]]:
+async def node_items(store: HubStore, rules: HealthRules = DEFAULT_RULES,
+                     links: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """`GET /api/nodes` items: what each node reported, with health and why."""
-    now = store.now_ms()
-    items = []
-    for row in await store.nodes():
-        health, reasons = assess(row, now)
-        stats = row["stats"]
-        items.append({
-            "node": row["node"],
-            "commune": row["commune"],
-            "commune_name": row["commune_name"],
-            "last_seen_at": iso(row["last_seen_at"]),
-            "last_success_at": iso(row["last_success_at"]),
-            "last_success_ms": row["last_success_at"],
-            "pending_events": stats.get("pending_events", 0),
-            "pending_blobs": stats.get("pending_blobs", 0),
-            "oldest_pending_age_s": stats.get("oldest_pending_age_s", 0),
-            "clock_offset_ms": stats.get("clock_offset_ms", 0),
-            "disk_free": stats.get("disk_free"),
-            "dossiers": stats.get("dossiers"),
-            "conflicts_open": row["conflicts_open"],
-            "rejected_events": row["rejected_events"],
-            "clock_ahead_events": row["clock_ahead_events"],
-            "app_version": row["app_version"],
-            "protocol": row["protocol"],
-            "last_error": row["last_error"] or stats.get("last_error") or None,
-            "sessions_ok": row["sessions_ok"],
-            "sessions_failed": row["sessions_failed"],
-            "bytes_in": row["bytes_in"],
-            "bytes_out": row["bytes_out"],
-            "revoked": row["revoked_at"] is not None,
-            "health": health,
-            "reasons": reasons,
-        })
-    return items
+    return await fleet.node_items(store, rules, links)
 
 
-def build_app(store: HubStore, accounts: Accounts, config: HubConfig) -> web.Application:
-    """The aiohttp application for the hub."""
+def _route(request: web.Request) -> str:
+    """The route's pattern (never the raw path: label values must stay few)."""
+    info = request.match_info
+    resource = info.route.resource if info.route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def metrics_middleware(metrics: HubMetrics) -> Any:
+    """Count every answer by route, method and status."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        status = 500
+        try:
+            response: web.StreamResponse = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.http_requests.labels(_route(request), request.method, str(status)).inc()
+
+    return middleware
+
+
+def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
+              authority: Authority | None = None) -> web.Application:
+    """The aiohttp application for the hub; with `authority` (HTTPS), nodes authenticate by
+    client certificate, else (plain HTTP, loopback development) by bearer credential."""
+    metrics = hub_metrics()
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(accounts)],
-        client_max_size=DEFAULT_LIMITS.max_body + 1024)
-    counters: dict[str, float] = {"sync_requests": 0, "sync_errors": 0, "events_in": 0,
-                                  "events_out": 0, "sync_seconds_total": 0.0}
-    app[STORE], app[COUNTERS] = store, counters
+        middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware(accounts)],
+        client_max_size=DEFAULT_LIMITS.max_body + 1024,
+        handler_args={"auto_decompress": False})  # compressed bodies are refused, never inflated
+    guard = NodeGuard(store, authority, config)
+    snapshot = NodeSnapshot(store, config, lambda: metrics.links)
+    monitor = Monitor(store, config, snapshot)
+    app[STORE], app[METRICS], app[MONITOR] = store, metrics, monitor
 
     async def sync(request: web.Request) -> web.Response:
         started = time.monotonic()
-        counters["sync_requests"] += 1
+        metrics.sync_requests.inc()
+        outcome_label = "ok"
         try:
-            token = token_of(request)
-            if not token:
-                raise AuthError("node credential required")
-            node = await store.authenticate(token)
+            node = await guard.node(request)
+            read_from = time.monotonic()
             body = await read_body(request, DEFAULT_LIMITS.max_body)
+            metrics.meter(node.node, len(body), time.monotonic() - read_from)
             outcome = await exchange.serve(store, node, body, config.max_want_bytes)
+            snapshot.invalidate()
+            monitor.kick()
             if outcome.error is not None:
                 raise outcome.error
-            counters["events_in"] += outcome.events_in
-            counters["events_out"] += outcome.events_out
+            metrics.events_in.inc(outcome.events_in)
+            metrics.events_out.inc(outcome.events_out)
             return web.Response(body=outcome.body, content_type=CONTENT_TYPE)
         except SyncError as exc:
-            counters["sync_errors"] += 1
+            outcome_label = "refused"
+            metrics.sync_errors.labels(exc.code).inc()
             return web.Response(body=encode_error(exc.code, exc.message),
-                                status=status_of(exc), content_type=CONTENT_TYPE)
+                                status=status_of(exc), content_type=CONTENT_TYPE,
+                                headers=retry_headers(exc))
         finally:
-            counters["sync_seconds_total"] += time.monotonic() - started
+            elapsed = time.monotonic() - started
+            metrics.sync_seconds.inc(elapsed)
+            metrics.sync_duration.labels(outcome_label).observe(elapsed)
 
     async def node_of(request: web.Request, sha: str) -> Node:
-        token = token_of(request)
-        if not token:
-            raise AuthError("node credential required")
-        node = await store.authenticate(token)
+        node = await guard.node(request)
         check_sha(sha)
         if not await store.blob_allowed(sha, node.commune):
             raise NotFound("no attachment of this commune names that blob")
@@ -161,35 +169,25 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig) -> web.App
         return web.Response(body=await store.blobs.read(sha, offset, limit),
                             content_type="application/octet-stream")
 
-    async def enroll(request: web.Request) -> web.Response:
-        body = await json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("token"), str):
-            raise ValidationError("token is required", field="token")
-        result = await store.enroll(body["token"])
-        return json_response({"node": result.node, "commune": result.commune,
-                              "commune_name": result.commune_name, "agency": result.agency,
-                              "credential": result.credential, "hub_version": APP_VERSION,
-                              "hub_time": store.now_ms()})
-
     async def nodes(request: web.Request) -> web.Response:
-        return json_response({"items": await node_items(store)})
+        return json_response({"items": await snapshot.items()})
+
+    async def security(request: web.Request) -> web.Response:
+        return json_response({"items": await store.security_events()})
 
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"ok": True, "version": APP_VERSION, "log": await store.log_size()})
 
-    async def metrics(request: web.Request) -> web.Response:
-        text = render_metrics(await node_items(store), counters, await store.log_size())
-        return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                            headers={"X-Content-Type-Options": "nosniff"})
-
-    async def index(request: web.Request) -> web.Response:
-        return web.Response(text=(
-            "Commune sync central hub. Operator API under /api (GET /api/nodes), metrics at "
-            "/metrics; the operator dashboard is not built yet.\n"), content_type="text/plain")
+    async def metrics_page(request: web.Request) -> web.Response:
+        items = await snapshot.items()
+        return web.Response(body=metrics.render(items, await store.log_size()),
+                            headers={"Content-Type": METRICS_TYPE,
+                                     "X-Content-Type-Options": "nosniff"})
 
     app.add_routes([
         web.post("/v1/sync", sync),
-        web.post("/v1/enroll", enroll),
+        *guard.routes(),
+        web.get("/api/security", security),
         web.get("/v1/blobs/{sha}", blob_status),
         web.put("/v1/blobs/{sha}", blob_put),
         web.get("/v1/blobs/{sha}/data", blob_get),
@@ -197,19 +195,28 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig) -> web.App
         *account_routes(accounts),
         web.get("/api/nodes", nodes),
         web.get("/healthz", healthz),
-        web.get("/metrics", metrics),
-        web.get("/", index),
+        web.get("/metrics", metrics_page),
     ])
+    mount_dashboard(app, store=store, accounts=accounts, config=config, monitor=monitor,
+                    metrics=metrics, snapshot=snapshot)
+
+    async def on_startup(app: web.Application) -> None:
+        await monitor.start()
 
     async def on_cleanup(app: web.Application) -> None:
+        await monitor.stop()
         await accounts.conn.close()
         await store.close()
 
+    app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     return app
 
 
-async def make_app(data_dir: Path, config: HubConfig) -> web.Application:
+async def make_app(data_dir: Path, config: HubConfig,
+                   authority: Authority | None = None) -> web.Application:
     """Open the hub's store and accounts from its data dir and build the app."""
+    if config.log_format == "json":
+        logs.use_json()
     store = await HubStore.open(data_dir / "hub.db")
-    return build_app(store, await open_accounts(data_dir), config)
+    return build_app(store, await open_accounts(data_dir), config, authority)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,18 +14,22 @@ from typing import Any
 from aiohttp import web
 
 from central_hub import config as hub_config
+from central_hub import tls
 from central_hub.app import make_app, node_items, open_accounts
 from central_hub.config import HubConfig
 from central_hub.store import HubStore
-from protocol.errors import ValidationError
+from central_hub.verify import audit
+from protocol.errors import StoreError, ValidationError
 from protocol.refdata import (
     catalogue_to_plain,
     holidays_to_plain,
     import_holidays,
     import_procedures,
 )
+from service import pki
 from service.cli import EXIT_OK, Parser, read_password
 from service.cli import run as run_cli
+from service.dossier_store import wall_clock_ms
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +49,19 @@ def parser() -> Parser:
 
     init = cmd(sub, "init", "init", "create a hub data dir")
     init.add_argument("--db", default="sqlite", help="sqlite (default, inside DIR)")
+    init.add_argument("--host", action="append", default=[], dest="hosts", metavar="NAME",
+                      help="a name or IP address of the hub for its server certificate "
+                           "(repeat; 127.0.0.1 and localhost are always included)")
+    init.add_argument("--ca-cert", type=Path, default=None,
+                      help="import the province's CA certificate (PEM) instead of creating one")
+    init.add_argument("--ca-key", type=Path, default=None, help="the imported CA's key (PEM)")
     serve = cmd(sub, "serve", "serve", "sync endpoint, operator API and dashboard")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--insecure-http", action="store_true",
+                       help="serve plain HTTP with node bearer tokens even though the data dir "
+                            "has TLS material or the address is not loopback (development only)")
+    cmd(sub, "verify", "verify", "audit the whole log; exit 1 naming the first bad event")
     enroll = cmd(sub, "enroll", "enroll", "print a one-time enrollment token for a commune")
     enroll.add_argument("--commune", required=True, help="GSO commune code (5 digits)")
     enroll.add_argument("--name", default=None, help="commune name, e.g. 'Xã Côn Lôn'")
@@ -82,29 +98,61 @@ async def cmd_init(args: Any) -> int:
     if db not in ("sqlite", "") and not db.startswith("sqlite"):
         raise ValidationError(f"--db must be sqlite or a postgresql:// URL, not {db!r}")
     config = HubConfig()
+    created = not data.exists()
     data.mkdir(parents=True, exist_ok=True)
+    try:
+        fingerprint = tls.init_tls(data, args.hosts, wall_clock_ms(), args.ca_cert, args.ca_key,
+                                   config.province)
+    except BaseException:
+        if created:
+            shutil.rmtree(data, ignore_errors=True)
+        raise
     hub_config.save(data, config)
     store = await HubStore.open(data / DB_FILE)
     await store.close()
     accounts = await open_accounts(data)
     await accounts.conn.close()
-    print(f"hub initialized in {data} (SQLite)")
+    print(f"hub initialized in {data} (SQLite); CA fingerprint (SHA-256) {fingerprint}")
     return EXIT_OK
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback addresses and `localhost`."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def cmd_serve(args: Any) -> int:
     config = hub_config.load(args.data)
     host, port = args.host or config.host, args.port or config.port
     logging.getLogger().setLevel(logging.INFO)
-    print(f"central hub serving on http://{host}:{port}/", flush=True)
-    web.run_app(make_app(args.data, config), host=host, port=port, print=None, access_log=None)
+    authority, ssl_context = None, None
+    if tls.has_tls(args.data) and not args.insecure_http:
+        authority = tls.Authority.load(args.data, config.node_cert_days, config.recover_max_days)
+        ssl_context = tls.server_context(args.data)
+    elif not is_loopback(host) and not args.insecure_http:
+        raise ValidationError(
+            f"refusing plain HTTP on {host}, which is not a loopback address: the data dir has "
+            "no TLS material (run `central-hub init`), or pass --insecure-http to force it")
+    scheme = "https" if ssl_context else "http"
+    print(f"central hub serving on {scheme}://{host}:{port}/", flush=True)
+    web.run_app(make_app(args.data, config, authority), host=host, port=port, print=None,
+                access_log=None, ssl_context=ssl_context)
     return EXIT_OK
 
 
 async def cmd_enroll(args: Any) -> int:
     store = await _open(args.data)
     try:
-        print(await store.create_enroll_token(args.commune, args.name))
+        fingerprint = None
+        if tls.has_tls(args.data):
+            fingerprint = pki.fingerprint(pki.load_cert(
+                (tls.tls_dir(args.data) / tls.CA_CERT).read_bytes()))
+        print(await store.create_enroll_token(args.commune, args.name, fingerprint))
     finally:
         await store.close()
     return EXIT_OK
@@ -130,6 +178,26 @@ async def cmd_revoke(args: Any) -> int:
         await store.close()
     print(f"node {args.node} revoked")
     return EXIT_OK
+
+
+async def cmd_verify(args: Any) -> int:
+    store = await _open(args.data)
+    try:
+        report = await audit(store)
+        first = report.first
+        if first is not None:
+            await store.alert("audit_failed", first.describe(), origin=first.origin,
+                              seq=first.seq)
+    finally:
+        await store.close()
+    print(f"checked {report.origins} origins, {report.events} logged and "
+          f"{report.quarantined} quarantined events")
+    if first is None:
+        print("the log is intact")
+        return EXIT_OK
+    for finding in sorted(report.findings, key=lambda f: (f.pos is None, f.pos or 0)):
+        print(f"BAD {finding.describe()}")
+    raise StoreError(f"the log has been altered: first bad event: {first.describe()}")
 
 
 async def cmd_nodes(args: Any) -> int:
@@ -184,7 +252,8 @@ async def cmd_holidays_import(args: Any) -> int:
 
 HANDLERS = {"procedures import": cmd_procedures_import, "holidays import": cmd_holidays_import,
 "init": cmd_init, "serve": cmd_serve, "enroll": cmd_enroll,
-            "operator add": cmd_operator_add, "node revoke": cmd_revoke, "nodes": cmd_nodes}
+            "operator add": cmd_operator_add, "node revoke": cmd_revoke, "nodes": cmd_nodes,
+            "verify": cmd_verify}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,12 @@ class HubConfig:
     history_prune_s: float = 600.0
     alert_webhook_url: str = ""
     alert_webhook_timeout_s: float = 10.0
+    # trust (docs/security.md): node certificate lifetime, how long after expiry a node may still
+    # renew with its old key, and each node's request rate (token bucket; 0 turns it off)
+    node_cert_days: float = 365.0
+    recover_max_days: float = 3650.0
+    node_rate_per_s: float = 20.0
+    node_burst: int = 200
 
     def validate(self) -> None:
         """Raise ValidationError naming the first bad field."""
@@ -74,6 +80,13 @@ class HubConfig:
         if not self.history_raw_hours <= self.history_hourly_days * 24 <= self.history_days * 24:
             raise ValidationError("history must be history_raw_hours ≤ history_hourly_days ≤ "
                                   "history_days", field="history_days")
+        if not self.node_cert_days > 0:
+            raise ValidationError("node_cert_days must be more than 0", field="node_cert_days")
+        if self.recover_max_days < 0:
+            raise ValidationError("recover_max_days must be 0 or more", field="recover_max_days")
+        if self.node_rate_per_s < 0 or self.node_burst < 1:
+            raise ValidationError("node_rate_per_s must be ≥ 0 and node_burst ≥ 1",
+                                  field="node_rate_per_s")
         if self.alert_webhook_url and not self.alert_webhook_url.startswith(
                 ("http://", "https://")):
             raise ValidationError("alert_webhook_url must start with http:// or https://",

@@ -37,6 +37,8 @@ async def serve(store: HubStore, node: Node, body: bytes,
     try:
         req = decode_request(body)
         if req.node != node.node:
+            await store.alert("node_mismatch", f"request names node {req.node!r}",
+                              node=node.node)
             raise AuthError("node id in the request does not match the credential")
         ack, rejections = await store.ingest_from(node, req.events)
         crashpoints.hit("hub.after_commit")

@@ -34,6 +34,9 @@ class HealthRules:
     warn_pending_blobs: int = 200
 
 
+DEFAULT_RULES = HealthRules()
+
+
 @dataclass(frozen=True, slots=True)
 class Reason:
     """Why a node is not ok: `code` names the rule, `params` its figures (seconds, counts)."""
@@ -112,7 +115,7 @@ def backlog_age_s(node: dict[str, Any], now_ms: int) -> int:
     return age
 
 
-def evaluate(node: dict[str, Any], now_ms: int, rules: HealthRules = HealthRules()
+def evaluate(node: dict[str, Any], now_ms: int, rules: HealthRules = DEFAULT_RULES
              ) -> tuple[str, list[Reason]]:
     """Return (health, reasons, worst first) for one node row from `HubStore.nodes`."""
     if node.get("revoked_at"):
@@ -165,7 +168,7 @@ def evaluate(node: dict[str, Any], now_ms: int, rules: HealthRules = HealthRules
     return ("warning", reasons) if reasons else ("ok", [])
 
 
-def assess(node: dict[str, Any], now_ms: int, rules: HealthRules = HealthRules()
+def assess(node: dict[str, Any], now_ms: int, rules: HealthRules = DEFAULT_RULES
            ) -> tuple[str, list[str]]:
     """Return (health, reasons in English) for one node row from `HubStore.nodes`."""
     health, reasons = evaluate(node, now_ms, rules)

@@ -1,59 +1,124 @@
-"""`GET /metrics`: Prometheus text exposition of per-node gauges and hub counters."""
+"""`GET /metrics`: Prometheus exposition (prometheus_client) of per-node gauges, request counters and
+sync durations, one registry per hub app; and the link meter that estimates each node's upload rate.
+
+Per-node gauges are read at scrape time from the same node items as `GET /api/nodes`, so a scrape
+and the dashboard never disagree.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
 HEALTH_VALUE = {"ok": 0, "warning": 1, "critical": 2}
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SYNC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+MIN_METERED_BYTES = 16 * 1024  # smaller bodies measure the round trip, not the link
+NODE_GAUGES = (
+    ("commune_sync_node_pending_events", "Events waiting at the edge (its last report).",
+     "pending_events"),
+    ("commune_sync_node_pending_blobs", "Attachment files waiting to move.", "pending_blobs"),
+    ("commune_sync_node_oldest_pending_age_seconds", "Age of the oldest waiting event.",
+     "oldest_pending_age_s"),
+    ("commune_sync_node_clock_offset_ms", "Edge clock minus hub clock.", "clock_offset_ms"),
+    ("commune_sync_node_conflicts_open", "Dossiers in conflict.", "conflicts_open"),
+    ("commune_sync_node_disk_free_bytes", "Free disk space at the edge.", "disk_free"),
+    ("commune_sync_node_health", "0 ok, 1 warning, 2 critical.", "health"),
+)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class NodeCollector(Collector):
+    """Per-node gauges from the latest node items (set just before each scrape)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield one gauge family per node figure."""
+        for name, help_text, key in NODE_GAUGES:
+            family = GaugeMetricFamily(name, help_text, labels=["node", "commune"])
+            for item in self.items:
+                value = item.get(key)
+                if key == "health":
+                    value = HEALTH_VALUE.get(str(value), 2)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    family.add_metric([item["node"], item["commune"]], float(value))
+            yield family
+        last = GaugeMetricFamily("commune_sync_node_last_success_timestamp_seconds",
+                                 "Last successful sync (Unix time).", labels=["node", "commune"])
+        for item in self.items:
+            ts = item.get("last_success_ms")
+            if isinstance(ts, int):
+                last.add_metric([item["node"], item["commune"]], ts / 1000)
+        yield last
 
 
-def render_metrics(nodes: list[dict[str, Any]], counters: dict[str, float], log_size: int) -> str:
-    """The exposition text."""
-    lines: list[str] = []
+class HubMetrics:
+    """The hub's metrics: a registry of its own (several apps may live in one process)."""
 
-    def gauge(name: str, help_text: str, key: str, kind: str = "gauge") -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        for item in nodes:
-            value = item.get(key)
-            if key == "health":
-                value = HEALTH_VALUE.get(str(value), 2)
-            if isinstance(value, int | float):
-                lines.append(f'{name}{{node="{_label(item["node"])}",'
-                             f'commune="{_label(item["commune"])}"}} {value}')
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.nodes = NodeCollector()
+        r.register(self.nodes)
+        ProcessCollector(registry=r)
+        self.http_requests = Counter("commune_sync_http_requests", "HTTP requests answered.",
+                                     ["route", "method", "status"], registry=r)
+        self.sync_requests = Counter("commune_sync_sync_requests", "Sync requests received.",
+                                     registry=r)
+        self.sync_errors = Counter("commune_sync_sync_errors", "Sync requests refused, by kind.",
+                                   ["kind"], registry=r)
+        self.events_in = Counter("commune_sync_events_in", "Events received from edges.",
+                                 registry=r)
+        self.events_out = Counter("commune_sync_events_out", "Events sent to edges.", registry=r)
+        self.sync_seconds = Counter("commune_sync_sync_seconds",
+                                    "Time spent serving sync requests.", registry=r)
+        self.sync_duration = Histogram("commune_sync_sync_duration_seconds",
+                                       "One sync request, from its first byte to the answer.",
+                                       ["outcome"], buckets=SYNC_BUCKETS, registry=r)
+        self.webhook = Counter("commune_sync_alert_webhook", "Alert webhook deliveries.",
+                               ["outcome"], registry=r)
+        self.log_position = 0
+        self.links: dict[str, float] = {}
 
-    gauge("commune_sync_node_pending_events", "Events waiting at the edge.", "pending_events")
-    gauge("commune_sync_node_oldest_pending_age_seconds", "Age of the oldest waiting event.",
-          "oldest_pending_age_s")
-    gauge("commune_sync_node_clock_offset_ms", "Edge clock minus hub clock.", "clock_offset_ms")
-    gauge("commune_sync_node_conflicts_open", "Dossiers in conflict.", "conflicts_open")
-    gauge("commune_sync_node_health", "0 ok, 1 warning, 2 critical.", "health")
-    lines.append("# HELP commune_sync_node_last_success_timestamp_seconds Last successful sync.")
-    lines.append("# TYPE commune_sync_node_last_success_timestamp_seconds gauge")
-    for item in nodes:
-        ts = item.get("last_success_ms")
-        if isinstance(ts, int):
-            lines.append(f'commune_sync_node_last_success_timestamp_seconds{{node="'
-                         f'{_label(item["node"])}"}} {ts / 1000:.3f}')
-    for key, help_text in (
-        ("sync_requests", "Sync requests received."),
-        ("sync_errors", "Sync requests refused."),
-        ("events_in", "Events received from edges."),
-        ("events_out", "Events sent to edges."),
-        ("sync_seconds_total", "Time spent serving sync requests."),
-    ):
-        name = f"commune_sync_{key}" + ("" if key.endswith("_total") else "_total")
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} counter")
-        lines.append(f"{name} {counters.get(key, 0)}")
-    lines.append("# HELP commune_sync_hub_log_position Highest position in the hub log.")
-    lines.append("# TYPE commune_sync_hub_log_position gauge")
-    lines.append(f"commune_sync_hub_log_position {log_size}")
-    return "\n".join(lines) + "\n"
+    def render(self, items: Iterable[dict[str, Any]], log_position: int) -> bytes:
+        """The exposition text for the current node items."""
+        self.nodes.items = list(items)
+        self.log_position = log_position
+        return generate_latest(self.registry)
+
+    def meter(self, node: str, nbytes: int, seconds: float) -> None:
+        """Fold one upload into the node's link rate estimate (bytes/s, smoothed)."""
+        if nbytes < MIN_METERED_BYTES or seconds <= 0:
+            return
+        rate = nbytes / seconds
+        old = self.links.get(node)
+        self.links[node] = rate if old is None else 0.7 * old + 0.3 * rate
+
+
+class LogPosition(Collector):
+    """The highest position in the hub log, read at scrape time."""
+
+    def __init__(self, metrics: HubMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the gauge."""
+        yield GaugeMetricFamily("commune_sync_hub_log_position",
+                                "Highest position in the hub log.",
+                                value=self.metrics.log_position)
+
+
+def hub_metrics() -> HubMetrics:
+    """A new set of metrics for one hub app."""
+    metrics = HubMetrics()
+    metrics.registry.register(LogPosition(metrics))
+    return metrics

@@ -13,12 +13,14 @@ import hashlib
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from central_hub.trust_store import TRUST_SCHEMA, TrustStore
 from protocol import HUB_ORIGIN, codec
 from protocol.errors import AuthError, NotFound, RemoteProtocolError, ValidationError
 from protocol.events import Event
@@ -108,10 +110,16 @@ class Enrollment:
     commune_name: str
     agency: str
     credential: str
+    certificate: str = ""  # PEM, when enrolled with a certificate request
 
 
 def _sha(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
+
+
+def _token_hash(token: str) -> bytes:
+    """The stored hash of an enrollment token: of its secret, without the CA fingerprint."""
+    return _sha(token.partition(".")[0])
 
 
 def check_commune(code: str) -> str:
@@ -122,7 +130,15 @@ def check_commune(code: str) -> str:
     return code
 
 
-class HubStore(DossierStore):
+class _ChainAlert(RemoteProtocolError):
+    """A batch that contradicts what the hub holds: refused whole, and alerted."""
+
+    def __init__(self, kind: str, origin: str, seq: int, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.origin, self.seq = kind, origin, seq
+
+
+class HubStore(DossierStore, TrustStore):
     """The province's copy of every commune's dossiers."""
 
     def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
@@ -132,7 +148,7 @@ class HubStore(DossierStore):
     async def open(cls, path: Path) -> HubStore:
         """Open (creating if needed) the hub database at `path`."""
         conn = await connect(path, synchronous="FULL")
-        await conn.executescript(HUB_SCHEMA)
+        await conn.executescript(HUB_SCHEMA + TRUST_SCHEMA)
         store = cls(conn, await connect(path))
         store.blobs = BlobStore(path.parent / "blobs")
         await store.setup()
@@ -194,10 +210,14 @@ class HubStore(DossierStore):
 
     # -- enrollment and credentials -------------------------------------------------------------
 
-    async def create_enroll_token(self, commune: str, name: str | None) -> str:
-        """A one-time enrollment token bound to one commune (stored hashed, 72 h)."""
+    async def create_enroll_token(self, commune: str, name: str | None,
+                                  ca_fingerprint: str | None = None) -> str:
+        """A one-time enrollment token bound to one commune (192 random bits, stored hashed,
+        72 h). With `ca_fingerprint`, the token ends with `.` and its first 32 hex digits, so
+        the node can pin the CA on first contact."""
         check_commune(commune)
         token = "enr_" + secrets.token_urlsafe(24)  # never starts with "-": safe as an argument
+        pin = f".{ca_fingerprint[:32]}" if ca_fingerprint else ""
         now = self.now_ms()
         async with self.lock, transaction(self.conn):
             await self.conn.execute(
@@ -205,16 +225,28 @@ class HubStore(DossierStore):
                 "name=CASE WHEN ? IS NULL THEN name ELSE excluded.name END",
                 (commune, name or f"Xã {commune}", name))
             await self.conn.execute("INSERT INTO enroll_tokens VALUES (?,?,?,?,NULL,NULL)",
-                                    (_sha(token), commune, now, now + TOKEN_TTL_MS))
-        return token
+                                    (_token_hash(token), commune, now, now + TOKEN_TTL_MS))
+        return token + pin
 
     async def enroll(self, token: str) -> Enrollment:
-        """Exchange a one-time token for a node identity and credential."""
+        """Exchange a one-time token for a node identity and a bearer credential (plain-HTTP
+        development hubs)."""
+        return await self._enroll(token, None)
+
+    async def enroll_certificate(self, token: str,
+                                 issue: Callable[[str], tuple[str, str, int]]) -> Enrollment:
+        """Exchange a one-time token for a node identity and a certificate: `issue(node)` signs
+        the node's request and returns (PEM, serial, not-after ms). No bearer credential is
+        handed out (the stored one is random and never leaves the hub)."""
+        return await self._enroll(token, issue)
+
+    async def _enroll(self, token: str,
+                      issue: Callable[[str], tuple[str, str, int]] | None) -> Enrollment:
         now = self.now_ms()
         async with self.lock, transaction(self.conn):
             async with self.conn.execute(
                 "SELECT commune, expires_at, used_at FROM enroll_tokens WHERE token_hash=?",
-                (_sha(token),)) as cur:
+                (_token_hash(token),)) as cur:
                 row = await cur.fetchone()
             if row is None or row[2] is not None or row[1] < now:
                 raise AuthError("enrollment token is unknown, used or expired")
@@ -229,11 +261,17 @@ class HubStore(DossierStore):
                 (node, commune, _sha(credential), now))
             await self.conn.execute(
                 "UPDATE enroll_tokens SET used_at=?, node=? WHERE token_hash=?",
-                (now, node, _sha(token)))
+                (now, node, _token_hash(token)))
+            certificate = ""
+            if issue is not None:
+                certificate, serial, not_after = issue(node)
+                await self.add_certificate(node, serial, not_after)
+                credential = ""
             async with self.conn.execute("SELECT name FROM communes WHERE code=?",
                                          (commune,)) as cur:
                 name_row = await cur.fetchone()
-        return Enrollment(node, commune, name_row[0] if name_row else commune, node, credential)
+        return Enrollment(node, commune, name_row[0] if name_row else commune, node, credential,
+                          certificate)
 
     async def authenticate(self, credential: str) -> Node:
         """The node a credential belongs to; AuthError if unknown or revoked."""
@@ -246,17 +284,38 @@ class HubStore(DossierStore):
         return Node(row[0], row[1])
 
     async def revoke(self, node: str) -> None:
-        """Revoke a node's credential; its next request is refused."""
+        """Revoke a node's credential and certificates; its next request is refused."""
         async with self.lock, transaction(self.conn):
             cur = await self.conn.execute(
-                "UPDATE nodes SET revoked_at=? WHERE node=?", (self.now_ms(), node))
+                "UPDATE nodes SET revoked_at=coalesce(revoked_at, ?) WHERE node=?",
+                (self.now_ms(), node))
             if cur.rowcount == 0:
                 raise NotFound(f"no node {node}")
+            await self.revoke_certificates(node)
+
+    async def node(self, node: str) -> Node:
+        """An enrolled, unrevoked node by id; AuthError otherwise."""
+        async with self.reader.execute(
+                "SELECT node, commune FROM nodes WHERE node=? AND revoked_at IS NULL",
+                (node,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise AuthError("unknown or revoked node")
+        return Node(row[0], row[1])
 
     # -- the sync exchange ----------------------------------------------------------------------
 
     async def ingest_from(self, node: Node, events: list[Event]) -> tuple[int, list[Rejection]]:
-        """Durably apply a node's batch; return (contiguous ack, rejections). Commits first."""
+        """Durably apply a node's batch; return (contiguous ack, rejections). Commits first.
+        A forged origin or a broken hash chain applies nothing and records a security alert."""
+        try:
+            return await self._ingest_from(node, events)
+        except _ChainAlert as exc:
+            await self.alert(exc.kind, exc.message, node=node.node, origin=exc.origin,
+                             seq=exc.seq)
+            raise
+
+    async def _ingest_from(self, node: Node, events: list[Event]) -> tuple[int, list[Rejection]]:
         now = self.now_ms()
         async with self.lock:
             async with transaction(self.conn):
@@ -271,9 +330,11 @@ class HubStore(DossierStore):
                     if event.seq != expect_seq:
                         break  # a gap: only the contiguous prefix counts
                     if event.origin != node.node:
-                        raise RemoteProtocolError("an event's origin is not the sending node")
+                        raise _ChainAlert("forged_origin", event.origin, event.seq,
+                                          "an event's origin is not the sending node")
                     if event.prev != expect_prev:
-                        raise RemoteProtocolError(
+                        raise _ChainAlert(
+                            "chain_broken", node.node, event.seq,
                             f"hash chain of {node.node} broken at seq {event.seq}: the event "
                             "does not follow the one the hub holds (fork or tampering)")
                     fresh.append(event)
@@ -289,6 +350,14 @@ class HubStore(DossierStore):
                         "INSERT OR IGNORE INTO quarantine VALUES (?,?,?,?,?,?,?)",
                         (node.node, event.seq, hashes[event.seq], codec.canonical(event),
                          rej.code, rej.reason, now))
+                scope = [r for r in rejections if r.code == "scope"]
+                if scope:  # in the same transaction: the quarantine and its alert go together
+                    await self.conn.execute(
+                        "INSERT INTO security_events(at, kind, node, origin, seq, detail) "
+                        "VALUES (?,?,?,?,?,?)",
+                        (now, "scope_violation", node.node, node.node, scope[0].seq,
+                         f"{len(scope)} event(s) for another commune's dossiers quarantined "
+                         f"(first: seq {scope[0].seq}: {scope[0].reason})"))
                 top = fresh[-1]
                 await self.conn.execute(
                     "INSERT INTO origins VALUES (?,?,?) ON CONFLICT(origin) DO UPDATE SET "

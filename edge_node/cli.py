@@ -34,8 +34,14 @@ def parser() -> Parser:
         return c
 
     init = cmd("init", "enroll this node with the hub")
-    init.add_argument("--hub", required=True, help="hub URL, e.g. http://127.0.0.1:8700")
+    init.add_argument("--hub", required=True, help="hub URL, e.g. https://hub.example:8700")
     init.add_argument("--token", required=True, help="one-time token from `central-hub enroll`")
+    init.add_argument("--ca-cert", type=Path, default=None,
+                      help="the province's CA certificate (PEM) to pin, when the token carries "
+                           "no CA fingerprint")
+    init.add_argument("--insecure-http", action="store_true",
+                      help="allow a plain http:// hub that is not on this machine "
+                           "(development only)")
     serve = cmd("serve", "staff UI + API + background sync")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
@@ -52,8 +58,10 @@ def parser() -> Parser:
 
 
 async def cmd_init(args: Any) -> int:
-    config = await enroll(args.data, args.hub, args.token)
-    print(f"enrolled as node {config.node} of commune {config.commune} ({config.commune_name})")
+    config = await enroll(args.data, args.hub, args.token, args.ca_cert, args.insecure_http)
+    how = "with a certificate" if not config.credential else "with a bearer credential (plain HTTP)"
+    print(f"enrolled as node {config.node} of commune {config.commune} ({config.commune_name}) "
+          f"{how}")
     return EXIT_OK
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from protocol.errors import ValidationError
 from service import config as cfg
@@ -34,17 +36,33 @@ class EdgeConfig:
     batch_bytes_max: int = 4 * 1024 * 1024
     want_bytes: int = 1024 * 1024
     auto_sync: bool = True
+    insecure_http: bool = False  # allow plain http:// to a hub that is not on this machine
 
     def validate(self) -> None:
         """Raise ValidationError naming the first bad field."""
         if not self.hub_url.startswith(("http://", "https://")):
             raise ValidationError("hub_url must start with http:// or https://", field="hub_url")
+        if self.hub_url.startswith("http://") and not self.insecure_http \
+                and not is_loopback_url(self.hub_url):
+            raise ValidationError("hub_url: plain http:// only to a hub on this machine; use "
+                                  "https:// or set insecure_http = true", field="hub_url")
         if not 0 < self.port < 65536:
             raise ValidationError("port must be 1–65535", field="port")
         if self.backoff_cap_s <= 0 or self.sync_interval_s <= 0 or self.request_timeout_s <= 0:
             raise ValidationError("intervals and timeouts must be positive", field="backoff_cap_s")
         if not 1024 <= self.batch_bytes <= self.batch_bytes_max:
             raise ValidationError("batch_bytes must be 1 KiB … batch_bytes_max", field="batch_bytes")
+
+
+def is_loopback_url(url: str) -> bool:
+    """True iff the URL's host is a loopback address or `localhost`."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load(data_dir: Path) -> EdgeConfig:

@@ -4,49 +4,128 @@ from __future__ import annotations
 
 import logging
 import shutil
+import ssl
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from edge_node import config as edge_config
 from edge_node.app import open_accounts
 from edge_node.config import EdgeConfig
+from edge_node.identity import Identity
 from edge_node.store import EdgeStore
-from protocol.errors import AuthError, NetworkError, ValidationError
+from protocol.errors import AuthError, NetworkError, RemoteProtocolError, ValidationError
+from service import pki
 from service.dossier_store import wall_clock_ms
 
 log = logging.getLogger(__name__)
 
 
-async def enroll(data: Path, hub_url: str, token: str) -> EdgeConfig:
-    """Enroll with the hub and initialize `data`; nothing is left behind if it fails."""
-    if (data / edge_config.CONFIG_FILE).exists():
-        raise ValidationError(f"{data} is already initialized as a node")
-    hub = hub_url.rstrip("/")
+def check_hub_url(hub: str, insecure_http: bool) -> str:
+    """The hub URL without a trailing slash; plain HTTP only to loopback unless forced."""
+    hub = hub.rstrip("/")
     if not hub.startswith(("http://", "https://")):
         raise ValidationError("--hub must start with http:// or https://")
-    t_sent = wall_clock_ms()
+    if hub.startswith("http://") and not insecure_http and not edge_config.is_loopback_url(hub):
+        raise ValidationError("plain http:// is for a hub on this machine (loopback) only: use "
+                              "https://, or pass --insecure-http to force it")
+    return hub
+
+
+async def _get_ca(hub: str) -> str:
+    """The hub's CA certificate, fetched without trusting anything (checked by the caller)."""
+    connector = aiohttp.TCPConnector(ssl=pki.unverified_context())
     try:
-        async with aiohttp.ClientSession() as http, http.post(
-                f"{hub}/v1/enroll", json={"token": token},
+        async with aiohttp.ClientSession(connector=connector) as http, http.get(
+                f"{hub}/v1/ca", timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            if resp.status != 200:
+                raise AuthError(f"the hub did not hand out its CA ({resp.status}): is it "
+                                "serving HTTPS with `central-hub init` TLS material?")
+            return (await resp.content.read(pki.MAX_PEM)).decode("ascii", "replace")
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise NetworkError(f"cannot reach the hub at {hub}: {exc or exc.__class__.__name__}") \
+            from exc
+
+
+async def _pinned_ca(hub: str, token: str, ca_file: Path | None) -> str:
+    """The CA to pin: from `--ca-cert`, or fetched and matched against the token's
+    fingerprint before the token itself is sent anywhere."""
+    _, pin = pki.split_token(token)
+    if ca_file is not None:
+        try:
+            ca_pem = ca_file.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"cannot read --ca-cert {ca_file}: {exc}") from exc
+    elif pin is None or len(pin) < pki.FINGERPRINT_HEX:
+        raise ValidationError("this token carries no CA fingerprint (enr_….<fingerprint>): take a "
+                              "token printed by a hub with TLS, or pass --ca-cert")
+    else:
+        ca_pem = await _get_ca(hub)
+    try:
+        fingerprint = pki.fingerprint(pki.load_cert(ca_pem))
+    except RemoteProtocolError as exc:
+        raise AuthError(f"the hub's CA certificate is unreadable: {exc.message}") from exc
+    if pin is not None and not fingerprint.startswith(pin):
+        raise AuthError("the hub's CA does not match the fingerprint in the token: someone may "
+                        "be intercepting the connection; nothing was sent")
+    return ca_pem
+
+
+async def _request(hub: str, body: dict[str, Any], ctx: ssl.SSLContext | None
+                   ) -> tuple[int, Any]:
+    connector = aiohttp.TCPConnector(ssl=ctx) if ctx is not None else None
+    try:
+        async with aiohttp.ClientSession(connector=connector) as http, http.post(
+                f"{hub}/v1/enroll", json=body,
                 timeout=aiohttp.ClientTimeout(total=30)) as resp:
-            answer = await resp.json(content_type=None)
-            status = resp.status
-        t_received = wall_clock_ms()
+            return resp.status, await resp.json(content_type=None)
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise AuthError(f"the hub's server certificate is not from the pinned CA: {exc}") \
+            from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise NetworkError(f"cannot reach the hub at {hub}: {exc or exc.__class__.__name__}") \
             from exc
     except ValueError as exc:
         raise NetworkError(f"{hub} did not answer like a hub") from exc
+
+
+async def enroll(data: Path, hub_url: str, token: str, ca_file: Path | None = None,
+                 insecure_http: bool = False) -> EdgeConfig:
+    """Enroll with the hub and initialize `data`; nothing is left behind if it fails.
+
+    Over https:// the node makes its key pair here, pins the province's CA (checked against the
+    token's fingerprint, or given with `ca_file`) and sends only a certificate request; over
+    plain http:// (loopback development) it receives a bearer credential."""
+    if (data / edge_config.CONFIG_FILE).exists():
+        raise ValidationError(f"{data} is already initialized as a node")
+    hub = check_hub_url(hub_url, insecure_http)
+    key: pki.PrivateKey | None = None
+    ca_pem = ""
+    body: dict[str, Any] = {"token": token}
+    ctx = None
+    if hub.startswith("https://"):
+        ca_pem = await _pinned_ca(hub, token, ca_file)
+        ctx = ssl.create_default_context(cadata=ca_pem)  # the pinned CA only, no system CAs
+        key = pki.new_key()
+        body["csr"] = pki.make_csr(key).decode()
+    t_sent = wall_clock_ms()
+    status, answer = await _request(hub, body, ctx)
+    t_received = wall_clock_ms()
     if status != 200 or not isinstance(answer, dict):
         message = answer.get("message") if isinstance(answer, dict) else str(answer)
         raise AuthError(f"enrollment refused ({status}): {message}")
     created = not data.exists()
     data.mkdir(parents=True, exist_ok=True)
     try:
+        if key is not None:
+            identity = Identity(data)
+            identity.pin(ca_pem)
+            identity.accept(key, str(answer.get("certificate", "")), str(answer["node"]))
         config = EdgeConfig(node=answer["node"], commune=answer["commune"],
                             commune_name=answer["commune_name"], agency=answer["agency"],
-                            hub_url=hub, credential=answer["credential"])
+                            hub_url=hub, credential=str(answer.get("credential", "")),
+                            insecure_http=insecure_http)
         edge_config.save(data, config)
         store = await EdgeStore.open(data / edge_config.DB_FILE, config.node, config.commune,
                                      config.agency)

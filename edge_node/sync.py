@@ -14,13 +14,17 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 from tenacity.stop import stop_after_attempt, stop_never
 
-from edge_node.config import EdgeConfig
+from edge_node.config import EdgeConfig, is_loopback_url
+from edge_node.identity import Identity
+from edge_node.identity import recover as recover_certificate
+from edge_node.identity import renew as renew_certificate
 from edge_node.store import EdgeStore
 from protocol import APP_VERSION
 from protocol.errors import (
@@ -33,6 +37,7 @@ from protocol.errors import (
     ServerBusy,
     SyncError,
     TransportError,
+    ValidationError,
     VersionMismatch,
 )
 from protocol.messages import SyncRequest, decode_error, decode_response, encode_request
@@ -102,12 +107,62 @@ class SyncClient:
         self.last_error: str | None = None
         self.rejected_total = 0
         self.data_dir = "."
+        self._identity: Identity | None = None
+
+    @property
+    def identity(self) -> Identity | None:
+        """The node's certificate identity when the hub is HTTPS (mutual TLS), else None."""
+        if not self.config.hub_url.startswith("https://"):
+            return None
+        if self._identity is None:
+            self._identity = Identity(Path(self.data_dir))
+        return self._identity
 
     async def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            identity = self.identity
+            connector = None
+            if identity is not None:
+                if not identity.exists():
+                    raise AuthError("this node has no certificate for an https:// hub: enroll "
+                                    "again with `edge-node init`")
+                connector = aiohttp.TCPConnector(ssl=identity.context())
+            elif not self.config.insecure_http and not is_loopback_url(self.config.hub_url):
+                raise ValidationError("refusing plain http:// to a hub that is not on this "
+                                      "machine; use https:// or set insecure_http", field="hub_url")
             self._session = aiohttp.ClientSession(
-                skip_auto_headers=("User-Agent", "Accept-Encoding"))
+                connector=connector, skip_auto_headers=("User-Agent", "Accept-Encoding"))
+            self._own_session = True
         return self._session
+
+    async def _reconnect(self) -> None:
+        """Drop pooled connections so the next request presents the current certificate."""
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def ensure_identity(self) -> None:
+        """Renew the node certificate when less than a third of its lifetime is left (over
+        mTLS), or recover it when it has already expired (signed by the old key). A failed
+        renewal of a still-valid certificate is only logged: the next session tries again."""
+        identity = self.identity
+        if identity is None or self.transport is not None or not identity.exists():
+            return
+        due = identity.due(self.store.now_ms())
+        if due == "ok":
+            return
+        hub = self.config.hub_url.rstrip("/")
+        if due == "expired":
+            await recover_certificate(hub, identity, self.config.node,
+                                      self.config.request_timeout_s)
+        else:
+            try:
+                await renew_certificate(await self._http(), hub, identity, self.config.node,
+                                        self.config.request_timeout_s)
+            except SyncError as exc:
+                log.warning("certificate renewal failed (will retry): %s", exc.message)
+                return
+        await self._reconnect()
 
     async def close(self) -> None:
         """Close the HTTP session if we made it."""
@@ -190,8 +245,9 @@ class SyncClient:
         answers are returned, everything else raises)."""
         http = await self._http()
         timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, connect=15)
-        headers = {"Authorization": f"Bearer {self.config.credential}",
-                   "Content-Type": CONTENT_TYPE}
+        headers = {"Content-Type": CONTENT_TYPE}
+        if self.config.credential:  # plain-HTTP development hubs; over HTTPS the certificate
+            headers["Authorization"] = f"Bearer {self.config.credential}"
         url = self.config.hub_url.rstrip("/") + path
         try:
             async with http.request(method, url, data=body, params=params, headers=headers,
@@ -202,6 +258,9 @@ class SyncClient:
             self.batch_bytes = max(MIN_BATCH, self.batch_bytes // 2)
             raise ReadTimeout(f"hub did not answer within {self.config.request_timeout_s:.0f} s") \
                 from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise AuthError(f"the hub's certificate is not from the province's CA pinned at "
+                            f"enrollment (or this machine's clock is wrong): {exc}") from exc
         except aiohttp.ClientConnectorError as exc:
             raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: {exc.os_error}") \
                 from exc
@@ -227,6 +286,7 @@ class SyncClient:
         result = SessionResult()
         self.state = "syncing"
         try:
+            await self.ensure_identity()
             following: Batch | None = None
             while True:
                 ack_before = await self.store.ack()

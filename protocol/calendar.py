@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
-from protocol.lifecycle import FINAL
+from protocol.lifecycle import CLOCK_PAUSED, FINAL
 
 log = logging.getLogger(__name__)
 
@@ -105,5 +105,7 @@ def extend_for_pause(due_ms: int, paused_ms: int, resumed_ms: int, calendar: Cal
 
 
 def is_overdue(due_ms: int | None, now_ms: int, status: str) -> bool:
-    """Overdue: past the due time and not yet resolved or closed."""
-    return due_ms is not None and now_ms > due_ms and status not in FINAL | {"resolved"}
+    """Overdue: past the due time, not yet resolved or closed, and not paused (a supplement
+    awaited: the legal clock stops, and resuming pushes the due time back)."""
+    return (due_ms is not None and now_ms > due_ms
+            and status not in FINAL | {"resolved"} | CLOCK_PAUSED)

@@ -166,8 +166,9 @@ def _fresh(event: Event) -> DossierState:
     """The state of a dossier whose first known event is its create (the common case)."""
     new = tuple.__new__
     origin, seq, hlc, actor, deps = event.origin, event.seq, event.hlc, event.actor, event.deps
-    registers = {path: (new(Write, (value, origin, seq, hlc, actor, deps)),)
-                 for path, value in writes_of(event).items()}
+    registers: dict[str, tuple[Write, ...]] = {
+        path: (new(Write, (value, origin, seq, hlc, actor, deps)),)
+        for path, value in writes_of(event).items()}
     header = {k: event.payload.get(k) for k in HEADER_KEYS}
     header.update(origin=origin, seq=seq, hlc=hlc, actor=actor)
     return DossierState(event.dossier, header, registers, {origin: seq},

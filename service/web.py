@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -64,7 +65,7 @@ def error_response(exc: SyncError) -> web.Response:
     """A JSON error answer."""
     return web.json_response(
         {"error": exc.code, "message": exc.message, "field": exc.field}, status=status_of(exc),
-        dumps=_dumps)
+        dumps=_dumps, headers=retry_headers(exc))
 
 
 def _dumps(obj: Any) -> str:
@@ -78,21 +79,96 @@ def json_response(obj: Any, status: int = 200) -> web.Response:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map our errors to clean 4xx answers and anything unexpected to a logged 500."""
+    """The outermost middleware of both servers: map our errors to clean 4xx answers and anything
+    unexpected to a logged 500, refuse content encodings we do not use, and give every answer the
+    baseline hardening (`harden`)."""
     try:
-        return await handler(request)
+        refuse_encodings(request)
+        response = await handler(request)
     except SyncError as exc:
         if request.path.startswith("/api/") or request.path.startswith("/v1/"):
-            return error_response(exc)
-        raise web.HTTPBadRequest(text=exc.message) from exc
-    except web.HTTPException:
+            response = error_response(exc)
+        else:
+            bad = web.HTTPBadRequest(text=exc.message)
+            harden(request, bad)
+            raise bad from exc
+    except web.HTTPException as exc:
+        harden(request, exc)
         raise
     except ConnectionError as exc:  # the client went away mid-request: nothing to answer
         log.info("client went away during %s %s: %s", request.method, request.path, exc)
-        return json_response({"error": "transport", "message": "connection lost"}, 400)
+        response = json_response({"error": "transport", "message": "connection lost"}, 400)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_response({"error": "internal", "message": "internal error; see the log"}, 500)
+        response = json_response({"error": "internal", "message": "internal error; see the log"},
+                                 500)
+    harden(request, response)
+    return response
+
+
+# The baseline for every answer. The staff UI sets its own, equally strict policy on its pages
+# (service/ui/security.py); whichever is set first, the effect is the same.
+CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+HSTS = "max-age=31536000"
+IDENTITY = ("", "identity")
+
+
+class RateLimited(SyncError):
+    """Too many requests from one caller: retry after `retry_after_s` (HTTP 429)."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UnsupportedEncoding(SyncError):
+    """A request body in a content encoding we do not use (HTTP 415)."""
+
+    code = "unsupported_encoding"
+
+
+def retry_headers(exc: SyncError) -> dict[str, str]:
+    """`Retry-After` for a rate-limited answer (whole seconds, at least 1)."""
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return {}
+
+
+def refuse_encodings(request: web.Request) -> None:
+    """Refuse compressed request bodies (Content-Encoding): nothing here sends them, and a small
+    compressed body can inflate without bound. The sync body is zstd by its content type, decoded
+    under our own limits (protocol/codec.py)."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in IDENTITY:
+        raise UnsupportedEncoding(f"content encoding {encoding[:40]!r} is not accepted")
+
+
+def harden(request: web.Request, response: web.StreamResponse) -> None:
+    """Security headers (kept if a handler set its own), no caching of API answers, HSTS over
+    HTTPS, and every cookie HttpOnly, SameSite=Strict, and Secure when served over HTTPS."""
+    if response.prepared:
+        return
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.path.startswith(("/api/", "/v1/")):
+        response.headers.setdefault("Cache-Control", "no-store")
+    secure = request.secure
+    if secure:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
+    for morsel in response.cookies.values():
+        morsel["httponly"] = True
+        morsel["samesite"] = "Strict"
+        if secure:
+            morsel["secure"] = True
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -122,6 +198,8 @@ class _BadJson(ValidationError):
 
 
 STATUS_OF.insert(0, (_BadJson, 400))
+STATUS_OF.insert(0, (RateLimited, 429))
+STATUS_OF.insert(0, (UnsupportedEncoding, 415))
 
 
 def token_of(request: web.Request) -> str | None:
@@ -177,7 +255,8 @@ def account_routes(accounts: Accounts) -> list[web.RouteDef]:
             raise ValidationError("username and password are required", field="username")
         token = await accounts.login(body["username"], body["password"])
         resp = json_response({"token": token})
-        resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
+                        secure=request.secure)
         return resp
 
     async def logout(request: web.Request) -> web.Response:

@@ -83,7 +83,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     log = (data / "serve.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "central_hub", "serve", "--data", str(data), "--host",
-         "127.0.0.1", "--port", str(port)],
+         "127.0.0.1", "--port", str(port), "--insecure-http"],  # HTTPS: tests/security
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 from aiohttp import web
@@ -20,12 +21,13 @@ RENDERER = web.AppKey("ui_renderer", Renderer)
 
 
 def mount(app: web.Application, accounts: Accounts, *, name: str, folder: Path,
-          title_key: str) -> Renderer:
+          title_key: str, public: Collection[str] = ()) -> Renderer:
     """Mount the UI of one app whose `templates/`, `messages/` and `static/` are in `folder`;
-    its static files are served under /static/{name}/. Return the renderer for its pages."""
+    its static files are served under /static/{name}/; `public` paths need no login (besides
+    the login form and static files). Return the renderer for its pages."""
     static = StaticFiles({"ui": HERE / "static", name: folder / "static"})
     renderer = Renderer([folder / "templates"], [folder / "messages"], static, title_key)
-    app.middlewares.append(session.middleware(accounts, renderer))
+    app.middlewares.append(session.middleware(accounts, renderer, public))
     security.install(app)
     app.router.add_routes([static.route(), *auth_routes(accounts, renderer)])
     app[RENDERER] = renderer

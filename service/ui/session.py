@@ -29,9 +29,10 @@ ERROR_KEYS = {400: "error.bad_request", 401: "error.login", 403: "error.forbidde
               422: "error.invalid"}
 
 
-def is_public(path: str) -> bool:
-    """Pages anyone may see (the login form, the language switch, static files)."""
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+def is_public(path: str, extra: Collection[str] = ()) -> bool:
+    """Pages anyone may see (the login form, the language switch, static files, and the app's
+    own `extra` paths)."""
+    return path in PUBLIC_PATHS or path in extra or path.startswith(PUBLIC_PREFIXES)
 
 
 def page_user(request: web.Request) -> User:
@@ -47,8 +48,10 @@ def need(request: web.Request, allowed: Collection[str], action: str) -> User:
     return require_role(page_user(request), allowed, action)
 
 
-def middleware(accounts: Accounts, renderer: Renderer) -> Any:
-    """Resolve the session cookie on UI paths, send strangers to /login, render errors as pages."""
+def middleware(accounts: Accounts, renderer: Renderer, public: Collection[str] = ()) -> Any:
+    """Resolve the session cookie on UI paths, send strangers to /login (except on `public`
+    paths), render errors as pages."""
+    public = frozenset(public)
 
     async def error_page(request: web.Request, exc: SyncError) -> web.Response:
         status = status_of(exc)
@@ -67,7 +70,7 @@ def middleware(accounts: Accounts, renderer: Renderer) -> Any:
                 request[USER_KEY] = await accounts.check(token)
             except AuthError:
                 pass
-        if USER_KEY not in request and not is_public(request.path):
+        if USER_KEY not in request and not is_public(request.path, public):
             target = request.path_qs if request.method == "GET" else "/"
             raise web.HTTPSeeOther(location="/login" + (
                 f"?next={quote(target, safe='')}" if target != "/" else ""))

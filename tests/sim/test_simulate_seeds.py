@@ -29,11 +29,18 @@ def _load() -> ModuleType:
 simulate = _load()
 
 SEEDS = (1, 2, 3)
-REGRESSIONS: tuple[tuple[int, int, int], ...] = ()  # (seed, communes, days)
+ROLLED_BACK_WRITE_SENT = pytest.mark.xfail(strict=True, reason=(
+    "core bug, reported: a create whose transaction rolls back (disk full) while the sync loop "
+    "runs has already been sent to the hub; see test_stateful's regression test"))
+# (seed, communes, days, known_bugs): runs that once broke an invariant. An entry stays after
+# its bug is fixed (drop its xfail mark then).
+REGRESSIONS = (
+    pytest.param(4, 3, 2, True, marks=ROLLED_BACK_WRITE_SENT, id="4-disk-full-while-syncing"),
+)
 
 
-def run(seed: int, communes: int = 4, days: int = 2) -> Any:
-    result = simulate.run(simulate.SimConfig(seed, communes, days))
+def run(seed: int, communes: int = 4, days: int = 2, known_bugs: bool = False) -> Any:
+    result = simulate.run(simulate.SimConfig(seed, communes, days, known_bugs=known_bugs))
     assert result.ok, (f"seed {seed} ({communes} communes, {days} days) broke an invariant: "
                        f"{result.failure}\n{result.stats.get('traceback', '')}\nlast steps:\n"
                        + "\n".join(result.stats.get("trace", [])[-20:]))
@@ -47,9 +54,9 @@ def test_seed_converges(seed: int) -> None:
     assert result.stats.get("sync_failed", 0) > 0  # and met faults
 
 
-@pytest.mark.parametrize(("seed", "communes", "days"), REGRESSIONS)
-def test_regression_seed(seed: int, communes: int, days: int) -> None:
-    run(seed, communes, days)
+@pytest.mark.parametrize(("seed", "communes", "days", "known_bugs"), REGRESSIONS)
+def test_regression_seed(seed: int, communes: int, days: int, known_bugs: bool) -> None:
+    run(seed, communes, days, known_bugs)
 
 
 def test_same_seed_same_trace_other_seed_other_trace() -> None:

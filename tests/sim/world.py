@@ -10,7 +10,8 @@ clock skew) and checks the promises of DESIGN §4–5 after them:
 - a node holds only its commune's events and dossiers;
 - each dossier's folded `seen` set is exactly the set of its events in that store's log;
 - at quiescence every replica of a dossier has the same digest and row, the other commune has
-  none of it, every store passes `PRAGMA integrity_check`, and `rebuild()` changes no row.
+  none of it, every node holds and uses the hub's reference data, every store passes
+  `PRAGMA integrity_check`, and `rebuild()` changes no row.
 
 Time is simulated (`SimClock`). `deterministic()` routes the stores' clocks and the edge's uuid
 randomness through the simulation, so a seed replays to the same bytes. Choice made: rather than
@@ -23,6 +24,7 @@ as in production), a round trip takes 0 simulated ms, and each node's wall clock
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import random
@@ -45,8 +47,9 @@ from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
 from protocol import codec, lifecycle
 from protocol.calendar import VN_TZ
-from protocol.errors import Conflict, NotFound, TransportError
+from protocol.errors import Conflict, NotFound, StoreError, TransportError
 from protocol.merge import DossierState, digest, from_plain
+from protocol.refdata import DEFAULT_HOLIDAYS_DATA, parse_holidays
 from service import crashpoints
 from service.sqlite import integrity_ok
 from tests.sim.transport import Fault, Odds, SimLink
@@ -201,7 +204,7 @@ class World:
         enrolled = await self.hub.enroll(token)
         config = EdgeConfig(node=enrolled.node, commune=enrolled.commune,
                             commune_name=enrolled.commune_name, agency=enrolled.agency,
-                            hub_url="http://hub.sim.invalid", credential=enrolled.credential,
+                            hub_url="https://hub.sim.invalid", credential=enrolled.credential,
                             **sizes)
         config.validate()
         link = SimLink(lambda: self.hub, Node(enrolled.node, enrolled.commune), self.rng)
@@ -354,6 +357,15 @@ class World:
         return await self._write(who, "comment", dossier,
                                  who.store.comment(dossier, {"text": text}, who.actor))
 
+    async def publish_holidays(self, day: str) -> str:
+        """The province publishes a new holiday calendar (the defaults plus `day`)."""
+        data = {"holidays": [*DEFAULT_HOLIDAYS_DATA["holidays"],
+                             {"date": day, "name": "Lễ hội xã (mô phỏng)"}]}
+        parse_holidays(data)
+        version = await self.hub.publish("holidays", data)
+        self.record(f"hub publish holidays v{version} +{day}")
+        return f"v{version}"
+
     # -- the weather ------------------------------------------------------------------------------
 
     def skew(self, edge: Edge, ms: int) -> None:
@@ -473,6 +485,61 @@ class World:
         assert self._codes(edge) == codes_before, "a rolled-back create used a code"
         self.record(f"{edge.name} crash mid-create")
         return "crashed"
+
+    async def create_while_syncing(self, edge: Edge, body: dict[str, Any], fail: bool
+                                   ) -> str | None:
+        """A create whose transaction is still open while the background sync loop runs a
+        session on the same store (as in `edge-node serve`): the write waits inside its
+        transaction until the session's request has reached the hub. With `fail`, the
+        transaction then fails before COMMIT (a full disk) and rolls back: the staff are told
+        the dossier was not saved, so nothing of it may have left the node. Return the new
+        dossier's id, or None if it was not saved."""
+        store, client, link = edge.store, edge.client, edge.link
+        assert store is not None and client is not None and link is not None
+        served = asyncio.Event()
+        session: list[asyncio.Future[Any]] = []
+
+        async def watched(request: bytes) -> bytes:
+            try:
+                return await link(request)
+            finally:
+                served.set()
+
+        async def after_local_write(event: Any) -> None:
+            session.append(asyncio.ensure_future(client.session_once()))
+            waiter = asyncio.ensure_future(served.wait())
+            await asyncio.wait([session[0], waiter], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if fail:
+                raise StoreError("commit failed: database or disk is full (simulated)")
+
+        client.transport = watched
+        store.after_local_write = after_local_write
+        dossier: str | None = None
+        try:
+            view = await store.create(body, edge.actor)
+            dossier = str(view["id"])
+            created = f"created {view['id']} {view['code']}"
+            self.dossiers[view["id"]] = edge.commune
+            edge.remember(view)
+        except StoreError as exc:
+            created = f"not saved: {exc.message}"
+        finally:
+            del store.after_local_write
+            client.transport = link
+        try:
+            result = await session[0]
+            synced = f"ok sent={result.sent} recv={result.received}"
+        except TransportError as exc:
+            synced = f"{type(exc).__name__}: {exc.message}"
+        except SimCrash as crash:  # the hub died serving it (armed earlier)
+            synced = str(crash)
+            await self._recover(crash, edge)
+        finally:
+            link.plan.clear()
+        self.record(f"{edge.name} create while syncing fail={fail} -> {created}; sync {synced}")
+        await self.check_sync_state(edge)
+        return dossier
 
     async def restart_hub(self, *, record: bool = True) -> None:
         """Close and reopen the hub (its process died between requests, or mid-request)."""
@@ -633,6 +700,14 @@ class World:
             events = self._event_hashes(edge)
             scope = {k: v for k, v in hub_events.items() if k[2] == edge.commune}
             assert events == scope, f"{edge.name}: its log differs from the hub's for its commune"
+        hub_ref = self._q(self.hub_replica, "SELECT kind, version, data FROM refdata ORDER BY kind")
+        for edge in self.edges:
+            assert edge.store is not None
+            assert self._q(edge, "SELECT kind, version, data FROM refdata ORDER BY kind") == hub_ref, \
+                f"{edge.name}: reference data differs from the hub's"
+            assert edge.store.ref_versions == self.hub.ref_versions, \
+                f"{edge.name}: uses reference data {edge.store.ref_versions}, the hub has " \
+                f"{self.hub.ref_versions}"
         for who in self.replicas():
             before = await who.store.dossier_rows()
             await who.store.rebuild()

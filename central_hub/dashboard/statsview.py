@@ -1,0 +1,125 @@
+"""Statistics in three shapes from one computation: the page `/stats`, its CSV download
+`/stats.csv`, and `GET /api/stats?from=&to=&commune=&by=` (JSON)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from central_hub import fleet, stats
+from central_hub.dashboard.common import Hub, hub_of
+from central_hub.stats import Period
+from protocol.calendar import local
+from protocol.errors import ValidationError
+from service.ui.formats import parse_day
+from service.ui.i18n import Messages
+from service.web import json_response
+
+log = logging.getLogger(__name__)
+
+MAX_DAYS = 3 * 366
+
+
+def _day(raw: str, name: str) -> date:
+    parsed = parse_day(raw)
+    if parsed is None:
+        raise ValidationError(f"{name} must be a date (YYYY-MM-DD or dd/mm/yyyy)", field=name)
+    return date.fromisoformat(parsed)
+
+
+def parse_query(hub: Hub, query: Any) -> tuple[Period, str | None, str]:
+    """(period, commune or None, grouping) from `from`, `to`, `commune`, `by`; this month to
+    today by default."""
+    today = local(hub.store.now_ms()).date()
+    first = _day(query["from"], "from") if query.get("from") else today.replace(day=1)
+    last = _day(query["to"], "to") if query.get("to") else today
+    if last < first:
+        raise ValidationError("to must not be before from", field="to")
+    if (last - first).days >= MAX_DAYS:
+        raise ValidationError(f"a period of at most {MAX_DAYS} days", field="to")
+    commune = (query.get("commune") or "").strip() or None
+    if commune is not None and not (commune.isdigit() and len(commune) == 5):
+        raise ValidationError("commune must be a 5-digit code", field="commune")
+    by = query.get("by") or "none"
+    if by not in stats.GROUPINGS:
+        raise ValidationError(f"by must be one of {', '.join(stats.GROUPINGS)}", field="by")
+    return Period(first, last), commune, by
+
+
+async def compute(hub: Hub, period: Period, commune: str | None, by: str,
+                  lang: str = "vi") -> dict[str, Any]:
+    """The report for a period, split by `by`."""
+    facts = await fleet.stats_facts(hub.store, period.start_ms, period.end_ms, commune)
+    names = {p.code: (p.name_vi if lang == "vi" else p.name_en)
+             for p in hub.store.catalogue.procedures}
+    data = stats.report(facts, stats.split(period, by), hub.store.now_ms(),
+                        commune_names=await fleet.commune_names(hub.store),
+                        procedure_names=names)
+    data.update(commune=commune, by=by)
+    return data
+
+
+def headers(t: Messages) -> dict[str, str]:
+    """Column titles in the language."""
+    return {c: t(f"stats.col.{c}") for c in stats.COLUMNS}
+
+
+async def page(request: web.Request) -> web.Response:
+    """GET /stats."""
+    hub = hub_of(request)
+    t = hub.renderer.t(request)
+    error = None
+    data: dict[str, Any] | None = None
+    try:
+        period, commune, by = parse_query(hub, request.query)
+        data = await compute(hub, period, commune, by, t.lang)
+        values = {"from": period.first.isoformat(), "to": period.last.isoformat(),
+                  "commune": commune or "", "by": by}
+    except ValidationError as exc:
+        error = exc.message
+        values = {k: request.query.get(k, "") for k in ("from", "to", "commune", "by")}
+    today = local(hub.store.now_ms()).date()
+    month1 = today.replace(day=1)
+    prev_last = month1 - timedelta(days=1)
+    quarter1 = today.replace(month=(today.month - 1) // 3 * 3 + 1, day=1)
+    presets = [("stats.this_month", month1, today),
+               ("stats.last_month", prev_last.replace(day=1), prev_last),
+               ("stats.this_quarter", quarter1, today),
+               ("stats.this_year", today.replace(month=1, day=1), today)]
+    query = urlencode({k: v for k, v in values.items() if v})
+    return await hub.renderer.page(
+        request, "stats.html", status=422 if error else 200, data=data, error=error,
+        values=values, query=query, groupings=stats.GROUPINGS, counts=stats.COUNTS,
+        presets=[(key, f"/stats?from={a.isoformat()}&to={b.isoformat()}")
+                 for key, a, b in presets],
+        communes=await fleet.commune_names(hub.store))
+
+
+async def csv_download(request: web.Request) -> web.Response:
+    """GET /stats.csv: the same table as a CSV file (UTF-8 with BOM)."""
+    hub = hub_of(request)
+    t = hub.renderer.t(request)
+    period, commune, by = parse_query(hub, request.query)
+    data = await compute(hub, period, commune, by, t.lang)
+    name = f"thong-ke-{period.first.isoformat()}-{period.last.isoformat()}" + \
+        (f"-{commune}" if commune else "") + ".csv"
+    return web.Response(body=stats.to_csv(data, headers(t)).encode("utf-8"),
+                        content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def api(request: web.Request) -> web.Response:
+    """GET /api/stats: the report as JSON (procedure names in Vietnamese)."""
+    hub = hub_of(request)
+    period, commune, by = parse_query(hub, request.query)
+    return json_response(await compute(hub, period, commune, by))
+
+
+def routes() -> list[web.RouteDef]:
+    """Statistics routes."""
+    return [web.get("/stats", page), web.get("/stats.csv", csv_download),
+            web.get("/api/stats", api)]

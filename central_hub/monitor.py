@@ -1,0 +1,223 @@
+"""The hub's background work for operators: watch every node's health, record each change as an
+alert and POST it to the webhook, and downsample the history of exchanges.
+
+Health is evaluated every `health_check_s` and right after a node's exchange (`kick`). A change of
+level (ok → warning → critical and back) is stored with since-when and sent, in order, by one sender
+task, retried a few times with backoff; a webhook that stays down is logged and marked undelivered,
+and never holds up the hub. Revoked nodes are not watched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from central_hub import fleet
+from central_hub.config import HubConfig
+from central_hub.fleet import Change
+from central_hub.store import HubStore
+from protocol import APP_VERSION
+from protocol.calendar import iso
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_TRIES = 3
+EVENT = "node_health_changed"
+
+
+class NodeSnapshot:
+    """Every node's item (`fleet.node_items`), computed at most once per `max_age_s` however
+    many operators, scrapers and checks ask: at 3,321 nodes one computation is most of a page's
+    cost. An exchange or an operator's change calls `invalidate`, so nobody waits `max_age_s`
+    to see it. Treat the items as read-only."""
+
+    def __init__(self, store: HubStore, config: HubConfig,
+                 links: Callable[[], dict[str, float]] = dict, max_age_s: float = 1.0) -> None:
+        self.store, self.rules, self.links = store, config.rules(), links
+        self.max_age_s = max_age_s
+        self._items: list[dict[str, Any]] = []
+        self._at = -1e9
+        self._lock = asyncio.Lock()
+        self._generation = 0
+
+    def invalidate(self) -> None:
+        """Something changed: the next reader computes afresh."""
+        self._generation += 1
+        self._at = -1e9
+
+    async def items(self, max_age_s: float | None = None) -> list[dict[str, Any]]:
+        """The items, no older than `max_age_s` (default: the snapshot's)."""
+        limit = self.max_age_s if max_age_s is None else max_age_s
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._at <= limit:
+            return self._items
+        async with self._lock:  # concurrent readers share one computation
+            if loop.time() - self._at <= limit:
+                return self._items
+            generation, started = self._generation, loop.time()
+            items = await fleet.node_items(self.store, self.rules, self.links())
+            self._items = items
+            self._at = started if generation == self._generation else -1e9
+            return items
+
+
+class Monitor:
+    """Health watch, alerts with their webhook, and history downsampling for one hub."""
+
+    retry_base_s = 0.5  # webhook backoff: 0.5 s, 1 s, 2 s
+
+    def __init__(self, store: HubStore, config: HubConfig, snapshot: NodeSnapshot) -> None:
+        self.store = store
+        self.config = config
+        self.snapshot = snapshot
+        self.kicked = asyncio.Event()
+        self.queue: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.http: aiohttp.ClientSession | None = None
+        self.checks = 0
+        self.sent = 0
+        self.failed = 0
+        self.on_change: list[Callable[[Change], None]] = []
+
+    async def start(self) -> None:
+        """Create the tables and start the background tasks."""
+        await fleet.setup(self.store)
+        self.tasks = [asyncio.create_task(self._watch(), name="health-watch"),
+                      asyncio.create_task(self._prune(), name="history-prune"),
+                      asyncio.create_task(self._send(), name="alert-webhook")]
+
+    async def stop(self) -> None:
+        """Stop the tasks (undelivered webhooks are dropped: the alert log keeps them)."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks = []
+        if self.http is not None:
+            await self.http.close()
+
+    def kick(self) -> None:
+        """Evaluate soon (a node just exchanged)."""
+        self.kicked.set()
+
+    async def check(self) -> list[Change]:
+        """Evaluate every node now; record and queue the changes; return them."""
+        now = self.store.now_ms()
+        items = await self.snapshot.items(max_age_s=0)
+        known = await fleet.health_states(self.store)
+        changes: list[Change] = []
+        refreshed: dict[str, list[dict[str, Any]]] = {}
+        by_node = {}
+        for item in items:
+            if item["revoked"]:
+                continue
+            node, health, why = item["node"], item["health"], item["why"]
+            by_node[node] = item
+            state = known.get(node)
+            if state is not None and state.health == health:
+                if [r["code"] for r in state.reasons] != [r["code"] for r in why]:
+                    refreshed[node] = why
+                continue
+            previous = state.health if state else None
+            if health == "ok":
+                not_ok_since = None
+            elif state is not None and state.not_ok_since is not None:
+                not_ok_since = state.not_ok_since
+            else:
+                not_ok_since = now
+            changes.append(Change(node, previous, health, now, not_ok_since, why))
+        ids = await fleet.record_changes(self.store, changes)
+        await fleet.refresh_reasons(self.store, refreshed)
+        if self.config.alert_webhook_url:
+            for log_id, change in zip(ids, changes, strict=True):
+                if change.previous is None and change.health == "ok":
+                    continue  # a node first seen healthy is no news
+                self.queue.put_nowait((log_id, self.payload(change, by_node[change.node])))
+        for change in changes:
+            log.info("node %s health %s -> %s", change.node, change.previous, change.health,
+                     extra={"node": change.node, "health": change.health,
+                            "previous": change.previous})
+            for hook in self.on_change:
+                hook(change)
+        self.checks += 1
+        return changes
+
+    def payload(self, change: Change, item: dict[str, Any]) -> dict[str, Any]:
+        """The webhook's JSON body for a change."""
+        base = self.config.public_url.rstrip("/")
+        return {
+            "event": EVENT, "node": change.node, "commune": item["commune"],
+            "commune_name": item["commune_name"], "health": change.health,
+            "previous": change.previous, "at": iso(change.at),
+            "not_ok_since": iso(change.not_ok_since), "reasons": change.reasons,
+            "last_success_at": item["last_success_at"], "pending_events": item["pending_events"],
+            "url": f"{base}/nodes/{change.node}" if base else f"/nodes/{change.node}",
+            "hub_version": APP_VERSION,
+        }
+
+    async def prune(self) -> dict[str, int]:
+        """Downsample the history now."""
+        c = self.config
+        return await fleet.downsample(self.store, self.store.now_ms(),
+                                      raw_hours=c.history_raw_hours,
+                                      hourly_days=c.history_hourly_days, days=c.history_days)
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("health check failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.kicked.wait(), self.config.health_check_s)
+            self.kicked.clear()
+
+    async def _prune(self) -> None:
+        while True:
+            try:
+                done = await self.prune()
+                if any(done.values()):
+                    log.info("history downsampled: %s", done, extra={"downsampled": done})
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("history downsampling failed")
+            await asyncio.sleep(self.config.history_prune_s)
+
+    async def _send(self) -> None:
+        while True:
+            log_id, body = await self.queue.get()
+            ok = await self.post(body)
+            self.sent += ok
+            self.failed += not ok
+            try:
+                await fleet.mark_delivered(self.store, log_id, ok)
+            except Exception:
+                log.exception("cannot mark alert %d delivered", log_id)
+
+    async def post(self, body: dict[str, Any]) -> bool:
+        """POST one alert to the webhook, a few tries with backoff; True if it took it."""
+        if self.http is None:
+            self.http = aiohttp.ClientSession()
+        timeout = aiohttp.ClientTimeout(total=self.config.alert_webhook_timeout_s)
+        for attempt in range(WEBHOOK_TRIES):
+            try:
+                async with self.http.post(self.config.alert_webhook_url, json=body,
+                                          timeout=timeout) as resp:
+                    if resp.status < 300:
+                        return True
+                    problem = f"answered {resp.status}"
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                problem = f"{exc.__class__.__name__}: {exc}"
+            log.warning("alert webhook failed (try %d of %d): %s", attempt + 1, WEBHOOK_TRIES,
+                        problem)
+            await asyncio.sleep(self.retry_base_s * 2**attempt)
+        return False

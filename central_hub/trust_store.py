@@ -1,0 +1,173 @@
+"""The hub's trust records: node certificates, security alerts, and the log as an auditor reads it.
+
+A node certificate is accepted while its node and the certificate itself are unrevoked. The first
+request made with a newer certificate supersedes (revokes) the node's older ones, so a lost
+renewal answer never locks a node out, and a key stolen before a renewal stops working after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiosqlite
+
+from protocol.errors import AuthError
+from service.sqlite import transaction
+
+log = logging.getLogger(__name__)
+
+ALERT_EVERY_MS = 60_000
+TRUST_SCHEMA = """
+CREATE TABLE IF NOT EXISTS node_certs (
+    serial TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    not_after INTEGER NOT NULL,
+    first_used_at INTEGER,
+    revoked_at INTEGER,
+    reason TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS node_certs_node ON node_certs(node, issued_at);
+CREATE TABLE IF NOT EXISTS security_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    node TEXT,
+    origin TEXT,
+    seq INTEGER,
+    detail TEXT NOT NULL
+);
+"""
+
+
+class TrustStore:
+    """Certificates, alerts and audit reads; mixed into `HubStore` (same connections)."""
+
+    conn: aiosqlite.Connection
+    reader: aiosqlite.Connection
+    lock: Any
+
+    def now_ms(self) -> int:  # provided by DossierStore (first in HubStore's bases)
+        raise NotImplementedError
+
+    # -- certificates -----------------------------------------------------------------------------
+
+    async def add_certificate(self, node: str, serial: str, not_after_ms: int) -> None:
+        """Record a certificate just issued to `node` (inside the caller's transaction)."""
+        await self.conn.execute(
+            "INSERT INTO node_certs(serial, node, issued_at, not_after) VALUES (?,?,?,?)",
+            (serial, node, self.now_ms(), not_after_ms))
+
+    async def record_certificate(self, node: str, serial: str, not_after_ms: int) -> None:
+        """Record a renewed certificate in its own transaction."""
+        async with self.lock, transaction(self.conn):
+            await self.add_certificate(node, serial, not_after_ms)
+
+    async def _cert_row(self, node: str, serial: str) -> tuple[str, Any, Any, Any]:
+        async with self.reader.execute(
+            "SELECT n.commune, n.revoked_at, c.revoked_at, c.first_used_at FROM node_certs c "
+            "JOIN nodes n ON n.node=c.node WHERE c.serial=? AND c.node=?", (serial, node)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise AuthError("unknown node certificate")
+        if row[1] is not None:
+            raise AuthError(f"node {node} is revoked")
+        if row[2] is not None:
+            raise AuthError("this certificate is revoked or superseded")
+        return row[0], row[1], row[2], row[3]
+
+    async def certificate_node(self, node: str, serial: str) -> str:
+        """The commune of a node presenting certificate `serial`; AuthError if the node or the
+        certificate is revoked (checked on every request: revocation applies at once). The first
+        use of a certificate supersedes the node's older ones."""
+        commune, _, _, first_used = await self._cert_row(node, serial)
+        if first_used is None:
+            async with self.lock, transaction(self.conn):
+                now = self.now_ms()
+                await self.conn.execute(
+                    "UPDATE node_certs SET first_used_at=? WHERE serial=? AND first_used_at IS NULL",
+                    (now, serial))
+                await self.conn.execute(
+                    "UPDATE node_certs SET revoked_at=?, reason='superseded' WHERE node=? AND "
+                    "serial<>? AND revoked_at IS NULL AND issued_at <= (SELECT issued_at FROM "
+                    "node_certs WHERE serial=?)", (now, node, serial, serial))
+        return commune
+
+    async def recoverable_node(self, node: str, serial: str) -> str:
+        """The commune of a node renewing with certificate `serial` (maybe expired); AuthError if
+        the node or that certificate is revoked or superseded."""
+        commune, *_ = await self._cert_row(node, serial)
+        return commune
+
+    async def revoke_certificates(self, node: str) -> None:
+        """Revoke every certificate of `node` (inside the caller's transaction)."""
+        await self.conn.execute(
+            "UPDATE node_certs SET revoked_at=?, reason='revoked' WHERE node=? AND "
+            "revoked_at IS NULL", (self.now_ms(), node))
+
+    async def certificates(self, node: str) -> list[dict[str, Any]]:
+        """A node's certificates, oldest first."""
+        async with self.reader.execute(
+            "SELECT serial, issued_at, not_after, first_used_at, revoked_at, reason FROM "
+            "node_certs WHERE node=? ORDER BY issued_at, serial", (node,)) as cur:
+            keys = ("serial", "issued_at", "not_after", "first_used_at", "revoked_at", "reason")
+            return [dict(zip(keys, r, strict=True)) for r in await cur.fetchall()]
+
+    # -- security alerts ------------------------------------------------------------------------
+
+    async def alert(self, kind: str, detail: str, *, node: str | None = None,
+                    origin: str | None = None, seq: int | None = None) -> None:
+        """Record a security alert for operators, in its own transaction (call it outside any
+        other; it takes the lock). The same kind for the same node is kept at most once a minute,
+        so a node hammering the hub cannot flood the table."""
+        now = self.now_ms()
+        async with self.lock, transaction(self.conn):
+            await self.conn.execute(
+                "INSERT INTO security_events(at, kind, node, origin, seq, detail) "
+                "SELECT ?,?,?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM security_events WHERE "
+                "kind=? AND node IS ? AND at>?)",
+                (now, kind, node, origin, seq, detail[:500], kind, node, now - ALERT_EVERY_MS))
+        log.warning("security alert %s node=%s origin=%s seq=%s: %s", kind, node, origin, seq,
+                    detail[:200])
+
+    async def security_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest security alerts, newest first (for the dashboard)."""
+        async with self.reader.execute(
+            "SELECT id, at, kind, node, origin, seq, detail FROM security_events "
+            "ORDER BY id DESC LIMIT ?", (limit,)) as cur:
+            keys = ("id", "at", "kind", "node", "origin", "seq", "detail")
+            return [dict(zip(keys, r, strict=True)) for r in await cur.fetchall()]
+
+    # -- the log as an auditor reads it ---------------------------------------------------------
+
+    async def audit_origins(self) -> dict[str, tuple[int, bytes] | None]:
+        """Every origin in the log or quarantine, with its recorded chain head (or None)."""
+        out: dict[str, tuple[int, bytes] | None] = {}
+        async with self.reader.execute(
+                "SELECT DISTINCT origin FROM events UNION SELECT origin FROM quarantine") as cur:
+            for (origin,) in await cur.fetchall():
+                out[origin] = None
+        async with self.reader.execute("SELECT origin, last_seq, last_hash FROM origins") as cur:
+            for origin, seq, digest in await cur.fetchall():
+                out[origin] = (int(seq), bytes(digest))
+        return out
+
+    async def audit_rows(self, origin: str) -> AsyncIterator[tuple[str, int, int | None, bytes,
+                                                                   bytes]]:
+        """One origin's stored events and quarantined events merged by seq:
+        (table, seq, pos or None, stored hash, stored body)."""
+        sql = ("SELECT 'events', seq, pos, hash, body FROM events WHERE origin=? UNION ALL "
+               "SELECT 'quarantine', seq, NULL, hash, body FROM quarantine WHERE origin=? "
+               "ORDER BY 2, 1")
+        async with self.reader.execute(sql, (origin, origin)) as cur:
+            async for table, seq, pos, digest, body in cur:
+                yield str(table), int(seq), pos, bytes(digest), bytes(body)
+
+    async def audit_summary(self) -> dict[str, Any]:
+        """Counts for the audit's report."""
+        async with self.reader.execute(
+                "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM quarantine)") as cur:
+            row = await cur.fetchone()
+        return {"events": int(row[0]) if row else 0, "quarantined": int(row[1]) if row else 0}

@@ -1,0 +1,92 @@
+"""An operator at the hub's dashboard: a cookie session that logs in through the form (no
+JavaScript), and a hub started with chosen hub.toml settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from central_hub import config as hub_config
+from central_hub.app import build_app, open_accounts
+from central_hub.config import HubConfig
+from central_hub.store import HubStore
+from tests.harness import PASSWORD, Api, HubHandle, Net
+
+CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass
+class Answer:
+    """What a request answered."""
+
+    status: int
+    text: str
+    url: str
+    headers: Any
+
+    @property
+    def csrf(self) -> str:
+        match = CSRF_RE.search(self.text)
+        assert match, "no CSRF field on the page"
+        return match.group(1)
+
+
+@dataclass
+class Operator:
+    """A browser without JavaScript."""
+
+    base: str
+    http: aiohttp.ClientSession
+    last: Answer | None = field(default=None)
+
+    async def get(self, path: str, **kw: Any) -> Answer:
+        async with self.http.get(self.base + path, **kw) as resp:
+            self.last = Answer(resp.status, await resp.text(), str(resp.url), resp.headers)
+        return self.last
+
+    async def post(self, path: str, data: dict[str, Any], **kw: Any) -> Answer:
+        assert self.last is not None, "open a page first (its form carries the CSRF token)"
+        async with self.http.post(self.base + path, data={"csrf": self.last.csrf, **data},
+                                  **kw) as resp:
+            self.last = Answer(resp.status, await resp.text(), str(resp.url), resp.headers)
+        return self.last
+
+    async def login(self, username: str = "op", password: str = PASSWORD) -> Answer:
+        await self.get("/login")
+        answer = await self.post("/login", {"username": username, "password": password,
+                                            "next": "/"})
+        assert answer.status == 200 and "/login" not in answer.url, answer.text[:500]
+        return answer
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def operator(base: str) -> Operator:
+    """A fresh cookie session against `base`."""
+    return Operator(base, aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)))
+
+
+async def start_hub(net: Net, **settings: Any) -> HubHandle:
+    """Start `net`'s hub like `Net.start_hub`, with these hub.toml settings (health rules,
+    webhook, history…); the operator `op` logs in to its API."""
+    data = net.root / "hub"
+    data.mkdir(parents=True)
+    config = dataclasses.replace(HubConfig(), **settings)
+    config.validate()
+    hub_config.save(data, config)
+    store = await HubStore.open(data / "hub.db")
+    accounts = await open_accounts(data)
+    await accounts.add_user("op", PASSWORD, "operator")
+    server = TestServer(build_app(store, accounts, config), host="127.0.0.1")
+    await server.start_server()
+    net.servers.append(server)
+    api = Api(await net._http(), str(server.make_url("")).rstrip("/"))
+    await api.login("op")
+    net.hub = HubHandle(data, store, server, api)
+    return net.hub

@@ -1,0 +1,216 @@
+"""The province's dashboard in a real browser (Debian's Chromium driven by Playwright), against a real
+hub and communes on loopback: a commune whose link is cut turns warning then critical with its
+reason and comes back to ok after it syncs; a conflict is resolved from the queue by keyboard; the
+statistics CSV is downloaded. Screenshots: docs/screenshots/hub-*.png (UI_SCREENSHOTS=1)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("playwright.async_api", reason="pip install playwright (the dev extra)")
+
+from playwright.async_api import Browser, expect
+
+from central_hub import fleet
+from central_hub.fleet import HOUR_MS
+from central_hub.store import HubStore
+from tests.central_hub.operator import start_hub
+from tests.harness import EdgeHandle, HubHandle, Net, birth
+from tests.ui.browser import CHROMIUM, Tab, chromium, shots_dir
+from tests.ui.seed import citizen, make_conflict, move
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium fonts-noto-core")
+
+TINY = {"health_warn_no_contact_s": 2, "health_crit_no_contact_s": 5, "health_check_s": 0.2}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    return shots_dir(tmp_path)
+
+
+@pytest.fixture
+async def bare(tmp_path: Path) -> AsyncIterator[Net]:
+    network = Net(tmp_path / "net")
+    try:
+        yield network
+    finally:
+        await network.close()
+
+
+async def operator_tab(browser: Browser, hub: HubHandle, shots: Path) -> Tab:
+    t = await Tab.open(browser, hub.url, shots)
+    await t.login("op")
+    return t
+
+
+async def history(store: HubStore, node: str, hours: int = 30) -> None:
+    """A day and more of exchanges every half hour for the charts: an afternoon without contact,
+    then a backlog that drains, and two exchanges the hub refused."""
+    await fleet.setup(store)
+    now = store.now_ms()
+    rows = []
+    for k in range(hours * 2, 0, -1):
+        phase = k % 48
+        if 14 <= phase <= 19:
+            continue  # the link was down: the hub heard nothing
+        refused = phase in (12, 13)
+        pending = max(0, (14 - phase) * 9) if phase < 14 and phase > 8 else k % 3
+        rows.append((node, now - k * HOUR_MS // 2, int(not refused),
+                     "body over the limit of 4194304 bytes" if refused else None,
+                     300 if refused else 9000 + 500 * (k % 7), 0 if refused else 4000,
+                     0 if refused else 3, 1, pending, 60 * pending, 5, 40 + k % 5 * 10))
+    async with store.lock:
+        await store.conn.executemany(
+            "INSERT INTO node_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+
+def row(t: Tab, edge: EdgeHandle) -> Any:
+    return t.page.locator(f'#fleet tr[data-node="{edge.config.node}"]')
+
+
+async def reload_until(t: Tab, edge: EdgeHandle, health: str, within: float = 10) -> None:
+    """Refresh the overview (Alt+R, as an operator would) until the node shows `health`."""
+    deadline = asyncio.get_running_loop().time() + within
+    while await row(t, edge).get_attribute("data-health") != health:
+        assert asyncio.get_running_loop().time() < deadline, f"never turned {health}"
+        await asyncio.sleep(0.3)
+        await t.page.keyboard.press("Alt+KeyR")
+        await t.page.wait_for_load_state()
+
+
+async def test_a_cut_link_turns_warning_then_critical_and_ok_again_after_it_syncs(
+        bare: Net, browser: Browser, shots: Path) -> None:
+    hub = await start_hub(bare, **TINY)
+    edge = await bare.add_edge("02245", "Xã Côn Lôn")
+    others = [await bare.add_edge(code, name) for code, name in
+              (("02227", "Xã Thượng Lâm"), ("02233", "Xã Lăng Can"), ("02239", "Xã Khâu Tinh"))]
+    await history(hub.store, edge.config.node)
+    for other in others[1:]:
+        await other.api.post("/api/dossiers", birth())
+        await other.sync()
+    t = await operator_tab(browser, hub, shots)
+    page = t.page
+    await edge.api.post("/api/dossiers", birth())
+    await edge.sync()
+    await page.reload()
+    await expect(row(t, edge)).to_have_attribute("data-health", "ok")
+    panel = page.locator("#not-today")
+    await expect(panel).to_contain_text("Xã Thượng Lâm")  # enrolled, never synced: and why
+    await expect(panel).to_contain_text("chưa đồng bộ lần nào kể từ khi đăng ký")
+    await expect(panel).not_to_contain_text("Xã Côn Lôn")
+
+    edge.cut()
+    with pytest.raises(Exception):  # noqa: B017 - the dead link's transport error
+        await edge.sync()
+    await reload_until(t, edge, "warning")
+    await expect(row(t, edge).locator("li.why-warning")).to_contain_text(
+        re.compile(r"không đồng bộ được \d+ giây"))
+    await reload_until(t, edge, "critical")
+    for other in others[1:]:  # the other communes keep syncing
+        await other.sync()
+    await page.reload()
+    await expect(row(t, edge).locator("li.why-critical")).to_contain_text("không đồng bộ được")
+    await expect(page.locator("#count-critical .tile-count")).to_have_text("2")
+    await t.shot("hub-overview")
+
+    await row(t, edge).get_by_role("link", name="Xã Côn Lôn").click()
+    await page.wait_for_url(re.compile(rf"/nodes/{re.escape(edge.config.node)}$"))
+    await expect(page.locator("#why")).to_contain_text("không đồng bộ được")
+    await expect(page.locator("svg.chart")).to_have_count(3)
+    await t.shot("hub-node", full_page=True)
+    await page.get_by_role("link", name="Cảnh báo").click()
+    await expect(page.locator(f'#active-alerts tr[data-node="{edge.config.node}"]')).to_contain_text(
+        "Nghiêm trọng")
+    await t.shot("hub-alerts")
+
+    edge.heal()
+    await edge.sync()
+    await t.goto("/")
+    await expect(row(t, edge)).to_have_attribute("data-health", "ok")
+    await expect(row(t, edge).locator("ul.why")).to_have_count(0)
+    t.assert_clean()
+
+
+async def test_resolve_a_conflict_from_the_queue_by_keyboard(
+        net: Net, browser: Browser, shots: Path) -> None:
+    assert net.hub is not None
+    edge = await net.add_edge("02245", "Xã Côn Lôn")
+    _, dossier = await edge.api.post("/api/dossiers", birth("Hoàng Thị Lan", citizen(7)))
+    await make_conflict(net, edge, dossier)
+    t = await operator_tab(browser, net.hub, shots)
+    page = t.page
+    await page.keyboard.press("Alt+KeyX")  # the conflicts queue
+    await page.wait_for_url(re.compile(r"/conflicts$"))
+    card = page.locator(f'article[data-dossier="{dossier["id"]}"]')
+    await expect(card).to_contain_text("Thôn Nà Mạ")
+    await expect(card).to_contain_text("Thôn Bản Khuổi")
+    await t.shot("hub-conflicts")
+    choice = card.get_by_role("radio", name=re.compile("Thôn Bản Khuổi"))
+    await choice.focus()
+    await page.keyboard.press("Space")
+    await expect(choice).to_be_checked()
+    await page.keyboard.press("Enter")
+    await expect(page.locator(".flash")).to_contain_text("Đã giải quyết xung đột")
+    await expect(page.locator("main")).to_contain_text("Không có hồ sơ nào đang xung đột")
+    status, at_hub = await net.hub.api.get(f"/api/dossiers/{dossier['id']}")
+    assert status == 200 and at_hub["conflicts"] == []
+    assert at_hub["applicant"]["address"].startswith("Thôn Bản Khuổi")
+    t.assert_clean()
+
+
+async def test_download_the_statistics_csv(net: Net, browser: Browser, shots: Path) -> None:
+    assert net.hub is not None
+    edge = await net.add_edge("02245", "Xã Côn Lôn")
+    other = await net.add_edge("02227", "Xã Thượng Lâm")
+    for i in range(3):
+        _, d = await edge.api.post("/api/dossiers", birth(citizen_id=citizen(i)))
+        if i:
+            await move(edge, d, "processing", "resolved")
+    _, d = await other.api.post("/api/dossiers", {**birth(citizen_id=citizen(9)),
+                                                  "channel": "online"})
+    await edge.sync()
+    await other.sync()
+    t = await operator_tab(browser, net.hub, shots)
+    page = t.page
+    await page.keyboard.press("Alt+KeyS")
+    await page.wait_for_url(re.compile(r"/stats$"))
+    table = page.locator("#stats-table")
+    await expect(table.locator("tr.total")).to_contain_text("Tổng cộng")
+    await expect(table).to_contain_text("Đăng ký khai sinh")
+    await t.shot("hub-stats")
+    async with page.expect_download() as info:
+        await page.locator("#csv").click()
+    download = await info.value
+    assert re.fullmatch(r"thong-ke-\d{4}-\d{2}-\d{2}-\d{4}-\d{2}-\d{2}\.csv",
+                        download.suggested_filename)
+    text = Path(await download.path()).read_bytes().decode("utf-8")
+    assert text.startswith("\ufeff")
+    lines = list(csv.reader(io.StringIO(text[1:])))
+    head, total = lines[0], dict(zip(lines[0], lines[-1], strict=True))
+    assert head[2] == "Xã" and total["Tiếp nhận trong kỳ"] == "4"
+    assert total["Tiếp nhận trực tuyến"] == "1" and total["Đã giải quyết"] == "2"
+
+    await page.get_by_role("link", name="Quản lý nút").click()
+    await page.locator("#e-commune").fill("02251")
+    await page.locator("#e-name").fill("Xã Yên Hoa")
+    await page.get_by_role("button", name="Tạo mã đăng ký").click()
+    await expect(page.locator("#enroll-token")).to_have_text(re.compile(r"^enr_"))
+    await t.shot("hub-nodes")
+    t.assert_clean()
