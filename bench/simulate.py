@@ -16,7 +16,8 @@ The run prints a trace hash: sha256 over every operation and its outcome and the
 Time, dossier ids and faults all come from the seed, so the same seed prints the same hash; a run
 that breaks an invariant exits 1 and names the seed.
 
-    python bench/simulate.py --seed S [--communes 20] [--days 7] [--quick] [--keep DIR] [--trace FILE]
+    python bench/simulate.py --seed S [--runs N] [--communes 20] [--days 7] [--quick]
+                             [--keep DIR] [--trace FILE] [--known-bugs]
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ MINUTE_MS = 60_000
 TICK_MS = 10 * MINUTE_MS
 OFFICE = ((7 * 60 + 30, 11 * 60 + 30), (13 * 60 + 30, 17 * 60))  # minutes of the day, VN time
 SATURDAY = ((7 * 60 + 30, 11 * 60 + 30),)
-PUSH_MS = 20 * MINUTE_MS  # local writes are pushed within this (in life: seconds; here: a batch)
-POLL_OFFICE_MS = 40 * MINUTE_MS
+PUSH_MS = 30 * MINUTE_MS  # local writes are pushed within this (in life: seconds; here: a batch)
+POLL_OFFICE_MS = 60 * MINUTE_MS
 POLL_NIGHT_MS = 3 * HOUR_MS
 FIRST_COMMUNES = ("02245", "02227")  # Côn Lôn and a neighbour, as in the tests
 FAMILY = ("Nguyễn", "Hoàng", "Lý", "Đặng", "Nông", "Triệu", "Ma", "Hà", "Bàn", "Lục")
@@ -245,7 +246,7 @@ class Simulation:
             self.open.setdefault(edge.commune, []).append(dossier)
             self.count("created")
         work = self.open.get(edge.commune, [])
-        for _ in range(poisson(rng, 1.0)):
+        for _ in range(poisson(rng, 0.8)):
             if not work:
                 break
             dossier = work[rng.randrange(min(len(work), 40))]  # mostly the older ones
@@ -394,37 +395,51 @@ def run(cfg: SimConfig, keep: Path | None = None) -> SimResult:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run, print the summary and the trace hash; 1 if an invariant broke."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--communes", type=int, default=20)
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--intake", type=int, default=30, help="dossiers per commune per day")
-    parser.add_argument("--quick", action="store_true", help="3 communes, 1 day (CI)")
-    parser.add_argument("--keep", type=Path, help="keep the databases in this directory")
-    parser.add_argument("--trace", type=Path, help="write the operation trace to this file")
-    parser.add_argument("--known-bugs", action="store_true",
-                        help="also schedule faults that hit reported, unfixed bugs of the core")
-    args = parser.parse_args(argv)
-    if args.communes < 1 or args.days < 1:
-        parser.error("--communes and --days must be at least 1")
-    communes, days = (3, 1) if args.quick else (args.communes, args.days)
-    cfg = SimConfig(args.seed, communes, days, args.intake, args.known_bugs)
-    result = run(cfg, args.keep)
+def report(result: SimResult, cfg: SimConfig, trace_file: Path | None) -> bool:
+    """Print one run's summary and trace hash (and what broke, if anything); True if it held."""
     trace = result.stats.pop("trace", [])
     tb = result.stats.pop("traceback", "")
-    if args.trace:
-        args.trace.write_text("\n".join(trace) + "\n", encoding="utf-8")
+    if trace_file is not None:
+        trace_file.write_text("\n".join(trace) + "\n", encoding="utf-8")
     summary = " ".join(f"{k}={v}" for k, v in sorted(result.stats.items()))
-    print(f"seed={cfg.seed} communes={communes} days={days} {summary}")
+    print(f"seed={cfg.seed} communes={cfg.communes} days={cfg.days} {summary}")
     if not result.ok:
         print(tb, file=sys.stderr)
         print("last steps:\n  " + "\n  ".join(trace[-15:]), file=sys.stderr)
         print(f"FAILED seed={cfg.seed}: {result.failure}", file=sys.stderr)
-        print(f"trace {result.trace_hash}")
+    print(f"trace {result.trace_hash}", flush=True)
+    return result.ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run, print the summary and the trace hash; 1 if an invariant broke."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=1, help="run seeds SEED … SEED+RUNS-1")
+    parser.add_argument("--communes", type=int, default=20)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--intake", type=int, default=30, help="dossiers per commune per day")
+    parser.add_argument("--quick", action="store_true", help="3 communes, 1 day (CI)")
+    parser.add_argument("--keep", type=Path, help="keep the databases in this (new) directory")
+    parser.add_argument("--trace", type=Path, help="write the operation trace to this file")
+    parser.add_argument("--known-bugs", action="store_true",
+                        help="also schedule faults that hit reported, unfixed bugs of the core")
+    args = parser.parse_args(argv)
+    if args.communes < 1 or args.days < 1 or args.runs < 1:
+        parser.error("--communes, --days and --runs must be at least 1")
+    if args.keep is not None and (args.runs > 1 or (args.keep.exists() and any(args.keep.iterdir()))):
+        parser.error("--keep needs a new or empty directory and a single run")
+    if args.trace is not None and args.runs > 1:
+        parser.error("--trace needs a single run")
+    communes, days = (3, 1) if args.quick else (args.communes, args.days)
+    failed = []
+    for seed in range(args.seed, args.seed + args.runs):
+        cfg = SimConfig(seed, communes, days, args.intake, args.known_bugs)
+        if not report(run(cfg, args.keep), cfg, args.trace):
+            failed.append(seed)
+    if failed:
+        print(f"FAILED seeds: {' '.join(map(str, failed))}", file=sys.stderr)
         return 1
-    print(f"trace {result.trace_hash}")
     return 0
 
 

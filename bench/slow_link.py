@@ -30,12 +30,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "bench"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(ROOT) not in sys.path:  # run as `python bench/…` from anywhere
+    sys.path.insert(0, str(ROOT))
 
-from sync_throughput import DossierFaker, machine, run_main  # noqa: E402
-
+from bench.sync_throughput import DossierFaker, machine, run_main  # noqa: E402
 from tests.faults.netns import Link, LinkUnavailable, unavailable  # noqa: E402
 from tests.faults.procs import Procs, intake_offline, netns_nodes  # noqa: E402
 
@@ -94,7 +92,7 @@ async def one(args: argparse.Namespace, loss: int, root: Path) -> dict[str, Any]
     with Link() as link:
         try:
             link.shape(args.rate_kbit)
-            hub_dir, edge_dir, hub = await netns_nodes(link, root, procs, auto_sync=False)
+            _, edge_dir, hub = await netns_nodes(link, root, procs, auto_sync=False)
             faker = DossierFaker(args.seed)
             bodies = [faker.birth() for _ in range(args.dossiers)]
             await intake_offline(edge_dir, bodies)

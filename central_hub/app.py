@@ -111,7 +111,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
             body = await read_body(request, DEFAULT_LIMITS.max_body)
             metrics.meter(node.node, len(body), time.monotonic() - read_from)
             outcome = await exchange.serve(store, node, body, config.max_want_bytes)
-            snapshot.invalidate()
+            snapshot.touch(node.node)
             monitor.kick()
             if outcome.error is not None:
                 raise outcome.error
@@ -191,7 +191,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         web.get("/v1/blobs/{sha}", blob_status),
         web.put("/v1/blobs/{sha}", blob_put),
         web.get("/v1/blobs/{sha}/data", blob_get),
-        *dossier_routes(store),
+        *dossier_routes(store, on_write=snapshot.invalidate),
         *account_routes(accounts),
         web.get("/api/nodes", nodes),
         web.get("/healthz", healthz),

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from central_hub import fleet
+from central_hub import fleet, history
 from central_hub.config import HubConfig
 from central_hub.fleet import Change
 from central_hub.store import HubStore
@@ -31,39 +31,56 @@ EVENT = "node_health_changed"
 
 
 class NodeSnapshot:
-    """Every node's item (`fleet.node_items`), computed at most once per `max_age_s` however
-    many operators, scrapers and checks ask: at 3,321 nodes one computation is most of a page's
-    cost. An exchange or an operator's change calls `invalidate`, so nobody waits `max_age_s`
-    to see it. Treat the items as read-only."""
+    """Every node's item (`fleet.node_items`), computed in full at most once per `max_age_s`
+    however many operators, scrapers and checks ask: at 3,321 nodes that computation is most of
+    a page's cost. A node that just exchanged is `touch`ed and recomputed alone by the next
+    reader, so nobody waits to see a sync; `invalidate` (enrollment, revocation) forces a full
+    recomputation. Treat the items as read-only."""
 
     def __init__(self, store: HubStore, config: HubConfig,
-                 links: Callable[[], dict[str, float]] = dict, max_age_s: float = 1.0) -> None:
+                 links: Callable[[], dict[str, float]] = dict, max_age_s: float = 2.0) -> None:
         self.store, self.rules, self.links = store, config.rules(), links
         self.max_age_s = max_age_s
         self._items: list[dict[str, Any]] = []
         self._at = -1e9
         self._lock = asyncio.Lock()
         self._generation = 0
+        self._dirty: set[str] = set()
+        self._roll: tuple[int, ...] = ()
 
     def invalidate(self) -> None:
-        """Something changed: the next reader computes afresh."""
+        """Something changed for many nodes: the next reader computes afresh."""
         self._generation += 1
         self._at = -1e9
 
+    def touch(self, node: str) -> None:
+        """This node changed: the next reader recomputes it."""
+        self._dirty.add(node)
+
     async def items(self, max_age_s: float | None = None) -> list[dict[str, Any]]:
-        """The items, no older than `max_age_s` (default: the snapshot's)."""
+        """The items, no older than `max_age_s` (default: the snapshot's), touched nodes
+        recomputed."""
         limit = self.max_age_s if max_age_s is None else max_age_s
         loop = asyncio.get_running_loop()
-        if loop.time() - self._at <= limit:
+        roll = await fleet.roll_call(self.store)  # enrolled or revoked here or by the CLI
+        if loop.time() - self._at <= limit and not self._dirty and roll == self._roll:
             return self._items
         async with self._lock:  # concurrent readers share one computation
-            if loop.time() - self._at <= limit:
-                return self._items
-            generation, started = self._generation, loop.time()
-            items = await fleet.node_items(self.store, self.rules, self.links())
-            self._items = items
-            self._at = started if generation == self._generation else -1e9
-            return items
+            if loop.time() - self._at > limit or roll != self._roll:
+                self._roll = roll
+                generation, started = self._generation, loop.time()
+                self._dirty = set()
+                self._items = await fleet.node_items(self.store, self.rules, self.links())
+                self._at = started if generation == self._generation else -1e9
+            elif self._dirty:
+                dirty, self._dirty = self._dirty, set()
+                fresh = {}
+                for node in dirty:
+                    for item in await fleet.node_items(self.store, self.rules, self.links(),
+                                                       node):
+                        fresh[item["node"]] = item
+                self._items = [fresh.get(i["node"], i) for i in self._items]
+            return self._items
 
 
 class Monitor:
@@ -164,7 +181,7 @@ class Monitor:
     async def prune(self) -> dict[str, int]:
         """Downsample the history now."""
         c = self.config
-        return await fleet.downsample(self.store, self.store.now_ms(),
+        return await history.downsample(self.store, self.store.now_ms(),
                                       raw_hours=c.history_raw_hours,
                                       hourly_days=c.history_hourly_days, days=c.history_days)
 

@@ -6,7 +6,8 @@ For a period [start, end) (Vietnamese days; `to` is the last day counted):
 - resolved (the first move to `resolved` in the period): early if on a day before the due day, late
   if after the due time, otherwise on time;
 - in progress at the end of the period (or now, if that is sooner): received and not closed, not yet
-  due or overdue (past the due time, which a supplement pause has already pushed back);
+  due or overdue (past the due time, which a supplement pause has already pushed back; a dossier
+  awaiting a supplement then is paused, so not overdue, as `protocol.calendar.is_overdue` says);
 - withdrawn, returned: moves to those statuses in the period;
 - % on time = (early + on time) / resolved; % online = online / received (carried over excluded).
 Pure: the facts come from `central_hub.fleet.stats_facts`.
@@ -24,6 +25,7 @@ from typing import Any
 
 from central_hub.fleet import CLOSED, Facts
 from protocol.calendar import VN_TZ, local, to_ms
+from protocol.lifecycle import CLOCK_PAUSED
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ def _count(row: dict[str, int], f: Facts, start: int, end: int, at: int) -> None
         if moved is not None and start <= moved < end:
             row[status] += 1
     if f.received_at < at and (closed is None or closed >= at):
-        if f.due_at is not None and f.due_at < at:
+        if f.due_at is not None and f.due_at < at and f.status_at(at) not in CLOCK_PAUSED:
             row["in_progress_overdue"] += 1
         else:
             row["in_progress_not_due"] += 1

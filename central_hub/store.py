@@ -1,4 +1,5 @@
-"""The hub's store: the union of all communes' logs, positions in the hub log, nodes and enrollment.
+"""The hub's store: the union of all communes' logs, positions in the hub log, and nodes (their
+enrollment, credentials, certificates and security alerts are in `central_hub/trust_store.py`).
 
 Ingest from an edge happens in one transaction: the events that continue the node's hash chain
 contiguously are checked for scope, appended (or quarantined with a reason), folded, and the chain
@@ -9,20 +10,20 @@ or tampering) is refused whole.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from central_hub.trust_store import TOKEN_TTL_MS as TOKEN_TTL_MS
 from central_hub.trust_store import TRUST_SCHEMA, TrustStore
+from central_hub.trust_store import Enrollment as Enrollment
+from central_hub.trust_store import Node as Node
+from central_hub.trust_store import check_commune as check_commune
 from protocol import HUB_ORIGIN, codec
-from protocol.errors import AuthError, NotFound, RemoteProtocolError, ValidationError
+from protocol.errors import RemoteProtocolError, ValidationError
 from protocol.events import Event
 from protocol.messages import Rejection
 from protocol.refdata import DEFAULT_REFDATA
@@ -88,46 +89,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (origin, seq)
 );
 """
-TOKEN_TTL_MS = 72 * 3600 * 1000
 MAX_FORWARD_MS = 5 * 60 * 1000
-COMMUNE_RE_LEN = (5, 5)
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """An enrolled edge node, as authenticated from its credential."""
-
-    node: str
-    commune: str
-
-
-@dataclass(frozen=True, slots=True)
-class Enrollment:
-    """What a node receives when it enrolls."""
-
-    node: str
-    commune: str
-    commune_name: str
-    agency: str
-    credential: str
-    certificate: str = ""  # PEM, when enrolled with a certificate request
-
-
-def _sha(text: str) -> bytes:
-    return hashlib.sha256(text.encode()).digest()
-
-
-def _token_hash(token: str) -> bytes:
-    """The stored hash of an enrollment token: of its secret, without the CA fingerprint."""
-    return _sha(token.partition(".")[0])
-
-
-def check_commune(code: str) -> str:
-    """A GSO commune code: five digits."""
-    if not (isinstance(code, str) and code.isdigit() and len(code) == 5):
-        raise ValidationError("commune code must be 5 digits (GSO code, e.g. 02245)",
-                              field="commune")
-    return code
 
 
 class _ChainAlert(RemoteProtocolError):
@@ -207,101 +169,6 @@ class HubStore(DossierStore, TrustStore):
                 if held.get(kind, 0) < version:
                     out[kind] = {"version": version, "data": data}
         return out
-
-    # -- enrollment and credentials -------------------------------------------------------------
-
-    async def create_enroll_token(self, commune: str, name: str | None,
-                                  ca_fingerprint: str | None = None) -> str:
-        """A one-time enrollment token bound to one commune (192 random bits, stored hashed,
-        72 h). With `ca_fingerprint`, the token ends with `.` and its first 32 hex digits, so
-        the node can pin the CA on first contact."""
-        check_commune(commune)
-        token = "enr_" + secrets.token_urlsafe(24)  # never starts with "-": safe as an argument
-        pin = f".{ca_fingerprint[:32]}" if ca_fingerprint else ""
-        now = self.now_ms()
-        async with self.lock, transaction(self.conn):
-            await self.conn.execute(
-                "INSERT INTO communes(code, name) VALUES (?,?) ON CONFLICT(code) DO UPDATE SET "
-                "name=CASE WHEN ? IS NULL THEN name ELSE excluded.name END",
-                (commune, name or f"Xã {commune}", name))
-            await self.conn.execute("INSERT INTO enroll_tokens VALUES (?,?,?,?,NULL,NULL)",
-                                    (_token_hash(token), commune, now, now + TOKEN_TTL_MS))
-        return token + pin
-
-    async def enroll(self, token: str) -> Enrollment:
-        """Exchange a one-time token for a node identity and a bearer credential (plain-HTTP
-        development hubs)."""
-        return await self._enroll(token, None)
-
-    async def enroll_certificate(self, token: str,
-                                 issue: Callable[[str], tuple[str, str, int]]) -> Enrollment:
-        """Exchange a one-time token for a node identity and a certificate: `issue(node)` signs
-        the node's request and returns (PEM, serial, not-after ms). No bearer credential is
-        handed out (the stored one is random and never leaves the hub)."""
-        return await self._enroll(token, issue)
-
-    async def _enroll(self, token: str,
-                      issue: Callable[[str], tuple[str, str, int]] | None) -> Enrollment:
-        now = self.now_ms()
-        async with self.lock, transaction(self.conn):
-            async with self.conn.execute(
-                "SELECT commune, expires_at, used_at FROM enroll_tokens WHERE token_hash=?",
-                (_token_hash(token),)) as cur:
-                row = await cur.fetchone()
-            if row is None or row[2] is not None or row[1] < now:
-                raise AuthError("enrollment token is unknown, used or expired")
-            commune = row[0]
-            async with self.conn.execute(
-                "SELECT count(*) FROM nodes WHERE commune=?", (commune,)) as cur:
-                count_row = await cur.fetchone()
-            node = f"{commune}.{(count_row[0] if count_row else 0) + 1:02d}"
-            credential = secrets.token_urlsafe(32)
-            await self.conn.execute(
-                "INSERT INTO nodes(node, commune, credential_hash, enrolled_at) VALUES (?,?,?,?)",
-                (node, commune, _sha(credential), now))
-            await self.conn.execute(
-                "UPDATE enroll_tokens SET used_at=?, node=? WHERE token_hash=?",
-                (now, node, _token_hash(token)))
-            certificate = ""
-            if issue is not None:
-                certificate, serial, not_after = issue(node)
-                await self.add_certificate(node, serial, not_after)
-                credential = ""
-            async with self.conn.execute("SELECT name FROM communes WHERE code=?",
-                                         (commune,)) as cur:
-                name_row = await cur.fetchone()
-        return Enrollment(node, commune, name_row[0] if name_row else commune, node, credential,
-                          certificate)
-
-    async def authenticate(self, credential: str) -> Node:
-        """The node a credential belongs to; AuthError if unknown or revoked."""
-        async with self.reader.execute(
-            "SELECT node, commune FROM nodes WHERE credential_hash=? AND revoked_at IS NULL",
-            (_sha(credential),)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            raise AuthError("unknown or revoked node credential")
-        return Node(row[0], row[1])
-
-    async def revoke(self, node: str) -> None:
-        """Revoke a node's credential and certificates; its next request is refused."""
-        async with self.lock, transaction(self.conn):
-            cur = await self.conn.execute(
-                "UPDATE nodes SET revoked_at=coalesce(revoked_at, ?) WHERE node=?",
-                (self.now_ms(), node))
-            if cur.rowcount == 0:
-                raise NotFound(f"no node {node}")
-            await self.revoke_certificates(node)
-
-    async def node(self, node: str) -> Node:
-        """An enrolled, unrevoked node by id; AuthError otherwise."""
-        async with self.reader.execute(
-                "SELECT node, commune FROM nodes WHERE node=? AND revoked_at IS NULL",
-                (node,)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            raise AuthError("unknown or revoked node")
-        return Node(row[0], row[1])
 
     # -- the sync exchange ----------------------------------------------------------------------
 

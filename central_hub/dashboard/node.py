@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import fleet
+from central_hub import fleet, history
 from central_hub.dashboard import charts
 from central_hub.dashboard.common import Hub, duration, hub_of, size
 from central_hub.fleet import DAY_MS, HOUR_MS
@@ -50,13 +50,13 @@ def _window(hub: Hub, raw: str | None) -> str:
     return raw
 
 
-async def history(hub: Hub, node: str, window: str) -> tuple[int, int, int, list[dict[str, Any]]]:
+async def window_series(hub: Hub, node: str, window: str) -> tuple[int, int, int, list[dict[str, Any]]]:
     """(start, end, bucket, buckets) of a node's history for a window ending now."""
     length, bucket = WINDOWS[window]
     now = hub.store.now_ms()
     end = fleet.local_day_start(now) + DAY_MS if bucket >= DAY_MS else (now // bucket + 1) * bucket
     start = end - length
-    return start, end, bucket, await fleet.series(hub.store, node, start, end, bucket)
+    return start, end, bucket, await history.series(hub.store, node, start, end, bucket)
 
 
 def build_charts(t: Messages, start: int, end: int, bucket: int,
@@ -90,16 +90,16 @@ async def node_page(request: web.Request) -> web.Response:
     node = request.match_info["node"]
     item = await _item(hub, node)
     window = _window(hub, request.query.get("window"))
-    start, end, bucket, buckets = await history(hub, node, window)
+    start, end, bucket, buckets = await window_series(hub, node, window)
     t = hub.renderer.t(request)
     now = hub.store.now_ms()
-    day = await fleet.node_window(hub.store, node, now - DAY_MS)
+    day = await history.node_window(hub.store, node, now - DAY_MS)
     states = await fleet.health_states(hub.store)
     state = states.get(node)
     return await hub.renderer.page(
         request, "node.html", item=item, window=window, windows=windows(hub),
         charts=build_charts(t, start, end, bucket, buckets), day=day,
-        sessions=await fleet.recent_sessions(hub.store, node, 20),
+        sessions=await history.recent_sessions(hub.store, node, 20),
         changes=await fleet.alert_log(hub.store, 10, node=node), state=state,
         not_ok_since=(state.not_ok_since if state else None),
         backlog_s=duration(t, item["oldest_pending_age_s"]) if item["pending_events"] else "")
@@ -111,10 +111,10 @@ async def history_json(request: web.Request) -> web.Response:
     node = request.match_info["node"]
     await _item(hub, node)
     window = _window(hub, request.query.get("window"))
-    start, end, bucket, buckets = await history(hub, node, window)
+    start, end, bucket, buckets = await window_series(hub, node, window)
     return json_response({"node": node, "window": window, "start": start, "end": end,
                           "bucket_ms": bucket, "buckets": buckets,
-                          "last_24h": await fleet.node_window(hub.store, node,
+                          "last_24h": await history.node_window(hub.store, node,
                                                               hub.store.now_ms() - DAY_MS)})
 
 

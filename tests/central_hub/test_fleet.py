@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from central_hub import config as hub_config
-from central_hub import fleet
+from central_hub import fleet, history
 from central_hub.config import HubConfig
 from central_hub.fleet import DAY_MS, HOUR_MS
 from central_hub.health import HealthRules, evaluate
@@ -93,18 +93,18 @@ async def test_history_is_downsampled_to_hours_then_days_and_charts_keep_the_sum
     for i, age in enumerate(ages_h):
         await _session(store, node, int(now - age * HOUR_MS), ok=i % 3 != 0, pending=i)
     await store.conn.commit()
-    total = await fleet.series(store, node, now - 500 * DAY_MS, now + HOUR_MS, 7 * DAY_MS)
-    done = await fleet.downsample(store, now, raw_hours=48, hourly_days=30, days=365)
+    total = await history.series(store, node, now - 500 * DAY_MS, now + HOUR_MS, 7 * DAY_MS)
+    done = await history.downsample(store, now, raw_hours=48, hourly_days=30, days=365)
     assert done == {"sessions": 8, "hours": 3, "days": 1}  # 400 days old: dropped
     async with store.reader.execute("SELECT span, count(*) FROM node_history GROUP BY span") as c:
         spans = dict(await c.fetchall())
     assert spans == {3600: 4, 86400: 1}  # 50.5 h and 51 h share an hour; 40 d and 40 d 1 h a day
-    after = await fleet.series(store, node, now - 500 * DAY_MS, now + HOUR_MS, 7 * DAY_MS)
+    after = await history.series(store, node, now - 500 * DAY_MS, now + HOUR_MS, 7 * DAY_MS)
     kept = [b for b in total if b["t"] >= now - 365 * DAY_MS]
     for key in ("ok", "failed", "bytes_in", "bytes_out"):
         assert sum(b[key] for b in after) == sum(b[key] for b in kept), key
     assert max(b["pending"] or 0 for b in after) == max(b["pending"] or 0 for b in kept)
-    assert await fleet.downsample(store, now, raw_hours=48, hourly_days=30, days=365) == \
+    assert await history.downsample(store, now, raw_hours=48, hourly_days=30, days=365) == \
         {"sessions": 0, "hours": 0, "days": 0}
 
 

@@ -17,6 +17,8 @@ next working day). Due dates are at 17:00.
   B2 C online   Wed 11 10:00, due Wed 11 · resolved Thu 12 (late)
   B3 M counter  Mon 09 09:00, due Thu 12 · supplement Tue 10 → back Thu 12 (2 working days
                 paused: due Mon 16) · resolved Mon 16 10:00 (on time; late without the pause)
+  B4 M counter  Mon 23 09:00, due Thu 26 · supplement Tue 24, still awaited on 31 Mar: paused,
+                so in progress and not overdue
 """
 
 from __future__ import annotations
@@ -75,11 +77,14 @@ PLAN: list[tuple[int, str, str, str, Any]] = sorted([
     (at(3, 12, 9), "B", "B3", "move", "processing"),
     (at(3, 12, 9, 30), "B", "B2", "move", "resolved"),
     (at(3, 16, 10), "B", "B3", "move", "resolved"),
+    (at(3, 23, 9), "B", "B4", "create", (M, "counter")),
+    (at(3, 23, 10), "B", "B4", "move", "processing"),
+    (at(3, 24, 9), "B", "B4", "move", "supplement_requested"),
 ], key=lambda step: step[0])
 
 DUE = {"A1": at(3, 5, 17), "A2": at(3, 6, 17), "A3": at(3, 9, 17), "A4": at(3, 3, 17),
        "A5": at(4, 2, 17), "A6": at(3, 19, 17), "A7": at(3, 3, 17), "B1": at(3, 10, 17),
-       "B2": at(3, 11, 17), "B3": at(3, 16, 17)}
+       "B2": at(3, 11, 17), "B3": at(3, 16, 17), "B4": at(3, 26, 17)}
 
 
 def row(**counts: Any) -> dict[str, Any]:
@@ -98,13 +103,14 @@ EXPECTED = {
     ("02227", C): row(received_online=1, received_counter=1, received_total=2,
                       resolved_on_time=1, resolved_late=1, resolved_total=2, pct_on_time=50.0,
                       pct_online=50.0),
-    ("02227", M): row(received_counter=1, received_total=1, resolved_on_time=1,
-                      resolved_total=1, pct_on_time=100.0, pct_online=0.0),
+    ("02227", M): row(received_counter=2, received_total=2, resolved_on_time=1,
+                      resolved_total=1, in_progress_not_due=1, pct_on_time=100.0,
+                      pct_online=0.0),
 }
-TOTAL = row(received_online=3, received_counter=5, received_post=1, carried_over=1,
-            received_total=9, resolved_early=2, resolved_on_time=3, resolved_late=2,
-            resolved_total=7, in_progress_not_due=1, in_progress_overdue=1, withdrawn=1,
-            returned=1, pct_on_time=71.4, pct_online=33.3)
+TOTAL = row(received_online=3, received_counter=6, received_post=1, carried_over=1,
+            received_total=10, resolved_early=2, resolved_on_time=3, resolved_late=2,
+            resolved_total=7, in_progress_not_due=2, in_progress_overdue=1, withdrawn=1,
+            returned=1, pct_on_time=71.4, pct_online=30.0)
 
 
 async def play(edges: dict[str, EdgeHandle]) -> dict[str, dict[str, Any]]:
@@ -183,7 +189,7 @@ async def test_statistics_match_the_hand_computed_fixture(net: Net) -> None:
         table = list(csv.reader(io.StringIO(text[1:])))
         assert table[0][:3] == ["Kỳ", "Mã xã", "Xã"]
         last = dict(zip(table[0], table[-1], strict=True))
-        assert last["Tiếp nhận trong kỳ"] == "9" and last["% đúng hạn"] == "71.4"
+        assert last["Tiếp nhận trong kỳ"] == "10" and last["% đúng hạn"] == "71.4"
         assert len(table) == 1 + len(EXPECTED) + 1
     finally:
         await op.close()

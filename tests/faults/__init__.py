@@ -1,0 +1,1 @@
+"""Fault tests: real links, real processes, kill -9, one checker (see checker.py)."""

@@ -72,9 +72,11 @@ class Proc:
     async def wait(self, timeout_s: float) -> int | None:
         """Wait for it to end; its exit code, or None if still running after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
-        while self.alive() and time.monotonic() < deadline:
+        while True:
+            code = self.popen.poll()
+            if code is not None or time.monotonic() >= deadline:
+                return code
             await asyncio.sleep(0.05)
-        return self.popen.poll()
 
     async def stop(self, timeout_s: float = 15.0) -> int:
         """SIGTERM (a clean shutdown), SIGKILL if it lingers; the exit code."""

@@ -155,6 +155,7 @@ class Campaign:
         worker = asyncio.create_task(self.work())
         try:
             for _ in range(RUNS):
+                before = self.clerk.tally.ok
                 proc = serve_hub(self.procs, hub_dir, hub_port, log, crash=self.crash())
                 if await ready(url, proc):
                     await proc.wait(MAX_RUN_S)
@@ -164,7 +165,7 @@ class Campaign:
                     proc.kill()
                     self.out.killed_by_us += 1
                 await proc.wait(10)
-                self.out.runs_with_intake += 1
+                self.out.runs_with_intake += self.clerk.tally.ok > before
         finally:
             await stop(worker)
         self.out.crash_lines = log.read_text(errors="replace").count("crash point")

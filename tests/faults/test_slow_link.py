@@ -1,5 +1,5 @@
-"""A scan over a 256 kbit/s link between two network namespaces, cut three times mid-upload,
-arrives intact having moved at most 1.1× its size.
+"""Over a 256 kbit/s link between two network namespaces: a scan, cut three times mid-upload, arrives
+intact having moved at most 1.1× its size; dossiers over a lossy line cut mid-sync all arrive once.
 
 The hub serves inside the hub namespace, `edge-node serve` runs inside the edge namespace; the
 dossier and its scan were taken in offline before the edge starts. The link is cut (`ip link set
@@ -18,12 +18,14 @@ import asyncio
 import hashlib
 import os
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from bench.sync_throughput import DossierFaker
 from tests.faults.checker import Acked, Replica, check, converge
 from tests.faults.netns import Link
 from tests.faults.procs import Procs, intake_offline, netns_nodes, serve_edge
@@ -98,5 +100,42 @@ async def test_scan_over_a_slow_link_cut_three_times(link: Link, tmp_path: Path)
               f"{took:.0f} s, edge sent {moved.up_bytes:,} B ({ratio:.3f}× the scan), hub sent "
               f"{moved.down_bytes:,} B; {moved.up_packets} packets up, {moved.down_packets} down")
         assert ratio <= MAX_RATIO, f"moved {ratio:.3f}× the scan's size"
+    finally:
+        await procs.stop_all()
+
+
+async def test_dossiers_over_a_lossy_line_cut_mid_sync(link: Link, tmp_path: Path) -> None:
+    """600 dossiers, 5 % of the packets lost each way, the link cut for 3 s once the hub holds
+    the first of them: one `edge-node sync` delivers every one exactly once."""
+    link.shape(RATE_KBIT)
+    procs = Procs()
+    try:
+        hub_dir, edge_dir, hub = await netns_nodes(link, tmp_path, procs, auto_sync=False,
+                                                   batch_bytes=16 * 1024)
+        faker, acked = DossierFaker(9), Acked()
+        bodies = [faker.birth() for _ in range(600)]
+        for body in bodies:
+            body["applicant"]["citizen_id"] = unique_citizen_id()
+        for view in await intake_offline(edge_dir, bodies):
+            acked.dossier(view)
+        link.loss(5)
+
+        def hub_holds() -> bool:
+            conn = sqlite3.connect(hub_dir / "hub.db", timeout=10)
+            try:
+                return bool(conn.execute("SELECT count(*) FROM origins").fetchone()[0])
+            finally:
+                conn.close()
+
+        sync = procs.start("edge sync", ["edge_node", "sync", "--data", str(edge_dir)],
+                           tmp_path / "edge.log", prefix=link.prefix(link.edge_ns))
+        await until(hub_holds, 60, "the hub holding the first batch")
+        link.cut()
+        await asyncio.sleep(3)
+        link.heal()
+        assert await sync.wait(120) == 0, sync.tail()
+        assert link.dropped() > 0
+        assert check(Replica.hub(hub_dir), [Replica.edge(edge_dir)], acked) == []
+        await hub.stop()
     finally:
         await procs.stop_all()

@@ -132,7 +132,7 @@ class Clerk(Worker):
         return None
 
     def _mine(self) -> str | None:
-        mine = [d for d, c in self.acked.dossiers.items()]
+        mine = list(self.acked.dossiers)
         return self.rng.choice(mine) if mine else None
 
     async def edit(self) -> bool:
@@ -152,9 +152,13 @@ class Clerk(Worker):
         dossier_id = self._mine()
         if dossier_id is None:
             return False
+        return await self.upload(dossier_id, scan(size, self.rng))
+
+    async def upload(self, dossier_id: str, data: bytes) -> bool:
+        """Attach these bytes to a dossier, as the desk's upload form does."""
         form = aiohttp.FormData()
         form.add_field("label", "Giấy chứng sinh")
-        form.add_field("file", io.BytesIO(scan(size, self.rng)), filename="giay-chung-sinh.png",
+        form.add_field("file", io.BytesIO(data), filename="giay-chung-sinh.png",
                        content_type="image/png")
         status, _ = await self.call("POST", f"/api/dossiers/{dossier_id}/attachments", data=form)
         return self._count(status, 201)

@@ -1,14 +1,16 @@
 """Stateful fault test: Hypothesis drives a hub and three edge nodes through writes, syncs and faults.
 
 Rules are what staff, operators and the network do (create, fresh or stale edits, transitions,
-resolves, comments, hub writes, syncs with dropped, duplicated and delayed messages, partitions,
-power cuts at the edge and the hub, clock skews, time passing). After every step the cheap
-invariants of `tests.sim.world.World.check_step` hold; at the end the world is healed and synced
-to quiescence and every replica must agree (`World.check_converged`).
+resolves, comments, hub writes, a new holiday calendar, a create racing the background sync,
+syncs with dropped, duplicated and delayed messages, partitions, power cuts at the edge's and the
+hub's crash points, clock skews, time passing). After every step the invariants of
+`tests.sim.world.World.check_step` hold; at the end the world is healed and synced to quiescence
+and every replica must agree (`World.check_converged`).
 
 The stores are async, the state machine is not: each test case runs its own event loop and
 drives it with `run_until_complete`. STATEFUL_EXAMPLES (default 500) and STATEFUL_STEPS (default
-20) size the run; `make soak` runs more.
+20) size the run; `make soak` runs more. Bugs the machine found are kept below as plain
+regression scenarios.
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ from tests.sim.world import (
 )
 
 EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "500"))
+STEPS = int(os.environ.get("STATEFUL_STEPS", "20"))
 # rules that hit bugs of the core that are reported and not fixed yet (SIM_KNOWN_BUGS=1 runs them)
 KNOWN_BUGS = os.environ.get("SIM_KNOWN_BUGS") == "1"
-STEPS = int(os.environ.get("STATEFUL_STEPS", "20"))
 TMP = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # RAM: fsync costs nothing
 
 T = TypeVar("T")

@@ -27,14 +27,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import random
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 from typing import Any
 from unittest import mock
 
@@ -98,11 +100,22 @@ class SimClock:
         return self.ms / 1000
 
 
+class _Shim:
+    """A module with some functions replaced; everything else is the real module's."""
+
+    def __init__(self, real: ModuleType, **replaced: Any) -> None:
+        self._real = real
+        self.__dict__.update(replaced)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
 @contextmanager
 def deterministic(clock: SimClock, rand: random.Random) -> Iterator[None]:
     """Route the stores' clocks and the edge's uuid randomness through the simulation."""
-    shim_time = SimpleNamespace(time=clock.time, monotonic=clock.monotonic)
-    shim_os = SimpleNamespace(urandom=rand.randbytes)
+    shim_time = _Shim(time, time=clock.time, monotonic=clock.monotonic)
+    shim_os = _Shim(os, urandom=rand.randbytes)
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(service.dossier_store, "time", shim_time))
         stack.enter_context(mock.patch.object(edge_node.sync, "time", shim_time))
@@ -151,7 +164,7 @@ class World:
     def __init__(self, root: Path, clock: SimClock, rng: random.Random) -> None:
         self.root = root
         self.clock = clock
-        self.rng = rng  # link faults (when odds are set) and nothing else
+        self.rng = rng  # which nodes get small batches, and link faults when odds are set
         self.hub_replica = Replica(HUB, "*", "district", None)
         self.edges: list[Edge] = []
         self.dossiers: dict[str, str] = {}  # id -> commune, in creation order
