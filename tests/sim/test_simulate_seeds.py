@@ -29,13 +29,11 @@ def _load() -> ModuleType:
 simulate = _load()
 
 SEEDS = (1, 2, 3)
-ROLLED_BACK_WRITE_SENT = pytest.mark.xfail(strict=True, reason=(
-    "core bug, reported: a create whose transaction rolls back (disk full) while the sync loop "
-    "runs has already been sent to the hub; see test_stateful's regression test"))
-# (seed, communes, days, known_bugs): runs that once broke an invariant. An entry stays after
-# its bug is fixed (drop its xfail mark then).
+# (seed, communes, days, known_bugs): runs that once broke an invariant, kept after the fix.
+# Seed 4: a create whose transaction rolled back (disk full) while the sync loop ran had already
+# been sent to the hub (fixed: pending batches are read through the committed-only reader).
 REGRESSIONS = (
-    pytest.param(4, 3, 2, True, marks=ROLLED_BACK_WRITE_SENT, id="4-disk-full-while-syncing"),
+    pytest.param(4, 3, 2, True, id="4-disk-full-while-syncing"),
 )
 
 
