@@ -17,10 +17,10 @@ import aiosqlite
 from protocol import codec
 from protocol.calendar import local
 from protocol.commands import create_draft, validate_create
+from protocol.errors import RemoteProtocolError
 from protocol.events import Event, uuid7
 from protocol.hlc import wall_ms
 from protocol.merge import DossierState
-from protocol.errors import RemoteProtocolError
 from protocol.messages import SyncResponse
 from protocol.refdata import check_refdata
 from protocol.views import dossier_view

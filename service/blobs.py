@@ -48,7 +48,8 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        (root / "partial").mkdir(parents=True, exist_ok=True)
+        (root / "partial").mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.chmod(0o700)  # scans of identity papers: owner only
 
     def path(self, sha: str) -> Path:
         """Where a verified blob lives."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,14 @@ log = logging.getLogger(__name__)
 
 
 async def connect(path: Path, *, synchronous: str = "FULL") -> aiosqlite.Connection:
-    """Open `path` in WAL mode with the given durability; the caller owns closing it."""
+    """Open `path` in WAL mode with the given durability; the caller owns closing it. A new
+    database file is created readable by its owner only (it holds citizens' personal data); SQLite
+    gives its -wal and -shm files the same mode."""
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise StoreError(f"cannot create database {path}: {exc}") from exc
     try:
         conn = await aiosqlite.connect(path, isolation_level=None)
         await conn.execute("PRAGMA journal_mode=WAL")
