@@ -10,6 +10,7 @@ or tampering) is refused whole.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -174,7 +175,12 @@ class HubStore(DossierStore, TrustStore):
 
     async def ingest_from(self, node: Node, events: list[Event]) -> tuple[int, list[Rejection]]:
         """Durably apply a node's batch; return (contiguous ack, rejections). Commits first.
-        A forged origin or a broken hash chain applies nothing and records a security alert."""
+        A forged origin or a broken hash chain applies nothing and records a security alert.
+        Shielded: a request cancelled half-way still finishes (or rolls back) its transaction."""
+        return await asyncio.shield(self._ingest_from(node, events))
+
+    async def _ingest_from(self, node: Node, events: list[Event]
+                           ) -> tuple[int, list[Rejection]]:
         try:
             return await self._ingest_from(node, events)
         except _ChainAlert as exc:

@@ -7,7 +7,7 @@ import logging
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from edge_node.blobsync import BlobMover
+from edge_node.blobsync import BlobMover, BlobStats
 from edge_node.sync import SyncClient
 from protocol.errors import SyncError, TransportError
 
@@ -41,6 +41,18 @@ class SyncLoop:
             except asyncio.CancelledError:
                 pass
 
+    async def _move_blobs(self) -> BlobStats:
+        """Move blobs; a refused blob (e.g. one that failed its hash) is logged and retried next
+        cycle, without holding up the events."""
+        try:
+            return await self.mover.run(self._events_waiting)
+        except TransportError:
+            raise
+        except SyncError as exc:
+            log.warning("blob transfer refused: %s", exc.message)
+            self.client.last_error = f"attachment: {exc.message}"
+            return BlobStats()
+
     async def _events_waiting(self) -> bool:
         pending, _ = await self.client.store.pending_stats()
         return pending > 0 or self.kicked.is_set()
@@ -66,7 +78,7 @@ class SyncLoop:
                 async for attempt in retrying:
                     with attempt:
                         await self.client.session_once()
-                        moved = await self.mover.run(self._events_waiting)
+                        moved = await self._move_blobs()
                 self.sessions += 1
                 if moved.yielded or await self._events_waiting():
                     continue  # events came in while blobs moved: they go first

@@ -48,6 +48,7 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._locks: dict[str, asyncio.Lock] = {}
         (root / "partial").mkdir(parents=True, exist_ok=True, mode=0o700)
         root.chmod(0o700)  # scans of identity papers: owner only
 
@@ -99,7 +100,13 @@ class BlobStore:
         check_sha(sha)
         if not 0 < size <= MAX_BLOB:
             raise ValidationError(f"blob size must be 1–{MAX_BLOB} bytes", field="size")
-        return await asyncio.to_thread(self._append, sha, offset, chunk, size)
+        lock = self._locks.setdefault(sha, asyncio.Lock())
+        try:
+            async with lock:  # two PCs uploading the same scan: one append at a time per blob
+                return await asyncio.to_thread(self._append, sha, offset, chunk, size)
+        finally:
+            if not lock.locked() and self._locks.get(sha) is lock:
+                del self._locks[sha]
 
     def _append(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
         if self.path(sha).is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -38,24 +39,37 @@ async def connect(path: Path, *, synchronous: str = "FULL") -> aiosqlite.Connect
 
 @asynccontextmanager
 async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
-    """BEGIN IMMEDIATE … COMMIT; roll back on any error so nothing is half-applied."""
+    """BEGIN IMMEDIATE … COMMIT; roll back on any error so nothing is half-applied.
+
+    Cancellation-safe: aiosqlite runs each statement in its own thread, so a statement whose
+    awaiting task is cancelled still runs; the rollback is queued behind it and shielded."""
     try:
         await conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
         raise StoreError(f"cannot start a transaction: {exc}") from exc
+    except asyncio.CancelledError:
+        await asyncio.shield(_rollback(conn))
+        raise
     try:
         yield conn
     except sqlite3.Error as exc:
-        await conn.rollback()
+        await asyncio.shield(_rollback(conn))
         raise StoreError(f"database error, nothing applied: {exc}") from exc
     except BaseException:
-        await conn.rollback()
+        await asyncio.shield(_rollback(conn))
         raise
     try:
         await conn.commit()
     except sqlite3.Error as exc:
         await conn.rollback()
         raise StoreError(f"commit failed: {exc}") from exc
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    try:
+        await conn.rollback()
+    except sqlite3.Error:  # nothing to roll back
+        pass
 
 
 async def integrity_ok(conn: aiosqlite.Connection) -> bool:
