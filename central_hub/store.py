@@ -177,10 +177,10 @@ class HubStore(DossierStore, TrustStore):
         """Durably apply a node's batch; return (contiguous ack, rejections). Commits first.
         A forged origin or a broken hash chain applies nothing and records a security alert.
         Shielded: a request cancelled half-way still finishes (or rolls back) its transaction."""
-        return await asyncio.shield(self._ingest_from(node, events))
+        return await asyncio.shield(self._ingest_alerting(node, events))
 
-    async def _ingest_from(self, node: Node, events: list[Event]
-                           ) -> tuple[int, list[Rejection]]:
+    async def _ingest_alerting(self, node: Node, events: list[Event]
+                               ) -> tuple[int, list[Rejection]]:
         try:
             return await self._ingest_from(node, events)
         except _ChainAlert as exc:
