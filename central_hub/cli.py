@@ -27,7 +27,7 @@ from protocol.refdata import (
     import_procedures,
 )
 from service import pki
-from service.cli import EXIT_OK, Parser, read_password
+from service.cli import EXIT_OK, Parser, add_account
 from service.cli import run as run_cli
 from service.dossier_store import wall_clock_ms
 
@@ -160,12 +160,7 @@ async def cmd_enroll(args: Any) -> int:
 
 async def cmd_operator_add(args: Any) -> int:
     hub_config.load(args.data)
-    password = read_password()
-    accounts = await open_accounts(args.data)
-    try:
-        await accounts.add_user(args.username, password, args.role)
-    finally:
-        await accounts.conn.close()
+    await add_account(lambda: open_accounts(args.data), args.username, args.role)
     print(f"operator {args.username} saved")
     return EXIT_OK
 

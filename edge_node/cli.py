@@ -19,7 +19,7 @@ from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
 from protocol.calendar import iso
 from service import pki
-from service.cli import EXIT_ERROR, EXIT_OK, Parser, read_password
+from service.cli import EXIT_ERROR, EXIT_OK, Parser, add_account
 from service.cli import run as run_cli
 
 log = logging.getLogger(__name__)
@@ -128,12 +128,7 @@ async def cmd_status(args: Any) -> int:
 
 async def cmd_user_add(args: Any) -> int:
     edge_config.load(args.data)
-    password = read_password()
-    accounts = await open_accounts(args.data)
-    try:
-        await accounts.add_user(args.username, password, args.role)
-    finally:
-        await accounts.conn.close()
+    await add_account(lambda: open_accounts(args.data), args.username, args.role)
     print(f"user {args.username} ({args.role}) saved")
     return EXIT_OK
 

@@ -8,10 +8,11 @@ import getpass
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
 from protocol.errors import SyncError, TransportError, ValidationError
+from service.accounts import Accounts
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +91,14 @@ def run(prog: str, parser: Parser, handlers: Mapping[str, Callable[[Any], Any]],
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+async def add_account(open_accounts: Callable[[], Awaitable[Accounts]], username: str,
+                      role: str) -> None:
+    """Add (or reset) an account with a password read from the terminal or standard input."""
+    password = read_password()
+    accounts = await open_accounts()
+    try:
+        await accounts.add_user(username, password, role)
+    finally:
+        await accounts.conn.close()
