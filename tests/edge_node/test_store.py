@@ -14,7 +14,7 @@ import pytest
 from edge_node.store import EdgeStore
 from protocol import HUB_ORIGIN, codec, hlc
 from protocol.calendar import local
-from protocol.errors import StoreError
+from protocol.errors import RemoteProtocolError, StoreError
 from protocol.events import Event
 from protocol.messages import Rejection, SyncResponse
 from service.dossier_store import wall_clock_ms
@@ -166,8 +166,13 @@ async def test_apply_response_commits_ack_events_and_cursor_together(store: Edge
     older = SyncResponse(ack=0, events=[], cursor=3, more=False, hub_time_ms=now)
     await apply(store, older)
     assert await store.ack() == 1 and await store.cursor() == 7
+    # a hub that acknowledges more than this node ever wrote is a fork alarm (an old backup of
+    # this database, or a hub that kept an event this node rolled back): refused, nothing applied
     beyond = SyncResponse(ack=99, events=[], cursor=8, more=False, hub_time_ms=now)
-    await apply(store, beyond)
+    with pytest.raises(RemoteProtocolError, match="restored from an old backup"):
+        await apply(store, beyond)
+    assert await store.ack() == 1 and await store.cursor() == 7
+    await apply(store, SyncResponse(ack=2, events=[], cursor=8, more=False, hub_time_ms=now))
     assert await store.ack() == 2 and await store.cursor() == 8
     # own events echoed back are not applied twice
     own = (await own_events(store))[0][0]
