@@ -327,12 +327,15 @@ class HubStore(DossierStore, TrustStore):
                  stats.get("pending_events"), stats.get("oldest_pending_age_s"),
                  stats.get("clock_offset_ms"), duration_ms))
             await self.conn.execute(
+                # a refused exchange carries no trustworthy report: keep the node's last one
                 "UPDATE nodes SET last_seen_at=?, last_success_at=CASE WHEN ? THEN ? ELSE "
-                "last_success_at END, app_version=?, protocol=?, stats=?, last_error=?, "
+                "last_success_at END, app_version=CASE WHEN ? THEN ? ELSE app_version END, "
+                "protocol=CASE WHEN ? THEN ? ELSE protocol END, "
+                "stats=CASE WHEN ? THEN ? ELSE stats END, last_error=?, "
                 "sessions_ok=sessions_ok+?, sessions_failed=sessions_failed+?, "
                 "bytes_in=bytes_in+?, bytes_out=bytes_out+? WHERE node=?",
-                (now, ok, now, app, protocol, json.dumps(stats), error, int(ok), int(not ok),
-                 bytes_in, bytes_out, node.node))
+                (now, ok, now, ok, app, ok, protocol, ok, json.dumps(stats), error, int(ok),
+                 int(not ok), bytes_in, bytes_out, node.node))
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Every node with what it last reported."""

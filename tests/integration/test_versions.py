@@ -50,3 +50,18 @@ async def test_older_edge_is_told_to_upgrade(net: Net, monkeypatch: pytest.Monke
     monkeypatch.setattr(protocol.messages, "MIN_PROTOCOL", 2)
     monkeypatch.setattr(protocol.messages, "PROTOCOL_VERSION", 2)
     await _refused_then_upgraded(net, monkeypatch, "upgrade the edge")
+
+
+async def test_a_refused_exchange_keeps_the_nodes_last_report(net: Net) -> None:
+    edge = await net.add_edge("02245")
+    await edge.api.post("/api/dossiers", birth())
+    await edge.sync()
+    [before] = await net.hub.store.nodes()
+    assert before["stats"]["dossiers"] == 1 and before["app_version"]
+    with pytest.raises(Exception, match="hub refused"):
+        await edge.client.request("POST", "/v1/sync", b"not a sync body")
+    [after] = await net.hub.store.nodes()
+    assert after["last_error"] and after["sessions_failed"] == before["sessions_failed"] + 1
+    # … but the node's last real report is kept, not wiped by the refused one
+    assert after["stats"] == before["stats"]
+    assert (after["app_version"], after["protocol"]) == (before["app_version"], before["protocol"])
