@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,25 @@ PASSWORD = "correct-horse-1"
 # included, so API tests need not care about roles; the role checks are tested in tests/ui.
 DESK_ROLE = "leader"
 DEAD_URL = "http://127.0.0.1:9"  # discard port: nothing listens, connections are refused
+
+
+CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass
+class Page:
+    """What an HTML request answered (for tests that drive the web UIs without a browser)."""
+
+    status: int
+    text: str
+    url: str
+    headers: Any
+
+    @property
+    def csrf(self) -> str:
+        match = CSRF_RE.search(self.text)
+        assert match, "no CSRF field on the page"
+        return match.group(1)
 
 
 @dataclass

@@ -4,7 +4,6 @@ JavaScript), and a hub started with chosen hub.toml settings."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,24 +15,7 @@ from central_hub.app import build_app, open_accounts
 from central_hub.config import HubConfig
 from central_hub.store import HubStore
 from tests.harness import PASSWORD, Api, HubHandle, Net
-
-CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-@dataclass
-class Answer:
-    """What a request answered."""
-
-    status: int
-    text: str
-    url: str
-    headers: Any
-
-    @property
-    def csrf(self) -> str:
-        match = CSRF_RE.search(self.text)
-        assert match, "no CSRF field on the page"
-        return match.group(1)
+from tests.harness import Page as Answer
 
 
 @dataclass

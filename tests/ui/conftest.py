@@ -3,7 +3,6 @@ cookie-keeping HTTP client that logs in through the login form like a browser wo
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,12 +11,11 @@ import aiohttp
 import pytest
 
 from edge_node.app import open_accounts
-from tests.harness import PASSWORD, EdgeHandle, Net
+from tests.harness import PASSWORD, EdgeHandle, Net, Page
 
 COMMUNE = "02245"
 COMMUNE_NAME = "Xã Côn Lôn"
 STAFF = {"clerk1": "clerk", "leader1": "leader", "admin1": "admin"}
-CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 async def add_staff(edge: EdgeHandle) -> None:
@@ -29,21 +27,6 @@ async def add_staff(edge: EdgeHandle) -> None:
     finally:
         await accounts.conn.close()
 
-
-@dataclass
-class Page:
-    """What a request answered."""
-
-    status: int
-    text: str
-    url: str
-    headers: Any
-
-    @property
-    def csrf(self) -> str:
-        match = CSRF_RE.search(self.text)
-        assert match, "no CSRF field on the page"
-        return match.group(1)
 
 
 @dataclass
