@@ -26,6 +26,7 @@ from protocol.errors import NotFound, SyncError, ValidationError
 from protocol.messages import encode_error
 from service.accounts import Accounts
 from service.blobs import MAX_BLOB, check_sha
+from service.db import PgConnection, is_pg_url
 from service.sqlite import connect
 from service.web import (
     account_routes,
@@ -48,11 +49,22 @@ METRICS = web.AppKey("metrics", HubMetrics)
 MONITOR = web.AppKey("monitor", Monitor)
 
 
-async def open_accounts(data_dir: Path) -> Accounts:
-    """Operator accounts live in the hub database, on their own connection."""
-    accounts = Accounts(await connect(data_dir / "hub.db"), ROLES)
+async def open_accounts(data_dir: Path, db: str = "sqlite") -> Accounts:
+    """Operator accounts live in the hub database, on their own connection (PostgreSQL: a
+    small pool; each statement commits on its own, as with SQLite here)."""
+    if is_pg_url(db):
+        writer, reader = await PgConnection.open(db, pool_size=2)
+        await writer.release()
+        accounts = Accounts(reader, ROLES)  # type: ignore[arg-type]
+    else:
+        accounts = Accounts(await connect(data_dir / "hub.db"), ROLES)
     await accounts.setup()
     return accounts
+
+
+async def open_store(data_dir: Path, config: HubConfig) -> HubStore:
+    """The hub's store, where its config says (SQLite in the data dir, or PostgreSQL)."""
+    return await HubStore.open(data_dir / "hub.db", config.db)
 
 
 async def node_items(store: HubStore, rules: HealthRules = DEFAULT_RULES,
@@ -218,5 +230,5 @@ async def make_app(data_dir: Path, config: HubConfig,
     """Open the hub's store and accounts from its data dir and build the app."""
     if config.log_format == "json":
         logs.use_json()
-    store = await HubStore.open(data_dir / "hub.db")
-    return build_app(store, await open_accounts(data_dir), config, authority)
+    store = await open_store(data_dir, config)
+    return build_app(store, await open_accounts(data_dir, config.db), config, authority)

@@ -9,6 +9,7 @@ from pathlib import Path
 from central_hub.health import HealthRules
 from protocol.errors import ValidationError
 from service import config as cfg
+from service.db import is_pg_url
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,10 @@ class HubConfig:
 
     def validate(self) -> None:
         """Raise ValidationError naming the first bad field."""
-        if self.db != "sqlite":
+        if self.db != "sqlite" and not is_pg_url(self.db):
             raise ValidationError(
-                "db: only the embedded SQLite store is available in this version "
-                "(PostgreSQL is planned)", field="db")
+                "db must be sqlite (the embedded store in the data dir) or a postgresql:// URL",
+                field="db")
         if not 0 < self.port < 65536:
             raise ValidationError("port must be 1–65535", field="port")
         if self.log_format not in LOG_FORMATS:

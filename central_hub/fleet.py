@@ -14,6 +14,7 @@ from central_hub.health import DEFAULT_RULES, HealthRules, Reason, backlog_age_s
 from central_hub.store import HubStore
 from protocol import codec
 from protocol.calendar import iso
+from service.db import index_hint
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -109,12 +110,14 @@ async def node_rows(store: HubStore, node: str | None = None) -> list[dict[str, 
         "n.last_success_at, n.app_version, n.protocol, n.stats, n.last_error, n.sessions_ok, "
         "n.sessions_failed, n.bytes_in, n.bytes_out, n.clock_ahead_events, "
         "coalesce(q.n, 0), coalesce(k.n, 0), "
-        "(SELECT CASE WHEN s.ok THEN s.events_in ELSE 0 END FROM node_sessions s "
-        " WHERE s.node=n.node ORDER BY s.at DESC LIMIT 1) "
+        # the stats are those of the last exchange that succeeded (a refused one keeps them)
+        "(SELECT s.events_in FROM node_sessions s "
+        " WHERE s.node=n.node AND s.ok<>0 ORDER BY s.at DESC LIMIT 1) "
         "FROM nodes n LEFT JOIN communes c ON c.code=n.commune "
         "LEFT JOIN (SELECT origin, count(*) n FROM quarantine GROUP BY origin) q "
         "  ON q.origin=n.node "
-        "LEFT JOIN (SELECT commune, count(*) n FROM dossiers INDEXED BY dossiers_conflicts "
+        f"LEFT JOIN (SELECT commune, count(*) n FROM dossiers "
+        f"{index_hint(store.reader, 'dossiers_conflicts')} "
         "  WHERE conflicts>0 GROUP BY commune) k ON k.commune=n.commune "
         f"{where} ORDER BY n.node", args) as cur:
         rows = await cur.fetchall()
@@ -230,10 +233,12 @@ async def record_changes(store: HubStore, changes: list[Change]) -> list[int]:
                 "health=excluded.health, since=excluded.since, "
                 "not_ok_since=excluded.not_ok_since, reasons=excluded.reasons",
                 (c.node, c.health, c.at, c.not_ok_since, reasons))
-            cur = await store.conn.execute(
-                "INSERT INTO alert_log(node, at, previous, health, reasons) VALUES (?,?,?,?,?)",
-                (c.node, c.at, c.previous, c.health, reasons))
-            ids.append(int(cur.lastrowid or 0))
+            async with store.conn.execute(
+                    "INSERT INTO alert_log(node, at, previous, health, reasons) "
+                    "VALUES (?,?,?,?,?) RETURNING id",
+                    (c.node, c.at, c.previous, c.health, reasons)) as cur:
+                row = await cur.fetchone()
+            ids.append(int(row[0]) if row else 0)
     return ids
 
 

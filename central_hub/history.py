@@ -15,6 +15,7 @@ from typing import Any
 from central_hub.fleet import DAY_MS, HOUR_MS, LOCAL_OFFSET_MS, error_kind, local_day_start
 from central_hub.store import HubStore
 from protocol.calendar import iso
+from service.db import greatest
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -22,24 +23,24 @@ log = logging.getLogger(__name__)
 SLICE_MS = 6 * HOUR_MS
 
 _FOLD = """
-INSERT INTO node_history(node, span, at, sessions_ok, sessions_failed, bytes_in, bytes_out,
+INSERT INTO node_history AS h(node, span, at, sessions_ok, sessions_failed, bytes_in, bytes_out,
     events_in, events_out, pending_max, oldest_pending_max, clock_offset_max, duration_ms_sum,
     duration_ms_max)
-SELECT node, ?, ((at + {off}) / {b}) * {b} - {off}, {cols}
+SELECT node, CAST(? AS BIGINT), ((at + {off}) / {b}) * {b} - {off}, {cols}
 FROM {table} WHERE {where} AND at >= ? AND at < ? GROUP BY node, 3
 ON CONFLICT(node, span, at) DO UPDATE SET
-    sessions_ok = sessions_ok + excluded.sessions_ok,
-    sessions_failed = sessions_failed + excluded.sessions_failed,
-    bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out,
-    events_in = events_in + excluded.events_in, events_out = events_out + excluded.events_out,
-    pending_max = max(coalesce(pending_max, excluded.pending_max),
-                      coalesce(excluded.pending_max, pending_max)),
-    oldest_pending_max = max(coalesce(oldest_pending_max, excluded.oldest_pending_max),
-                             coalesce(excluded.oldest_pending_max, oldest_pending_max)),
-    clock_offset_max = max(coalesce(clock_offset_max, excluded.clock_offset_max),
-                           coalesce(excluded.clock_offset_max, clock_offset_max)),
-    duration_ms_sum = duration_ms_sum + excluded.duration_ms_sum,
-    duration_ms_max = max(duration_ms_max, excluded.duration_ms_max)
+    sessions_ok = h.sessions_ok + excluded.sessions_ok,
+    sessions_failed = h.sessions_failed + excluded.sessions_failed,
+    bytes_in = h.bytes_in + excluded.bytes_in, bytes_out = h.bytes_out + excluded.bytes_out,
+    events_in = h.events_in + excluded.events_in, events_out = h.events_out + excluded.events_out,
+    pending_max = {max}(coalesce(h.pending_max, excluded.pending_max),
+                        coalesce(excluded.pending_max, h.pending_max)),
+    oldest_pending_max = {max}(coalesce(h.oldest_pending_max, excluded.oldest_pending_max),
+                               coalesce(excluded.oldest_pending_max, h.oldest_pending_max)),
+    clock_offset_max = {max}(coalesce(h.clock_offset_max, excluded.clock_offset_max),
+                             coalesce(excluded.clock_offset_max, h.clock_offset_max)),
+    duration_ms_sum = h.duration_ms_sum + excluded.duration_ms_sum,
+    duration_ms_max = {max}(h.duration_ms_max, excluded.duration_ms_max)
 """
 _RAW_COLS = ("sum(ok), sum(1 - ok), sum(bytes_in), sum(bytes_out), sum(events_in), "
              "sum(events_out), max(pending_events), max(oldest_pending_age_s), "
@@ -64,7 +65,7 @@ async def downsample(store: HubStore, now_ms: int, *, raw_hours: int = 48,
     hour_cut = local_day_start(now_ms - hourly_days * DAY_MS)
     day_cut = local_day_start(now_ms - days * DAY_MS)
     steps = (
-        ("sessions", "SELECT min(at) FROM node_sessions", "node_sessions", "1", (), raw_cut,
+        ("sessions", "SELECT min(at) FROM node_sessions", "node_sessions", "1=1", (), raw_cut,
          HOUR_MS, 0, _RAW_COLS, 3600),
         ("hours", "SELECT min(at) FROM node_history WHERE span=3600", "node_history",
          "span=3600", (), hour_cut, DAY_MS, LOCAL_OFFSET_MS, _HIST_COLS, 86400),
@@ -77,7 +78,8 @@ async def downsample(store: HubStore, now_ms: int, *, raw_hours: int = 48,
             async with store.lock, transaction(store.conn):
                 if keep_folded:
                     await store.conn.execute(
-                        _FOLD.format(off=off, b=bucket, cols=cols, table=table, where=where),
+                        _FOLD.format(off=off, b=bucket, cols=cols, table=table, where=where,
+                                     max=greatest(store.conn)),
                         (span, start, end))
                 cur = await store.conn.execute(
                     f"DELETE FROM {table} WHERE {where} AND at >= ? AND at < ?", (start, end))

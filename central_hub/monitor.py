@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,7 @@ from central_hub.fleet import Change
 from central_hub.store import HubStore
 from protocol import APP_VERSION
 from protocol.calendar import iso
+from service.db import is_postgres, lock_key
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +86,47 @@ class NodeSnapshot:
             return self._items
 
 
+class Leadership:
+    """Which of the hub processes sharing a database runs the monitor (one, so an alert is
+    raised and sent once). PostgreSQL: a session advisory lock on the store's writer
+    connection; SQLite: an flock on `monitor.lock` next to the database. Both are released by
+    the kernel or the server when the process dies, and a standing-by process takes over."""
+
+    def __init__(self, store: HubStore) -> None:
+        self.store = store
+        self._fd: int | None = None
+        self.held = False
+
+    async def try_acquire(self) -> bool:
+        if self.held:
+            return True
+        conn: Any = self.store.conn
+        if is_postgres(conn):
+            self.held = bool(await conn.fetchval(
+                "SELECT pg_try_advisory_lock(?)", (lock_key("monitor"),)))
+            return self.held
+        fd = os.open(self.store.path.with_name("monitor.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd, self.held = fd, True
+        return True
+
+    def release(self) -> None:
+        """Let another process lead (PostgreSQL: the lock goes with the connection)."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file releases the flock
+            self._fd = None
+        self.held = False
+
+
 class Monitor:
     """Health watch, alerts with their webhook, and history downsampling for one hub."""
 
     retry_base_s = 0.5  # webhook backoff: 0.5 s, 1 s, 2 s
+    standby_s = 5.0  # how often a standing-by process tries to take the monitor over
 
     def __init__(self, store: HubStore, config: HubConfig, snapshot: NodeSnapshot) -> None:
         self.store = store
@@ -100,13 +140,30 @@ class Monitor:
         self.sent = 0
         self.failed = 0
         self.on_change: list[Callable[[Change], None]] = []
+        self.leadership = Leadership(store)
 
     async def start(self) -> None:
-        """Create the tables and start the background tasks."""
+        """Create the tables and start the background tasks — in one process per database:
+        with several hub processes (`serve --workers`), the others wait to take over."""
         await fleet.setup(self.store)
-        self.tasks = [asyncio.create_task(self._watch(), name="health-watch"),
-                      asyncio.create_task(self._prune(), name="history-prune"),
-                      asyncio.create_task(self._send(), name="alert-webhook")]
+        if await self.leadership.try_acquire():
+            self._begin()
+        else:
+            log.info("another hub process runs the monitor; this one stands by")
+            self.tasks = [asyncio.create_task(self._stand_by(), name="monitor-standby")]
+
+    def _begin(self) -> None:
+        self.tasks += [asyncio.create_task(self._watch(), name="health-watch"),
+                       asyncio.create_task(self._prune(), name="history-prune"),
+                       asyncio.create_task(self._send(), name="alert-webhook")]
+
+    async def _stand_by(self) -> None:
+        while True:  # polling: the lock's holder is another process, nothing to wait on here
+            await asyncio.sleep(self.standby_s)
+            if await self.leadership.try_acquire():
+                break
+        log.info("this hub process now runs the monitor")
+        self._begin()
 
     async def stop(self) -> None:
         """Stop the tasks (undelivered webhooks are dropped: the alert log keeps them)."""
@@ -116,6 +173,7 @@ class Monitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks = []
+        self.leadership.release()
         if self.http is not None:
             await self.http.close()
 

@@ -11,6 +11,7 @@ or tampering) is refused whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -31,6 +32,7 @@ from protocol.refdata import DEFAULT_REFDATA
 from protocol.refdata import KINDS as REF_KINDS
 from service import crashpoints
 from service.blobs import BlobStore
+from service.db import PgConnection, advisory_lock, is_pg_url, is_postgres
 from service.dossier_store import DossierStore
 from service.sqlite import connect, transaction
 
@@ -106,13 +108,25 @@ class HubStore(DossierStore, TrustStore):
 
     def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         super().__init__(conn, reader, HUB_ORIGIN, None)
+        self.path = Path("hub.db")  # the SQLite file, or where blobs and locks live beside
 
     @classmethod
-    async def open(cls, path: Path) -> HubStore:
-        """Open (creating if needed) the hub database at `path`."""
-        conn = await connect(path, synchronous="FULL")
-        await conn.executescript(HUB_SCHEMA + TRUST_SCHEMA)
-        store = cls(conn, await connect(path))
+    async def open(cls, path: Path, db: str = "sqlite") -> HubStore:
+        """Open (creating if needed) the hub database: the SQLite file at `path`, or the
+        PostgreSQL database `db` (a postgresql:// URL). Blobs live next to `path` either way."""
+        conn: Any
+        reader: Any
+        if is_pg_url(db):
+            conn, reader = await PgConnection.open(db)
+        else:
+            conn, reader = await connect(path, synchronous="FULL"), None
+        try:
+            await conn.executescript(HUB_SCHEMA + TRUST_SCHEMA)
+            store = cls(conn, reader or await connect(path))
+        except BaseException:
+            await conn.close()
+            raise
+        store.path = path
         store.blobs = BlobStore(path.parent / "blobs")
         await store.setup()
         if not store.ref_versions:
@@ -133,7 +147,8 @@ class HubStore(DossierStore, TrustStore):
                 if commune:
                     rows.append((event.payload["sha256"], commune))
         if rows:
-            await self.conn.executemany("INSERT OR IGNORE INTO blob_refs VALUES (?,?)", rows)
+            await self.conn.executemany(
+                "INSERT INTO blob_refs VALUES (?,?) ON CONFLICT DO NOTHING", rows)
 
     async def blob_allowed(self, sha: str, commune: str) -> bool:
         """True iff an attachment of this commune's dossiers names the blob."""
@@ -192,6 +207,9 @@ class HubStore(DossierStore, TrustStore):
         now = self.now_ms()
         async with self.lock:
             async with transaction(self.conn):
+                # Hub processes sharing PostgreSQL: one ingest per commune at a time, so a
+                # batch delivered twice to two processes applies once (service.db).
+                await advisory_lock(self.conn, f"commune:{node.commune}")
                 async with self.conn.execute(
                     "SELECT last_seq, last_hash FROM origins WHERE origin=?", (node.node,)) as c:
                     row = await c.fetchone()
@@ -221,7 +239,7 @@ class HubStore(DossierStore, TrustStore):
                 for rej in rejections:
                     event = next(e for e in fresh if e.seq == rej.seq)
                     await self.conn.execute(
-                        "INSERT OR IGNORE INTO quarantine VALUES (?,?,?,?,?,?,?)",
+                        "INSERT INTO quarantine VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                         (node.node, event.seq, hashes[event.seq], codec.canonical(event),
                          rej.code, rej.reason, now))
                 scope = [r for r in rejections if r.code == "scope"]
@@ -297,9 +315,12 @@ class HubStore(DossierStore, TrustStore):
         them; return (events, new cursor, more)."""
         out: list[Event] = []
         size, new_cursor = 0, cursor
-        async with self.lock:
+        # PostgreSQL: committed rows through the pool, no wait on this process's writer.
+        conn, lock = ((self.reader, contextlib.nullcontext()) if is_postgres(self.conn)
+                      else (self.conn, self.lock))
+        async with lock:
             while True:
-                async with self.conn.execute(
+                async with conn.execute(
                     "SELECT pos, CASE WHEN origin=? THEN NULL ELSE body END FROM events "
                     "WHERE commune=? AND pos>? ORDER BY pos LIMIT 1000",
                     (node.node, node.commune, new_cursor)) as cur:

@@ -108,8 +108,8 @@ class TrustStore:
         async with self.lock, transaction(self.conn):
             await self.conn.execute(
                 "INSERT INTO communes(code, name) VALUES (?,?) ON CONFLICT(code) DO UPDATE SET "
-                "name=CASE WHEN ? IS NULL THEN name ELSE excluded.name END",
-                (commune, name or f"Xã {commune}", name))
+                "name=CASE WHEN ? THEN communes.name ELSE excluded.name END",
+                (commune, name or f"Xã {commune}", name is None))
             await self.conn.execute("INSERT INTO enroll_tokens VALUES (?,?,?,?,NULL,NULL)",
                                     (_token_hash(token), commune, now, now + TOKEN_TTL_MS))
         return token + pin
@@ -254,7 +254,7 @@ class TrustStore:
             await self.conn.execute(
                 "INSERT INTO security_events(at, kind, node, origin, seq, detail) "
                 "SELECT ?,?,?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM security_events WHERE "
-                "kind=? AND node IS ? AND at>?)",
+                "kind=? AND node IS NOT DISTINCT FROM ? AND at>?)",
                 (now, kind, node, origin, seq, detail[:500], kind, node, now - ALERT_EVERY_MS))
         log.warning("security alert %s node=%s origin=%s seq=%s: %s", kind, node, origin, seq,
                     detail[:200])

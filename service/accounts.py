@@ -127,7 +127,7 @@ class Accounts:
         if user is None or not verify_password(password, user[0]):
             await self.conn.execute(
                 "INSERT INTO login_failures VALUES (?,1,?) ON CONFLICT(username) DO UPDATE SET "
-                "count=count+1, last_at=excluded.last_at", (username, now))
+                "count=login_failures.count+1, last_at=excluded.last_at", (username, now))
             await self.conn.commit()
             raise AuthError("wrong username or password")
         token = secrets.token_urlsafe(32)

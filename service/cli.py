@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from protocol.errors import SyncError, TransportError, ValidationError
 from service.accounts import Accounts
+from service.db import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def run(prog: str, parser: Parser, handlers: Mapping[str, Callable[[Any], Any]],
     except SyncError as exc:
         print(f"{prog}: error: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, DatabaseError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

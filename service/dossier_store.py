@@ -40,6 +40,7 @@ from protocol.text import fold as fold_text
 from protocol.views import dossier_view
 from service import crashpoints
 from service.blobs import BlobStore
+from service.db import advisory_lock, index_hint, is_postgres
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,14 @@ CREATE INDEX IF NOT EXISTS dossiers_procedure ON dossiers(procedure, received_at
 CREATE INDEX IF NOT EXISTS dossiers_search ON dossiers(received_at DESC, id DESC, name_fold, code,
     citizen_id, status, procedure, commune, due_at, conflicts);
 """
+UPSERT_DOSSIER = (
+    "INSERT INTO dossiers(id, commune, code, procedure, status, name, name_fold, citizen_id, "
+    "received_at, due_at, conflicts, updated_hlc, state) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT(id) DO UPDATE SET commune=excluded.commune, code=excluded.code, "
+    "procedure=excluded.procedure, status=excluded.status, name=excluded.name, "
+    "name_fold=excluded.name_fold, citizen_id=excluded.citizen_id, "
+    "received_at=excluded.received_at, due_at=excluded.due_at, conflicts=excluded.conflicts, "
+    "updated_hlc=excluded.updated_hlc, state=excluded.state")
 MAX_PAGE = 10_000
 CITIZEN_ID_RE = re.compile(r"^\d{12}$")
 FULL_CODE_RE = re.compile(r"^\S+-\d{6}-\d{4,}$")
@@ -183,22 +192,26 @@ class DossierStore:
     async def setup(self) -> None:
         """Create tables and load this node's position in its own chain and its clock."""
         await self.conn.executescript(SCHEMA)
-        async with self.conn.execute(
-            "SELECT seq, hash FROM events WHERE origin=? ORDER BY seq DESC LIMIT 1", (self.origin,)
-        ) as cur:
-            row = await cur.fetchone()
-        if row:
-            self.own_seq, self.own_hash = int(row[0]), bytes(row[1])
+        self.own_seq, self.own_hash = await self._own_head()
         self.clock = Clock(int(await self.get_meta("hlc", 0)))
         async with self.conn.execute("SELECT kind, version, data FROM refdata") as cur:
             for kind, version, data in await cur.fetchall():
                 self.use_refdata(kind, int(version), codec.unpack(data))
         self.correction_ms = int(await self.get_meta("clock_correction_ms", 0))
 
+    async def _own_head(self) -> tuple[int, bytes]:
+        """This node's last (seq, hash) in its own chain, as the database holds it."""
+        async with self.conn.execute(
+            "SELECT seq, hash FROM events WHERE origin=? ORDER BY seq DESC LIMIT 1", (self.origin,)
+        ) as cur:
+            row = await cur.fetchone()
+        return (int(row[0]), bytes(row[1])) if row else (0, b"")
+
     async def close(self) -> None:
-        """Close both connections."""
-        await self.reader.close()
+        """Close both connections (the writer first: on PostgreSQL it returns the pool's
+        connection and closes the pool the reader borrows from)."""
         await self.conn.close()
+        await self.reader.close()
 
     def now_ms(self) -> int:
         """Corrected time. After an exchange in this process: the hub's time then plus the
@@ -250,7 +263,10 @@ class DossierStore:
         return default if row is None else row[0]
 
     async def set_meta(self, key: str, value: Any) -> None:
-        """Set a meta value (inside the caller's transaction, if any)."""
+        """Set a meta value (inside the caller's transaction, if any). PostgreSQL keeps text:
+        readers convert (`int(await get_meta(…))`), as they do for SQLite's loose column."""
+        if is_postgres(self.conn) and value is not None:
+            value = str(value)
         await self.conn.execute(
             "INSERT INTO meta(key, value) VALUES (?,?) ON CONFLICT(key) DO UPDATE SET "
             "value=excluded.value", (key, value))
@@ -322,11 +338,11 @@ class DossierStore:
             elif any(ch.isdigit() for ch in term):  # the beginning of a code (names have none)
                 where.append("code LIKE ? ESCAPE '\\'")
                 args.append(_like(term) + "%")
-                scan = "INDEXED BY dossiers_search"
+                scan = index_hint(self.reader, "dossiers_search")
             else:  # part of a name, with or without diacritics
                 where.append("name_fold LIKE ? ESCAPE '\\'")
                 args.append("%" + _like(fold_text(term)) + "%")
-                scan = "INDEXED BY dossiers_search"
+                scan = index_hint(self.reader, "dossiers_search")
         if after:
             try:
                 at, _, last_id = after.partition("~")
@@ -397,6 +413,16 @@ class DossierStore:
                      commune: str | None) -> DossierState:
         async with self.lock, transaction(self.conn):
             state = await self.load_state(dossier_id)
+            if is_postgres(self.conn):
+                # Several hub processes share the database: one writer per commune (its
+                # dossiers) and per chain at a time; locks are always taken commune → chain →
+                # log (service.db), and the state is read again under them.
+                where = (state.header or {}).get("commune") if state else commune
+                await advisory_lock(self.conn, f"commune:{where or ''}")
+                await advisory_lock(self.conn, f"chain:{self.origin}")
+                state = await self.load_state(dossier_id)
+            # Another process on this database may have extended this chain (hub workers).
+            self.own_seq, self.own_hash = await self._own_head()
             if state is not None and commune is not None and \
                     (state.header or {}).get("commune") != commune:
                 raise NotFound("no such dossier")
@@ -507,13 +533,14 @@ class DossierStore:
     async def _write_rows(self, event_rows: list[tuple[Any, ...]],
                           dossier_rows: list[tuple[Any, ...]]) -> None:
         try:
+            # PostgreSQL: positions come from a sequence, so two processes could commit them out
+            # of order and a reader past the larger one would skip the smaller. One appender at
+            # a time, holding the lock until commit, makes commit order position order.
+            await advisory_lock(self.conn, "log")
             await self.conn.executemany(
-                "INSERT OR IGNORE INTO events(origin, seq, hlc, dossier, commune, kind, hash, body)"
-                " VALUES (?,?,?,?,?,?,?,?)", event_rows)
-            await self.conn.executemany(
-                "INSERT OR REPLACE INTO dossiers(id, commune, code, procedure, status, name, "
-                "name_fold, citizen_id, received_at, due_at, conflicts, updated_hlc, state) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", dossier_rows)
+                "INSERT INTO events(origin, seq, hlc, dossier, commune, kind, hash, body)"
+                " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", event_rows)
+            await self.conn.executemany(UPSERT_DOSSIER, dossier_rows)
         except Exception as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
 
@@ -544,16 +571,23 @@ class DossierStore:
     async def rebuild(self) -> int:
         """Recompute every dossier row from the log; return how many dossiers."""
         async with self.lock, transaction(self.conn):
+            await advisory_lock(self.conn, "log")
             await self.conn.execute("DELETE FROM dossiers")
             states: dict[str, DossierState] = {}
-            async with self.conn.execute("SELECT body FROM events ORDER BY pos") as cur:
-                async for row in cur:
-                    event = codec.decode_stored(row[0])
+            last = 0
+            while True:  # in slices: a national log does not fit in one fetch
+                async with self.conn.execute(
+                        "SELECT pos, body FROM events WHERE pos>? ORDER BY pos LIMIT 5000",
+                        (last,)) as cur:
+                    rows = list(await cur.fetchall())
+                if not rows:
+                    break
+                last = rows[-1][0]
+                for _, body in rows:
+                    event = codec.decode_stored(body)
                     states[event.dossier] = apply(states.get(event.dossier), event)
-            await self.conn.executemany(
-                "INSERT INTO dossiers(id, commune, code, procedure, status, name, name_fold, "
-                "citizen_id, received_at, due_at, conflicts, updated_hlc, state) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [dossier_row(s) for s in states.values()])
+            await self.conn.executemany(UPSERT_DOSSIER,
+                                        [dossier_row(s) for s in states.values()])
         return len(states)
 
     async def dossier_rows(self) -> dict[str, tuple[Any, ...]]:

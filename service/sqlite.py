@@ -9,10 +9,12 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
 from protocol.errors import StoreError
+from service.db import DB_ERRORS, is_postgres
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +40,25 @@ async def connect(path: Path, *, synchronous: str = "FULL") -> aiosqlite.Connect
 
 
 @asynccontextmanager
-async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
-    """BEGIN IMMEDIATE … COMMIT; roll back on any error so nothing is half-applied.
+async def transaction(conn: Any) -> AsyncIterator[Any]:
+    """BEGIN IMMEDIATE … COMMIT (PostgreSQL: BEGIN … COMMIT, see service.db); roll back on
+    any error so nothing is half-applied.
 
     Cancellation-safe: aiosqlite runs each statement in its own thread, so a statement whose
     awaiting task is cancelled still runs; the rollback is queued behind it and shielded."""
     try:
-        await conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as exc:
+        if is_postgres(conn):
+            await conn.begin()
+        else:
+            await conn.execute("BEGIN IMMEDIATE")
+    except DB_ERRORS as exc:
         raise StoreError(f"cannot start a transaction: {exc}") from exc
     except asyncio.CancelledError:
         await asyncio.shield(_rollback(conn))
         raise
     try:
         yield conn
-    except sqlite3.Error as exc:
+    except DB_ERRORS as exc:
         await asyncio.shield(_rollback(conn))
         raise StoreError(f"database error, nothing applied: {exc}") from exc
     except BaseException:
@@ -60,15 +66,15 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
         raise
     try:
         await conn.commit()
-    except sqlite3.Error as exc:
-        await conn.rollback()
+    except DB_ERRORS as exc:
+        await asyncio.shield(_rollback(conn))
         raise StoreError(f"commit failed: {exc}") from exc
 
 
-async def _rollback(conn: aiosqlite.Connection) -> None:
+async def _rollback(conn: Any) -> None:
     try:
         await conn.rollback()
-    except sqlite3.Error:  # nothing to roll back
+    except DB_ERRORS:  # nothing to roll back
         pass
 
 

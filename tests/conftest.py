@@ -9,12 +9,36 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Net
+from tests.pg import create_db, drop_db
 
 
 @pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Net]:
+async def hub_db(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """Where the hub keeps its store: "sqlite" (the default) or, for the tests of the contract
+    suite (parametrized with `indirect=True`), a throwaway PostgreSQL database's URL."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        yield "sqlite"
+        return
+    url = await create_db()
+    try:
+        yield url
+    finally:
+        await drop_db(url)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The contract suite: every test marked `both_stores` that runs a hub (through `net` or
+    `hub_db`) runs once on SQLite and once on PostgreSQL."""
+    if metafunc.definition.get_closest_marker("both_stores") and \
+            "hub_db" in metafunc.fixturenames:
+        metafunc.parametrize("hub_db", ["sqlite", "postgres"], indirect=True)
+
+
+@pytest.fixture
+async def net(tmp_path: Path, hub_db: str) -> AsyncIterator[Net]:
     """A started hub; add edges with `await net.add_edge("02245")`."""
-    network = Net(tmp_path)
+    network = Net(tmp_path, db=hub_db)
     await network.start_hub()
     try:
         yield network

@@ -138,8 +138,9 @@ class EdgeHandle:
 class Net:
     """Starts a hub and edges, and tears everything down."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, db: str = "sqlite") -> None:
         self.root = root
+        self.db = db  # the hub's store: sqlite, or a postgresql:// URL
         self.http: aiohttp.ClientSession | None = None
         self.servers: list[TestServer] = []
         self.hub: HubHandle | None = None
@@ -153,10 +154,10 @@ class Net:
     async def start_hub(self) -> HubHandle:
         data = self.root / "hub"
         data.mkdir(parents=True)
-        config = HubConfig()
+        config = HubConfig(db=self.db)
         hub_config.save(data, config)
-        store = await HubStore.open(data / "hub.db")
-        accounts = await open_hub_accounts(data)
+        store = await HubStore.open(data / "hub.db", config.db)
+        accounts = await open_hub_accounts(data, config.db)
         await accounts.add_user("op", PASSWORD, "operator")
         server = TestServer(build_hub_app(store, accounts, config), host="127.0.0.1")
         await server.start_server()

@@ -59,11 +59,11 @@ async def start_hub(net: Net, **settings: Any) -> HubHandle:
     webhook, history…); the operator `op` logs in to its API."""
     data = net.root / "hub"
     data.mkdir(parents=True)
-    config = dataclasses.replace(HubConfig(), **settings)
+    config = dataclasses.replace(HubConfig(db=net.db), **settings)
     config.validate()
     hub_config.save(data, config)
-    store = await HubStore.open(data / "hub.db")
-    accounts = await open_accounts(data)
+    store = await HubStore.open(data / "hub.db", config.db)
+    accounts = await open_accounts(data, config.db)
     await accounts.add_user("op", PASSWORD, "operator")
     server = TestServer(build_app(store, accounts, config), host="127.0.0.1")
     await server.start_server()

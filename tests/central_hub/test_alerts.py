@@ -18,6 +18,8 @@ from central_hub.monitor import Monitor
 from tests.central_hub.operator import operator, start_hub
 from tests.harness import DEAD_URL, Net, birth
 
+pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
+
 TINY = {"health_warn_no_contact_s": 1, "health_crit_no_contact_s": 3, "health_check_s": 0.1}
 
 
@@ -58,9 +60,9 @@ async def until(check: Callable[[], bool], what: str, within: float = 15) -> Non
 
 
 @pytest.fixture
-async def bare(tmp_path: Any) -> AsyncIterator[Net]:
+async def bare(tmp_path: Any, hub_db: str) -> AsyncIterator[Net]:
     """A network whose hub each test starts with its own settings."""
-    network = Net(tmp_path)
+    network = Net(tmp_path, db=hub_db)
     try:
         yield network
     finally:

@@ -7,10 +7,14 @@ import os
 import time
 from typing import Any
 
+import pytest
+
 from protocol import PROTOCOL_VERSION, codec
 from protocol.events import uuid7, uuid_bytes
 from protocol.messages import decode_error
 from tests.harness import Net, birth
+
+pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
 
 NODE_KEYS = {"node", "commune", "last_seen_at", "last_success_at", "pending_events",
              "oldest_pending_age_s", "clock_offset_ms", "conflicts_open", "health"}

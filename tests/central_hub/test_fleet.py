@@ -21,6 +21,8 @@ from tests.central_hub.operator import Operator, operator
 from tests.harness import Net, birth
 from tests.ui.seed import make_conflict
 
+pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
+
 NOW = 1_790_000_000_000
 
 

@@ -8,10 +8,13 @@ import logging
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from central_hub.logs import JsonFormatter, use_json
 from tests.harness import Net, birth
+
+pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
 
 
 async def scrape(net: Net) -> dict[str, Any]:

@@ -28,10 +28,14 @@ import io
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from central_hub.stats import COUNTS
 from protocol.calendar import VN_TZ, iso, to_ms
 from tests.central_hub.operator import operator
 from tests.harness import EdgeHandle, Net
+
+pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
 
 M, C = "1.004873", "2.000815"
 FIELDS = {M: {"purpose": "Đăng ký kết hôn", "marital_status": "Chưa kết hôn"},

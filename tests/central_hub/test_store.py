@@ -17,9 +17,12 @@ from protocol.events import Event, uuid7
 A, B = "02245", "02227"
 
 
+pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
+
+
 @pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[HubStore]:
-    store = await HubStore.open(tmp_path / "hub.db")
+async def hub(tmp_path: Path, hub_db: str) -> AsyncIterator[HubStore]:
+    store = await HubStore.open(tmp_path / "hub.db", hub_db)
     try:
         yield store
     finally:

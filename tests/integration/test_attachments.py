@@ -16,6 +16,8 @@ from protocol.errors import ValidationError
 from service.blobs import BlobStore
 from tests.harness import EdgeHandle, Net, birth
 
+pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
+
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(300_000)
 PDF = b"%PDF-1.4\n" + os.urandom(200_000) + b"\n%%EOF\n"
 

@@ -12,6 +12,8 @@ from central_hub.cli import main as hub_main
 from protocol.calendar import VN_TZ, local
 from tests.harness import Net, birth
 
+pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
+
 
 def marital(name: str = "Vũ Thị Hoa") -> dict:  # type: ignore[type-arg]
     body = birth(name)

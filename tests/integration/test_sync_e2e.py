@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.harness import Net, birth
+
+pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
 
 
 async def test_offline_intake_reaches_hub_exactly_once(net: Net) -> None:
