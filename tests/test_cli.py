@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import DEAD_URL, PASSWORD
+from tests.served import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = {"edge-node": "edge_node", "central-hub": "central_hub"}
@@ -57,17 +56,11 @@ def assert_one_line_error(prog: str, result: subprocess.CompletedProcess[str]) -
     return lines[0]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Hub:
     data: Path
     url: str
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[bytes]
 
 
 @pytest.fixture(scope="module")
@@ -79,34 +72,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     result = run("central-hub", "operator", "add", "--data", data, "--username", "op",
                  stdin=PASSWORD + "\n")
     assert result.returncode == 0, result.stderr
-    port = free_port()
-    log = (data / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "central_hub", "serve", "--data", str(data), "--host",
-         "127.0.0.1", "--port", str(port), "--insecure-http"],  # HTTPS: tests/security
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            assert proc.poll() is None, (data / "serve.log").read_text()
-            assert time.monotonic() < deadline, "hub did not start"
-            time.sleep(0.1)
-        yield Hub(data, url, proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with serve(data) as served:
+        yield Hub(data, served.url, served.proc)
 
 
 def enroll_token(hub: Hub, commune: str = "02245") -> str:

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import socket
 import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -27,8 +25,8 @@ from protocol.messages import SyncRequest, encode_request
 from service.dossier_store import wall_clock_ms
 from tests.harness import birth
 from tests.security.tlsnet import TlsNet, applied_digest
+from tests.served import serve
 
-ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 SYNC_TYPE = "application/vnd.commune-sync+zstd"
 
@@ -49,12 +47,6 @@ class Served:
         raise AssertionError("no VmHWM")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cli(*args: str) -> str:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -67,36 +59,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data = tmp_path_factory.mktemp("limits") / "hub"
     _cli("init", "--data", str(data))
     token = _cli("enroll", "--data", str(data), "--commune", "02245")
-    port = _free_port()
-    log = (data / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "central_hub", "serve", "--data", str(data), "--port", str(port),
-         "--insecure-http"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        cwd=ROOT)
-    try:
+    with serve(data) as hub:
         async def enroll() -> tuple[str, str]:
-            deadline = time.monotonic() + 30
-            async with aiohttp.ClientSession() as http:
-                while True:
-                    try:
-                        async with http.post(f"http://127.0.0.1:{port}/v1/enroll",
-                                             json={"token": token}) as resp:
-                            body = await resp.json()
-                            return body["node"], body["credential"]
-                    except aiohttp.ClientConnectionError:
-                        assert proc.poll() is None, (data / "serve.log").read_text()
-                        assert time.monotonic() < deadline, "hub did not start"
-                        await asyncio.sleep(0.1)
+            async with aiohttp.ClientSession() as http, http.post(
+                    f"{hub.url}/v1/enroll", json={"token": token}) as resp:
+                body = await resp.json()
+                return body["node"], body["credential"]
         node, credential = asyncio.run(enroll())
-        yield Served(data, port, proc, node, credential)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        yield Served(data, hub.port, hub.proc, node, credential)
 
 
 async def _raw(port: int, head: bytes, body_chunks: Iterator[bytes]) -> tuple[int, float]:
