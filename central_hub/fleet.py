@@ -14,7 +14,6 @@ from central_hub.health import DEFAULT_RULES, HealthRules, Reason, backlog_age_s
 from central_hub.store import HubStore
 from protocol import codec
 from protocol.calendar import iso
-from service.db import index_hint
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -94,39 +93,9 @@ def error_kind(message: str | None) -> str:
 
 # -- nodes and health ----------------------------------------------------------------------------
 
-NODE_KEYS = ("node", "commune", "commune_name", "enrolled_at", "revoked_at", "last_seen_at",
-             "last_success_at", "app_version", "protocol", "stats", "last_error", "sessions_ok",
-             "sessions_failed", "bytes_in", "bytes_out", "clock_ahead_events", "rejected_events",
-             "conflicts_open", "delivered")
-
-
 async def node_rows(store: HubStore, node: str | None = None) -> list[dict[str, Any]]:
-    """Every node (or one) with what it last reported: `HubStore.nodes` plus what its latest
-    exchange delivered. Conflicts are counted per commune in one pass over the partial index of
-    conflicted dossiers, not per node over all of a commune's dossiers."""
-    where, args = ("WHERE n.node=?", (node,)) if node else ("", ())
-    async with store.reader.execute(
-        "SELECT n.node, n.commune, c.name, n.enrolled_at, n.revoked_at, n.last_seen_at, "
-        "n.last_success_at, n.app_version, n.protocol, n.stats, n.last_error, n.sessions_ok, "
-        "n.sessions_failed, n.bytes_in, n.bytes_out, n.clock_ahead_events, "
-        "coalesce(q.n, 0), coalesce(k.n, 0), "
-        # the stats are those of the last exchange that succeeded (a refused one keeps them)
-        "(SELECT s.events_in FROM node_sessions s "
-        " WHERE s.node=n.node AND s.ok<>0 ORDER BY s.at DESC LIMIT 1) "
-        "FROM nodes n LEFT JOIN communes c ON c.code=n.commune "
-        "LEFT JOIN (SELECT origin, count(*) n FROM quarantine GROUP BY origin) q "
-        "  ON q.origin=n.node "
-        f"LEFT JOIN (SELECT commune, count(*) n FROM dossiers "
-        f"{index_hint(store.reader, 'dossiers_conflicts')} "
-        "  WHERE conflicts>0 GROUP BY commune) k ON k.commune=n.commune "
-        f"{where} ORDER BY n.node", args) as cur:
-        rows = await cur.fetchall()
-    out = []
-    for row in rows:
-        item = dict(zip(NODE_KEYS, row, strict=True))
-        item["stats"] = json.loads(item["stats"] or "{}")
-        out.append(item)
-    return out
+    """Every node (or one) with what it last reported (`HubStore.nodes`)."""
+    return await store.nodes(node)
 
 
 async def roll_call(store: HubStore) -> tuple[int, ...]:

@@ -32,7 +32,7 @@ from protocol.refdata import DEFAULT_REFDATA
 from protocol.refdata import KINDS as REF_KINDS
 from service import crashpoints
 from service.blobs import BlobStore
-from service.db import PgConnection, advisory_lock, is_pg_url, is_postgres
+from service.db import PgConnection, advisory_lock, index_hint, is_pg_url, is_postgres
 from service.dossier_store import DossierStore
 from service.sqlite import connect, transaction
 
@@ -93,6 +93,10 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 """
 MAX_FORWARD_MS = 5 * 60 * 1000
+NODE_KEYS = ("node", "commune", "commune_name", "enrolled_at", "revoked_at", "last_seen_at",
+             "last_success_at", "app_version", "protocol", "stats", "last_error", "sessions_ok",
+             "sessions_failed", "bytes_in", "bytes_out", "clock_ahead_events", "rejected_events",
+             "conflicts_open", "delivered")
 
 
 class _ChainAlert(RemoteProtocolError):
@@ -358,23 +362,30 @@ class HubStore(DossierStore, TrustStore):
                 (now, ok, now, ok, app, ok, protocol, ok, json.dumps(stats), error, int(ok),
                  int(not ok), bytes_in, bytes_out, node.node))
 
-    async def nodes(self) -> list[dict[str, Any]]:
-        """Every node with what it last reported."""
+    async def nodes(self, node: str | None = None) -> list[dict[str, Any]]:
+        """Every node (or one) with what it last reported and what its latest successful
+        exchange delivered (`delivered`: the report was made before it). Conflicts are counted
+        per commune in one pass over the partial index of conflicted dossiers."""
+        where, args = ("WHERE n.node=?", (node,)) if node else ("", ())
         async with self.reader.execute(
             "SELECT n.node, n.commune, c.name, n.enrolled_at, n.revoked_at, n.last_seen_at, "
-            "n.last_success_at, n.app_version, n.protocol, n.stats, n.last_error, n.sessions_ok, "
-            "n.sessions_failed, n.bytes_in, n.bytes_out, n.clock_ahead_events, "
-            "(SELECT count(*) FROM quarantine q WHERE q.origin=n.node), "
-            "(SELECT count(*) FROM dossiers d WHERE d.commune=n.commune AND d.conflicts>0) "
-            "FROM nodes n LEFT JOIN communes c ON c.code=n.commune ORDER BY n.node") as cur:
+            "n.last_success_at, n.app_version, n.protocol, n.stats, n.last_error, "
+            "n.sessions_ok, n.sessions_failed, n.bytes_in, n.bytes_out, n.clock_ahead_events, "
+            "coalesce(q.n, 0), coalesce(k.n, 0), "
+            # the stats are those of the last exchange that succeeded (a refused one keeps them)
+            "(SELECT s.events_in FROM node_sessions s "
+            " WHERE s.node=n.node AND s.ok<>0 ORDER BY s.at DESC LIMIT 1) "
+            "FROM nodes n LEFT JOIN communes c ON c.code=n.commune "
+            "LEFT JOIN (SELECT origin, count(*) n FROM quarantine GROUP BY origin) q "
+            "  ON q.origin=n.node "
+            f"LEFT JOIN (SELECT commune, count(*) n FROM dossiers "
+            f"{index_hint(self.reader, 'dossiers_conflicts')} "
+            "  WHERE conflicts>0 GROUP BY commune) k ON k.commune=n.commune "
+            f"{where} ORDER BY n.node", args) as cur:
             rows = await cur.fetchall()
-        keys = ("node", "commune", "commune_name", "enrolled_at", "revoked_at", "last_seen_at",
-                "last_success_at", "app_version", "protocol", "stats", "last_error",
-                "sessions_ok", "sessions_failed", "bytes_in", "bytes_out", "clock_ahead_events",
-                "rejected_events", "conflicts_open")
         out = []
         for row in rows:
-            item = dict(zip(keys, row, strict=True))
+            item = dict(zip(NODE_KEYS, row, strict=True))
             item["stats"] = json.loads(item["stats"] or "{}")
             out.append(item)
         return out
