@@ -7,15 +7,18 @@ import ipaddress
 import json
 import logging
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from central_hub import backup, tls
 from central_hub import config as hub_config
-from central_hub import tls
-from central_hub.app import make_app, node_items, open_accounts
+from central_hub.app import make_app, node_items, open_accounts, open_store
 from central_hub.config import HubConfig
 from central_hub.store import HubStore
 from central_hub.verify import audit
@@ -29,6 +32,7 @@ from protocol.refdata import (
 from service import pki
 from service.cli import EXIT_OK, Parser, add_account
 from service.cli import run as run_cli
+from service.db import is_pg_url, redact
 from service.dossier_store import wall_clock_ms
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,9 @@ def parser() -> Parser:
         return c
 
     init = cmd(sub, "init", "init", "create a hub data dir")
-    init.add_argument("--db", default="sqlite", help="sqlite (default, inside DIR)")
+    init.add_argument("--db", default="sqlite",
+                      help="sqlite (default: a file inside DIR) or a postgresql://user@host/db "
+                           "URL (the database must exist; tables are created)")
     init.add_argument("--host", action="append", default=[], dest="hosts", metavar="NAME",
                       help="a name or IP address of the hub for its server certificate "
                            "(repeat; 127.0.0.1 and localhost are always included)")
@@ -58,6 +64,10 @@ def parser() -> Parser:
     serve = cmd(sub, "serve", "serve", "sync endpoint, operator API and dashboard")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="serve with N processes sharing the port (SO_REUSEPORT) and the "
+                            "database; one of them runs the monitor")
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--insecure-http", action="store_true",
                        help="serve plain HTTP with node bearer tokens even though the data dir "
                             "has TLS material or the address is not loopback (development only)")
@@ -79,25 +89,29 @@ def parser() -> Parser:
         imp.add_argument("file", type=Path)
     nodes = cmd(sub, "nodes", "nodes", "list nodes and their health")
     nodes.add_argument("--json", action="store_true")
+    bak = cmd(sub, "backup", "backup", "copy the database, blobs, config and TLS files to DEST "
+              "(while the hub runs; docs/backup.md)")
+    bak.add_argument("dest", type=Path, help="a new directory")
+    res = cmd(sub, "restore", "restore", "put a backup back (hub stopped) and rotate the log epoch")
+    res.add_argument("src", type=Path, nargs="?", help="a directory written by backup")
+    res.add_argument("--epoch-only", action="store_true",
+                     help="only rotate the log epoch (after pg_restore of a PostgreSQL hub)")
+    res.add_argument("--force", action="store_true", help="restore although the port answers")
     return p
 
 
 async def _open(data: Path) -> HubStore:
-    hub_config.load(data)
-    return await HubStore.open(data / DB_FILE)
+    return await open_store(data, hub_config.load(data))
 
 
 async def cmd_init(args: Any) -> int:
     data: Path = args.data
     if (data / hub_config.CONFIG_FILE).exists():
         raise ValidationError(f"{data} is already a hub data dir")
-    db = args.db
-    if db.startswith(("postgresql://", "postgres://")):
-        raise ValidationError("PostgreSQL is not available in this version; use the default "
-                              "embedded SQLite store")
-    if db not in ("sqlite", "") and not db.startswith("sqlite"):
+    db = args.db or "sqlite"
+    if db != "sqlite" and not is_pg_url(db):
         raise ValidationError(f"--db must be sqlite or a postgresql:// URL, not {db!r}")
-    config = HubConfig()
+    config = HubConfig(db=db)
     created = not data.exists()
     data.mkdir(parents=True, exist_ok=True)
     try:
@@ -107,12 +121,18 @@ async def cmd_init(args: Any) -> int:
         if created:
             shutil.rmtree(data, ignore_errors=True)
         raise
+    try:  # create the tables now: a wrong URL or an unreachable server fails init, not serve
+        store = await open_store(data, config)
+        await store.close()
+        accounts = await open_accounts(data, config.db)
+        await accounts.conn.close()
+    except BaseException:
+        if created:
+            shutil.rmtree(data, ignore_errors=True)
+        raise
     hub_config.save(data, config)
-    store = await HubStore.open(data / DB_FILE)
-    await store.close()
-    accounts = await open_accounts(data)
-    await accounts.conn.close()
-    print(f"hub initialized in {data} (SQLite); CA fingerprint (SHA-256) {fingerprint}")
+    where = "SQLite" if config.db == "sqlite" else f"PostgreSQL {redact(config.db)}"
+    print(f"hub initialized in {data} ({where}); CA fingerprint (SHA-256) {fingerprint}")
     return EXIT_OK
 
 
@@ -139,9 +159,63 @@ def cmd_serve(args: Any) -> int:
             f"refusing plain HTTP on {host}, which is not a loopback address: the data dir has "
             "no TLS material (run `central-hub init`), or pass --insecure-http to force it")
     scheme = "https" if ssl_context else "http"
-    print(f"central hub serving on {scheme}://{host}:{port}/", flush=True)
+    if not 1 <= args.workers <= 64:
+        raise ValidationError("--workers must be 1–64")
+    if args.workers > 1:
+        if config.db == "sqlite":
+            log.warning("several workers on SQLite share one writer lock: for throughput across "
+                        "processes use PostgreSQL (docs/deployment.md)")
+        print(f"central hub serving on {scheme}://{host}:{port}/ with {args.workers} workers",
+              flush=True)
+        return supervise(args, host, port)
+    if not args.worker:
+        print(f"central hub serving on {scheme}://{host}:{port}/", flush=True)
     web.run_app(make_app(args.data, config, authority), host=host, port=port, print=None,
-                access_log=None, ssl_context=ssl_context)
+                access_log=None, ssl_context=ssl_context, reuse_port=args.worker)
+    return EXIT_OK
+
+
+def supervise(args: Any, host: str, port: int) -> int:
+    """Run `args.workers` copies of this server on one port (the kernel spreads connections
+    among them: SO_REUSEPORT), restart one that dies, and stop them all on SIGTERM/SIGINT."""
+    argv = [sys.executable, "-c", "from central_hub.cli import run; run()", "serve",
+            "--data", str(args.data), "--host", host, "--port", str(port), "--worker"]
+    if args.insecure_http:
+        argv.append("--insecure-http")
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    children = [subprocess.Popen(argv) for _ in range(args.workers)]
+    restarts: list[float] = []
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for i, child in enumerate(children):
+                code = child.poll()
+                if code is None or stopping:
+                    continue
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < 60] + [now]
+                if len(restarts) > 5 * args.workers:
+                    log.error("workers keep dying (last exit code %s): giving up", code)
+                    stopping = True
+                    break
+                log.warning("worker %d exited with code %s: restarting it", child.pid, code)
+                children[i] = subprocess.Popen(argv)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
     return EXIT_OK
 
 
@@ -159,8 +233,8 @@ async def cmd_enroll(args: Any) -> int:
 
 
 async def cmd_operator_add(args: Any) -> int:
-    hub_config.load(args.data)
-    await add_account(lambda: open_accounts(args.data), args.username, args.role)
+    config = hub_config.load(args.data)
+    await add_account(lambda: open_accounts(args.data, config.db), args.username, args.role)
     print(f"operator {args.username} saved")
     return EXIT_OK
 
@@ -193,6 +267,14 @@ async def cmd_verify(args: Any) -> int:
     for finding in sorted(report.findings, key=lambda f: (f.pos is None, f.pos or 0)):
         print(f"BAD {finding.describe()}")
     raise StoreError(f"the log has been altered: first bad event: {first.describe()}")
+
+
+async def cmd_backup(args: Any) -> int:
+    return await backup.cmd_backup(args.data, args.dest)
+
+
+async def cmd_restore(args: Any) -> int:
+    return await backup.cmd_restore(args.data, args.src, args.epoch_only, args.force, _open)
 
 
 async def cmd_nodes(args: Any) -> int:
@@ -248,7 +330,7 @@ async def cmd_holidays_import(args: Any) -> int:
 HANDLERS = {"procedures import": cmd_procedures_import, "holidays import": cmd_holidays_import,
 "init": cmd_init, "serve": cmd_serve, "enroll": cmd_enroll,
             "operator add": cmd_operator_add, "node revoke": cmd_revoke, "nodes": cmd_nodes,
-            "verify": cmd_verify}
+            "verify": cmd_verify, "backup": cmd_backup, "restore": cmd_restore}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,7 @@ async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
         "clock_offset_ms": store.clock_offset_ms,
         "clock_warning": abs(store.clock_offset_ms) > CLOCK_WARNING_MS,
         "rejected": await store.rejections(),
+        "warning": await store.sync_warning(),  # e.g. the hub was restored from a backup
     }
 
 

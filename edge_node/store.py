@@ -2,6 +2,11 @@
 
 The hub's ack and cursor are committed in the same transaction as the events they cover, so a crash
 at any point leaves a state from which the next session simply resends or re-asks: harmless.
+
+The hub's answer is authoritative, also backwards: a hub restored from an older backup acks less than
+it did (the ack rewinds and the events after it are sent again) and answers from the start of its
+log when the cursor is of another log epoch (the cursor follows). Both are warnings for staff, never
+a loss: events already held are skipped by id, so a re-pull applies only what is new.
 """
 
 from __future__ import annotations
@@ -130,6 +135,23 @@ class EdgeStore(DossierStore):
         """Last hub log position applied here."""
         return int(await self.get_meta("cursor", 0))
 
+    async def hub_epoch(self) -> str:
+        """The hub log epoch the cursor belongs to ("" before the first answer naming one)."""
+        return str(await self.get_meta("hub_epoch", ""))
+
+    async def sync_warning(self) -> dict[str, Any] | None:
+        """The last thing the hub's answers said was wrong with it (e.g. a restore), or None."""
+        message = await self.get_meta("sync_warning")
+        if not message:
+            return None
+        return {"message": str(message), "at": int(await self.get_meta("sync_warning_at", 0))}
+
+    async def _warn(self, message: str, at_ms: int) -> None:
+        """Log and keep a warning for the sync status (inside the caller's transaction)."""
+        log.warning("%s", message)
+        await self.set_meta("sync_warning", message)
+        await self.set_meta("sync_warning_at", at_ms)
+
     async def pending(self, max_bytes: int) -> list[Event]:
         """Own events after the ack, oldest first, at most `max_bytes` of them (at least one)."""
         out: list[Event] = []
@@ -173,14 +195,48 @@ class EdgeStore(DossierStore):
         age = max(0, (self.now_ms() - wall_ms(int(row[0]))) // 1000) if row else 0
         return count, age
 
-    async def apply_response(self, resp: SyncResponse, rtt_s: float, at_mono: float) -> int:
+    async def apply_response(self, resp: SyncResponse, rtt_s: float, at_mono: float,
+                             sent_after: int | None = None) -> int:
         """Shielded `_apply_response`: a cancelled session still finishes committing (or rolling
-        back) what it started, and the in-memory clock and reference data follow the database."""
-        return await asyncio.shield(self._apply_response(resp, rtt_s, at_mono))
+        back) what it started, and the in-memory clock and reference data follow the database.
+        `sent_after` is the ack the request was built on (None: the stored one): an answer
+        acking less than that comes from a hub that lost events, one acking less than the
+        stored ack but not less than that is merely older than another answer."""
+        return await asyncio.shield(self._apply_response(resp, rtt_s, at_mono, sent_after))
 
-    async def _apply_response(self, resp: SyncResponse, rtt_s: float, at_mono: float) -> int:
+    async def _unseen(self, events: list[Event], warnings: list[str]) -> list[Event]:
+        """The events not held here yet. One held with other content (a hub that reused an id
+        after a restore) is kept as held, and is a warning: the two replicas now disagree."""
+        by_origin: dict[str, list[Event]] = {}
+        for event in events:
+            by_origin.setdefault(event.origin, []).append(event)
+        held: dict[tuple[str, int], bytes] = {}
+        for origin, group in by_origin.items():
+            seqs = [e.seq for e in group]
+            async with self.conn.execute(
+                    "SELECT seq, hash FROM events WHERE origin=? AND seq BETWEEN ? AND ?",
+                    (origin, min(seqs), max(seqs))) as cur:
+                held.update(((origin, int(r[0])), bytes(r[1])) for r in await cur.fetchall())
+        if not held:
+            return events
+        fresh, clashes = [], []
+        for event in events:
+            digest = held.get((event.origin, event.seq))
+            if digest is None:
+                fresh.append(event)
+            elif digest != codec.event_hash(event):
+                clashes.append(f"{event.origin}:{event.seq}")
+        if clashes:
+            warnings.append(
+                f"hub sent {len(clashes)} event(s) with an id this node holds with other content "
+                f"(first {clashes[0]}); kept this node's (the hub reused ids after a restore "
+                "from an older backup?): tell the hub's operators")
+        return fresh
+
+    async def _apply_response(self, resp: SyncResponse, rtt_s: float, at_mono: float,
+                              sent_after: int | None) -> int:
         """Commit what the hub answered: ack, rejections, its events, the cursor, in one
-        transaction. Return how many hub events were applied. `rtt_s` and `at_mono` (monotonic
+        transaction. Return how many hub events were new here. `rtt_s` and `at_mono` (monotonic
         time of receipt) place the hub's clock reading."""
         async with self.lock:
             async with transaction(self.conn):
@@ -189,16 +245,38 @@ class EdgeStore(DossierStore):
                     raise RemoteProtocolError(
                         f"the hub acknowledges {resp.ack} events of this node, which has written "
                         f"{self.own_seq}: was this database restored from an old backup?")
-                if resp.ack > ack:
+                warnings: list[str] = []
+                if resp.ack < (ack if sent_after is None else sent_after):
+                    # It had acknowledged more before this request left: it lost them (restored
+                    # from an older backup). Its ack is the truth; what follows is sent again.
+                    warnings.append(
+                        f"hub holds less than it acknowledged (restored from backup?): it holds "
+                        f"{resp.ack} of this node's events, had acknowledged {ack}; sending the "
+                        "rest again")
+                    await self.set_meta("ack", resp.ack)
+                elif resp.ack > ack:  # (a lower ack to a request sent before ours: stale)
                     await self.set_meta("ack", resp.ack)
                 for rej in resp.rejections:
                     await self.conn.execute(
                         "INSERT OR REPLACE INTO rejected VALUES (?,?,?,?)",
                         (rej.seq, rej.code, rej.reason, resp.hub_time_ms))
-                foreign = [e for e in resp.events if e.origin != self.origin]
+                foreign = await self._unseen([e for e in resp.events if e.origin != self.origin],
+                                             warnings)
                 await self.ingest(foreign, resp.hub_time_ms)
-                if resp.cursor > await self.cursor():
+                if resp.reset:
+                    warnings.append(
+                        f"hub log restarted (epoch {resp.epoch or '?'}; restored from backup?): "
+                        f"reading it again from the start, position {await self.cursor()} was "
+                        "of the old log")
                     await self.set_meta("cursor", resp.cursor)
+                elif resp.cursor > await self.cursor():
+                    await self.set_meta("cursor", resp.cursor)
+                if resp.epoch:
+                    await self.set_meta("hub_epoch", resp.epoch)
+                if warnings:
+                    await self._warn("; ".join(warnings), resp.hub_time_ms)
+                    # blobs the hub had confirmed may be gone too: ask it about them again
+                    await self.conn.execute("UPDATE blobs SET done=0 WHERE direction='up'")
                 fresh = {k: v for k, v in resp.refdata.items()
                          if v["version"] > self.ref_versions.get(k, 0)}
                 for kind, ref in fresh.items():

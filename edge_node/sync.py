@@ -197,12 +197,14 @@ class SyncClient:
         """One round trip sending `batch` (or the events after the ack). With `prefetch`, the
         batch after this one is read and encoded while the hub works; it is returned for the
         next round trip and is valid if the hub acks everything sent."""
+        acked = await self.store.ack()
         if batch is None:
-            batch = await self._batch(await self.store.ack())
+            batch = await self._batch(acked)
         request = SyncRequest(
             node=self.config.node, events=[], batch=batch.plain, cursor=await self.store.cursor(),
             want_bytes=self.config.want_bytes, clock_ms=self.store.wall(),
-            stats=await self.stats(), ref=dict(self.store.ref_versions))
+            stats=await self.stats(), ref=dict(self.store.ref_versions),
+            epoch=await self.store.hub_epoch())
         body = encode_request(request)
         started = time.monotonic()
         post = asyncio.ensure_future(self._post(body))
@@ -220,7 +222,8 @@ class SyncClient:
             response = decode_response(payload)
         except RemoteProtocolError as exc:  # a body garbled in transit: safe to retry
             raise NetworkError(f"response garbled in transit: {exc.message}") from exc
-        received = await self.store.apply_response(response, received_at - started, received_at)
+        received = await self.store.apply_response(response, received_at - started, received_at,
+                                                   sent_after=acked)
         self.rejected_total += len(response.rejections)
         self._adapt(time.monotonic() - started, bool(batch.count))
         if response.ack < batch.last:
@@ -300,8 +303,10 @@ class SyncClient:
                 result.bytes_up += up
                 result.bytes_down += down
                 pending, _ = await self.store.pending_stats()
-                stalled = sent > 0 and await self.store.ack() == ack_before
-                if not more and (pending == 0 or sent == 0 or stalled):
+                ack_after = await self.store.ack()
+                stalled = sent > 0 and ack_after == ack_before
+                rewound = ack_after < ack_before  # a restored hub: send the rest again
+                if not more and not rewound and (pending == 0 or sent == 0 or stalled):
                     break
         except TransportError as exc:
             self.state, self.last_error = "offline", exc.message

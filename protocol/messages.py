@@ -3,6 +3,11 @@
 Request: own events after the hub's last ack, the cursor of the hub log applied here, how many bytes
 it wants back, and the node's health. Response: the contiguous ack, events in scope after the cursor,
 the new cursor, whether more is waiting, the hub's time, and per-event rejections.
+
+A cursor is a position in one incarnation of the hub's log, named by its epoch: a hub restored from
+an older backup rotates the epoch, and answers a cursor of another epoch (or past its log's end) from
+the start, saying so (`reset`). Both fields are optional on the wire, so peers that predate them still
+decode (docs/protocol.md: Log epochs and restores).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ STAT_KEYS = {
     "app_version": str,
 }
 MIN_PROTOCOL = 1
+MAX_EPOCH_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,7 @@ class SyncRequest:
     app: str = APP_VERSION
     batch: dict[str, Any] | None = None  # `events` already in compact form (edge fast path)
     ref: dict[str, int] = field(default_factory=dict)  # reference-data versions held
+    epoch: str = ""  # the hub log epoch `cursor` belongs to ("": not known yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,8 @@ class SyncResponse:
     rejections: list[Rejection] = field(default_factory=list)
     protocol: int = PROTOCOL_VERSION
     refdata: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> {version, data}
+    epoch: str = ""  # the hub log's epoch ("": a hub that predates epochs)
+    reset: bool = False  # the request's cursor was of another epoch or past the log: read from 0
 
 
 def encode_request(req: SyncRequest) -> bytes:
@@ -93,6 +102,7 @@ def encode_request(req: SyncRequest) -> bytes:
         "clock": req.clock_ms,
         "stats": req.stats,
         "ref": req.ref,
+        "epoch": req.epoch,
     })
 
 
@@ -100,6 +110,13 @@ def _int(obj: dict[str, Any], key: str, low: int = 0) -> int:
     value = obj.get(key)
     if type(value) is not int or value < low:
         raise RemoteProtocolError(f"{key} must be an integer ≥ {low}")
+    return value
+
+
+def _epoch(obj: dict[str, Any]) -> str:
+    value = obj.get("epoch", "")
+    if type(value) is not str or len(value) > MAX_EPOCH_CHARS:
+        raise RemoteProtocolError(f"epoch must be a string of at most {MAX_EPOCH_CHARS} characters")
     return value
 
 
@@ -144,6 +161,7 @@ def decode_request(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRequest:
         protocol=version,
         app=app if isinstance(app, str) else "?",
         ref=ref,
+        epoch=_epoch(obj),
     )
 
 
@@ -158,6 +176,8 @@ def encode_response(resp: SyncResponse) -> bytes:
         "time": resp.hub_time_ms,
         "rej": [[r.seq, r.code, r.reason] for r in resp.rejections],
         "ref": resp.refdata,
+        "epoch": resp.epoch,
+        "reset": resp.reset,
     })
 
 
@@ -190,6 +210,8 @@ def decode_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRespons
         rejections=rejections,
         protocol=version,
         refdata=refdata,
+        epoch=_epoch(obj),
+        reset=obj.get("reset") is True,
     )
 
 

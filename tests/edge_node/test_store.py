@@ -162,10 +162,11 @@ async def test_apply_response_commits_ack_events_and_cursor_together(store: Edge
     await apply(store, resp)
     assert await count(store, "SELECT count(*) FROM events WHERE origin=?", HUB_ORIGIN) == 1
     assert await store.ack() == 1 and await store.cursor() == 7
-    # an ack never moves back, and never past what this node wrote
+    # an answer older than the ack the request was built on moves nothing back
     older = SyncResponse(ack=0, events=[], cursor=3, more=False, hub_time_ms=now)
-    await apply(store, older)
+    await store.apply_response(older, 0.0, time.monotonic(), sent_after=0)
     assert await store.ack() == 1 and await store.cursor() == 7
+    assert await store.sync_warning() is None
     # a hub that acknowledges more than this node ever wrote is a fork alarm (an old backup of
     # this database, or a hub that kept an event this node rolled back): refused, nothing applied
     beyond = SyncResponse(ack=99, events=[], cursor=8, more=False, hub_time_ms=now)
@@ -265,3 +266,84 @@ async def test_writer_connection_is_wal_and_synchronous_full(store: EdgeStore,
         assert (await cur.fetchone())[0] == "wal"
     await store.create(birth(), "clerk")
     assert (tmp_path / "edge.db-wal").exists()
+
+
+# -- a hub restored from an older backup -----------------------------------------------------------
+
+
+async def test_a_lower_ack_rewinds_and_the_rest_is_sent_again(store: EdgeStore) -> None:
+    for i in range(3):
+        await store.create(birth(f"Người {i}"), "clerk")
+    now = store.now_ms()
+    await apply(store, SyncResponse(ack=3, events=[], cursor=5, more=False, hub_time_ms=now))
+    await store.conn.execute("INSERT INTO blobs VALUES (?, 10, 'up', 1)", ("ab" * 32,))
+    assert (await store.pending_stats())[0] == 0 and await store.blobs_to_move("up") == []
+    # the hub now holds only the first event of ours: its ack is the truth
+    await store.apply_response(
+        SyncResponse(ack=1, events=[], cursor=5, more=False, hub_time_ms=now), 0.0,
+        time.monotonic(), sent_after=3)
+    assert await store.ack() == 1
+    assert (await store.pending_stats())[0] == 2
+    _, first, last = await store.pending_batch(await store.ack(), 1 << 20)
+    assert (first, last) == (2, 3)
+    warning = await store.sync_warning()
+    assert warning is not None and warning["at"] == now
+    assert "hub holds less than it acknowledged (restored from backup?)" in warning["message"]
+    # blobs it had confirmed are asked about again
+    assert await store.blobs_to_move("up") == [("ab" * 32, 10)]
+    # an ack past what this node wrote stays a fork alarm
+    with pytest.raises(RemoteProtocolError, match="restored from an old backup"):
+        await apply(store, SyncResponse(ack=4, events=[], cursor=5, more=False, hub_time_ms=now))
+    assert await store.ack() == 1
+
+
+async def test_a_new_log_epoch_resets_the_cursor_and_the_re_pull_applies_nothing_twice(
+        store: EdgeStore) -> None:
+    d = await store.create(birth(), "clerk")
+    now = store.now_ms()
+    state = await store.load_state(d["id"])
+    assert state is not None
+    first = hub_event(1, d["id"], dict(state.vv), b"", now)
+    second = hub_event(2, d["id"], {**state.vv, HUB_ORIGIN: 1}, codec.event_hash(first), now,
+                       payload={"set": {"fields.mother_ethnicity": "Tày"}})
+    resp = SyncResponse(ack=1, events=[first, second], cursor=40, more=False, hub_time_ms=now,
+                        epoch="aaaa")
+    assert await apply(store, resp) == 2
+    assert await store.cursor() == 40 and await store.hub_epoch() == "aaaa"
+    rows = await store.dossier_rows()
+    # without a reset a lower cursor is an older answer: ignored
+    await apply(store, SyncResponse(ack=1, events=[], cursor=3, more=False, hub_time_ms=now,
+                                    epoch="aaaa"))
+    assert await store.cursor() == 40 and await store.sync_warning() is None
+    # a restored hub read the log from the start: the cursor follows it down, and what it
+    # sends again is recognized by id and applied no second time
+    again = SyncResponse(ack=1, events=[first, second], cursor=7, more=True, hub_time_ms=now,
+                         epoch="bbbb", reset=True)
+    assert await apply(store, again) == 0
+    assert await store.cursor() == 7 and await store.hub_epoch() == "bbbb"
+    assert await store.dossier_rows() == rows
+    assert await count(store, "SELECT count(*) FROM events WHERE origin=?", HUB_ORIGIN) == 2
+    warning = await store.sync_warning()
+    assert warning is not None and "hub log restarted" in warning["message"]
+    assert await store.rebuild() == 1 and await store.dossier_rows() == rows
+
+
+async def test_a_hub_event_reusing_a_held_id_is_not_applied_and_is_a_warning(
+        store: EdgeStore) -> None:
+    d = await store.create(birth(), "clerk")
+    now = store.now_ms()
+    state = await store.load_state(d["id"])
+    assert state is not None
+    lost = hub_event(1, d["id"], dict(state.vv), b"", now)
+    await apply(store, SyncResponse(ack=1, events=[lost], cursor=9, more=False, hub_time_ms=now))
+    rows = await store.dossier_rows()
+    # a hub restored to before `lost` writes its next event under the same id
+    reused = hub_event(1, d["id"], dict(state.vv), b"", now,
+                       payload={"set": {"fields.child_home_town": "Côn Lôn"}})
+    assert await apply(store, SyncResponse(ack=1, events=[reused], cursor=2, more=False,
+                                           hub_time_ms=now, epoch="cccc", reset=True)) == 0
+    assert await store.dossier_rows() == rows
+    assert (await store.view(d["id"]))["fields"]["child_home_town"] == "Na Hang"
+    warning = await store.sync_warning()
+    assert warning is not None and "hub:1" in warning["message"]
+    assert "other content" in warning["message"]

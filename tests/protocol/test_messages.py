@@ -163,6 +163,28 @@ def test_a_missing_more_flag_means_no_more() -> None:
     assert decode_response(encode_body(body)).more is False
 
 
+def test_log_epoch_and_reset_round_trip() -> None:
+    req = request(epoch="9f2c4e1a0b3d5e7f")
+    assert decode_request(encode_request(req)) == req
+    resp = response(epoch="0a1b2c3d4e5f6071", reset=True)
+    assert decode_response(encode_response(resp)) == resp
+
+
+def test_peers_that_predate_log_epochs_still_decode() -> None:
+    """Epoch and reset are optional, so the protocol version did not change for them."""
+    assert decode_request(encode_body(raw_request())).epoch == ""
+    decoded = decode_response(encode_body(raw_response()))
+    assert (decoded.epoch, decoded.reset) == ("", False)
+
+
+@pytest.mark.parametrize("epoch", [7, None, b"ab", "x" * 65], ids=repr)
+def test_a_malformed_epoch_is_a_remote_error(epoch: Any) -> None:
+    with pytest.raises(RemoteProtocolError, match="epoch"):
+        decode_request(encode_body(raw_request(epoch=epoch)))
+    with pytest.raises(RemoteProtocolError, match="epoch"):
+        decode_response(encode_body(raw_response(epoch=epoch)))
+
+
 # -- versions -----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,362 @@
+"""Backup and restore of the hub, and the log epoch that tells the edges a restore happened.
+
+`central-hub backup --data DIR DEST` copies, while the hub may be serving:
+- the SQLite database through SQLite's online backup API (one read transaction, so a consistent
+  snapshot while writers go on), checked with `PRAGMA integrity_check`;
+- the verified blobs (`blobs/ab/…`; blobs still being received are left out: senders resume them);
+- the configuration (`hub.toml`) and the TLS material (`tls/`, the province CA's key included);
+- last, a manifest (`backup.json`): when, what, the log's end and epoch, the database's SHA-256. A
+  directory without it is an unfinished backup and is refused by restore.
+On PostgreSQL the database is dumped with pg_dump instead (docs/backup.md); the rest is the same.
+
+`central-hub restore --data DIR SRC` (hub stopped) moves the current database aside, puts the
+backup's in its place, adds the blobs and any missing config/TLS files, and rotates the log epoch.
+`--epoch-only` only rotates it (after a pg_restore). Why: positions in a restored log restart
+lower, so a cursor an edge kept from before would skip what the hub receives next. A new epoch makes
+every edge read its scope again from the start; events it holds are skipped by id. Its own events
+the hub lost it sends again, because the hub's ack is now lower than the one it kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from central_hub import config as hub_config
+from central_hub.store import HubStore
+from central_hub.tls import TLS_DIR
+from protocol import APP_VERSION
+from protocol.calendar import iso
+from protocol.errors import StoreError, ValidationError
+from service.blobs import SHA_RE
+from service.dossier_store import wall_clock_ms
+from service.sqlite import transaction
+
+log = logging.getLogger(__name__)
+
+EPOCH_KEY = "log_epoch"
+RESTORED_KEY = "restored_at"
+MANIFEST = "backup.json"
+FORMAT = 1
+DB_FILE = "hub.db"
+DUMP_FILE = "hub.dump"  # PostgreSQL: pg_dump -Fc writes it into DEST just before the backup
+BLOBS = "blobs"
+REFDATA_STEP = 1000  # more publications than a hub makes between two backups
+
+Opener = Callable[[Path], Awaitable[HubStore]]
+
+
+# -- the log epoch --------------------------------------------------------------------------------
+
+
+async def committed_meta(store: HubStore, key: str) -> Any:
+    """A meta value through the reader: every exchange asks, and should not wait on writes."""
+    async with store.reader.execute("SELECT value FROM meta WHERE key=?", (key,)) as cur:
+        row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def log_epoch(store: HubStore) -> str:
+    """This log's epoch, created on first need (the same one whichever process creates it)."""
+    epoch = await committed_meta(store, EPOCH_KEY)
+    if epoch:
+        return str(epoch)
+    async with store.lock, transaction(store.conn):
+        # Several hub processes (PostgreSQL) may get here at once: the first insert wins.
+        await store.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+            (EPOCH_KEY, secrets.token_hex(8)))
+        epoch = await store.get_meta(EPOCH_KEY)
+    return str(epoch)
+
+
+async def rotate_epoch(store: HubStore) -> str:
+    """Give the log a new epoch and mark the hub restored; return the epoch."""
+    epoch = secrets.token_hex(8)
+    async with store.lock, transaction(store.conn):
+        await store.set_meta(EPOCH_KEY, epoch)
+        await store.set_meta(RESTORED_KEY, store.now_ms())
+    log.warning("log epoch rotated to %s: every edge reads the log again from the start", epoch)
+    return epoch
+
+
+async def reissue_refdata(store: HubStore) -> dict[str, int]:
+    """Publish the restored reference data again, at versions past any published after the
+    backup: an edge keeps the highest version it was sent, so a version number the restored hub
+    would reuse for other data would be ignored there. Return the new versions."""
+    current = await store.refdata_newer({})
+    fresh = {kind: ref["version"] + REFDATA_STEP for kind, ref in current.items()}
+    async with store.lock, transaction(store.conn):
+        for kind, ref in current.items():
+            await store.save_refdata(kind, fresh[kind], ref["data"])
+    for kind, ref in current.items():
+        store.use_refdata(kind, fresh[kind], ref["data"])
+    return fresh
+
+
+# -- backup ---------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)  # citizens' personal data and the CA's key
+
+
+def _describe_db(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Integrity, log end and epoch of an opened copy of the hub database."""
+    row = conn.execute("PRAGMA integrity_check").fetchone()
+    if row is None or row[0] != "ok":
+        raise StoreError(f"the database copy fails its integrity check: {row[0] if row else '?'}")
+    end = conn.execute("SELECT coalesce(max(pos), 0) FROM events").fetchone()[0]
+    epoch = conn.execute("SELECT value FROM meta WHERE key=?", (EPOCH_KEY,)).fetchone()
+    return {"log_end": int(end), "log_epoch": str(epoch[0]) if epoch else ""}
+
+
+def copy_database(src: Path, dst: Path) -> dict[str, Any]:
+    """Copy the SQLite database `src` (live or not) to the new file `dst`, consistently; check
+    the copy and return its log end and epoch."""
+    if not src.is_file():
+        raise ValidationError(f"no database at {src}")
+    tmp = dst.with_name(dst.name + ".partial")
+    tmp.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        with closing(sqlite3.connect(src, timeout=30)) as source, \
+                closing(sqlite3.connect(tmp)) as target:
+            source.execute("PRAGMA busy_timeout=30000")
+            source.backup(target)  # all pages in one step: one read snapshot of the source
+            target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            facts = _describe_db(target)
+        _fsync(tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return facts
+
+
+def _copy_blobs(src: Path, dst: Path, only_missing: bool) -> tuple[int, int]:
+    """Copy verified blobs (never `partial/`); return (files, bytes) copied."""
+    files = size = 0
+    if not src.is_dir():
+        return 0, 0
+    for sub in sorted(src.iterdir()):
+        if not sub.is_dir() or len(sub.name) != 2 or sub.name == "partial":
+            continue
+        for blob in sorted(sub.iterdir()):
+            if not SHA_RE.fullmatch(blob.name) or not blob.is_file():
+                continue
+            target = dst / sub.name / blob.name
+            if only_missing and target.is_file():
+                continue
+            _private_dir(target.parent)
+            shutil.copy2(blob, target)
+            files += 1
+            size += blob.stat().st_size
+    return files, size
+
+
+def _settings(data: Path) -> list[Path]:
+    """The configuration and TLS files of a data dir, relative to it."""
+    found = [Path(hub_config.CONFIG_FILE)] if (data / hub_config.CONFIG_FILE).is_file() else []
+    tls_dir = data / TLS_DIR
+    if tls_dir.is_dir():
+        found += sorted(p.relative_to(data) for p in tls_dir.iterdir() if p.is_file())
+    return found
+
+
+def _copy_settings(src: Path, dst: Path, only_missing: bool) -> tuple[list[str], list[str]]:
+    """Copy config and TLS files; return (copied, kept because `dst` has them)."""
+    copied, kept = [], []
+    for rel in _settings(src):
+        target = dst / rel
+        if only_missing and target.exists():
+            kept.append(str(rel))
+            continue
+        _private_dir(target.parent)
+        shutil.copy2(src / rel, target)
+        target.chmod(0o600)
+        copied.append(str(rel))
+    return copied, kept
+
+
+def backup(data: Path, dest: Path, now_ms: int) -> dict[str, Any]:
+    """Back up the hub in `data` to the new (or empty) directory `dest`; return the manifest."""
+    config = hub_config.load(data)
+    allowed = {DUMP_FILE} if config.db != "sqlite" else set()
+    if dest.exists() and (not dest.is_dir() or {p.name for p in dest.iterdir()} - allowed):
+        raise ValidationError(f"{dest} exists and is not an empty directory: back up into a new "
+                              "one (e.g. named by the date)")
+    _private_dir(dest)
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "created_at": now_ms, "app_version": APP_VERSION,
+        "store": "sqlite" if config.db == "sqlite" else "postgresql", "database": None}
+    if config.db == "sqlite":
+        manifest.update(copy_database(data / DB_FILE, dest / DB_FILE))
+        manifest.update(database=DB_FILE, sha256=_sha256(dest / DB_FILE))
+    elif (dest / DUMP_FILE).is_file():
+        manifest.update(dump=DUMP_FILE, dump_sha256=_sha256(dest / DUMP_FILE))
+    # After the database: a blob it names that is not complete yet is re-sent by its edge.
+    manifest["blobs"], manifest["blob_bytes"] = _copy_blobs(data / BLOBS, dest / BLOBS, False)
+    manifest["settings"] = _copy_settings(data, dest, False)[0]
+    tmp = dest / (MANIFEST + ".partial")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _fsync(tmp)
+    os.replace(tmp, dest / MANIFEST)
+    return manifest
+
+
+# -- restore --------------------------------------------------------------------------------------
+
+
+def read_manifest(src: Path) -> dict[str, Any]:
+    """The manifest of the backup in `src`, checked; ValidationError if it is not a whole one."""
+    try:
+        manifest = json.loads((src / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ValidationError(f"{src} is not a finished hub backup (no {MANIFEST})") from exc
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"cannot read {src / MANIFEST}: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValidationError(f"{src / MANIFEST}: not a backup this version can restore")
+    for name, key in ((manifest.get("database"), "sha256"), (manifest.get("dump"), "dump_sha256")):
+        if name is None:
+            continue
+        if name not in (DB_FILE, DUMP_FILE) or not (src / name).is_file() or \
+                _sha256(src / name) != manifest.get(key):
+            raise StoreError(f"{src / str(name)} is missing or damaged (its SHA-256 is not the "
+                             "manifest's)")
+    return manifest
+
+
+def hub_running(data: Path) -> str | None:
+    """Where a server answers on the hub's configured port, if one does (best effort)."""
+    try:
+        config = hub_config.load(data)
+    except ValidationError:
+        return None
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    try:
+        with socket.create_connection((host, config.port), timeout=0.5):
+            return f"{host}:{config.port}"
+    except OSError:
+        return None
+
+
+def restore(data: Path, src: Path, *, force: bool = False) -> dict[str, Any]:
+    """Put the backup in `src` back into the (stopped) hub in `data`: the database (the current
+    one is moved aside, never deleted), the blobs it lacks, the config and TLS files it lacks.
+    Return what was done; the caller then rotates the epoch through the store."""
+    where = None if force else hub_running(data)
+    if where is not None:
+        raise ValidationError(f"something answers on the hub's port ({where}): stop the hub "
+                              "before restoring (or pass --force if that is not the hub)")
+    manifest = read_manifest(src)
+    _private_dir(data)
+    copied, kept = _copy_settings(src, data, True)
+    config = hub_config.load(data)
+    report: dict[str, Any] = {"manifest": manifest, "settings_restored": copied,
+                              "settings_kept": kept, "moved_aside": None}
+    if config.db == "sqlite":
+        if manifest.get("database") is None:
+            raise ValidationError(f"{src} holds no SQLite database (a backup of a PostgreSQL hub)")
+        current = [data / (DB_FILE + suffix) for suffix in ("", "-wal", "-shm")]
+        if any(p.exists() for p in current):
+            aside = data / time.strftime("pre-restore-%Y%m%dT%H%M%S")
+            _private_dir(aside)
+            for p in current:
+                if p.exists():
+                    os.replace(p, aside / p.name)
+            report["moved_aside"] = str(aside)
+        tmp = data / (DB_FILE + ".partial")
+        shutil.copyfile(src / DB_FILE, tmp)
+        tmp.chmod(0o600)
+        _fsync(tmp)
+        os.replace(tmp, data / DB_FILE)
+    elif manifest.get("database") is not None:
+        raise ValidationError(f"{src} holds a SQLite database but this hub uses PostgreSQL")
+    report["blobs_added"], _ = _copy_blobs(src / BLOBS, data / BLOBS, True)
+    return report
+
+
+# -- the commands ---------------------------------------------------------------------------------
+
+
+async def cmd_backup(data: Path, dest: Path) -> int:
+    """`central-hub backup --data DIR DEST`."""
+    manifest = await asyncio.to_thread(backup, data, dest, wall_clock_ms())
+    if manifest["database"] is not None:
+        print(f"database copied to {dest / DB_FILE} (log end {manifest['log_end']}, "
+              f"integrity ok)")
+    elif "dump" in manifest:
+        print(f"PostgreSQL dump {dest / DUMP_FILE} recorded in the manifest")
+    else:
+        print(f"the database is in PostgreSQL and {dest / DUMP_FILE} is missing: dump it first "
+              "(pg_dump -Fc; docs/backup.md)")
+    print(f"{manifest['blobs']} blobs ({manifest['blob_bytes']} bytes), "
+          f"{len(manifest['settings'])} config/TLS files; backup complete in {dest}")
+    return 0
+
+
+async def cmd_restore(data: Path, src: Path | None, epoch_only: bool, force: bool,
+                      open_store: Opener) -> int:
+    """`central-hub restore --data DIR SRC` and `… --epoch-only`."""
+    if epoch_only == (src is not None):
+        raise ValidationError("give either a backup directory to restore or --epoch-only")
+    if src is not None:
+        report = await asyncio.to_thread(restore, data, src, force=force)
+        manifest = report["manifest"]
+        if manifest["database"] is not None:
+            print(f"database restored from the backup of {iso(manifest['created_at'])} "
+                  f"(log end {manifest['log_end']})")
+        else:
+            print(f"PostgreSQL: the database is what pg_restore put back (from {src / DUMP_FILE}"
+                  ", before this command; docs/backup.md)")
+        if report["moved_aside"]:
+            print(f"the previous database was moved to {report['moved_aside']}")
+        print(f"{report['blobs_added']} blobs added; config/TLS restored: "
+              f"{', '.join(report['settings_restored']) or 'none'}; kept: "
+              f"{', '.join(report['settings_kept']) or 'none'}")
+    store = await open_store(data)
+    try:
+        epoch = await rotate_epoch(store)
+        versions = await reissue_refdata(store)
+        end = await store.log_size()
+    finally:
+        await store.close()
+    print(f"log epoch rotated to {epoch} (log end {end}): at their next sync the edges send "
+          "again what this hub lacks and read the log again")
+    print("reference data published again as " +
+          ", ".join(f"{k} version {v}" for k, v in sorted(versions.items())) +
+          ": import any published after the backup once more")
+    print("not in the backup, so not back: hub-side edits made after it; nodes enrolled after "
+          "it (refused until enrolled again); revocations made after it (repeat them)")
+    return 0
