@@ -298,7 +298,7 @@ async def stats_facts(store: HubStore, start_ms: int, end_ms: int,
                     seen[to] = at
     out = []
     for dossier, commune_code, procedure, received, due, state in rows:
-        header = codec.unpack(state).get("header") or {}
+        header = codec.unpack_stored(state).get("header") or {}
         out.append(Facts(commune_code, procedure or "", header.get("channel") or "counter",
                          int(received), due if isinstance(due, int) else None, reached[dossier],
                          tuple(sorted(moves[dossier]))))

@@ -27,6 +27,7 @@ from central_hub.trust_store import check_commune as check_commune
 from protocol import HUB_ORIGIN, codec
 from protocol.errors import RemoteProtocolError, ValidationError
 from protocol.events import Event
+from protocol.merge import DossierState
 from protocol.messages import Rejection
 from protocol.refdata import DEFAULT_REFDATA
 from protocol.refdata import KINDS as REF_KINDS
@@ -238,8 +239,9 @@ class HubStore(DossierStore, TrustStore):
                     expect_seq += 1
                 if not fresh:
                     return last_seq, []  # all replayed, or a gap: ack the prefix we hold
-                accepted, rejections = await self._check_scope(node, fresh)
-                _, ahead = await self.ingest(accepted, now, MAX_FORWARD_MS)
+                accepted, rejections, states = await self._check_scope(node, fresh)
+                _, ahead = await self.ingest(accepted, now, MAX_FORWARD_MS, hashes=hashes,
+                                             states=states)
                 for rej in rejections:
                     event = next(e for e in fresh if e.seq == rej.seq)
                     await self.conn.execute(
@@ -286,7 +288,9 @@ class HubStore(DossierStore, TrustStore):
                 "(a fork: an event rewritten or rolled back after it was sent)")
 
     async def _check_scope(self, node: Node, events: list[Event]
-                           ) -> tuple[list[Event], list[Rejection]]:
+                           ) -> tuple[list[Event], list[Rejection],
+                                      dict[str, DossierState | None]]:
+        """Which events this node may write; also the states loaded to tell (for the fold)."""
         states = await self._load_states(e.dossier for e in events)
         communes = {d: (s.header or {}).get("commune") for d, s in states.items() if s}
         accepted, rejections = [], []
@@ -311,7 +315,7 @@ class HubStore(DossierStore, TrustStore):
                                             "dossier belongs to another commune"))
                 continue
             accepted.append(event)
-        return accepted, rejections
+        return accepted, rejections, states
 
     async def read_scope(self, node: Node, cursor: int, want_bytes: int
                          ) -> tuple[list[Event], int, bool]:

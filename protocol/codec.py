@@ -198,6 +198,13 @@ def event_hash(event: Event) -> bytes:
     return hashlib.sha256(canonical(event)).digest()
 
 
+def unpack_stored(data: bytes) -> Any:
+    """Unpack a value this node packed and stored itself (a dossier's folded state): no limits
+    walk, which costs more than the unpacking and guards against peers, not against our own
+    database."""
+    return msgpack.unpackb(data, raw=False)
+
+
 def decode_stored(data: bytes) -> Event:
     """Decode an event from canonical bytes this node stored itself (validated on the way in)."""
     origin, seq, hlc, dossier, actor, kind, payload, deps, prev = msgpack.unpackb(data)

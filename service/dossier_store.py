@@ -278,7 +278,7 @@ class DossierStore:
         conn = self.reader if committed else self.conn
         async with conn.execute("SELECT state FROM dossiers WHERE id=?", (dossier_id,)) as cur:
             row = await cur.fetchone()
-        return None if row is None else from_plain(codec.unpack(row[0]))
+        return None if row is None else from_plain(codec.unpack_stored(row[0]))
 
     async def history(self, dossier_id: str) -> list[Event]:
         """Every event of a dossier, in log order."""
@@ -358,7 +358,7 @@ class DossierStore:
             rows = list(await cur.fetchall())
         states = await self._read_states([r[0] for r in rows[:limit]])
         now = self.now_ms()
-        items = [dossier_view(from_plain(codec.unpack(states[r[0]])), now)
+        items = [dossier_view(from_plain(codec.unpack_stored(states[r[0]])), now)
                  for r in rows[:limit]]
         for item in items:
             item.pop("history", None)
@@ -494,7 +494,7 @@ class DossierStore:
             async with self.conn.execute(
                 f"SELECT id, state FROM dossiers WHERE id IN ({marks})", chunk) as cur:
                 for row in await cur.fetchall():
-                    out[row[0]] = from_plain(codec.unpack(row[1]))
+                    out[row[0]] = from_plain(codec.unpack_stored(row[1]))
         return out
 
     async def _apply_events(self, events: list[tuple[Event, bytes]],
@@ -544,10 +544,13 @@ class DossierStore:
         except Exception as exc:
             raise StoreError(f"cannot store events: {exc}") from exc
 
-    async def ingest(self, events: list[Event], now_ms: int,
-                     max_forward_ms: int | None = None) -> tuple[dict[str, DossierState], int]:
+    async def ingest(self, events: list[Event], now_ms: int, max_forward_ms: int | None = None,
+                     *, hashes: dict[int, bytes] | None = None,
+                     states: dict[str, DossierState | None] | None = None,
+                     ) -> tuple[dict[str, DossierState], int]:
         """Apply remote events inside the caller's transaction; return states and how many
-        carried a clock too far ahead."""
+        carried a clock too far ahead. A caller that already hashed the events (by seq, one
+        origin) or loaded their dossiers' states in this transaction passes them along."""
         if not events:
             return {}, 0
         clock, ahead = self.clock, 0
@@ -555,11 +558,12 @@ class DossierStore:
         for event in events:
             clock, too_far = clock.receive(event.hlc, now_ms, max_forward_ms)
             ahead += too_far
-            hashed.append((event, codec.event_hash(event)))
-        states = await self._apply_events(hashed)
+            digest = hashes.get(event.seq) if hashes is not None else None
+            hashed.append((event, digest or codec.event_hash(event)))
+        folded = await self._apply_events(hashed, states)
         await self.set_meta("hlc", clock.last)
         self._pending_clock = clock
-        return states, ahead
+        return folded, ahead
 
     def commit_clock(self) -> None:
         """After the caller's transaction committed, adopt the clock it advanced."""

@@ -56,7 +56,7 @@ class Worklists:
                 f"SELECT state FROM dossiers WHERE {where} ORDER BY {order} LIMIT ?",
                 (*args, limit)) as cur:
             rows = await cur.fetchall()
-        items = [dossier_view(from_plain(codec.unpack(r[0])), now_ms) for r in rows]
+        items = [dossier_view(from_plain(codec.unpack_stored(r[0])), now_ms) for r in rows]
         for item in items:
             item.pop("history", None)
         return items
