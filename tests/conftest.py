@@ -36,6 +36,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A throwaway PostgreSQL database for tests that need one whatever the store (several
+    processes, concurrency); skipped without a server (a failure in CI)."""
+    url = await create_db()
+    try:
+        yield url
+    finally:
+        await drop_db(url)
+
+
+@pytest.fixture
 async def net(tmp_path: Path, hub_db: str) -> AsyncIterator[Net]:
     """A started hub; add edges with `await net.add_edge("02245")`."""
     network = Net(tmp_path, db=hub_db)

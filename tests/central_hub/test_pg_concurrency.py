@@ -19,18 +19,8 @@ import pytest
 from central_hub.store import HubStore, Node
 from central_hub.verify import audit
 from tests.central_hub.test_store import Chain, enrolled
-from tests.pg import create_db, drop_db
 
 COMMUNES = ["02245", "02227", "02230", "02233"]
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    url = await create_db()
-    try:
-        yield url
-    finally:
-        await drop_db(url)
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
-import pytest
 from aiohttp.test_utils import TestServer
 
 from edge_node.app import CLIENT, STORE
@@ -24,7 +22,6 @@ from edge_node.store import EdgeStore
 from protocol.errors import SyncError
 from service.db import PgConnection
 from tests.harness import birth
-from tests.pg import create_db, drop_db
 from tests.served import ROOT, serve
 
 COMMUNES = ["02245", "02245", "02227", "02230"]  # two nodes in the first commune
@@ -35,15 +32,6 @@ def cli(*args: str) -> str:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    url = await create_db()
-    try:
-        yield url
-    finally:
-        await drop_db(url)
 
 
 async def start_edge(root: Path, url: str, token: str) -> TestServer:
