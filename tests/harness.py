@@ -154,12 +154,17 @@ class Net:
     async def start_hub(self) -> HubHandle:
         data = self.root / "hub"
         data.mkdir(parents=True)
-        config = HubConfig(db=self.db)
-        hub_config.save(data, config)
+        hub_config.save(data, HubConfig(db=self.db))
+        return await self.serve_hub(data)
+
+    async def serve_hub(self, data: Path, port: int | None = None) -> HubHandle:
+        """Open the hub whose data dir is `data` (config saved) and serve it on loopback — on
+        `port` when restarting it where the edges know it; the operator `op` logs in."""
+        config = hub_config.load(data)
         store = await HubStore.open(data / "hub.db", config.db)
         accounts = await open_hub_accounts(data, config.db)
         await accounts.add_user("op", PASSWORD, "operator")
-        server = TestServer(build_hub_app(store, accounts, config), host="127.0.0.1")
+        server = TestServer(build_hub_app(store, accounts, config), host="127.0.0.1", port=port)
         await server.start_server()
         self.servers.append(server)
         api = Api(await self._http(), str(server.make_url("")).rstrip("/"))

@@ -8,13 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
 from central_hub import config as hub_config
-from central_hub.app import build_app, open_accounts
 from central_hub.config import HubConfig
-from central_hub.store import HubStore
-from tests.harness import PASSWORD, Api, HubHandle, Net
+from tests.harness import PASSWORD, HubHandle, Net
 from tests.harness import Page as Answer
 
 
@@ -62,13 +59,4 @@ async def start_hub(net: Net, **settings: Any) -> HubHandle:
     config = dataclasses.replace(HubConfig(db=net.db), **settings)
     config.validate()
     hub_config.save(data, config)
-    store = await HubStore.open(data / "hub.db", config.db)
-    accounts = await open_accounts(data, config.db)
-    await accounts.add_user("op", PASSWORD, "operator")
-    server = TestServer(build_app(store, accounts, config), host="127.0.0.1")
-    await server.start_server()
-    net.servers.append(server)
-    api = Api(await net._http(), str(server.make_url("")).rstrip("/"))
-    await api.login("op")
-    net.hub = HubHandle(data, store, server, api)
-    return net.hub
+    return await net.serve_hub(data)

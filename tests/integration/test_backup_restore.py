@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from central_hub import backup
 from central_hub import cli as hub_cli
 from central_hub import config as hub_config
-from central_hub.app import build_app as build_hub_app
-from central_hub.app import open_accounts as open_hub_accounts
 from central_hub.exchange import serve
 from central_hub.store import HubStore, Node
 from edge_node.blobsync import BlobMover
@@ -30,7 +27,7 @@ from edge_node.store import EdgeStore
 from protocol.errors import TransportError
 from protocol.merge import digest
 from protocol.messages import SyncRequest, decode_response, encode_request
-from tests.harness import Api, EdgeHandle, HubHandle, Net, birth
+from tests.harness import EdgeHandle, HubHandle, Net, birth
 from tests.integration.test_attachments import upload
 
 pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
@@ -85,17 +82,7 @@ async def restore(net: Net, src: Path) -> None:
 async def start_hub(net: Net, port: int) -> HubHandle:
     """Start the hub again from its data dir, on the port the edges know."""
     assert net.hub is not None
-    data = net.hub.data
-    config = hub_config.load(data)
-    store = await HubStore.open(data / "hub.db", config.db)
-    accounts = await open_hub_accounts(data, config.db)
-    server = TestServer(build_hub_app(store, accounts, config), host="127.0.0.1", port=port)
-    await server.start_server()
-    net.servers.append(server)
-    api = Api(await net._http(), str(server.make_url("")).rstrip("/"))
-    await api.login("op")
-    net.hub = HubHandle(data, store, server, api)
-    return net.hub
+    return await net.serve_hub(net.hub.data, port)
 
 
 async def never() -> bool:
