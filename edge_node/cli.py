@@ -115,15 +115,23 @@ async def cmd_status(args: Any) -> int:
     if args.json:
         print(json.dumps(status, ensure_ascii=False, indent=2))
     else:
-        for key in ("node", "commune", "hub", "dossiers", "pending_events",
-                    "oldest_pending_age_s", "last_success_at", "clock_offset_ms",
-                    "conflicts_open", "ack", "cursor"):
-            print(f"{key:22} {status[key]}")
-        if "certificate_expires_at" in status:
-            print(f"{'certificate_expires_at':22} {status['certificate_expires_at']}")
-        if status["rejected"]:
-            print(f"{'rejected':22} {len(status['rejected'])} events refused by the hub")
+        print("\n".join(status_lines(status)))
     return EXIT_OK
+
+
+def status_lines(status: dict[str, Any]) -> list[str]:
+    """`edge-node status` as text: one `key value` line each, the optional ones when present."""
+    lines = [f"{key:22} {status[key]}" for key in (
+        "node", "commune", "hub", "dossiers", "pending_events", "oldest_pending_age_s",
+        "last_success_at", "clock_offset_ms", "conflicts_open", "ack", "cursor")]
+    if "certificate_expires_at" in status:
+        lines.append(f"{'certificate_expires_at':22} {status['certificate_expires_at']}")
+    if status["rejected"]:
+        lines.append(f"{'rejected':22} {len(status['rejected'])} events refused by the hub")
+    if warning := status.get("warning"):
+        lines.append(f"{'warning':22} {warning['code']} since {iso(warning['at'])}: "
+                     f"{warning['message']}")
+    return lines
 
 
 async def cmd_user_add(args: Any) -> int:

@@ -6,7 +6,8 @@ at any point leaves a state from which the next session simply resends or re-ask
 The hub's answer is authoritative, also backwards: a hub restored from an older backup acks less than
 it did (the ack rewinds and the events after it are sent again) and answers from the start of its
 log when the cursor is of another log epoch (the cursor follows). Both are warnings for staff, never
-a loss: events already held are skipped by id, so a re-pull applies only what is new.
+a loss: events already held are skipped by id, so a re-pull applies only what is new. Such a warning
+ends by itself once all is sent and read again; one for an id the hub reused stays a week.
 """
 
 from __future__ import annotations
@@ -35,6 +36,17 @@ from service.dossier_store import DossierStore
 from service.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
+
+# What the kept sync warning is about (`EdgeStore.sync_warning()["code"]`, translated for staff by
+# the desk). A restore's warnings end by themselves once what it undid is done again; a reused id is
+# a disagreement that does not heal here, so it stays a week and is not hidden by a later restore's.
+HUB_RESTORED = "hub_restored"  # the hub acks less than it had: this node sends its events again
+HUB_LOG_RESET = "hub_log_reset"  # the hub's log restarted (new epoch): it is read again from 0
+HUB_ID_REUSED = "hub_id_reused"  # the hub sent an id held here with other content: kept ours
+HUB_WARNING = "hub_warning"  # a warning kept by a version that stored no code
+WARNING_RANK = {HUB_ID_REUSED: 0, HUB_RESTORED: 1, HUB_LOG_RESET: 1}  # lower: more serious
+ID_REUSED_KEEP_MS = 7 * 24 * 3600 * 1000
+WARNING_KEYS = ("sync_warning", "sync_warning_code", "sync_warning_at", "sync_warning_until")
 
 EDGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS code_counter (day TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
@@ -140,17 +152,53 @@ class EdgeStore(DossierStore):
         return str(await self.get_meta("hub_epoch", ""))
 
     async def sync_warning(self) -> dict[str, Any] | None:
-        """The last thing the hub's answers said was wrong with it (e.g. a restore), or None."""
+        """What the hub's answers said is wrong with it and still stands, or None:
+        {"code": one of the kinds above, "message": the English log line, "at": hub time ms}."""
         message = await self.get_meta("sync_warning")
         if not message:
             return None
-        return {"message": str(message), "at": int(await self.get_meta("sync_warning_at", 0))}
+        return {"code": str(await self.get_meta("sync_warning_code") or HUB_WARNING),
+                "message": str(message), "at": int(await self.get_meta("sync_warning_at", 0))}
 
-    async def _warn(self, message: str, at_ms: int) -> None:
-        """Log and keep a warning for the sync status (inside the caller's transaction)."""
+    async def _warn(self, warnings: list[tuple[str, str]], at_ms: int) -> None:
+        """Log `warnings` ((code, message) of one answer) and keep them for the sync status as
+        the most serious code, unless a more serious warning still stands (inside the caller's
+        transaction). A restore's warning ends once this node's last seq now is acked again."""
+        message = "; ".join(text for _, text in warnings)
         log.warning("%s", message)
+        code = min((c for c, _ in warnings), key=lambda c: WARNING_RANK.get(c, 9))
+        if await self.get_meta("sync_warning") and \
+                WARNING_RANK.get(await self.get_meta("sync_warning_code"), 9) < WARNING_RANK[code]:
+            return
         await self.set_meta("sync_warning", message)
+        await self.set_meta("sync_warning_code", code)
         await self.set_meta("sync_warning_at", at_ms)
+        await self.set_meta("sync_warning_until", self.own_seq)
+
+    async def _settle_warning(self, more: bool, now_ms: int) -> None:
+        """Drop the kept warning once it is over (inside the caller's transaction, after an
+        answer that warned of nothing). A restore's is over when the hub acks this node's events
+        up to its last seq at the time of the warning, has sent the end of its log (`more`
+        false) and no scan is left to check again: all re-sent and re-read, staff need not
+        know more. A reused id is not healed by any later answer (the hub never sends that id
+        again), so the edge cannot see it end: it goes a week after the last one, long enough
+        for staff to see it and call the province."""
+        if not await self.get_meta("sync_warning"):
+            return
+        if await self.get_meta("sync_warning_code") == HUB_ID_REUSED:
+            if now_ms - int(await self.get_meta("sync_warning_at", 0)) < ID_REUSED_KEEP_MS:
+                return
+        elif more or await self.ack() < int(await self.get_meta("sync_warning_until", 0)):
+            return
+        else:
+            async with self.conn.execute(
+                    "SELECT count(*) FROM blobs WHERE direction='up' AND done=0") as cur:
+                row = await cur.fetchone()
+            if row and int(row[0]):
+                return
+        log.info("sync warning over: %s", await self.get_meta("sync_warning"))
+        await self.conn.execute(
+            f"DELETE FROM meta WHERE key IN ({','.join('?' * len(WARNING_KEYS))})", WARNING_KEYS)
 
     async def pending(self, max_bytes: int) -> list[Event]:
         """Own events after the ack, oldest first, at most `max_bytes` of them (at least one)."""
@@ -204,7 +252,7 @@ class EdgeStore(DossierStore):
         stored ack but not less than that is merely older than another answer."""
         return await asyncio.shield(self._apply_response(resp, rtt_s, at_mono, sent_after))
 
-    async def _unseen(self, events: list[Event], warnings: list[str]) -> list[Event]:
+    async def _unseen(self, events: list[Event], warnings: list[tuple[str, str]]) -> list[Event]:
         """The events not held here yet. One held with other content (a hub that reused an id
         after a restore) is kept as held, and is a warning: the two replicas now disagree."""
         by_origin: dict[str, list[Event]] = {}
@@ -227,10 +275,10 @@ class EdgeStore(DossierStore):
             elif digest != codec.event_hash(event):
                 clashes.append(f"{event.origin}:{event.seq}")
         if clashes:
-            warnings.append(
+            warnings.append((HUB_ID_REUSED,
                 f"hub sent {len(clashes)} event(s) with an id this node holds with other content "
                 f"(first {clashes[0]}); kept this node's (the hub reused ids after a restore "
-                "from an older backup?): tell the hub's operators")
+                "from an older backup?): tell the hub's operators"))
         return fresh
 
     async def _apply_response(self, resp: SyncResponse, rtt_s: float, at_mono: float,
@@ -245,14 +293,14 @@ class EdgeStore(DossierStore):
                     raise RemoteProtocolError(
                         f"the hub acknowledges {resp.ack} events of this node, which has written "
                         f"{self.own_seq}: was this database restored from an old backup?")
-                warnings: list[str] = []
+                warnings: list[tuple[str, str]] = []
                 if resp.ack < (ack if sent_after is None else sent_after):
                     # It had acknowledged more before this request left: it lost them (restored
                     # from an older backup). Its ack is the truth; what follows is sent again.
-                    warnings.append(
+                    warnings.append((HUB_RESTORED,
                         f"hub holds less than it acknowledged (restored from backup?): it holds "
                         f"{resp.ack} of this node's events, had acknowledged {ack}; sending the "
-                        "rest again")
+                        "rest again"))
                     await self.set_meta("ack", resp.ack)
                 elif resp.ack > ack:  # (a lower ack to a request sent before ours: stale)
                     await self.set_meta("ack", resp.ack)
@@ -264,19 +312,21 @@ class EdgeStore(DossierStore):
                                              warnings)
                 await self.ingest(foreign, resp.hub_time_ms)
                 if resp.reset:
-                    warnings.append(
+                    warnings.append((HUB_LOG_RESET,
                         f"hub log restarted (epoch {resp.epoch or '?'}; restored from backup?): "
                         f"reading it again from the start, position {await self.cursor()} was "
-                        "of the old log")
+                        "of the old log"))
                     await self.set_meta("cursor", resp.cursor)
                 elif resp.cursor > await self.cursor():
                     await self.set_meta("cursor", resp.cursor)
                 if resp.epoch:
                     await self.set_meta("hub_epoch", resp.epoch)
                 if warnings:
-                    await self._warn("; ".join(warnings), resp.hub_time_ms)
+                    await self._warn(warnings, resp.hub_time_ms)
                     # blobs the hub had confirmed may be gone too: ask it about them again
                     await self.conn.execute("UPDATE blobs SET done=0 WHERE direction='up'")
+                else:
+                    await self._settle_warning(resp.more, resp.hub_time_ms)
                 fresh = {k: v for k, v in resp.refdata.items()
                          if v["version"] > self.ref_versions.get(k, 0)}
                 for kind, ref in fresh.items():

@@ -1,8 +1,10 @@
 """The sync indicator in every page's header: tells the truth about the link to the province.
 
 "Mất kết nối — 12 thay đổi chờ gửi" when the hub cannot be reached, "Đồng bộ lúc 10:42" when all is
-sent, a clock warning when this PC's clock is off, and how many changes the hub refused. The page
-polls `GET /sync/status` to keep it current; `POST /sync/now` asks for a session at once.
+sent, a clock warning when this PC's clock is off, how many changes the hub refused, and what the
+hub's answers warned of (a restore from a backup: calm, nothing to do; an id it reused: call the
+province). The page polls `GET /sync/status` to keep it current; `POST /sync/now` asks for a
+session at once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from service.ui.render import flash, redirect, safe_next
 
 log = logging.getLogger(__name__)
 
+LEVELS = ("ok", "busy", "warn", "danger")
+# Warning codes (edge_node.store) that end by themselves and ask nothing of staff: they leave the
+# level to the link's state. Any other (a reused id, an unknown code) turns the bar "warn".
+CALM = frozenset({"hub_restored", "hub_log_reset"})
+
 
 def _when(iso: str | None, now_ms: int) -> str:
     moment = formats.moment(iso)
@@ -28,6 +35,14 @@ def _when(iso: str | None, now_ms: int) -> str:
     if moment.date() == local(now_ms).date():
         return moment.strftime("%H:%M")
     return moment.strftime("%d/%m/%Y %H:%M")
+
+
+def warning_text(warning: dict[str, Any] | None, t: Messages) -> str:
+    """The sentence for a kept sync warning ({"code", …}) in the page's language ("" if none)."""
+    if not warning:
+        return ""
+    key = f"sync.warning.{warning.get('code')}"
+    return t(key) if t.has(key) else t("sync.warning.hub_warning")
 
 
 def describe(status: dict[str, Any], t: Messages, now_ms: int) -> dict[str, Any]:
@@ -60,8 +75,13 @@ def describe(status: dict[str, Any], t: Messages, now_ms: int) -> dict[str, Any]
     if status.get("clock_warning"):
         clock = t("sync.clock", minutes=round(abs(int(status.get("clock_offset_ms") or 0)) / 60000))
     rejected = len(status.get("rejected") or [])
-    return {"level": "danger" if level == "danger" or clock else level, "parts": {
-        "state": text, "clock": clock,
+    warning = status.get("warning")
+    if clock:
+        level = "danger"
+    elif warning and warning.get("code") not in CALM:
+        level = max(level, "warn", key=LEVELS.index)
+    return {"level": level, "parts": {
+        "state": text, "clock": clock, "warning": warning_text(warning, t),
         "rejected": t("sync.rejected", n=rejected) if rejected else ""}}
 
 

@@ -287,7 +287,7 @@ async def test_a_lower_ack_rewinds_and_the_rest_is_sent_again(store: EdgeStore) 
     _, first, last = await store.pending_batch(await store.ack(), 1 << 20)
     assert (first, last) == (2, 3)
     warning = await store.sync_warning()
-    assert warning is not None and warning["at"] == now
+    assert warning is not None and warning["at"] == now and warning["code"] == "hub_restored"
     assert "hub holds less than it acknowledged (restored from backup?)" in warning["message"]
     # blobs it had confirmed are asked about again
     assert await store.blobs_to_move("up") == [("ab" * 32, 10)]
@@ -325,6 +325,7 @@ async def test_a_new_log_epoch_resets_the_cursor_and_the_re_pull_applies_nothing
     assert await count(store, "SELECT count(*) FROM events WHERE origin=?", HUB_ORIGIN) == 2
     warning = await store.sync_warning()
     assert warning is not None and "hub log restarted" in warning["message"]
+    assert warning["code"] == "hub_log_reset"
     assert await store.rebuild() == 1 and await store.dossier_rows() == rows
 
 
@@ -347,3 +348,98 @@ async def test_a_hub_event_reusing_a_held_id_is_not_applied_and_is_a_warning(
     warning = await store.sync_warning()
     assert warning is not None and "hub:1" in warning["message"]
     assert "other content" in warning["message"]
+    # the id clash and the reset came in one answer: the clash is what staff must act on
+    assert warning["code"] == "hub_id_reused" and "hub log restarted" in warning["message"]
+
+
+# -- when the warning ends -------------------------------------------------------------------------
+
+
+async def test_a_restore_warning_ends_once_all_is_sent_read_and_checked_again(
+        store: EdgeStore) -> None:
+    for i in range(3):
+        await store.create(birth(f"Người {i}"), "clerk")
+    now = store.now_ms()
+    await apply(store, SyncResponse(ack=3, events=[], cursor=5, more=False, hub_time_ms=now))
+    await store.conn.execute("INSERT INTO blobs VALUES (?, 10, 'up', 1)", ("ab" * 32,))
+    await store.apply_response(
+        SyncResponse(ack=1, events=[], cursor=5, more=False, hub_time_ms=now), 0.0,
+        time.monotonic(), sent_after=3)
+    assert (await store.sync_warning() or {}).get("code") == "hub_restored"
+    await store.create(birth("Người mới"), "clerk")  # written after: ordinary pending work
+    # part of the re-send acknowledged: not over
+    await apply(store, SyncResponse(ack=2, events=[], cursor=5, more=False, hub_time_ms=now))
+    assert await store.sync_warning() is not None
+    # all of it, but the hub has more of its log to send
+    await apply(store, SyncResponse(ack=3, events=[], cursor=6, more=True, hub_time_ms=now))
+    assert await store.sync_warning() is not None
+    # all sent and read, but the scan the hub had confirmed is still to be checked again
+    await apply(store, SyncResponse(ack=3, events=[], cursor=7, more=False, hub_time_ms=now))
+    assert await store.sync_warning() is not None
+    await store.blob_done("ab" * 32, "up")
+    # the next answer that warns of nothing ends it, though the newer event is still pending
+    await apply(store, SyncResponse(ack=3, events=[], cursor=7, more=False, hub_time_ms=now))
+    assert await store.sync_warning() is None
+    assert await count(store, "SELECT count(*) FROM meta WHERE key LIKE 'sync_warning%'") == 0
+    assert (await store.pending_stats())[0] == 1
+
+
+async def test_a_reset_warning_ends_when_the_re_pull_reaches_the_end_of_the_log(
+        store: EdgeStore) -> None:
+    await store.create(birth(), "clerk")
+    now = store.now_ms()
+    await apply(store, SyncResponse(ack=1, events=[], cursor=40, more=False, hub_time_ms=now,
+                                    epoch="aaaa"))
+    await apply(store, SyncResponse(ack=1, events=[], cursor=10, more=True, hub_time_ms=now,
+                                    epoch="bbbb", reset=True))
+    assert (await store.sync_warning() or {}).get("code") == "hub_log_reset"
+    await apply(store, SyncResponse(ack=1, events=[], cursor=20, more=True, hub_time_ms=now,
+                                    epoch="bbbb"))
+    assert await store.sync_warning() is not None
+    await apply(store, SyncResponse(ack=1, events=[], cursor=25, more=False, hub_time_ms=now,
+                                    epoch="bbbb"))
+    assert await store.sync_warning() is None
+
+
+async def test_a_reused_id_warning_stays_a_week_and_is_not_hidden_by_a_restore(
+        store: EdgeStore) -> None:
+    d = await store.create(birth(), "clerk")
+    now = store.now_ms()
+    state = await store.load_state(d["id"])
+    assert state is not None
+    lost = hub_event(1, d["id"], dict(state.vv), b"", now)
+    await apply(store, SyncResponse(ack=1, events=[lost], cursor=9, more=False, hub_time_ms=now))
+    reused = hub_event(1, d["id"], dict(state.vv), b"", now,
+                       payload={"set": {"fields.child_home_town": "Côn Lôn"}})
+    await apply(store, SyncResponse(ack=1, events=[reused], cursor=10, more=False,
+                                    hub_time_ms=now))
+    first = await store.sync_warning()
+    assert first is not None and first["code"] == "hub_id_reused" and first["at"] == now
+    # the hub never sends that id again, so a clean answer says nothing about it: it stays
+    later = now + DAY_MS
+    await apply(store, SyncResponse(ack=1, events=[], cursor=11, more=False, hub_time_ms=later))
+    assert await store.sync_warning() == first
+    # a restore notice, calm and self-ending, does not hide it
+    await apply(store, SyncResponse(ack=1, events=[], cursor=0, more=False, hub_time_ms=later,
+                                    epoch="dddd", reset=True))
+    assert await store.sync_warning() == first
+    # a week after the last clash, the next clean answer ends it
+    await apply(store, SyncResponse(ack=1, events=[], cursor=1, more=False,
+                                    hub_time_ms=now + 7 * DAY_MS - 1))
+    assert await store.sync_warning() == first
+    await apply(store, SyncResponse(ack=1, events=[], cursor=2, more=False,
+                                    hub_time_ms=now + 7 * DAY_MS))
+    assert await store.sync_warning() is None
+
+
+async def test_a_warning_kept_without_a_code_reads_as_a_generic_one_and_ends(
+        store: EdgeStore) -> None:
+    now = store.now_ms()
+    async with store.lock:  # as kept by the version before codes
+        await store.set_meta("sync_warning", "hub holds less than it acknowledged")
+        await store.set_meta("sync_warning_at", now)
+        await store.conn.commit()
+    assert await store.sync_warning() == {"code": "hub_warning", "at": now,
+                                          "message": "hub holds less than it acknowledged"}
+    await apply(store, SyncResponse(ack=0, events=[], cursor=1, more=False, hub_time_ms=now))
+    assert await store.sync_warning() is None

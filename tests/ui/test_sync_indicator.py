@@ -51,3 +51,39 @@ def test_clock_warning_blobs_and_refusals() -> None:
     assert out["parts"]["rejected"].startswith("1 thay đổi bị tỉnh từ chối")
     assert out["level"] == "danger"
     assert describe(status(state="syncing"), VI, NOW)["level"] == "busy"
+
+
+def test_a_restore_warning_is_calm_and_in_the_page_language() -> None:
+    restored = {"code": "hub_restored", "message": "hub holds less…", "at": NOW}
+    out = describe(status(warning=restored, pending_events=3), VI, NOW)
+    assert out["parts"]["warning"] == (
+        "Máy chủ tỉnh đã được khôi phục từ bản sao lưu; máy này đang tự gửi lại dữ liệu. "
+        "Dữ liệu không bị mất, không cần làm gì.")
+    assert out["level"] == "busy"  # the link's own level: nothing for staff to do
+    en = describe(status(warning=restored), EN, NOW)
+    assert en["parts"]["warning"].startswith("The provincial hub was restored from a backup; "
+                                             "this computer is sending its data again")
+    assert en["level"] == "ok"
+    reset = describe(status(warning={**restored, "code": "hub_log_reset"}), VI, NOW)
+    assert "đọc lại dữ liệu của tỉnh" in reset["parts"]["warning"] and reset["level"] == "ok"
+    assert describe(status(), VI, NOW)["parts"]["warning"] == ""
+    assert describe(status(warning=None), EN, NOW)["parts"]["warning"] == ""
+
+
+def test_a_reused_id_asks_to_call_the_province() -> None:
+    reused = {"code": "hub_id_reused", "message": "hub sent 1 event(s)…", "at": NOW}
+    out = describe(status(warning=reused), VI, NOW)
+    assert out["parts"]["warning"].endswith("Hãy báo bộ phận công nghệ thông tin của tỉnh.")
+    assert out["level"] == "warn"
+    assert describe(status(warning=reused), EN, NOW)["parts"]["warning"].endswith(
+        "Contact the province's IT staff.")
+    # an offline link stays danger; a wrong clock too
+    assert describe(status(warning=reused, state="error", last_error="x"), VI, NOW)["level"] \
+        == "danger"
+    assert describe(status(warning=reused, clock_warning=True), VI, NOW)["level"] == "danger"
+    # a code this desk does not know (or none kept by an older version): a generic sentence
+    for code in ("hub_warning", "from_the_future"):
+        out = describe(status(warning={**reused, "code": code}), EN, NOW)
+        assert out["parts"]["warning"] == \
+            "The provincial hub reported a sync problem — tell the admin."
+        assert out["level"] == "warn"
