@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from central_hub import exchange, fleet, logs
+from central_hub.admission import Admission
 from central_hub.config import HubConfig
 from central_hub.dashboard import mount_dashboard
 from central_hub.health import DEFAULT_RULES, HealthRules
@@ -22,7 +23,7 @@ from central_hub.store import HubStore, Node
 from central_hub.tls import Authority
 from protocol import APP_VERSION
 from protocol.codec import DEFAULT_LIMITS
-from protocol.errors import NotFound, SyncError, ValidationError
+from protocol.errors import NotFound, SyncError, TransportError, ValidationError
 from protocol.messages import encode_error
 from service.accounts import Accounts
 from service.blobs import MAX_BLOB, check_sha
@@ -42,6 +43,11 @@ from service.web import (
 log = logging.getLogger(__name__)
 
 ROLES = ("operator", "admin")
+
+
+class ClientGone(TransportError):
+    """The client closed its connection before its exchange started: nothing to do."""
+
 MAX_CHUNK = 2 * 1024 * 1024
 CONTENT_TYPE = "application/vnd.commune-sync+zstd"
 STORE = web.AppKey("store", HubStore)
@@ -109,6 +115,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         client_max_size=DEFAULT_LIMITS.max_body + 1024,
         handler_args={"auto_decompress": False})  # compressed bodies are refused, never inflated
     guard = NodeGuard(store, authority, config)
+    admission = Admission(config.sync_inflight, config.sync_waiting)
     snapshot = NodeSnapshot(store, config, lambda: metrics.links)
     monitor = Monitor(store, config, snapshot)
     app[STORE], app[METRICS], app[MONITOR] = store, metrics, monitor
@@ -119,10 +126,13 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         outcome_label = "ok"
         try:
             node = await guard.node(request)
-            read_from = time.monotonic()
-            body = await read_body(request, DEFAULT_LIMITS.max_body)
-            metrics.meter(node.node, len(body), time.monotonic() - read_from)
-            outcome = await exchange.serve(store, node, body, config.max_want_bytes)
+            async with admission.slot():
+                if request.transport is None or request.transport.is_closing():
+                    raise ClientGone("the node went away while its exchange waited")
+                read_from = time.monotonic()
+                body = await read_body(request, DEFAULT_LIMITS.max_body)
+                metrics.meter(node.node, len(body), time.monotonic() - read_from)
+                outcome = await exchange.serve(store, node, body, config.max_want_bytes)
             snapshot.touch(node.node)
             monitor.kick()
             if outcome.error is not None:

@@ -55,6 +55,10 @@ class HubConfig:
     recover_max_days: float = 3650.0
     node_rate_per_s: float = 20.0
     node_burst: int = 200
+    # admission control (central_hub/admission.py): exchanges served at once per process, and
+    # how many may wait behind them before the hub answers 503 + Retry-After (0: no limit)
+    sync_inflight: int = 8
+    sync_waiting: int = 64
 
     def validate(self) -> None:
         """Raise ValidationError naming the first bad field."""
@@ -85,6 +89,9 @@ class HubConfig:
             raise ValidationError("node_cert_days must be more than 0", field="node_cert_days")
         if self.recover_max_days < 0:
             raise ValidationError("recover_max_days must be 0 or more", field="recover_max_days")
+        if self.sync_inflight < 0 or self.sync_waiting < 0:
+            raise ValidationError("sync_inflight and sync_waiting must be 0 (off) or more",
+                                  field="sync_inflight")
         if self.node_rate_per_s < 0 or self.node_burst < 1:
             raise ValidationError("node_rate_per_s must be ≥ 0 and node_burst ≥ 1",
                                   field="node_rate_per_s")

@@ -127,6 +127,7 @@ class Monitor:
 
     retry_base_s = 0.5  # webhook backoff: 0.5 s, 1 s, 2 s
     standby_s = 5.0  # how often a standing-by process tries to take the monitor over
+    kick_delay_s = 1.0  # exchanges within this long share one health evaluation
 
     def __init__(self, store: HubStore, config: HubConfig, snapshot: NodeSnapshot) -> None:
         self.store = store
@@ -181,10 +182,12 @@ class Monitor:
         """Evaluate soon (a node just exchanged)."""
         self.kicked.set()
 
-    async def check(self) -> list[Change]:
-        """Evaluate every node now; record and queue the changes; return them."""
+    async def check(self, full: bool = True) -> list[Change]:
+        """Evaluate every node (`full`: all recomputed now; else the snapshot's items, where
+        only the nodes that exchanged since are recomputed); record and queue the changes;
+        return them."""
         now = self.store.now_ms()
-        items = await self.snapshot.items(max_age_s=0)
+        items = await self.snapshot.items(max_age_s=0 if full else None)
         known = await fleet.health_states(self.store)
         changes: list[Change] = []
         refreshed: dict[str, list[dict[str, Any]]] = {}
@@ -244,16 +247,26 @@ class Monitor:
                                       hourly_days=c.history_hourly_days, days=c.history_days)
 
     async def _watch(self) -> None:
+        """Every `health_check_s` a full check (time alone turns a silent node critical); after
+        exchanges, a light one. Kicks are gathered for `kick_delay_s`: in a morning burst of
+        thousands of exchanges the fleet is evaluated about once a second, not once each."""
+        loop = asyncio.get_running_loop()
+        full, last_full = True, loop.time()
         while True:
             try:
-                await self.check()
+                await self.check(full=full)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("health check failed")
+            if full:
+                last_full = loop.time()
+            wait = max(0.0, last_full + self.config.health_check_s - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.kicked.wait(), self.config.health_check_s)
+                await asyncio.wait_for(self.kicked.wait(), wait)
+                await asyncio.sleep(self.kick_delay_s)
             self.kicked.clear()
+            full = loop.time() >= last_full + self.config.health_check_s
 
     async def _prune(self) -> None:
         while True:

@@ -11,7 +11,6 @@ or tampering) is refused whole.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -33,7 +32,7 @@ from protocol.refdata import DEFAULT_REFDATA
 from protocol.refdata import KINDS as REF_KINDS
 from service import crashpoints
 from service.blobs import BlobStore
-from service.db import PgConnection, advisory_lock, index_hint, is_pg_url, is_postgres
+from service.db import PgConnection, advisory_lock, index_hint, is_pg_url
 from service.dossier_store import DossierStore
 from service.sqlite import connect, transaction
 
@@ -323,25 +322,24 @@ class HubStore(DossierStore, TrustStore):
         them; return (events, new cursor, more)."""
         out: list[Event] = []
         size, new_cursor = 0, cursor
-        # PostgreSQL: committed rows through the pool, no wait on this process's writer.
-        conn, lock = ((self.reader, contextlib.nullcontext()) if is_postgres(self.conn)
-                      else (self.conn, self.lock))
-        async with lock:
-            while True:
-                async with conn.execute(
+        # Committed rows only, through the reader (SQLite in WAL mode, or PostgreSQL's pool):
+        # no wait on the writer's lock. On PostgreSQL a position only becomes visible after
+        # every smaller one committed (the log lock), so the cursor never skips one.
+        while True:
+            async with self.reader.execute(
                     "SELECT pos, CASE WHEN origin=? THEN NULL ELSE body END FROM events "
                     "WHERE commune=? AND pos>? ORDER BY pos LIMIT 1000",
                     (node.node, node.commune, new_cursor)) as cur:
-                    rows = await cur.fetchall()
-                if not rows:
-                    return out, new_cursor, False
-                for pos, body in rows:
-                    if body is not None:
-                        if out and size + len(body) > want_bytes:
-                            return out, new_cursor, True
-                        out.append(codec.decode_stored(body))
-                        size += len(body)
-                    new_cursor = pos
+                rows = await cur.fetchall()
+            if not rows:
+                return out, new_cursor, False
+            for pos, body in rows:
+                if body is not None:
+                    if out and size + len(body) > want_bytes:
+                        return out, new_cursor, True
+                    out.append(codec.decode_stored(body))
+                    size += len(body)
+                new_cursor = pos
 
     async def record_session(self, node: Node, *, app: str, protocol: int,
                              stats: dict[str, Any], ok: bool, error: str | None,

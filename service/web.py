@@ -130,6 +130,12 @@ class RateLimited(SyncError):
         self.retry_after_s = retry_after_s
 
 
+class Unavailable(RateLimited):
+    """The server is overloaded: retry after `retry_after_s` (HTTP 503)."""
+
+    code = "unavailable"
+
+
 class UnsupportedEncoding(SyncError):
     """A request body in a content encoding we do not use (HTTP 415)."""
 
@@ -199,6 +205,7 @@ class _BadJson(ValidationError):
 
 STATUS_OF.insert(0, (_BadJson, 400))
 STATUS_OF.insert(0, (RateLimited, 429))
+STATUS_OF.insert(0, (Unavailable, 503))
 STATUS_OF.insert(0, (UnsupportedEncoding, 415))
 
 
