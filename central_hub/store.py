@@ -93,6 +93,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 """
 MAX_FORWARD_MS = 5 * 60 * 1000
+SESSION_FLUSH_S = 0.5  # exchange statistics are written in batches this often
 NODE_KEYS = ("node", "commune", "commune_name", "enrolled_at", "revoked_at", "last_seen_at",
              "last_success_at", "app_version", "protocol", "stats", "last_error", "sessions_ok",
              "sessions_failed", "bytes_in", "bytes_out", "clock_ahead_events", "rejected_events",
@@ -113,6 +114,8 @@ class HubStore(DossierStore, TrustStore):
     def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         super().__init__(conn, reader, HUB_ORIGIN, None)
         self.path = Path("hub.db")  # the SQLite file, or where blobs and locks live beside
+        self._sessions: list[tuple[Any, ...]] = []  # exchanges not yet written (record_session)
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path, db: str = "sqlite") -> HubStore:
@@ -345,29 +348,71 @@ class HubStore(DossierStore, TrustStore):
                              stats: dict[str, Any], ok: bool, error: str | None,
                              bytes_in: int, bytes_out: int, events_in: int = 0,
                              events_out: int = 0, duration_ms: int = 0) -> None:
-        """Remember what a node reported and how its exchange went (also in its history)."""
-        now = self.now_ms()
+        """Remember what a node reported and how its exchange went (also in its history).
+
+        Recorded in batches: the record waits up to `SESSION_FLUSH_S` and goes to the database
+        with the others in one transaction, so an exchange commits once (its ingest), not twice.
+        Readers of these tables call `flush_sessions` first; a crash loses at most that window
+        of exchange statistics, never an event."""
+        self._sessions.append((node.node, self.now_ms(), ok, app, protocol, stats, error,
+                               bytes_in, bytes_out, events_in, events_out, duration_ms))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(SESSION_FLUSH_S)
+        try:
+            await self.flush_sessions()
+        except Exception:  # the next record or reader tries again; the rows are kept
+            log.exception("cannot record exchange statistics")
+
+    async def flush_sessions(self) -> None:
+        """Write the exchanges recorded so far (one transaction)."""
+        if not self._sessions:
+            return
+        batch, self._sessions = self._sessions, []
+        try:
+            await asyncio.shield(self._write_sessions(batch))
+        except BaseException:
+            self._sessions[:0] = batch
+            raise
+
+    async def _write_sessions(self, batch: list[tuple[Any, ...]]) -> None:
         async with self.lock, transaction(self.conn):
-            await self.conn.execute(
+            await self.conn.executemany(
                 "INSERT INTO node_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (node.node, now, int(ok), error, bytes_in, bytes_out, events_in, events_out,
-                 stats.get("pending_events"), stats.get("oldest_pending_age_s"),
-                 stats.get("clock_offset_ms"), duration_ms))
-            await self.conn.execute(
-                # a refused exchange carries no trustworthy report: keep the node's last one
+                [(node, at, int(ok), error, b_in, b_out, e_in, e_out,
+                  stats.get("pending_events"), stats.get("oldest_pending_age_s"),
+                  stats.get("clock_offset_ms"), duration)
+                 for (node, at, ok, _app, _protocol, stats, error, b_in, b_out, e_in, e_out,
+                      duration) in batch])
+            # a refused exchange carries no trustworthy report: keep the node's last one
+            await self.conn.executemany(
                 "UPDATE nodes SET last_seen_at=?, last_success_at=CASE WHEN ? THEN ? ELSE "
                 "last_success_at END, app_version=CASE WHEN ? THEN ? ELSE app_version END, "
                 "protocol=CASE WHEN ? THEN ? ELSE protocol END, "
                 "stats=CASE WHEN ? THEN ? ELSE stats END, last_error=?, "
                 "sessions_ok=sessions_ok+?, sessions_failed=sessions_failed+?, "
                 "bytes_in=bytes_in+?, bytes_out=bytes_out+? WHERE node=?",
-                (now, ok, now, ok, app, ok, protocol, ok, json.dumps(stats), error, int(ok),
-                 int(not ok), bytes_in, bytes_out, node.node))
+                [(at, ok, at, ok, app, ok, protocol, ok, json.dumps(stats), error, int(ok),
+                  int(not ok), b_in, b_out, node)
+                 for (node, at, ok, app, protocol, stats, error, b_in, b_out, _e_in, _e_out,
+                      _duration) in batch])
+
+    async def close(self) -> None:
+        """Write the exchanges still waiting, then close."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+        try:
+            await self.flush_sessions()
+        finally:
+            await super().close()
 
     async def nodes(self, node: str | None = None) -> list[dict[str, Any]]:
         """Every node (or one) with what it last reported and what its latest successful
         exchange delivered (`delivered`: the report was made before it). Conflicts are counted
         per commune in one pass over the partial index of conflicted dossiers."""
+        await self.flush_sessions()
         where, args = ("WHERE n.node=?", (node,)) if node else ("", ())
         async with self.reader.execute(
             "SELECT n.node, n.commune, c.name, n.enrolled_at, n.revoked_at, n.last_seen_at, "
