@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from edge_node.blobsync import BlobMover, BlobStats
-from edge_node.sync import SyncClient
+from edge_node.sync import SyncClient, backoff
 from protocol.errors import SyncError, TransportError
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ class SyncLoop:
         self.client = client
         self.mover = BlobMover(client)
         self.kicked = asyncio.Event()
+        self._not_before = 0.0  # loop time before which the hub asked not to be called again
         self._task: asyncio.Task[None] | None = None
         self.sessions = 0
 
@@ -57,6 +58,20 @@ class SyncLoop:
         pending, _ = await self.client.store.pending_stats()
         return pending > 0 or self.kicked.is_set()
 
+    def _note_retry_after(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        hint = getattr(exc, "retry_after_s", None)
+        self._not_before = asyncio.get_running_loop().time() + hint if hint else 0.0
+
+    async def _sleep(self, seconds: float) -> None:
+        """Between retries: a local write cuts the wait short, except the part the hub asked
+        for (Retry-After), which is honoured whatever happens here."""
+        floor = self._not_before - asyncio.get_running_loop().time()
+        if floor > 0:
+            await asyncio.sleep(floor)
+            seconds -= floor
+        await self._wait(max(0.0, seconds))
+
     async def _wait(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self.kicked.wait(), timeout=seconds)
@@ -70,8 +85,9 @@ class SyncLoop:
             self.kicked.clear()
             retrying = AsyncRetrying(
                 retry=retry_if_exception_type(TransportError),
-                wait=wait_exponential_jitter(initial=1, max=config.backoff_cap_s),
-                sleep=self._wait,
+                wait=backoff(config.backoff_cap_s),
+                sleep=self._sleep,
+                before_sleep=self._note_retry_after,
                 reraise=True,
             )
             try:

@@ -91,6 +91,19 @@ class SessionResult:
     pending_after: int = 0
 
 
+def backoff(cap_s: float) -> Callable[[RetryCallState], float]:
+    """Exponential backoff with jitter, capped — but never sooner than the hub's Retry-After
+    (a busy hub spreads the communes it turns away over the next seconds)."""
+    base = wait_exponential_jitter(initial=1, max=cap_s)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hint = getattr(exc, "retry_after_s", None) or 0.0
+        return max(base(state), min(float(hint), cap_s))
+
+    return wait
+
+
 class SyncClient:
     """Talks to the hub for one edge store."""
 
@@ -257,6 +270,7 @@ class SyncClient:
                                     timeout=timeout) as resp:
                 payload = await resp.read()
                 status = resp.status
+                retry_after = resp.headers.get("Retry-After", "")
         except TimeoutError as exc:
             self.batch_bytes = max(MIN_BATCH, self.batch_bytes // 2)
             raise ReadTimeout(f"hub did not answer within {self.config.request_timeout_s:.0f} s") \
@@ -277,7 +291,8 @@ class SyncClient:
         if status == 409:
             raise Conflict(message)
         if status >= 500 or status == 429:
-            raise ServerBusy(f"hub answered {status}: {message}")
+            raise ServerBusy(f"hub answered {status}: {message}",
+                             float(retry_after) if retry_after.isdigit() else None)
         if status in (401, 403):
             raise AuthError(f"hub refused this node's credential: {message}")
         if status == 426 or code == "version":
@@ -323,7 +338,7 @@ class SyncClient:
         """A session retried on transport errors (`attempts` None: until it succeeds)."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransportError),
-            wait=wait_exponential_jitter(initial=1, max=cap_s or self.config.backoff_cap_s),
+            wait=backoff(cap_s or self.config.backoff_cap_s),
             stop=stop_never if attempts is None else stop_after_attempt(attempts),
             reraise=True,
             before_sleep=self._log_retry,

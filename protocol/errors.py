@@ -97,7 +97,11 @@ class NetworkError(TransportError):
 
 
 class ServerBusy(TransportError):
-    """The hub answered 5xx or 429: retry later."""
+    """The hub answered 5xx or 429: retry later (not before `retry_after_s`, when it said)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class StoreError(SyncError):
