@@ -143,6 +143,18 @@ def test_edge_with_a_broken_config_file(tmp_path: Path) -> None:
     assert "node.toml" in line
 
 
+def test_hub_init_with_a_database_it_cannot_use_leaves_nothing_behind(tmp_path: Path) -> None:
+    calls: list[Call] = [
+        ("central-hub", ["init", "--data", tmp_path / "down", "--db",
+                         "postgresql://commune@127.0.0.1:9/hub"]),  # nothing listens there
+        ("central-hub", ["init", "--data", tmp_path / "mysql", "--db", "mysql://h/db"]),
+    ]
+    down, other = run_many(calls)
+    assert "PostgreSQL" in assert_one_line_error("central-hub", down)
+    assert "postgresql://" in assert_one_line_error("central-hub", other)
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- edge-node init -----------------------------------------------------------------------------
 
 
