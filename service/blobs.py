@@ -8,6 +8,7 @@ last byte on disk. Nothing counts until the whole file hashes to its name.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import os
@@ -48,7 +49,7 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # sha -> lock, users
         (root / "partial").mkdir(parents=True, exist_ok=True, mode=0o700)
         root.chmod(0o700)  # scans of identity papers: owner only
 
@@ -100,13 +101,28 @@ class BlobStore:
         check_sha(sha)
         if not 0 < size <= MAX_BLOB:
             raise ValidationError(f"blob size must be 1–{MAX_BLOB} bytes", field="size")
-        lock = self._locks.setdefault(sha, asyncio.Lock())
+        # Two PCs uploading the same scan: one append at a time per blob. The entry lives while
+        # anyone holds or awaits its lock (dropping it when the holder leaves would let a newcomer
+        # make a second lock while a waiter is about to take the first: two appends at once).
+        entry = self._locks.setdefault(sha, (asyncio.Lock(), [0]))
+        entry[1][0] += 1
         try:
-            async with lock:  # two PCs uploading the same scan: one append at a time per blob
-                return await asyncio.to_thread(self._append, sha, offset, chunk, size)
+            async with entry[0]:
+                return await asyncio.to_thread(self._append_locked, sha, offset, chunk, size)
         finally:
-            if not lock.locked() and self._locks.get(sha) is lock:
+            entry[1][0] -= 1
+            if entry[1][0] == 0 and self._locks.get(sha) is entry:
                 del self._locks[sha]
+
+    def _append_locked(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
+        """`_append` under an flock: hub processes sharing this directory (`serve --workers`)
+        append one at a time too."""
+        fd = os.open(self.root / "partial" / f"{sha}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return self._append(sha, offset, chunk, size)
+        finally:
+            os.close(fd)  # releases the flock
 
     def _append(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
         if self.path(sha).is_file():
