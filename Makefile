@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+WORKERS ?= 2
 
 .PHONY: demo test lint bench soak fuzz clean venv
 
@@ -18,8 +19,8 @@ venv: $(STAMP)
 demo: $(STAMP)  ## a hub and three communes syncing over a flaky link (DURATION=seconds to stop)
 	$(BIN)/python bench/demo.py $(if $(DURATION),--duration $(DURATION),)
 
-test: $(STAMP)  ## the whole test suite (what CI runs)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: $(STAMP)  ## the whole test suite (what CI runs), a test file per worker (WORKERS=1: serial)
+	$(BIN)/python -m pytest -q $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile,) $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff + mypy --strict
 	$(BIN)/ruff check protocol service edge_node central_hub tests bench

@@ -117,10 +117,15 @@ class BlobStore:
     def _append_locked(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
         """`_append` under an flock: hub processes sharing this directory (`serve --workers`)
         append one at a time too."""
-        fd = os.open(self.root / "partial" / f"{sha}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock = self.root / "partial" / f"{sha}.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            return self._append(sha, offset, chunk, size)
+            held = self._append(sha, offset, chunk, size)
+            if held == size:
+                # done: whoever waits on this file, or opens a new one, finds the blob complete
+                lock.unlink(missing_ok=True)
+            return held
         finally:
             os.close(fd)  # releases the flock
 
