@@ -43,6 +43,17 @@ async def test_one_slot_one_waiting_and_the_third_is_refused_at_once() -> None:
         pass
 
 
+def test_retry_after_grows_with_the_crowd_turned_away() -> None:
+    admission = Admission(4, 12, retry_s=(1.0, 60.0), rng=random.Random(2))
+    admission.hold_s = 0.12  # four slots: about 30 ms of hub time per exchange
+    few = [admission.retry_after(0.0) for _ in range(5)]
+    assert all(1.0 <= w <= 2.0 for w in few)  # a small overload: back within two seconds
+    admission._turned_away.extend([1.0] * 1000)
+    crowd = [admission.retry_after(1.0) for _ in range(200)]
+    assert all(1.0 <= w <= 30.0 for w in crowd) and max(crowd) > 20  # spread over ~30 s
+    assert all(1.0 <= w <= 2.0 for w in [admission.retry_after(20.0)])  # the window passed
+
+
 async def test_zero_turns_admission_off() -> None:
     admission = Admission(0, 0)
     async with admission.slot(), admission.slot():
