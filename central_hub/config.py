@@ -57,8 +57,8 @@ class HubConfig:
     node_burst: int = 200
     # admission control (central_hub/admission.py): exchanges served at once per process, and
     # how many may wait behind them before the hub answers 503 + Retry-After (0: no limit)
-    sync_inflight: int = 4
-    sync_waiting: int = 12
+    sync_inflight: int = 8
+    sync_waiting: int = 64
 
     def validate(self) -> None:
         """Raise ValidationError naming the first bad field."""
