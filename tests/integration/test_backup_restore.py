@@ -232,24 +232,31 @@ async def test_restore_from_an_older_backup_loses_nothing_acknowledged(net: Net,
     assert status_body["warning"] is None
 
 
-async def test_the_new_epoch_resets_a_cursor_the_restored_log_has_grown_past(
-        net: Net, tmp_path: Path) -> None:
-    """By the time A1 syncs, the restored log is longer than A1's old cursor: only the epoch
-    tells A1 that the positions below it are not the ones it read."""
+async def restored_after_growth(net: Net, tmp_path: Path, later: int
+                                ) -> tuple[EdgeHandle, EdgeHandle, dict[str, Any], int, HubHandle]:
+    """Two PCs of one commune; A1 files a dossier, the hub is backed up, A2 files `later` more,
+    both sync (A1's cursor moves past them), and the hub is restored from the backup."""
     a1 = await net.add_edge("02245")
     a2 = await net.add_edge("02245")
     assert net.hub is not None
     _, d1 = await a1.api.post("/api/dossiers", birth())
     await sync(a1)
     await take_backup(net, tmp_path / "backup")
-    for i in range(4):
+    for i in range(later):
         await a2.api.post("/api/dossiers", birth(f"Người {i}"))
     await sync(a2)
     await sync(a1)
     old_cursor = await a1.store.cursor()
     port = await stop_hub(net)
     await restore(net, tmp_path / "backup")
-    hub = await start_hub(net, port)
+    return a1, a2, d1, old_cursor, await start_hub(net, port)
+
+
+async def test_the_new_epoch_resets_a_cursor_the_restored_log_has_grown_past(
+        net: Net, tmp_path: Path) -> None:
+    """By the time A1 syncs, the restored log is longer than A1's old cursor: only the epoch
+    tells A1 that the positions below it are not the ones it read."""
+    a1, a2, d1, old_cursor, hub = await restored_after_growth(net, tmp_path, 4)
     # after the restore the province edits A1's dossier, then A2 sends its dossiers again
     status, _ = await hub.api.patch(f"/api/dossiers/{d1['id']}", {
         "set": {"fields.child_home_town": "Na Hang"}, "base": d1["version"]})
@@ -292,20 +299,7 @@ async def test_hub_edits_after_the_backup_are_lost_and_a_reused_id_is_flagged(
 async def test_a_cursor_past_the_log_end_is_read_from_the_start(net: Net, tmp_path: Path) -> None:
     """A restore that did not rotate the epoch (the database put back by hand) is still caught
     while the edge's cursor is past the restored log's end."""
-    a1 = await net.add_edge("02245")
-    a2 = await net.add_edge("02245")
-    assert net.hub is not None
-    _, d1 = await a1.api.post("/api/dossiers", birth())
-    await sync(a1)
-    await take_backup(net, tmp_path / "backup")
-    for i in range(3):
-        await a2.api.post("/api/dossiers", birth(f"Người {i}"))
-    await sync(a2)
-    await sync(a1)
-    old_cursor = await a1.store.cursor()
-    port = await stop_hub(net)
-    await restore(net, tmp_path / "backup")
-    hub = await start_hub(net, port)
+    a1, a2, d1, old_cursor, hub = await restored_after_growth(net, tmp_path, 3)
     async with hub.store.lock:  # undo the rotation: as if only the database had been copied back
         await hub.store.set_meta(backup.EPOCH_KEY, await a1.store.hub_epoch())
     assert await hub.store.log_size() < old_cursor
