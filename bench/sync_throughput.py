@@ -323,8 +323,10 @@ async def bench(args: argparse.Namespace, root: Path, procs: Processes) -> dict[
                 "--name", "Xã Côn Lôn")
     port = free_port()
     hub_log = root / "hub.log"
-    hub = procs.start("hub", ["central_hub", "serve", "--data", str(hub_dir), "--port", str(port)],
-                      hub_log)
+    # plain HTTP on loopback: the figures are the protocol's bytes, not TLS's (mutual TLS adds a
+    # handshake per connection and ~30 B per record; docs/security.md)
+    hub = procs.start("hub", ["central_hub", "serve", "--data", str(hub_dir), "--port", str(port),
+                              "--insecure-http"], hub_log)
     hub_url = f"http://127.0.0.1:{port}"
     await wait_ready(hub_url + "/healthz", hub, hub_log)
     cli("edge_node", "init", "--data", str(edge_dir), "--hub", hub_url, "--token", token)
