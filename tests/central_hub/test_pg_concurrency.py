@@ -99,16 +99,17 @@ async def test_positions_are_committed_in_order_even_when_a_writer_is_slow(
     ca.create(COMMUNES[0])
     cb.create(COMMUNES[1])
     slow = stores[0]
-    release = asyncio.Event()
+    release, holding = asyncio.Event(), asyncio.Event()
     original = slow.on_events
 
     async def hold(events: list) -> None:  # type: ignore[type-arg]
         await original(events)
+        holding.set()
         await release.wait()  # positions taken, transaction open
 
     slow.on_events = hold  # type: ignore[method-assign]
     first = asyncio.create_task(slow.ingest_from(a, ca.events))
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(holding.wait(), 30)
     second = asyncio.create_task(stores[1].ingest_from(b, cb.events))
     await asyncio.sleep(0.5)
     assert not second.done(), "a second writer committed while positions below were open"

@@ -113,9 +113,12 @@ class Snapshot:
 
 
 def read(replica: Replica) -> Snapshot:
-    """Read a replica's database (read-only use of a normal connection)."""
-    conn = sqlite3.connect(replica.db, timeout=30)
+    """Read a replica's database (read-only use of a normal connection), in one read
+    transaction: a hub shared with other campaigns keeps committing meanwhile, and rows read
+    before a commit compared with a log read after it would differ for no fault of the store."""
+    conn = sqlite3.connect(replica.db, timeout=30, isolation_level=None)
     try:
+        conn.execute("BEGIN")
         integrity = "; ".join(str(r[0]) for r in conn.execute("PRAGMA integrity_check"))
         states: dict[str, DossierState] = {}
         commune_of: dict[str, str] = {}
@@ -138,6 +141,7 @@ def read(replica: Replica) -> Snapshot:
         queued = 0
         if replica.node is not None:
             queued = conn.execute("SELECT count(*) FROM blobs WHERE done=0").fetchone()[0]
+        conn.execute("COMMIT")
     finally:
         conn.close()
     return Snapshot(integrity, states, folded, commune_of, codes, citizen, events, creates, meta,
