@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import deque
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,42 +29,58 @@ class Admission:
     """At most `inflight` exchanges at once and `waiting` more queued (0 turns it off).
 
     A refused node is told when to come back: a random time up to how long the hub needs to
-    serve everyone it turned away in the last `window_s` (their number × the time an exchange
-    holds a slot ÷ the slots), within `retry_s`. A small overload comes back within a second or
-    two; a burst of a thousand communes is spread over the half-minute the hub needs for them."""
+    serve the crowd outside (the distinct nodes it turned away that have not been served since,
+    × the time an exchange holds a slot ÷ the slots), within `retry_s`. A node counts once however
+    often it retries, and leaves the crowd when it is admitted or `grace_s` after the time it was
+    given; so a small overload comes back within a second or two, and a burst of a thousand
+    communes is spread over the half-minute the hub needs for them, not over a multiple of it."""
 
     def __init__(self, inflight: int, waiting: int, retry_s: tuple[float, float] = (1.0, 60.0),
-                 rng: random.Random | None = None, window_s: float = 10.0) -> None:
+                 rng: random.Random | None = None, grace_s: float = 10.0) -> None:
         self.inflight, self.limit_waiting = inflight, waiting
-        self.retry_s, self.window_s = retry_s, window_s
+        self.retry_s, self.grace_s = retry_s, grace_s
         self.rng = rng or random.Random()
         self._sem = asyncio.Semaphore(inflight) if inflight > 0 else None
         self.waiting = 0
         self.refused = 0
         self.hold_s = 0.05  # moving average of how long an exchange holds its slot
-        self._turned_away: deque[float] = deque()
+        # node → until when it counts as outside (the time it was given + grace), oldest first
+        self._outside: OrderedDict[str, float] = OrderedDict()
 
-    def retry_after(self, now: float) -> float:
-        """When a node refused now should come back, in seconds."""
-        while self._turned_away and self._turned_away[0] < now - self.window_s:
-            self._turned_away.popleft()
+    @property
+    def crowd(self) -> int:
+        """Distinct nodes turned away and not served since."""
+        return len(self._outside)
+
+    def retry_after(self, now: float, node: str | None = None) -> float:
+        """When a node refused now should come back, in seconds (and count it outside)."""
+        while self._outside:
+            oldest, until = next(iter(self._outside.items()))
+            if until >= now:
+                break
+            del self._outside[oldest]
         low, high = self.retry_s
-        spread = len(self._turned_away) * self.hold_s / max(1, self.inflight)
-        return self.rng.uniform(low, min(high, max(2 * low, spread)))
+        ahead = self.waiting + len(self._outside) - (node in self._outside)  # queued + outside
+        spread = (ahead + 1) * self.hold_s / max(1, self.inflight)
+        wait = self.rng.uniform(low, min(high, max(2 * low, spread)))
+        if node is not None:
+            self._outside.pop(node, None)
+            self._outside[node] = now + wait + self.grace_s
+        return wait
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one exchange slot; HubBusy if the queue is full."""
+    async def slot(self, node: str | None = None) -> AsyncIterator[None]:
+        """Hold one exchange slot for `node`; HubBusy if the queue is full."""
         if self._sem is None:
             yield
             return
         loop = asyncio.get_running_loop()
         if self._sem.locked() and self.waiting >= self.limit_waiting:
             self.refused += 1
-            now = loop.time()
-            self._turned_away.append(now)
             raise HubBusy(f"the hub is busy ({self.waiting} exchanges waiting); retry later",
-                          self.retry_after(now))
+                          self.retry_after(loop.time(), node))
+        if node is not None:
+            self._outside.pop(node, None)  # in the queue now: no longer part of the crowd outside
         self.waiting += 1
         try:
             await self._sem.acquire()

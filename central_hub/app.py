@@ -126,7 +126,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         outcome_label = "ok"
         try:
             node = await guard.node(request)
-            async with admission.slot():
+            async with admission.slot(node.node):
                 if request.transport is None or request.transport.is_closing():
                     raise ClientGone("the node went away while its exchange waited")
                 read_from = time.monotonic()

@@ -46,12 +46,41 @@ async def test_one_slot_one_waiting_and_the_third_is_refused_at_once() -> None:
 def test_retry_after_grows_with_the_crowd_turned_away() -> None:
     admission = Admission(4, 12, retry_s=(1.0, 60.0), rng=random.Random(2))
     admission.hold_s = 0.12  # four slots: about 30 ms of hub time per exchange
-    few = [admission.retry_after(0.0) for _ in range(5)]
+    few = [admission.retry_after(0.0, f"0224{i}.01") for i in range(5)]
     assert all(1.0 <= w <= 2.0 for w in few)  # a small overload: back within two seconds
-    admission._turned_away.extend([1.0] * 1000)
-    crowd = [admission.retry_after(1.0) for _ in range(200)]
-    assert all(1.0 <= w <= 30.0 for w in crowd) and max(crowd) > 20  # spread over ~30 s
-    assert all(1.0 <= w <= 2.0 for w in [admission.retry_after(20.0)])  # the window passed
+    crowd = [admission.retry_after(1.0, f"{i:05d}.01") for i in range(1000)]
+    assert admission.crowd == 1005
+    # the last ones are spread over the ~30 s the hub needs for the thousand ahead of them
+    assert all(1.0 <= w <= 31.0 for w in crowd) and max(crowd[-200:]) > 20
+    # a node retrying counts once: its retries do not grow the crowd
+    for _ in range(50):
+        admission.retry_after(2.0, "00001.01")
+    assert admission.crowd == 1005
+    # gone once past the time it was given plus the grace: a later refusal is short again
+    assert 1.0 <= admission.retry_after(200.0, "00042.01") <= 2.0
+    assert admission.crowd == 1
+
+
+async def test_a_node_admitted_leaves_the_crowd() -> None:
+    admission = Admission(1, 0, retry_s=(1.0, 60.0), rng=random.Random(3))
+    admission.hold_s = 1.0
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with admission.slot("02245.01"):
+            await release.wait()
+
+    first = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    for i in range(10):
+        with pytest.raises(HubBusy):
+            async with admission.slot(f"0225{i}.01"):
+                raise AssertionError("admitted past a full slot and an empty queue")
+    assert admission.crowd == 10
+    release.set()
+    await first
+    async with admission.slot("02250.01"):  # served: it no longer counts as waiting outside
+        assert admission.crowd == 9
 
 
 async def test_zero_turns_admission_off() -> None:
