@@ -24,7 +24,7 @@ from central_hub.trust_store import Enrollment as Enrollment
 from central_hub.trust_store import Node as Node
 from central_hub.trust_store import check_commune as check_commune
 from protocol import HUB_ORIGIN, codec
-from protocol.errors import RemoteProtocolError, ValidationError
+from protocol.errors import RemoteProtocolError, StoreError, ValidationError
 from protocol.events import Event
 from protocol.merge import DossierState
 from protocol.messages import Rejection
@@ -94,6 +94,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 """
 MAX_FORWARD_MS = 5 * 60 * 1000
 SESSION_FLUSH_S = 0.5  # exchange statistics are written in batches this often
+GROUP_MAX = 32  # node batches committed together at most
 NODE_KEYS = ("node", "commune", "commune_name", "enrolled_at", "revoked_at", "last_seen_at",
              "last_success_at", "app_version", "protocol", "stats", "last_error", "sessions_ok",
              "sessions_failed", "bytes_in", "bytes_out", "clock_ahead_events", "rejected_events",
@@ -115,6 +116,9 @@ class HubStore(DossierStore, TrustStore):
         super().__init__(conn, reader, HUB_ORIGIN, None)
         self.path = Path("hub.db")  # the SQLite file, or where blobs and locks live beside
         self._sessions: list[tuple[Any, ...]] = []  # exchanges not yet written (record_session)
+        self._arrived: list[tuple[Node, list[Event], asyncio.Future[Any]]] = []  # group commit
+        self._committer: asyncio.Task[None] | None = None
+        self.groups_committed = 0
         self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
@@ -204,71 +208,122 @@ class HubStore(DossierStore, TrustStore):
     async def _ingest_alerting(self, node: Node, events: list[Event]
                                ) -> tuple[int, list[Rejection]]:
         try:
-            return await self._ingest_from(node, events)
+            return await self._ingest_grouped(node, events)
         except _ChainAlert as exc:
             await self.alert(exc.kind, exc.message, node=node.node, origin=exc.origin,
                              seq=exc.seq)
             raise
 
-    async def _ingest_from(self, node: Node, events: list[Event]) -> tuple[int, list[Rejection]]:
-        now = self.now_ms()
-        async with self.lock:
-            async with transaction(self.conn):
-                # Hub processes sharing PostgreSQL: one ingest per commune at a time, so a
-                # batch delivered twice to two processes applies once (service.db).
-                await advisory_lock(self.conn, f"commune:{node.commune}")
-                async with self.conn.execute(
-                    "SELECT last_seq, last_hash FROM origins WHERE origin=?", (node.node,)) as c:
-                    row = await c.fetchone()
-                last_seq, last_hash = (int(row[0]), bytes(row[1])) if row else (0, b"")
-                await self._check_replayed(node, [e for e in events if e.seq <= last_seq])
-                fresh: list[Event] = []
-                hashes: dict[int, bytes] = {}
-                expect_seq, expect_prev = last_seq + 1, last_hash
-                for event in sorted((e for e in events if e.seq > last_seq), key=lambda e: e.seq):
-                    if event.seq != expect_seq:
-                        break  # a gap: only the contiguous prefix counts
-                    if event.origin != node.node:
-                        raise _ChainAlert("forged_origin", event.origin, event.seq,
-                                          "an event's origin is not the sending node")
-                    if event.prev != expect_prev:
-                        raise _ChainAlert(
-                            "chain_broken", node.node, event.seq,
-                            f"hash chain of {node.node} broken at seq {event.seq}: the event "
-                            "does not follow the one the hub holds (fork or tampering)")
-                    fresh.append(event)
-                    hashes[event.seq] = expect_prev = codec.event_hash(event)
-                    expect_seq += 1
-                if not fresh:
-                    return last_seq, []  # all replayed, or a gap: ack the prefix we hold
-                accepted, rejections, states = await self._check_scope(node, fresh)
-                _, ahead = await self.ingest(accepted, now, MAX_FORWARD_MS, hashes=hashes,
-                                             states=states)
-                for rej in rejections:
-                    event = next(e for e in fresh if e.seq == rej.seq)
-                    await self.conn.execute(
-                        "INSERT INTO quarantine VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                        (node.node, event.seq, hashes[event.seq], codec.canonical(event),
-                         rej.code, rej.reason, now))
-                scope = [r for r in rejections if r.code == "scope"]
-                if scope:  # in the same transaction: the quarantine and its alert go together
-                    await self.conn.execute(
-                        "INSERT INTO security_events(at, kind, node, origin, seq, detail) "
-                        "VALUES (?,?,?,?,?,?)",
-                        (now, "scope_violation", node.node, node.node, scope[0].seq,
-                         f"{len(scope)} event(s) for another commune's dossiers quarantined "
-                         f"(first: seq {scope[0].seq}: {scope[0].reason})"))
-                top = fresh[-1]
-                await self.conn.execute(
-                    "INSERT INTO origins VALUES (?,?,?) ON CONFLICT(origin) DO UPDATE SET "
-                    "last_seq=excluded.last_seq, last_hash=excluded.last_hash",
-                    (node.node, top.seq, hashes[top.seq]))
-                if ahead:
-                    await self.conn.execute(
-                        "UPDATE nodes SET clock_ahead_events=clock_ahead_events+? WHERE node=?",
-                        (ahead, node.node))
-                crashpoints.hit("hub.ingest.before_commit")
-            self.commit_clock()
+    async def _ingest_grouped(self, node: Node, events: list[Event]
+                              ) -> tuple[int, list[Rejection]]:
+        """Group commit: batches that arrive while a commit is in progress are applied together
+        in the next transaction, one savepoint each (a refused batch rolls back alone), and
+        share its one fsync. No batch waits for company: a lone one commits at once."""
+        done: asyncio.Future[tuple[int, list[Rejection]]] = \
+            asyncio.get_running_loop().create_future()
+        self._arrived.append((node, events, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(self._commit_groups())
+        return await done
+
+    async def _commit_groups(self) -> None:
+        while self._arrived:
+            group, self._arrived = self._arrived[:GROUP_MAX], self._arrived[GROUP_MAX:]
+            outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            try:
+                now = self.now_ms()
+                async with self.lock, transaction(self.conn):
+                    # Hub processes sharing PostgreSQL: one ingest per commune at a time (a batch
+                    # delivered to two processes applies once), the group's communes locked up
+                    # front in one order so two groups cannot deadlock (service.db).
+                    for commune in sorted({n.commune for n, _, _ in group}):
+                        await advisory_lock(self.conn, f"commune:{commune}")
+                    for node, events, done in group:
+                        await self.conn.execute("SAVEPOINT ingest")
+                        clock = self._pending_clock
+                        try:
+                            result = await self._ingest_one(node, events, now)
+                        except Exception as exc:
+                            await self.conn.execute("ROLLBACK TO SAVEPOINT ingest")
+                            await self.conn.execute("RELEASE SAVEPOINT ingest")
+                            self._pending_clock = clock  # its clock advance is undone too
+                            outcomes.append((done, None, exc))
+                        else:
+                            await self.conn.execute("RELEASE SAVEPOINT ingest")
+                            outcomes.append((done, result, None))
+                    crashpoints.hit("hub.ingest.before_commit")
+                self.commit_clock()
+                self.groups_committed += 1
+            except BaseException as exc:  # the commit failed (or we are shut down): nothing held
+                self._pending_clock = None
+                for _, _, done in group:
+                    if not done.done():
+                        done.set_exception(exc if isinstance(exc, Exception) else
+                                           StoreError("the hub stopped before committing"))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for done, result, error in outcomes:
+                if done.done():
+                    continue
+                if error is not None:
+                    done.set_exception(error)
+                else:
+                    done.set_result(result)
+
+    async def _ingest_one(self, node: Node, events: list[Event], now: int
+                          ) -> tuple[int, list[Rejection]]:
+        """One node's batch, inside the group's transaction."""
+        async with self.conn.execute(
+            "SELECT last_seq, last_hash FROM origins WHERE origin=?", (node.node,)) as c:
+            row = await c.fetchone()
+        last_seq, last_hash = (int(row[0]), bytes(row[1])) if row else (0, b"")
+        await self._check_replayed(node, [e for e in events if e.seq <= last_seq])
+        fresh: list[Event] = []
+        hashes: dict[int, bytes] = {}
+        expect_seq, expect_prev = last_seq + 1, last_hash
+        for event in sorted((e for e in events if e.seq > last_seq), key=lambda e: e.seq):
+            if event.seq != expect_seq:
+                break  # a gap: only the contiguous prefix counts
+            if event.origin != node.node:
+                raise _ChainAlert("forged_origin", event.origin, event.seq,
+                                  "an event's origin is not the sending node")
+            if event.prev != expect_prev:
+                raise _ChainAlert(
+                    "chain_broken", node.node, event.seq,
+                    f"hash chain of {node.node} broken at seq {event.seq}: the event "
+                    "does not follow the one the hub holds (fork or tampering)")
+            fresh.append(event)
+            hashes[event.seq] = expect_prev = codec.event_hash(event)
+            expect_seq += 1
+        if not fresh:
+            return last_seq, []  # all replayed, or a gap: ack the prefix we hold
+        accepted, rejections, states = await self._check_scope(node, fresh)
+        _, ahead = await self.ingest(accepted, now, MAX_FORWARD_MS, hashes=hashes,
+                                     states=states)
+        for rej in rejections:
+            event = next(e for e in fresh if e.seq == rej.seq)
+            await self.conn.execute(
+                "INSERT INTO quarantine VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (node.node, event.seq, hashes[event.seq], codec.canonical(event),
+                 rej.code, rej.reason, now))
+        scope = [r for r in rejections if r.code == "scope"]
+        if scope:  # in the same transaction: the quarantine and its alert go together
+            await self.conn.execute(
+                "INSERT INTO security_events(at, kind, node, origin, seq, detail) "
+                "VALUES (?,?,?,?,?,?)",
+                (now, "scope_violation", node.node, node.node, scope[0].seq,
+                 f"{len(scope)} event(s) for another commune's dossiers quarantined "
+                 f"(first: seq {scope[0].seq}: {scope[0].reason})"))
+        top = fresh[-1]
+        await self.conn.execute(
+            "INSERT INTO origins VALUES (?,?,?) ON CONFLICT(origin) DO UPDATE SET "
+            "last_seq=excluded.last_seq, last_hash=excluded.last_hash",
+            (node.node, top.seq, hashes[top.seq]))
+        if ahead:
+            await self.conn.execute(
+                "UPDATE nodes SET clock_ahead_events=clock_ahead_events+? WHERE node=?",
+                (ahead, node.node))
         return top.seq, rejections
 
     async def _check_replayed(self, node: Node, replayed: list[Event]) -> None:

@@ -553,7 +553,8 @@ class DossierStore:
         origin) or loaded their dossiers' states in this transaction passes them along."""
         if not events:
             return {}, 0
-        clock, ahead = self.clock, 0
+        # a group commit ingests several batches before its commit: go on from the last one's
+        clock, ahead = self._pending_clock or self.clock, 0
         hashed = []
         for event in events:
             clock, too_far = clock.receive(event.hlc, now_ms, max_forward_ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -296,3 +297,27 @@ async def test_read_scope_pages_by_bytes_without_skipping(hub: HubStore) -> None
     # a middle-sized want returns several per page
     events, _, more = await hub.read_scope(a, 0, 3 * len(codec.canonical(chain.events[1])))
     assert 2 <= len(events) < 10 and more is True
+
+
+async def test_concurrent_batches_share_a_commit_and_a_refused_one_rolls_back_alone(
+        hub: HubStore) -> None:
+    nodes = [await enrolled(hub, commune) for commune in (A, B, A, B, A, B, A, B)]
+    chains = [Chain(n.node, hub.now_ms()) for n in nodes]
+    for chain, node in zip(chains, nodes, strict=True):
+        d = chain.create(node.commune)
+        chain.edit(d.dossier, {node.node: 1}, address="Thôn A")
+    bad = chains[3]
+    forged = Event(bad.origin, 2, bad.events[1].hlc, bad.events[1].dossier, "clerk", "set",
+                   {"set": {"applicant.address": "Thôn giả"}}, {bad.origin: 1}, b"\0" * 32)
+    batches = [c.events for c in chains]
+    batches[3] = [bad.events[0], forged]
+    before = hub.groups_committed
+    results = await asyncio.gather(*(hub.ingest_from(n, b) for n, b in zip(nodes, batches,
+                                                                              strict=True)),
+                                   return_exceptions=True)
+    assert isinstance(results[3], RemoteProtocolError)
+    assert [r for i, r in enumerate(results) if i != 3] == [(2, [])] * 7
+    assert hub.groups_committed - before < len(nodes)  # they shared commits
+    held = await event_ids(hub)
+    assert len(held) == 14 and not any(o == nodes[3].node for o, _ in held)
+    assert [e["kind"] for e in await hub.security_events()] == ["chain_broken"]
