@@ -251,8 +251,13 @@ def check(hub: Replica, edges: list[Replica], acked: Acked | None = None, *,
                 problems.append(f"{r.name}: acknowledged write {path}={value!r} of {did} is "
                                 f"not live (live: {live!r})")
     if blobs and not pending_ok:
+        # at the hub, only the checked edges' communes: a hub shared with other campaigns may be
+        # receiving their scans right now
+        ours = {e.commune for e in edges}
         for r in (hub, *edges):
             for did, state in snaps[r].states.items():
+                if r is hub and snaps[r].commune_of.get(did) not in ours:
+                    continue
                 for att in state.live_attachments():
                     why = _blob_ok(r.blobs, att["sha256"])
                     if why:
