@@ -5,7 +5,8 @@
     .venv/bin/python bench/fleet.py --scenario ingest [--ingest-communes 50 --ingest-events 2000]
     .venv/bin/python bench/fleet.py --communes 1000 --scenario day [--day-seconds 120]
     options: --db URL (sqlite | postgresql://…) --workers N --spread S --json --profile FILE
-             --data DIR --keep --seed N; `--scenario burst,ingest` runs both, each on a fresh hub
+             --data DIR --keep --seed N --hub-set KEY=VALUE (hub.toml, repeatable);
+             `--scenario burst,ingest` runs both, each on a fresh hub
 
 Targets (issue #8): 1,000 communes syncing at once with p99 round trip < 500 ms; hub ingest
 ≥ 20,000 events/s, on SQLite and on PostgreSQL. Targets are reported, not enforced (exit 0 when
@@ -76,6 +77,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -269,19 +271,30 @@ async def enroll_all(data: Path, db: str, count: int, first_code: int) -> list[E
     return out
 
 
+def hub_settings(data: Path, pairs: list[str]) -> None:
+    """Apply `--hub-set key=value` to the hub's `hub.toml` (validated like any config)."""
+    from central_hub import config as hub_config
+
+    config = hub_config.load(data)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not hasattr(config, key):
+            raise SystemExit(f"--hub-set {pair}: expected KEY=VALUE with a hub.toml key")
+        kind = type(getattr(config, key))
+        config = dataclasses.replace(config, **{key: kind(value)})
+    config.validate()
+    hub_config.save(data, config)
+
+
 async def start_hub(args: argparse.Namespace, root: Path, procs: Processes,
                     communes: int) -> tuple[str, Any, list[Enrolled], dict[str, float]]:
     """init, enroll, (operator), serve; return (url, process, nodes, setup times)."""
     data = root / "hub"
     times: dict[str, float] = {}
     started = time.perf_counter()
-    try:
-        await acli("central_hub", "init", "--data", str(data), "--db", args.db)
-    except RuntimeError as exc:
-        if not is_sqlite(args.db):
-            raise RuntimeError(f"{exc}\n(--db {args.db}: this build of `central-hub init` does not "
-                               "take PostgreSQL yet; the bench is ready for it)") from exc
-        raise
+    await acli("central_hub", "init", "--data", str(data), "--db", args.db)
+    if args.hub_set:
+        hub_settings(data, args.hub_set)
     if args.hub_edits_per_s > 0 and "day" in args.scenarios:
         await acli("central_hub", "operator", "add", "--data", str(data), "--username", OPERATOR,
                    stdin=OPERATOR_PASSWORD + "\n")
@@ -1157,6 +1170,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop a measured phase after S seconds; unfinished sessions are counted")
     p.add_argument("--first-code", type=int, default=10001, help="first commune code")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--hub-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a hub.toml setting for the served hub, e.g. sync_max_wait_s=0.3")
     p.add_argument("--profile", type=Path, default=None,
                    help="record the hub with py-spy during the measured phase (collapsed stacks)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
