@@ -36,10 +36,8 @@ class Admission:
     communes is spread over the half-minute the hub needs for them, not over a multiple of it."""
 
     def __init__(self, inflight: int, waiting: int, retry_s: tuple[float, float] = (1.0, 60.0),
-                 rng: random.Random | None = None, grace_s: float = 10.0,
-                 max_wait_s: float = 0.0) -> None:
+                 rng: random.Random | None = None, grace_s: float = 10.0) -> None:
         self.inflight, self.limit_waiting = inflight, waiting
-        self.max_wait_s = max_wait_s  # > 0: also refuse when the queue would hold one longer
         self.retry_s, self.grace_s = retry_s, grace_s
         self.rng = rng or random.Random()
         self._sem = asyncio.Semaphore(inflight) if inflight > 0 else None
@@ -48,17 +46,6 @@ class Admission:
         self.hold_s = 0.05  # moving average of how long an exchange holds its slot
         # node → until when it counts as outside (the time it was given + grace), oldest first
         self._outside: OrderedDict[str, float] = OrderedDict()
-
-    def expected_wait(self) -> float:
-        """How long a newcomer would wait for a slot: the queue ahead of it × the hub time
-        one exchange takes (the time a slot is held ÷ the slots)."""
-        return (self.waiting + 1) * self.hold_s / max(1, self.inflight)
-
-    def _full(self) -> bool:
-        if self._sem is None or not self._sem.locked():
-            return False
-        return self.waiting >= self.limit_waiting or (
-            self.max_wait_s > 0 and self.expected_wait() > self.max_wait_s)
 
     @property
     def crowd(self) -> int:
@@ -88,7 +75,7 @@ class Admission:
             yield
             return
         loop = asyncio.get_running_loop()
-        if self._full():
+        if self._sem.locked() and self.waiting >= self.limit_waiting:
             self.refused += 1
             raise HubBusy(f"the hub is busy ({self.waiting} exchanges waiting); retry later",
                           self.retry_after(loop.time(), node))

@@ -115,8 +115,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         client_max_size=DEFAULT_LIMITS.max_body + 1024,
         handler_args={"auto_decompress": False})  # compressed bodies are refused, never inflated
     guard = NodeGuard(store, authority, config)
-    admission = Admission(config.sync_inflight, config.sync_waiting,
-                          max_wait_s=config.sync_max_wait_s)
+    admission = Admission(config.sync_inflight, config.sync_waiting)
     snapshot = NodeSnapshot(store, config, lambda: metrics.links)
     monitor = Monitor(store, config, snapshot)
     app[STORE], app[METRICS], app[MONITOR] = store, metrics, monitor

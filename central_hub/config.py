@@ -55,12 +55,10 @@ class HubConfig:
     recover_max_days: float = 3650.0
     node_rate_per_s: float = 20.0
     node_burst: int = 200
-    # admission control (central_hub/admission.py): exchanges served at once per process
-    # (0: no admission control), how many may wait behind them before the hub answers 503 +
-    # Retry-After, and the longest a newcomer is expected to wait in that queue (0: no bound)
+    # admission control (central_hub/admission.py): exchanges served at once per process, and
+    # how many may wait behind them before the hub answers 503 + Retry-After (0: no limit)
     sync_inflight: int = 8
     sync_waiting: int = 64
-    sync_max_wait_s: float = 0.0
 
     def validate(self) -> None:
         """Raise ValidationError naming the first bad field."""
@@ -94,9 +92,6 @@ class HubConfig:
         if self.sync_inflight < 0 or self.sync_waiting < 0:
             raise ValidationError("sync_inflight and sync_waiting must be 0 (off) or more",
                                   field="sync_inflight")
-        if self.sync_max_wait_s < 0:
-            raise ValidationError("sync_max_wait_s must be 0 (no bound) or more",
-                                  field="sync_max_wait_s")
         if self.node_rate_per_s < 0 or self.node_burst < 1:
             raise ValidationError("node_rate_per_s must be ≥ 0 and node_burst ≥ 1",
                                   field="node_rate_per_s")
