@@ -55,8 +55,9 @@ class HubConfig:
     recover_max_days: float = 3650.0
     node_rate_per_s: float = 20.0
     node_burst: int = 200
-    # admission control (central_hub/admission.py): exchanges served at once per process, and
-    # how many may wait behind them before the hub answers 503 + Retry-After (0: no limit)
+    # admission control (central_hub/admission.py): exchanges served at once per process (0: no
+    # admission control), and how many may wait behind them before the hub answers 503 +
+    # Retry-After (0: none wait)
     sync_inflight: int = 8
     sync_waiting: int = 64
 
