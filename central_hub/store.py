@@ -208,17 +208,35 @@ class HubStore(DossierStore, TrustStore):
     async def _ingest_alerting(self, node: Node, events: list[Event]
                                ) -> tuple[int, list[Rejection]]:
         try:
+            if isinstance(self.conn, PgConnection):
+                return await self._ingest_alone(node, events)
             return await self._ingest_grouped(node, events)
         except _ChainAlert as exc:
             await self.alert(exc.kind, exc.message, node=node.node, origin=exc.origin,
                              seq=exc.seq)
             raise
 
+    async def _ingest_alone(self, node: Node, events: list[Event]
+                            ) -> tuple[int, list[Rejection]]:
+        """One batch, one transaction: on PostgreSQL, which already flushes concurrent commits
+        together in its WAL, grouping batches here only added savepoints and held the commune
+        and log locks longer (ingest measured slower: docs/benchmarks.md)."""
+        now = self.now_ms()
+        async with self.lock:
+            async with transaction(self.conn):
+                # Hub processes sharing PostgreSQL: one ingest per commune at a time, so a batch
+                # delivered twice to two processes applies once (service.db).
+                await advisory_lock(self.conn, f"commune:{node.commune}")
+                result = await self._ingest_one(node, events, now)
+                crashpoints.hit("hub.ingest.before_commit")
+            self.commit_clock()
+        return result
+
     async def _ingest_grouped(self, node: Node, events: list[Event]
                               ) -> tuple[int, list[Rejection]]:
-        """Group commit: batches that arrive while a commit is in progress are applied together
-        in the next transaction, one savepoint each (a refused batch rolls back alone), and
-        share its one fsync. No batch waits for company: a lone one commits at once."""
+        """Group commit (SQLite): batches that arrive while a commit is in progress are applied
+        together in the next transaction, one savepoint each (a refused batch rolls back alone),
+        and share its one fsync. No batch waits for company: a lone one commits at once."""
         done: asyncio.Future[tuple[int, list[Rejection]]] = \
             asyncio.get_running_loop().create_future()
         self._arrived.append((node, events, done))
