@@ -329,18 +329,24 @@ async def test_a_new_log_epoch_resets_the_cursor_and_the_re_pull_applies_nothing
     assert await store.rebuild() == 1 and await store.dossier_rows() == rows
 
 
-async def test_a_hub_event_reusing_a_held_id_is_not_applied_and_is_a_warning(
-        store: EdgeStore) -> None:
+async def _held_and_reused(store: EdgeStore) -> tuple[dict[str, Any], int, Event]:
+    """A dossier, a hub event on it that this node applied, and the event a hub restored to
+    before that one writes next under the same id (other content). Returns (dossier, now, it)."""
     d = await store.create(birth(), "clerk")
     now = store.now_ms()
     state = await store.load_state(d["id"])
     assert state is not None
     lost = hub_event(1, d["id"], dict(state.vv), b"", now)
     await apply(store, SyncResponse(ack=1, events=[lost], cursor=9, more=False, hub_time_ms=now))
-    rows = await store.dossier_rows()
-    # a hub restored to before `lost` writes its next event under the same id
     reused = hub_event(1, d["id"], dict(state.vv), b"", now,
                        payload={"set": {"fields.child_home_town": "Côn Lôn"}})
+    return d, now, reused
+
+
+async def test_a_hub_event_reusing_a_held_id_is_not_applied_and_is_a_warning(
+        store: EdgeStore) -> None:
+    d, now, reused = await _held_and_reused(store)
+    rows = await store.dossier_rows()
     assert await apply(store, SyncResponse(ack=1, events=[reused], cursor=2, more=False,
                                            hub_time_ms=now, epoch="cccc", reset=True)) == 0
     assert await store.dossier_rows() == rows
@@ -403,14 +409,7 @@ async def test_a_reset_warning_ends_when_the_re_pull_reaches_the_end_of_the_log(
 
 async def test_a_reused_id_warning_stays_a_week_and_is_not_hidden_by_a_restore(
         store: EdgeStore) -> None:
-    d = await store.create(birth(), "clerk")
-    now = store.now_ms()
-    state = await store.load_state(d["id"])
-    assert state is not None
-    lost = hub_event(1, d["id"], dict(state.vv), b"", now)
-    await apply(store, SyncResponse(ack=1, events=[lost], cursor=9, more=False, hub_time_ms=now))
-    reused = hub_event(1, d["id"], dict(state.vv), b"", now,
-                       payload={"set": {"fields.child_home_town": "Côn Lôn"}})
+    _, now, reused = await _held_and_reused(store)
     await apply(store, SyncResponse(ack=1, events=[reused], cursor=10, more=False,
                                     hub_time_ms=now))
     first = await store.sync_warning()
