@@ -66,6 +66,14 @@ async def test_the_restore_warning_shows_in_both_languages_and_ends_by_itself(
     await expect(warning).to_have_text(VI)
     await expect(page.locator("#sync [data-poll-part=state]")).to_contain_text("chờ gửi")
     await expect(page.locator("#sync")).not_to_have_class(re.compile(r"\blevel-(danger|warn)\b"))
+    # at 1366×768 the notice has a row of its own under the state and the "sync now" button,
+    # which stay together on the first row
+    state_box = await page.locator("#sync [data-poll-part=state]").bounding_box()
+    button_box = await page.locator("#sync .sync-now button").bounding_box()
+    notice_box = await warning.bounding_box()
+    assert state_box and button_box and notice_box
+    assert abs(button_box["y"] - state_box["y"]) < 4, (state_box, button_box)
+    assert notice_box["y"] >= state_box["y"] + state_box["height"] - 1, (state_box, notice_box)
     await t.shot("sync-hub-restored")
     await page.get_by_role("button", name="English").click()
     await expect(page.locator("html")).to_have_attribute("lang", "en")
