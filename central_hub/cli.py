@@ -97,6 +97,9 @@ def parser() -> Parser:
     res.add_argument("--epoch-only", action="store_true",
                      help="only rotate the log epoch (after pg_restore of a PostgreSQL hub)")
     res.add_argument("--force", action="store_true", help="restore although the port answers")
+    res.add_argument("--trust-from-backup", action="store_true",
+                     help="keep the backup's nodes, revocations, enrollment tokens and operator "
+                     "accounts (by default they are carried over from the database replaced)")
     return p
 
 
@@ -274,7 +277,8 @@ async def cmd_backup(args: Any) -> int:
 
 
 async def cmd_restore(args: Any) -> int:
-    return await backup.cmd_restore(args.data, args.src, args.epoch_only, args.force, _open)
+    return await backup.cmd_restore(args.data, args.src, args.epoch_only, args.force, _open,
+                                     trust_from_backup=args.trust_from_backup)
 
 
 async def cmd_nodes(args: Any) -> int:
