@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from central_hub import config as hub_config
-from central_hub.store import HubStore
+from central_hub.store import ORIGIN_KEY, HubStore
 from central_hub.tls import TLS_DIR
-from protocol import APP_VERSION
+from protocol import APP_VERSION, HUB_ORIGIN
 from protocol.calendar import iso
 from protocol.errors import StoreError, ValidationError
 from service.blobs import SHA_RE
@@ -83,11 +83,16 @@ async def log_epoch(store: HubStore) -> str:
 
 
 async def rotate_epoch(store: HubStore) -> str:
-    """Give the log a new epoch and mark the hub restored; return the epoch."""
+    """Give the log a new epoch, mark the hub restored, and have it write under a new origin
+    (`hub.<epoch>`): the ids after the backup's last hub event may be held by edges with
+    content the restored hub lost, and must not be reused. Return the epoch."""
     epoch = secrets.token_hex(8)
+    origin = f"{HUB_ORIGIN}.{epoch}"
     async with store.lock, transaction(store.conn):
         await store.set_meta(EPOCH_KEY, epoch)
         await store.set_meta(RESTORED_KEY, store.now_ms())
+        await store.set_meta(ORIGIN_KEY, origin)
+    store.origin, store.own_seq, store.own_hash = origin, 0, b""
     log.warning("log epoch rotated to %s: every edge reads the log again from the start", epoch)
     return epoch
 
@@ -448,16 +453,20 @@ async def cmd_restore(data: Path, src: Path | None, epoch_only: bool, force: boo
         epoch = await rotate_epoch(store)
         versions = await reissue_refdata(store)
         end = await store.log_size()
+        origin = store.origin
     finally:
         await store.close()
     print(f"log epoch rotated to {epoch} (log end {end}): at their next sync the edges send "
           "again what this hub lacks and read the log again")
+    print(f"the hub now writes its own edits as {origin}, so no id of an edit it lost is reused")
     print("reference data published again as " +
           ", ".join(f"{k} version {v}" for k, v in sorted(versions.items())) +
           ": import any published after the backup once more")
+    lost_edits = ("hub-side edits made after it (the edges holding them name the dossiers in "
+                  "their sync warning: redo them here)")
     if trusted_now:
-        print("not in the backup, so not back: hub-side edits made after it")
+        print(f"not in the backup, so not back: {lost_edits}")
     else:
-        print("not in the backup, so not back: hub-side edits made after it; nodes enrolled "
-              "after it (refused until enrolled again); revocations made after it (repeat them)")
+        print(f"not in the backup, so not back: {lost_edits}; nodes enrolled after it (refused "
+              "until enrolled again); revocations made after it (repeat them)")
     return 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from central_hub.backup import RESTORED_KEY, committed_meta, log_epoch
 from central_hub.store import HubStore, Node
-from protocol import HUB_ORIGIN
+from protocol import is_hub_origin
 from protocol.errors import AuthError, SyncError
 from protocol.events import Event
 from protocol.messages import SyncResponse, decode_request, encode_error, encode_response
@@ -88,7 +88,7 @@ async def _hold_back(store: HubStore, node: Node, events: list[Event]) -> list[E
         if event.kind == "create":
             created.add(event.dossier)
             continue
-        others = [o for o in event.deps if o not in (node.node, HUB_ORIGIN)]
+        others = [o for o in event.deps if o != node.node and not is_hub_origin(o)]
         if not others or event.dossier in created:
             continue
         if event.dossier not in unknown:

@@ -93,6 +93,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 """
 MAX_FORWARD_MS = 5 * 60 * 1000
+ORIGIN_KEY = "hub_origin"  # meta: the origin the hub writes under (`hub` until a restore)
 SESSION_FLUSH_S = 0.5  # exchange statistics are written in batches this often
 GROUP_MAX = 32  # node batches committed together at most
 NODE_KEYS = ("node", "commune", "commune_name", "enrolled_at", "revoked_at", "last_seen_at",
@@ -140,6 +141,10 @@ class HubStore(DossierStore, TrustStore):
         store.path = path
         store.blobs = BlobStore(path.parent / "blobs")
         await store.setup()
+        origin = await store.get_meta(ORIGIN_KEY)
+        if origin and origin != store.origin:  # restored from a backup: a chain of its own
+            store.origin = str(origin)
+            store.own_seq, store.own_hash = await store._own_head()
         if not store.ref_versions:
             async with store.lock, transaction(conn):
                 for kind, data in DEFAULT_REFDATA.items():

@@ -13,6 +13,7 @@ ends by itself once all is sent and read again; one for an id the hub reused sta
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import aiosqlite
 
-from protocol import codec
+from protocol import HUB_ORIGIN, codec, is_hub_origin
 from protocol.calendar import local
 from protocol.commands import create_draft, validate_create
 from protocol.errors import RemoteProtocolError
@@ -43,8 +44,10 @@ log = logging.getLogger(__name__)
 HUB_RESTORED = "hub_restored"  # the hub acks less than it had: this node sends its events again
 HUB_LOG_RESET = "hub_log_reset"  # the hub's log restarted (new epoch): it is read again from 0
 HUB_ID_REUSED = "hub_id_reused"  # the hub sent an id held here with other content: kept ours
+HUB_EDITS_LOST = "hub_edits_lost"  # the restored hub lacks its own edits held here: kept here
 HUB_WARNING = "hub_warning"  # a warning kept by a version that stored no code
-WARNING_RANK = {HUB_ID_REUSED: 0, HUB_RESTORED: 1, HUB_LOG_RESET: 1}  # lower: more serious
+WARNING_RANK = {HUB_ID_REUSED: 0, HUB_EDITS_LOST: 0, HUB_RESTORED: 1, HUB_LOG_RESET: 1}
+LASTING = (HUB_ID_REUSED, HUB_EDITS_LOST)  # disagreements that no later answer heals
 ID_REUSED_KEEP_MS = 7 * 24 * 3600 * 1000
 WARNING_KEYS = ("sync_warning", "sync_warning_code", "sync_warning_at", "sync_warning_until")
 
@@ -167,9 +170,11 @@ class EdgeStore(DossierStore):
         message = "; ".join(text for _, text in warnings)
         log.warning("%s", message)
         code = min((c for c, _ in warnings), key=lambda c: WARNING_RANK.get(c, 9))
-        if await self.get_meta("sync_warning") and \
-                WARNING_RANK.get(await self.get_meta("sync_warning_code"), 9) < WARNING_RANK[code]:
-            return
+        kept = await self.get_meta("sync_warning_code") if await self.get_meta("sync_warning") \
+            else None
+        if kept is not None and (WARNING_RANK.get(kept, 9) < WARNING_RANK[code]
+                                 or kept in LASTING and code in LASTING):
+            return  # a more serious one stands, or a lasting one: its week runs from the first
         await self.set_meta("sync_warning", message)
         await self.set_meta("sync_warning_code", code)
         await self.set_meta("sync_warning_at", at_ms)
@@ -185,7 +190,7 @@ class EdgeStore(DossierStore):
         for staff to see it and call the province."""
         if not await self.get_meta("sync_warning"):
             return
-        if await self.get_meta("sync_warning_code") == HUB_ID_REUSED:
+        if await self.get_meta("sync_warning_code") in LASTING:
             if now_ms - int(await self.get_meta("sync_warning_at", 0)) < ID_REUSED_KEEP_MS:
                 return
         elif more or await self.ack() < int(await self.get_meta("sync_warning_until", 0)):
@@ -281,6 +286,39 @@ class EdgeStore(DossierStore):
                 "from an older backup?): tell the hub's operators"))
         return fresh
 
+    async def _track_reread(self, resp: SyncResponse, warnings: list[tuple[str, str]]) -> None:
+        """While the log of a restored hub is read again from the start: note the last seq of
+        each hub origin it sends; at its end, any hub event held here past those is one the hub
+        lost (edited there after its backup). It stays here, and staff are told (inside the
+        caller's transaction)."""
+        if resp.reset:
+            await self.set_meta("reread_hub_seen", "{}")
+        seen_json = await self.get_meta("reread_hub_seen")
+        if seen_json is None:
+            return
+        seen: dict[str, int] = json.loads(seen_json)
+        for event in resp.events:
+            if is_hub_origin(event.origin) and event.seq > seen.get(event.origin, 0):
+                seen[event.origin] = event.seq
+        if resp.more:
+            await self.set_meta("reread_hub_seen", json.dumps(seen, sort_keys=True))
+            return
+        await self.conn.execute("DELETE FROM meta WHERE key='reread_hub_seen'")
+        lost: list[str] = []
+        async with self.conn.execute(
+                "SELECT e.origin, e.seq, coalesce(d.code, e.dossier) FROM events e "
+                "LEFT JOIN dossiers d ON d.id=e.dossier "
+                "WHERE e.origin=? OR e.origin LIKE ? ORDER BY e.pos",
+                (HUB_ORIGIN, HUB_ORIGIN + ".%")) as cur:
+            for origin, seq, dossier in await cur.fetchall():
+                if int(seq) > seen.get(str(origin), 0) and dossier not in lost:
+                    lost.append(str(dossier))
+        if lost:
+            warnings.append((HUB_EDITS_LOST,
+                f"the restored hub lacks edits it had made to {len(lost)} dossier(s) held here "
+                f"({', '.join(lost[:5])}{'…' if len(lost) > 5 else ''}): kept here; tell the "
+                "hub's operators to redo them"))
+
     async def _apply_response(self, resp: SyncResponse, rtt_s: float, at_mono: float,
                               sent_after: int | None) -> int:
         """Commit what the hub answered: ack, rejections, its events, the cursor, in one
@@ -311,6 +349,7 @@ class EdgeStore(DossierStore):
                 foreign = await self._unseen([e for e in resp.events if e.origin != self.origin],
                                              warnings)
                 await self.ingest(foreign, resp.hub_time_ms)
+                await self._track_reread(resp, warnings)
                 if resp.reset:
                     warnings.append((HUB_LOG_RESET,
                         f"hub log restarted (epoch {resp.epoch or '?'}; restored from backup?): "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from protocol import HUB_ORIGIN, lifecycle
+from protocol import is_hub_origin, lifecycle
 from protocol.calendar import is_overdue, iso
 from protocol.commands import APPLICANT_KEYS, encode_version
 from protocol.events import Event
@@ -20,7 +20,7 @@ def _who(write: Write) -> dict[str, Any]:
         "value": write.value,
         "actor": write.actor,
         "origin": write.origin,
-        "where": "hub" if write.origin == HUB_ORIGIN else "commune",
+        "where": "hub" if is_hub_origin(write.origin) else "commune",
         "at": iso(wall_ms(write.hlc)),
     }
 
@@ -45,7 +45,7 @@ def summarize(event: Event) -> dict[str, Any]:
         "kind": event.kind,
         "actor": event.actor,
         "origin": event.origin,
-        "where": "hub" if event.origin == HUB_ORIGIN else "commune",
+        "where": "hub" if is_hub_origin(event.origin) else "commune",
         "at": iso(wall_ms(event.hlc)),
         **detail,
     }

@@ -358,6 +358,54 @@ async def test_a_hub_event_reusing_a_held_id_is_not_applied_and_is_a_warning(
     assert warning["code"] == "hub_id_reused" and "hub log restarted" in warning["message"]
 
 
+async def test_a_re_read_that_ends_short_of_hub_edits_held_here_is_a_lasting_warning(
+        store: EdgeStore) -> None:
+    d = await store.create(birth(), "clerk")
+    other = await store.create(birth("Người khác"), "clerk")
+    now = store.now_ms()
+    state = await store.load_state(d["id"])
+    assert state is not None
+    first = hub_event(1, d["id"], dict(state.vv), b"", now)
+    second = hub_event(2, other["id"], {}, codec.event_hash(first), now,
+                       payload={"set": {"applicant.phone": "0912345678"}})
+    await apply(store, SyncResponse(ack=2, events=[first, second], cursor=9, more=False,
+                                    hub_time_ms=now, epoch="aaaa"))
+    # restored to a backup holding hub:1 only: the re-read, over two answers, sends hub:1 again
+    await apply(store, SyncResponse(ack=2, events=[], cursor=3, more=True, hub_time_ms=now,
+                                    epoch="bbbb", reset=True))
+    assert (await store.sync_warning() or {}).get("code") == "hub_log_reset"
+    await apply(store, SyncResponse(ack=2, events=[first], cursor=5, more=False,
+                                    hub_time_ms=now, epoch="bbbb"))
+    warning = await store.sync_warning()
+    assert warning is not None and warning["code"] == "hub_edits_lost", warning
+    assert other["code"] in warning["message"] and d["code"] not in warning["message"]
+    # kept here: the lost edit is still live
+    assert (await store.view(other["id"]))["applicant"]["phone"] == "0912345678"
+    # lasting: a clean answer does not end it
+    await apply(store, SyncResponse(ack=2, events=[], cursor=5, more=False,
+                                    hub_time_ms=now + DAY_MS, epoch="bbbb"))
+    assert (await store.sync_warning() or {}).get("code") == "hub_edits_lost"
+
+
+async def test_a_re_read_that_sends_every_hub_edit_held_here_again_warns_of_nothing_lasting(
+        store: EdgeStore) -> None:
+    d = await store.create(birth(), "clerk")
+    now = store.now_ms()
+    state = await store.load_state(d["id"])
+    assert state is not None
+    first = hub_event(1, d["id"], dict(state.vv), b"", now)
+    await apply(store, SyncResponse(ack=1, events=[first], cursor=4, more=False,
+                                    hub_time_ms=now, epoch="aaaa"))
+    await apply(store, SyncResponse(ack=1, events=[first], cursor=4, more=False,
+                                    hub_time_ms=now, epoch="bbbb", reset=True))
+    # only the calm notice of the re-read, which the next clean answer ends
+    assert (await store.sync_warning() or {}).get("code") == "hub_log_reset"
+    await apply(store, SyncResponse(ack=1, events=[], cursor=4, more=False, hub_time_ms=now,
+                                    epoch="bbbb"))
+    assert await store.sync_warning() is None
+    assert await count(store, "SELECT count(*) FROM meta WHERE key='reread_hub_seen'") == 0
+
+
 # -- when the warning ends -------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from central_hub.exchange import serve
 from central_hub.store import HubStore, Node
 from edge_node.blobsync import BlobMover
 from edge_node.store import EdgeStore
+from protocol import HUB_ORIGIN, is_hub_origin
 from protocol.errors import TransportError
 from protocol.merge import digest
 from protocol.messages import SyncRequest, decode_response, encode_request
@@ -269,10 +270,11 @@ async def test_the_new_epoch_resets_a_cursor_the_restored_log_has_grown_past(
     assert sorted(await edge_log(a1.store)) == sorted(await hub_log(hub.store, "02245"))
 
 
-async def test_hub_edits_after_the_backup_are_lost_and_a_reused_id_is_flagged(
+async def test_hub_edits_after_the_backup_stay_at_the_edges_and_new_ones_take_a_new_origin(
         net: Net, tmp_path: Path) -> None:
     """The known limit (docs/backup.md): the hub's own edits after the backup exist only at the
-    edges; its next edit reuses their id, which the edge refuses loudly rather than silently."""
+    edges, which keep them and tell staff. The restored hub writes under a new origin, so its
+    next edits reuse no id and reach the edges."""
     a1 = await net.add_edge("02245")
     assert net.hub is not None
     _, d1 = await a1.api.post("/api/dossiers", birth())
@@ -285,15 +287,28 @@ async def test_hub_edits_after_the_backup_are_lost_and_a_reused_id_is_flagged(
     port = await stop_hub(net)
     await restore(net, tmp_path / "backup")
     hub = await start_hub(net, port)
+    assert is_hub_origin(hub.store.origin) and hub.store.origin != HUB_ORIGIN
     status, _ = await hub.api.patch(f"/api/dossiers/{d1['id']}", {
         "set": {"applicant.phone": "0987654321"}, "base": d1["version"]})
     assert status == 200
     await sync(a1)
     _, view = await a1.api.get(f"/api/dossiers/{d1['id']}")
     assert view["fields"]["child_home_town"] == "Na Hang"  # the lost edit, kept at the edge
-    assert view["applicant"]["phone"] != "0987654321"  # the new one, under the reused id
+    assert view["applicant"]["phone"] == "0987654321"  # the new one arrived: no id reused
+    _, at_hub = await hub.api.get(f"/api/dossiers/{d1['id']}")
+    assert at_hub["fields"].get("child_home_town") != "Na Hang"  # lost there (documented)
     warning = await a1.store.sync_warning()
-    assert warning is not None and "hub:1" in warning["message"]
+    assert warning is not None and warning["code"] == "hub_edits_lost", warning
+    assert d1["code"] in warning["message"]
+    # the hub's chains audit clean: the old one ends at the backup, the new one starts at 1
+    assert await asyncio.to_thread(hub_cli.main, ["verify", "--data", str(hub.data)]) == 0
+    # a second restore takes yet another origin
+    await take_backup(net, tmp_path / "backup2")
+    port = await stop_hub(net)
+    await restore(net, tmp_path / "backup2")
+    again = await start_hub(net, port)
+    assert is_hub_origin(again.store.origin) and again.store.origin not in (
+        HUB_ORIGIN, hub.store.origin)
 
 
 async def test_a_cursor_past_the_log_end_is_read_from_the_start(net: Net, tmp_path: Path) -> None:
