@@ -16,6 +16,7 @@ from protocol import HUB_ORIGIN, codec, hlc
 from protocol.calendar import local
 from protocol.errors import RemoteProtocolError, StoreError
 from protocol.events import Event
+from protocol.merge import DossierState
 from protocol.messages import Rejection, SyncResponse
 from service.dossier_store import wall_clock_ms
 from tests.harness import birth
@@ -41,6 +42,16 @@ async def own_events(store: EdgeStore) -> list[tuple[Event, bytes]]:
     async with store.conn.execute(
             "SELECT body, hash FROM events WHERE origin=? ORDER BY seq", (store.origin,)) as cur:
         return [(codec.decode_stored(r[0]), bytes(r[1])) for r in await cur.fetchall()]
+
+
+async def dossier_and_hub_edit(store: EdgeStore
+                               ) -> tuple[dict[str, Any], int, DossierState, Event]:
+    """A dossier filed here, the time, its state, and a hub edit of it (hub:1), not applied."""
+    d = await store.create(birth(), "clerk")
+    now = store.now_ms()
+    state = await store.load_state(d["id"])
+    assert state is not None
+    return d, now, state, hub_event(1, d["id"], dict(state.vv), b"", now)
 
 
 async def apply(store: EdgeStore, resp: SyncResponse) -> int:
@@ -194,11 +205,7 @@ FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 async def test_apply_response_is_all_or_nothing(store: EdgeStore, fault: str) -> None:
-    d = await store.create(birth(), "clerk")
-    now = store.now_ms()
-    state = await store.load_state(d["id"])
-    assert state is not None
-    first = hub_event(1, d["id"], dict(state.vv), b"", now)
+    d, now, state, first = await dossier_and_hub_edit(store)
     second = hub_event(2, d["id"], dict(state.vv), codec.event_hash(first), now,
                        payload={"set": {"fields.mother_ethnicity": "Tày"}})
     for sql in FAULTS[fault]:  # a real fault in the database, mid-transaction
@@ -299,11 +306,7 @@ async def test_a_lower_ack_rewinds_and_the_rest_is_sent_again(store: EdgeStore) 
 
 async def test_a_new_log_epoch_resets_the_cursor_and_the_re_pull_applies_nothing_twice(
         store: EdgeStore) -> None:
-    d = await store.create(birth(), "clerk")
-    now = store.now_ms()
-    state = await store.load_state(d["id"])
-    assert state is not None
-    first = hub_event(1, d["id"], dict(state.vv), b"", now)
+    d, now, state, first = await dossier_and_hub_edit(store)
     second = hub_event(2, d["id"], {**state.vv, HUB_ORIGIN: 1}, codec.event_hash(first), now,
                        payload={"set": {"fields.mother_ethnicity": "Tày"}})
     resp = SyncResponse(ack=1, events=[first, second], cursor=40, more=False, hub_time_ms=now,
@@ -332,11 +335,7 @@ async def test_a_new_log_epoch_resets_the_cursor_and_the_re_pull_applies_nothing
 async def _held_and_reused(store: EdgeStore) -> tuple[dict[str, Any], int, Event]:
     """A dossier, a hub event on it that this node applied, and the event a hub restored to
     before that one writes next under the same id (other content). Returns (dossier, now, it)."""
-    d = await store.create(birth(), "clerk")
-    now = store.now_ms()
-    state = await store.load_state(d["id"])
-    assert state is not None
-    lost = hub_event(1, d["id"], dict(state.vv), b"", now)
+    d, now, state, lost = await dossier_and_hub_edit(store)
     await apply(store, SyncResponse(ack=1, events=[lost], cursor=9, more=False, hub_time_ms=now))
     reused = hub_event(1, d["id"], dict(state.vv), b"", now,
                        payload={"set": {"fields.child_home_town": "Côn Lôn"}})
@@ -389,11 +388,7 @@ async def test_a_re_read_that_ends_short_of_hub_edits_held_here_is_a_lasting_war
 
 async def test_a_re_read_that_sends_every_hub_edit_held_here_again_warns_of_nothing_lasting(
         store: EdgeStore) -> None:
-    d = await store.create(birth(), "clerk")
-    now = store.now_ms()
-    state = await store.load_state(d["id"])
-    assert state is not None
-    first = hub_event(1, d["id"], dict(state.vv), b"", now)
+    _, now, _, first = await dossier_and_hub_edit(store)
     await apply(store, SyncResponse(ack=1, events=[first], cursor=4, more=False,
                                     hub_time_ms=now, epoch="aaaa"))
     await apply(store, SyncResponse(ack=1, events=[first], cursor=4, more=False,
