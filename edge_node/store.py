@@ -173,7 +173,7 @@ class EdgeStore(DossierStore):
         kept = await self.get_meta("sync_warning_code") if await self.get_meta("sync_warning") \
             else None
         if kept is not None and (WARNING_RANK.get(kept, 9) < WARNING_RANK[code]
-                                 or kept in LASTING and code in LASTING):
+                                 or (kept in LASTING and code in LASTING)):
             return  # a more serious one stands, or a lasting one: its week runs from the first
         await self.set_meta("sync_warning", message)
         await self.set_meta("sync_warning_code", code)
