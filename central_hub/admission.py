@@ -26,7 +26,8 @@ class HubBusy(Unavailable):
 
 
 class Admission:
-    """At most `inflight` exchanges at once and `waiting` more queued (0 turns it off).
+    """At most `inflight` exchanges at once (0: no admission control) and `waiting` more
+    queued (0: none).
 
     A refused node is told when to come back: a random time up to how long the hub needs to
     serve the crowd outside (the distinct nodes it turned away that have not been served since,

@@ -424,6 +424,8 @@ async def cmd_restore(data: Path, src: Path | None, epoch_only: bool, force: boo
     """`central-hub restore --data DIR SRC` and `… --epoch-only`."""
     if epoch_only == (src is not None):
         raise ValidationError("give either a backup directory to restore or --epoch-only")
+    if epoch_only and trust_from_backup:
+        raise ValidationError("--trust-from-backup goes with a backup directory, not --epoch-only")
     trusted_now = False
     if src is not None:
         report = await asyncio.to_thread(restore, data, src, force=force,

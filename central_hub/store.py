@@ -255,12 +255,8 @@ class HubStore(DossierStore, TrustStore):
             outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             try:
                 now = self.now_ms()
+                # SQLite only: BEGIN IMMEDIATE makes this the one writer, no advisory locks
                 async with self.lock, transaction(self.conn):
-                    # Hub processes sharing PostgreSQL: one ingest per commune at a time (a batch
-                    # delivered to two processes applies once), the group's communes locked up
-                    # front in one order so two groups cannot deadlock (service.db).
-                    for commune in sorted({n.commune for n, _, _ in group}):
-                        await advisory_lock(self.conn, f"commune:{commune}")
                     for node, events, done in group:
                         await self.conn.execute("SAVEPOINT ingest")
                         clock = self._pending_clock
@@ -296,7 +292,7 @@ class HubStore(DossierStore, TrustStore):
 
     async def _ingest_one(self, node: Node, events: list[Event], now: int
                           ) -> tuple[int, list[Rejection]]:
-        """One node's batch, inside the group's transaction."""
+        """One node's batch, inside the caller's transaction (its own, or a group's)."""
         async with self.conn.execute(
             "SELECT last_seq, last_hash FROM origins WHERE origin=?", (node.node,)) as c:
             row = await c.fetchone()

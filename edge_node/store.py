@@ -7,7 +7,8 @@ The hub's answer is authoritative, also backwards: a hub restored from an older 
 it did (the ack rewinds and the events after it are sent again) and answers from the start of its
 log when the cursor is of another log epoch (the cursor follows). Both are warnings for staff, never
 a loss: events already held are skipped by id, so a re-pull applies only what is new. Such a warning
-ends by itself once all is sent and read again; one for an id the hub reused stays a week.
+ends by itself once all is sent and read again; one for a disagreement that no later answer heals (an
+id the hub reused, hub edits the restored hub lost) stays a week.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from service.sqlite import connect, transaction
 log = logging.getLogger(__name__)
 
 # What the kept sync warning is about (`EdgeStore.sync_warning()["code"]`, translated for staff by
-# the desk). A restore's warnings end by themselves once what it undid is done again; a reused id is
-# a disagreement that does not heal here, so it stays a week and is not hidden by a later restore's.
+# the desk). A restore's warnings end by themselves once what it undid is done again; a reused id or
+# hub edits the restored hub lost are disagreements that do not heal here (`LASTING`), so they stay
+# a week and are not hidden by a later restore's.
 HUB_RESTORED = "hub_restored"  # the hub acks less than it had: this node sends its events again
 HUB_LOG_RESET = "hub_log_reset"  # the hub's log restarted (new epoch): it is read again from 0
 HUB_ID_REUSED = "hub_id_reused"  # the hub sent an id held here with other content: kept ours
@@ -48,7 +50,7 @@ HUB_EDITS_LOST = "hub_edits_lost"  # the restored hub lacks its own edits held h
 HUB_WARNING = "hub_warning"  # a warning kept by a version that stored no code
 WARNING_RANK = {HUB_ID_REUSED: 0, HUB_EDITS_LOST: 0, HUB_RESTORED: 1, HUB_LOG_RESET: 1}
 LASTING = (HUB_ID_REUSED, HUB_EDITS_LOST)  # disagreements that no later answer heals
-ID_REUSED_KEEP_MS = 7 * 24 * 3600 * 1000
+LASTING_KEEP_MS = 7 * 24 * 3600 * 1000
 WARNING_KEYS = ("sync_warning", "sync_warning_code", "sync_warning_at", "sync_warning_until")
 
 EDGE_SCHEMA = """
@@ -185,13 +187,13 @@ class EdgeStore(DossierStore):
         answer that warned of nothing). A restore's is over when the hub acks this node's events
         up to its last seq at the time of the warning, has sent the end of its log (`more`
         false) and no scan is left to check again: all re-sent and re-read, staff need not
-        know more. A reused id is not healed by any later answer (the hub never sends that id
-        again), so the edge cannot see it end: it goes a week after the last one, long enough
-        for staff to see it and call the province."""
+        know more. A lasting one (`LASTING`: a reused id, hub edits the restored hub lost) is
+        not healed by any later answer, so the edge cannot see it end: it goes a week after it
+        was raised, long enough for staff to see it and call the province."""
         if not await self.get_meta("sync_warning"):
             return
         if await self.get_meta("sync_warning_code") in LASTING:
-            if now_ms - int(await self.get_meta("sync_warning_at", 0)) < ID_REUSED_KEEP_MS:
+            if now_ms - int(await self.get_meta("sync_warning_at", 0)) < LASTING_KEEP_MS:
                 return
         elif more or await self.ack() < int(await self.get_meta("sync_warning_until", 0)):
             return
@@ -291,11 +293,9 @@ class EdgeStore(DossierStore):
         each hub origin it sends; at its end, any hub event held here past those is one the hub
         lost (edited there after its backup). It stays here, and staff are told (inside the
         caller's transaction)."""
-        if resp.reset:
-            await self.set_meta("reread_hub_seen", "{}")
-        seen_json = await self.get_meta("reread_hub_seen")
+        seen_json = "{}" if resp.reset else await self.get_meta("reread_hub_seen")
         if seen_json is None:
-            return
+            return  # not re-reading
         seen: dict[str, int] = json.loads(seen_json)
         for event in resp.events:
             if is_hub_origin(event.origin) and event.seq > seen.get(event.origin, 0):

@@ -390,6 +390,9 @@ async def test_backup_refuses_a_used_directory_and_restore_an_unfinished_backup(
     assert code == 1
     # neither a backup and --epoch-only, nor none of them
     assert await asyncio.to_thread(hub_cli.main, ["restore", "--data", str(data)]) == 1
+    # --trust-from-backup has nothing to keep without a backup directory
+    assert await asyncio.to_thread(hub_cli.main, ["restore", "--data", str(data), "--epoch-only",
+                                                  "--trust-from-backup"]) == 1
 
 
 def test_restore_refuses_while_the_hub_port_answers(tmp_path: Path) -> None:
