@@ -68,11 +68,14 @@ class BlobStore:
     def have(self, sha: str) -> int:
         """Bytes held: the full size if verified, else the partial length."""
         check_sha(sha)
-        final = self.path(sha)
-        if final.is_file():
-            return final.stat().st_size
-        part = self.partial(sha)
-        return part.stat().st_size if part.is_file() else 0
+        # without a lock: an upload finishing meanwhile renames the partial file to the final
+        # name, so look at the final one again after a partial that has just gone
+        for path in (self.path(sha), self.partial(sha), self.path(sha)):
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:
+                continue
+        return 0
 
     async def put(self, data: bytes) -> str:
         """Store whole bytes; return their SHA-256 (stored once however often put)."""

@@ -186,3 +186,29 @@ def test_a_blob_that_does_not_hash_to_its_name_is_discarded(tmp_path: Path) -> N
 
     asyncio.run(go())
     assert store.have(sha) == 0 and not store.has(sha)
+
+
+def test_asking_what_is_held_while_the_upload_finishes_answers_the_full_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`have` takes no lock: between finding the partial file and reading its size, the upload
+    may finish and rename it to the final name (seen once as a 500 on GET /v1/blobs/…)."""
+    import asyncio
+
+    store = BlobStore(tmp_path)
+    sha = hashlib.sha256(PNG).hexdigest()
+    half = len(PNG) // 2
+    asyncio.run(store.append(sha, 0, PNG[:half], len(PNG)))
+    part = store.partial(sha)
+
+    class FinishesWhileLooked(type(part)):  # type: ignore[misc]
+        def is_file(self) -> bool:
+            return True
+
+        def stat(self, **_: object) -> os.stat_result:
+            monkeypatch.undo()  # the upload's own code sees the real partial file
+            asyncio.run(store.append(sha, half, PNG[half:], len(PNG)))  # the upload completes
+            return super().stat()
+
+    monkeypatch.setattr(store, "partial", lambda _sha: FinishesWhileLooked(part))
+    assert store.have(sha) == len(PNG)
+    assert store.has(sha)
