@@ -298,7 +298,7 @@ class Simulation:
         if now < self.retry_at.get(edge.name, 0):
             return
         last = self.last_sync.get(edge.name, -DAY_MS)
-        pending = edge.store.own_seq > edge.ack_seen and now - last >= PUSH_MS
+        pending = edge.store.log.own_seq > edge.ack_seen and now - last >= PUSH_MS
         due = now - last >= (POLL_OFFICE_MS if office else POLL_NIGHT_MS)
         if not (pending or due):
             return

@@ -348,10 +348,10 @@ async def bench(args: argparse.Namespace, root: Path, procs: Processes) -> dict[
             started = time.perf_counter()
             versions: dict[str, str] = {}
             for body in bodies:
-                view = await store.create(body, "clerk")
+                view = await store.dossiers.create(body, "clerk")
                 versions[view["id"]] = view["version"]
             intake_s = time.perf_counter() - started
-            pending, _ = await store.pending_stats()
+            pending, _ = await store.sync.pending_stats()
 
             print("sync: one session through the proxy…", flush=True)
             with PeakRss(hub.pid) as hub_rss:
@@ -366,12 +366,12 @@ async def bench(args: argparse.Namespace, root: Path, procs: Processes) -> dict[
             print(f"edits: one field on {m} dossiers, then one sync…", flush=True)
             chosen = faker.rng.sample(sorted(versions), m)
             for dossier_id in chosen:
-                await store.edit(dossier_id, {"set": {"applicant.phone": faker.phone()},
+                await store.dossiers.edit(dossier_id, {"set": {"applicant.phone": faker.phone()},
                                               "base": versions[dossier_id]}, "clerk")
             with PeakRss(hub.pid) as hub_rss_edits:
                 edits = await timed_sync(client, proxy, hub.pid)
-            last = (await store.view(chosen[0]))["version"]
-            await store.edit(chosen[0], {"set": {"applicant.phone": faker.phone()},
+            last = (await store.dossiers.view(chosen[0]))["version"]
+            await store.dossiers.edit(chosen[0], {"set": {"applicant.phone": faker.phone()},
                                          "base": last}, "clerk")
             single = await timed_sync(client, proxy, hub.pid)
         finally:

@@ -41,7 +41,7 @@ from protocol import APP_VERSION, HUB_ORIGIN
 from protocol.calendar import iso
 from protocol.errors import StoreError, ValidationError
 from service.blobs import SHA_RE
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ async def log_epoch(store: HubStore) -> str:
         await store.conn.execute(
             "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
             (EPOCH_KEY, secrets.token_hex(8)))
-        epoch = await store.get_meta(EPOCH_KEY)
+        epoch = await store.log.get_meta(EPOCH_KEY)
     return str(epoch)
 
 
@@ -89,10 +89,10 @@ async def rotate_epoch(store: HubStore) -> str:
     epoch = secrets.token_hex(8)
     origin = f"{HUB_ORIGIN}.{epoch}"
     async with store.lock, transaction(store.conn):
-        await store.set_meta(EPOCH_KEY, epoch)
-        await store.set_meta(RESTORED_KEY, store.now_ms())
-        await store.set_meta(ORIGIN_KEY, origin)
-    store.origin, store.own_seq, store.own_hash = origin, 0, b""
+        await store.log.set_meta(EPOCH_KEY, epoch)
+        await store.log.set_meta(RESTORED_KEY, store.now_ms())
+        await store.log.set_meta(ORIGIN_KEY, origin)
+    store.log.write_as(origin, (0, b""))
     log.warning("log epoch rotated to %s: every edge reads the log again from the start", epoch)
     return epoch
 
@@ -105,9 +105,9 @@ async def reissue_refdata(store: HubStore) -> dict[str, int]:
     fresh = {kind: ref["version"] + REFDATA_STEP for kind, ref in current.items()}
     async with store.lock, transaction(store.conn):
         for kind, ref in current.items():
-            await store.save_refdata(kind, fresh[kind], ref["data"])
+            await store.dossiers.save_refdata(kind, fresh[kind], ref["data"])
     for kind, ref in current.items():
-        store.use_refdata(kind, fresh[kind], ref["data"])
+        store.dossiers.use_refdata(kind, fresh[kind], ref["data"])
     return fresh
 
 

@@ -43,36 +43,38 @@ async def open_accounts(data_dir: Path) -> Accounts:
     return accounts
 
 
-async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
+async def sync_status(store: EdgeStore, client: SyncClient[EdgeStore]) -> dict[str, Any]:
     """What `GET /api/sync` answers, also used by `edge-node status`."""
-    pending, oldest = await store.pending_stats()
-    last = await store.get_meta("last_success_at")
+    pending, oldest = await store.sync.pending_stats()
+    last = await store.log.get_meta("last_success_at")
+    offset = store.time.offset_ms
     return {
         "state": client.state,
         "pending_events": pending,
-        "pending_blobs": await store.pending_blobs(),
+        "pending_blobs": await store.queue.pending(),
         "oldest_pending_age_s": oldest,
         "last_success_at": iso(int(last)) if last else None,
         "last_error": client.last_error,
-        "clock_offset_ms": store.clock_offset_ms,
-        "clock_warning": abs(store.clock_offset_ms) > CLOCK_WARNING_MS,
-        "rejected": await store.rejections(),
-        "warning": await store.sync_warning(),  # e.g. the hub was restored from a backup
+        "clock_offset_ms": offset,
+        "clock_warning": abs(offset) > CLOCK_WARNING_MS,
+        "rejected": await store.sync.rejections(),
+        "warning": await store.sync.warning(),  # e.g. the hub was restored from a backup
     }
 
 
-def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: SyncLoop,
-              config: EdgeConfig) -> web.Application:
+def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient[EdgeStore],
+              loop: SyncLoop, config: EdgeConfig) -> web.Application:
     """The aiohttp application for one edge node."""
     app = web.Application(middlewares=[error_middleware, auth_middleware(accounts)],
                           client_max_size=2 * 1024 * 1024)
     app[STORE], app[LOOP], app[CLIENT] = store, loop, client
+    dossiers = store.dossiers
 
     async def create(request: web.Request) -> web.Response:
         body = await json_body(request)
         user = current_user(request)
         authorize(user, "intake", body)
-        view = await store.create(body, user.username)
+        view = await dossiers.create(body, user.username)
         loop.kick()
         return json_response(view, status=201)
 
@@ -84,17 +86,17 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
         return json_response({"ok": True, "state": client.state}, status=202)
 
     async def catalogue(request: web.Request) -> web.Response:
-        return json_response({"version": store.ref_versions.get("procedures", 0), "items": [
+        return json_response({"version": dossiers.ref_versions.get("procedures", 0), "items": [
             {"code": p.code, "name_vi": p.name_vi, "name_en": p.name_en,
              "limit_days": p.limit_days, "same_day_cutoff": p.same_day_cutoff,
              "fields": [{"name": f.name, "label_vi": f.label_vi, "label_en": f.label_en,
                          "type": f.type, "required": f.required, "choices": list(f.choices)}
                         for f in p.fields]}
-            for p in store.catalogue.procedures]})
+            for p in dossiers.catalogue.procedures]})
 
     async def holidays(request: web.Request) -> web.Response:
-        return json_response({"version": store.ref_versions.get("holidays", 0),
-                              "items": sorted(d.isoformat() for d in store.calendar.holidays)})
+        return json_response({"version": dossiers.ref_versions.get("holidays", 0),
+                              "items": sorted(d.isoformat() for d in dossiers.calendar.holidays)})
 
     async def statuses(request: web.Request) -> web.Response:
         return json_response({"items": [
@@ -108,7 +110,7 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
 
     app.add_routes([
         web.post("/api/dossiers", create),
-        *dossier_routes(store, on_write=loop.kick, authorize=authorize),
+        *dossier_routes(dossiers, on_write=loop.kick, authorize=authorize),
         *account_routes(accounts),
         web.get("/api/sync", get_sync),
         web.post("/api/sync", post_sync),
@@ -117,7 +119,7 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
         web.get("/api/holidays", holidays),
         web.get("/healthz", healthz),
     ])
-    mount_desk(app, store=store, accounts=accounts, client=client, loop=loop, config=config,
+    mount_desk(app, store=dossiers, accounts=accounts, client=client, loop=loop, config=config,
                sync_status=lambda: sync_status(store, client))
 
     async def on_startup(app: web.Application) -> None:

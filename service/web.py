@@ -19,15 +19,16 @@ from aiohttp import BodyPartReader, web
 from protocol.commands import MAX_ATTACHMENT
 from protocol.errors import (
     AuthError,
-    Conflict,
     Forbidden,
     NotFound,
-    RemoteProtocolError,
     SyncError,
     TooLarge,
     ValidationError,
-    VersionMismatch,
 )
+from protocol.errors import RateLimited as RateLimited
+from protocol.errors import Unavailable as Unavailable
+from protocol.errors import UnsupportedEncoding as UnsupportedEncoding
+from protocol.errors import status_of as status_of  # the one registry: errors.ERRORS
 from protocol.lifecycle import STATUSES
 from service.accounts import Accounts, User
 from service.blobs import BlobStore, sniff
@@ -40,25 +41,6 @@ Authorize = Callable[[User, str, Any], None]
 USER_KEY = web.RequestKey("user", User)
 MAX_JSON = 1024 * 1024
 COOKIE = "session"
-
-STATUS_OF: list[tuple[type[SyncError], int]] = [
-    (TooLarge, 413),
-    (VersionMismatch, 426),
-    (ValidationError, 422),
-    (NotFound, 404),
-    (Conflict, 409),
-    (Forbidden, 403),
-    (AuthError, 401),
-    (RemoteProtocolError, 400),
-]
-
-
-def status_of(exc: SyncError) -> int:
-    """The HTTP status for one of our errors."""
-    for cls, status in STATUS_OF:
-        if isinstance(exc, cls):
-            return status
-    return 400
 
 
 def error_response(exc: SyncError) -> web.Response:
@@ -118,28 +100,6 @@ SECURITY_HEADERS = {
 }
 HSTS = "max-age=31536000"
 IDENTITY = ("", "identity")
-
-
-class RateLimited(SyncError):
-    """Too many requests from one caller: retry after `retry_after_s` (HTTP 429)."""
-
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class Unavailable(RateLimited):
-    """The server is overloaded: retry after `retry_after_s` (HTTP 503)."""
-
-    code = "unavailable"
-
-
-class UnsupportedEncoding(SyncError):
-    """A request body in a content encoding we do not use (HTTP 415)."""
-
-    code = "unsupported_encoding"
 
 
 def retry_headers(exc: SyncError) -> dict[str, str]:
@@ -202,11 +162,7 @@ async def json_body(request: web.Request) -> Any:
 class _BadJson(ValidationError):
     """Malformed JSON: a 400 rather than a 422."""
 
-
-STATUS_OF.insert(0, (_BadJson, 400))
-STATUS_OF.insert(0, (RateLimited, 429))
-STATUS_OF.insert(0, (Unavailable, 503))
-STATUS_OF.insert(0, (UnsupportedEncoding, 415))
+    status = 400
 
 
 def token_of(request: web.Request) -> str | None:

@@ -175,7 +175,7 @@ class Net:
     async def add_edge(self, commune: str, name: str | None = None,
                        **overrides: Any) -> EdgeHandle:
         assert self.hub is not None
-        token = await self.hub.store.create_enroll_token(commune, name)
+        token = await self.hub.store.trust.create_enroll_token(commune, name)
         data = self.root / f"edge-{commune}-{len(self.edges)}"
         config = await enroll(data, self.hub.url, token)
         config = dataclasses.replace(config, **{"auto_sync": False, **overrides})

@@ -55,7 +55,7 @@ async def compute(hub: Hub, period: Period, commune: str | None, by: str,
     """The report for a period, split by `by`."""
     facts = await fleet.stats_facts(hub.store, period.start_ms, period.end_ms, commune)
     names = {p.code: (p.name_vi if lang == "vi" else p.name_en)
-             for p in hub.store.catalogue.procedures}
+             for p in hub.store.dossiers.catalogue.procedures}
     data = stats.report(facts, stats.split(period, by), hub.store.now_ms(),
                         commune_names=await fleet.commune_names(hub.store),
                         procedure_names=names)

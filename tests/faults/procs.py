@@ -128,7 +128,7 @@ async def hub_setup(data: Path, communes: list[str]) -> list[str]:
     await acli("central_hub", "init", "--data", str(data))
     store = await HubStore.open(data / "hub.db")
     try:
-        return [await store.create_enroll_token(c, f"Xã {c}") for c in communes]
+        return [await store.trust.create_enroll_token(c, f"Xã {c}") for c in communes]
     finally:
         await store.close()
 
@@ -202,10 +202,10 @@ async def intake_offline(edge_dir: Path, bodies: list[dict[str, Any]],
     store = await EdgeStore.open(edge_dir / edge_config.DB_FILE, config.node, config.commune,
                                  config.agency)
     try:
-        views = [await store.create(body, CLERK) for body in bodies]
+        views = [await store.dossiers.create(body, CLERK) for body in bodies]
         for i, data in scans:
             sha = await store.blobs.put(data)
-            await store.attach(views[i]["id"], {"sha256": sha, "name": f"scan-{i}.png",
+            await store.dossiers.attach(views[i]["id"], {"sha256": sha, "name": f"scan-{i}.png",
                                                 "mime": "image/png", "size": len(data),
                                                 "label": "Giấy chứng sinh"}, CLERK)
     finally:

@@ -6,14 +6,14 @@ from datetime import datetime
 
 from protocol.calendar import VN_TZ
 from protocol.hlc import wall_ms
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from tests.harness import Net, birth
 
 DAY_MS = 24 * 3600 * 1000
 
 
 def skew(edge, ms: int) -> None:  # type: ignore[no-untyped-def]
-    edge.store.wall = lambda: wall_clock_ms() + ms
+    edge.store.time.wall = lambda: wall_clock_ms() + ms
 
 
 def parse(ts: str) -> int:
@@ -31,7 +31,7 @@ async def check_skewed_edge(net: Net, skew_ms: int) -> None:
     # before any exchange in this process, the edge trusts its clock plus the last correction;
     # the first exchange teaches it the hub's time
     await edge.sync()
-    offset = edge.store.clock_offset_ms
+    offset = edge.store.time.offset_ms
     assert abs(offset - skew_ms) < 5_000, offset
     status, d = await edge.api.post("/api/dossiers", birth())
     assert status == 201
@@ -66,7 +66,7 @@ async def check_skewed_edge(net: Net, skew_ms: int) -> None:
     _, sync = await edge.api.get("/api/sync")
     assert sync["clock_warning"] is True
     # the hub's own clock was not dragged forward by a peer running ahead
-    assert wall_ms(net.hub.store.clock.last) < wall_clock_ms() + 60_000
+    assert wall_ms(net.hub.store.log.clock.last) < wall_clock_ms() + 60_000
 
 
 async def test_edge_clock_a_day_ahead(net: Net) -> None:
@@ -116,7 +116,7 @@ async def test_events_stamped_ahead_are_accepted_flagged_and_ordered(net: Net) -
     _, nodes = await net.hub.api.get("/api/nodes")
     assert nodes["items"][0]["clock_ahead_events"] == 1
     assert any("ahead of the hub" in r for r in nodes["items"][0]["reasons"])
-    assert wall_ms(net.hub.store.clock.last) < wall_clock_ms() + 60_000
+    assert wall_ms(net.hub.store.log.clock.last) < wall_clock_ms() + 60_000
     # a later edit at the hub still sorts after the create it has seen
     _, view = await net.hub.api.get(f"/api/dossiers/{d['id']}")
     await net.hub.api.patch(f"/api/dossiers/{d['id']}",

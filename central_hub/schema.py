@@ -1,0 +1,86 @@
+"""The hub's own tables, beside the log's (service/schema.py): communes and nodes, their exchanges,
+enrollment, the chain head of every origin, who may fetch which blob, quarantined events, and the
+trust records (certificates, security alerts).
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+HUB_SCHEMA = """
+CREATE TABLE IF NOT EXISTS communes (code TEXT PRIMARY KEY, name TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nodes (
+    node TEXT PRIMARY KEY,
+    commune TEXT NOT NULL,
+    credential_hash BLOB NOT NULL UNIQUE,
+    enrolled_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    last_seen_at INTEGER,
+    last_success_at INTEGER,
+    app_version TEXT,
+    protocol INTEGER,
+    stats TEXT NOT NULL DEFAULT '{}',
+    last_error TEXT,
+    sessions_ok INTEGER NOT NULL DEFAULT 0,
+    sessions_failed INTEGER NOT NULL DEFAULT 0,
+    bytes_in INTEGER NOT NULL DEFAULT 0,
+    bytes_out INTEGER NOT NULL DEFAULT 0,
+    clock_ahead_events INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS node_sessions (
+    node TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    error TEXT,
+    bytes_in INTEGER NOT NULL,
+    bytes_out INTEGER NOT NULL,
+    events_in INTEGER NOT NULL,
+    events_out INTEGER NOT NULL,
+    pending_events INTEGER,
+    oldest_pending_age_s INTEGER,
+    clock_offset_ms INTEGER,
+    duration_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS node_sessions_node_at ON node_sessions(node, at);
+CREATE TABLE IF NOT EXISTS enroll_tokens (
+    token_hash BLOB PRIMARY KEY,
+    commune TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER,
+    node TEXT
+);
+CREATE TABLE IF NOT EXISTS origins (
+    origin TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blob_refs (
+    sha256 TEXT NOT NULL, commune TEXT NOT NULL, PRIMARY KEY (sha256, commune)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    origin TEXT NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL, body BLOB NOT NULL,
+    code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (origin, seq)
+);
+"""
+TRUST_SCHEMA = """
+CREATE TABLE IF NOT EXISTS node_certs (
+    serial TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    not_after INTEGER NOT NULL,
+    first_used_at INTEGER,
+    revoked_at INTEGER,
+    reason TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS node_certs_node ON node_certs(node, issued_at);
+CREATE TABLE IF NOT EXISTS security_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    node TEXT,
+    origin TEXT,
+    seq INTEGER,
+    detail TEXT NOT NULL
+);
+"""
