@@ -19,11 +19,11 @@ from service.web.auth import (
     require_role,
     token_of,
 )
-from service.web.body import MAX_JSON, decode_body, decode_query, json_body, read_body
+from service.web.body import MAX_JSON, convert, decode_query, json_body, read_body
 from service.web.dossier_routes import Authorize, DossierService, dossier_routes
 from service.web.errors import (
     STATUS_OF,
-    BadJson,
+    Malformed,
     RateLimited,
     Unavailable,
     UnsupportedEncoding,
@@ -44,10 +44,34 @@ from service.web.middleware import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "COOKIE", "CSP", "MAX_JSON", "SECURITY_HEADERS", "STATUS_OF", "USER_KEY", "Authorize",
-    "BadJson", "DossierService", "Handler", "RateLimited", "Unavailable", "UnsupportedEncoding",
-    "account_routes", "auth_middleware", "current_user", "decode_body", "decode_query",
-    "dossier_routes", "error_middleware", "error_response", "harden", "json_body",
-    "json_response", "read_body", "refuse_encodings", "require_role", "retry_headers",
-    "status_of", "token_of",
+    "COOKIE",
+    "CSP",
+    "MAX_JSON",
+    "SECURITY_HEADERS",
+    "STATUS_OF",
+    "USER_KEY",
+    "Authorize",
+    "DossierService",
+    "Handler",
+    "Malformed",
+    "RateLimited",
+    "Unavailable",
+    "UnsupportedEncoding",
+    "account_routes",
+    "auth_middleware",
+    "convert",
+    "current_user",
+    "decode_query",
+    "dossier_routes",
+    "error_middleware",
+    "error_response",
+    "harden",
+    "json_body",
+    "json_response",
+    "read_body",
+    "refuse_encodings",
+    "require_role",
+    "retry_headers",
+    "status_of",
+    "token_of",
 ]

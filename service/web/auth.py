@@ -8,9 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from protocol.errors import AuthError, Forbidden, ValidationError
+from protocol.errors import AuthError, Forbidden
 from service.accounts import Accounts, User
-from service.web.body import json_body
+from service.api import answers, bodies
+from service.api.spec import operation
 from service.web.errors import json_response
 from service.web.middleware import Handler
 
@@ -44,7 +45,10 @@ def require_role(user: User, allowed: Collection[str], action: str) -> User:
     return user
 
 
-def auth_middleware(accounts: Accounts, public: tuple[str, ...] = ("/api/login",)) -> Any:
+PUBLIC = ("/api/login", "/api/openapi.json")
+
+
+def auth_middleware(accounts: Accounts, public: tuple[str, ...] = PUBLIC) -> Any:
     """Refuse /api/* without a valid token (except `public` paths)."""
 
     @web.middleware
@@ -62,17 +66,18 @@ def auth_middleware(accounts: Accounts, public: tuple[str, ...] = ("/api/login",
 def account_routes(accounts: Accounts) -> list[web.RouteDef]:
     """POST /api/login, /api/logout, /api/password; GET /api/me."""
 
-    async def login(request: web.Request) -> web.Response:
-        body = await json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
-                or not isinstance(body.get("password"), str):
-            raise ValidationError("username and password are required", field="username")
-        token = await accounts.login(body["username"], body["password"])
+    @operation("Log in", tag="auth", body=bodies.Login, answer=answers.Token, errors=(401,),
+               public=True)
+    async def login(request: web.Request, body: bodies.Login) -> web.Response:
+        """Send the token as `Authorization: Bearer TOKEN` (it is also set as the `session`
+        cookie). A username is locked for a while after several wrong passwords (401)."""
+        token = await accounts.login(body.username, body.password)
         resp = json_response({"token": token})
         resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
                         secure=request.secure)
         return resp
 
+    @operation("Log out (end this token)", tag="auth", answer=answers.Ok)
     async def logout(request: web.Request) -> web.Response:
         token = token_of(request)
         if token:
@@ -81,16 +86,15 @@ def account_routes(accounts: Accounts) -> list[web.RouteDef]:
         resp.del_cookie(COOKIE, path="/")
         return resp
 
+    @operation("Who is logged in", tag="auth", answer=answers.Me)
     async def me(request: web.Request) -> web.Response:
         user = current_user(request)
         return json_response({"username": user.username, "role": user.role})
 
-    async def password(request: web.Request) -> web.Response:
-        body = await json_body(request)
-        if not isinstance(body, dict):
-            raise ValidationError("old and new passwords are required")
-        await accounts.change_password(current_user(request).username, str(body.get("old", "")),
-                                       str(body.get("new", "")))
+    @operation("Change your password", tag="auth", body=bodies.PasswordChange, answer=answers.Ok)
+    async def password(request: web.Request, body: bodies.PasswordChange) -> web.Response:
+        """The old password must be right; the new one must meet the length rule (422)."""
+        await accounts.change_password(current_user(request).username, body.old, body.new)
         return json_response({"ok": True})
 
     return [web.post("/api/login", login), web.post("/api/logout", logout),

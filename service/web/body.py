@@ -12,10 +12,11 @@ import re
 from typing import Any, TypeVar
 
 import msgspec
-from aiohttp import web
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from protocol.errors import TooLarge, ValidationError
-from service.web.errors import BadJson
+from service.web.errors import Malformed
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +44,49 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 async def json_body(request: web.Request) -> Any:
-    """The request's JSON body as plain values; a 400-class error if it is not JSON or too
-    large."""
-    return await decode_body(request, Any)
-
-
-async def decode_body(request: web.Request, kind: type[T]) -> T:
-    """The request's JSON body decoded into `kind`: 413 past `MAX_JSON`, 400 if it is not JSON,
-    422 naming the field if it is not of that shape. An empty body reads as `null`."""
+    """The request's JSON body as plain values: 413 past `MAX_JSON`, 400 if it is not JSON. An
+    empty body reads as `null`."""
     raw = await read_body(request, MAX_JSON)
     try:
-        return msgspec.json.decode(raw or b"null", type=kind)
+        return msgspec.json.decode(raw or b"null")
+    except msgspec.DecodeError as exc:
+        raise Malformed(f"body is not valid JSON: {exc}") from exc
+
+
+def convert(value: Any, kind: type[T]) -> T:
+    """A decoded JSON body as `kind` (a declared type); 422 naming the field if it is not of
+    that shape."""
+    try:
+        return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
         raise invalid(exc) from exc
-    except msgspec.DecodeError as exc:
-        raise BadJson(f"body is not valid JSON: {exc}") from exc
+
+
+async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str, str]:
+    """(file bytes, file name, label) of a multipart upload with parts `file` and `label`; a
+    form that cannot be parsed is a 400, a file over `limit` bytes a 422."""
+    try:
+        reader = await request.multipart()
+        data, name, label = b"", "", ""
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "file":
+                name = part.filename or "scan"
+                chunks, size = [], 0
+                while chunk := await part.read_chunk(1 << 16):
+                    size += len(chunk)
+                    if size > limit:
+                        raise ValidationError(f"file larger than {limit // 2**20} MB",
+                                              field="file")
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+            elif part.name == "label":
+                label = (await part.text())[:255]
+    except (ValueError, HttpProcessingError) as exc:  # UnicodeDecodeError is a ValueError
+        raise Malformed(f"the upload is not a well-formed multipart form: {exc}"[:300],
+                        field="file") from exc
+    return data, name, label
 
 
 def decode_query(request: web.Request, kind: type[T]) -> T:
@@ -85,7 +114,7 @@ def invalid(exc: msgspec.ValidationError) -> ValidationError:
     expected = _EXPECTED.match(what)
     where = field or "the body"
     if expected:
-        want = _WORDS.get(expected["want"], f"`{expected['want']}`")
+        want = " or ".join(_WORDS.get(t, f"`{t}`") for t in expected["want"].split(" | "))
         message = f"{where} must be {want}{expected['rest']}"
         if expected["got"]:
             message += f", not {_WORDS.get(expected['got'], expected['got'])}"

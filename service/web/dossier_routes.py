@@ -8,15 +8,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
-from protocol.commands import MAX_ATTACHMENT
+from protocol.commands import ATTACHMENT_TYPES, MAX_ATTACHMENT
 from protocol.errors import NotFound, ValidationError
 from protocol.lifecycle import STATUSES
 from service.accounts import User
+from service.api import answers, bodies
+from service.api.spec import operation
 from service.blobs import BlobStore, sniff
 from service.web.auth import current_user
-from service.web.body import json_body
+from service.web.body import read_upload
 from service.web.errors import json_response
 from service.web.middleware import Handler
 
@@ -47,67 +49,52 @@ class DossierService(Protocol):
     def blobs(self) -> BlobStore: ...
 
 
-def _int_param(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValidationError(f"{name} must be a whole number", field=name) from exc
-
-
 def dossier_routes(store: DossierService, on_write: Callable[[], None] = lambda: None,
                    authorize: Authorize = _allow_all) -> list[web.RouteDef]:
     """GET/PATCH /api/dossiers…, transition, resolve, comments (CONTRACT §7); every write is
     first checked by `authorize` (answering 403 with a reason when the role may not)."""
 
-    async def listing(request: web.Request) -> web.Response:
-        status = request.query.get("status") or None
-        if status is not None and status not in STATUSES:
-            raise ValidationError(f"unknown status {status!r}", field="status")
-        page = await store.search(
-            status=status, q=request.query.get("q"), commune=request.query.get("commune") or None,
-            conflicts_only=request.query.get("conflicts") in ("1", "true"),
-            limit=_int_param(request, "limit", 50), after=request.query.get("after") or None)
+    @operation("List and search dossiers", tag="dossiers", query=bodies.DossierQuery,
+               answer=answers.DossierPage)
+    async def listing(request: web.Request, query: bodies.DossierQuery) -> web.Response:
+        """Newest first; `q` matches a code prefix, a citizen ID or a name (diacritics
+        optional). Items are summaries: no history."""
+        if query.status is not None and query.status not in STATUSES:
+            raise ValidationError(f"unknown status {query.status!r}", field="status")
+        page = await store.search(status=query.status, q=query.q, commune=query.commune,
+                                  conflicts_only=query.conflicts, limit=query.limit,
+                                  after=query.after)
         return json_response({"items": page.items, "next": page.next})
 
+    @operation("One dossier with its history", tag="dossiers", answer=answers.Dossier)
     async def one(request: web.Request) -> web.Response:
+        """404 when the dossier is not in this server's scope."""
         return json_response(await store.view(request.match_info["id"]))
 
-    def writer(action: str,
-               method: Callable[[str, Any, str], Awaitable[dict[str, Any]]]) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            body = await json_body(request)
-            user = current_user(request)
-            authorize(user, action, body)
-            result = await method(request.match_info["id"], body, user.username)
+    def writer(action: str, method: Callable[[str, Any, str], Awaitable[dict[str, Any]]],
+               kind: type[bodies.Body], summary: str, doc: str) -> Handler:
+        def guard(request: web.Request, plain: Any) -> None:
+            authorize(current_user(request), action, plain)
+
+        async def handler(request: web.Request, body: bodies.Body) -> web.Response:
+            result = await method(request.match_info["id"], bodies.as_dict(body),
+                                  current_user(request).username)
             on_write()
             return json_response(result)
-        return handler
 
+        handler.__doc__ = doc
+        return operation(summary, tag="dossiers", body=kind, answer=answers.Dossier,
+                         errors=(409,), guard=guard)(handler)
+
+    @operation("Attach a scan (multipart: file, label)", tag="dossiers", form=bodies.Upload,
+               answer=answers.Dossier, status=201, errors=(403, 409))
     async def upload(request: web.Request) -> web.Response:
+        """The file is checked by its first bytes (PDF, JPEG or PNG) and stored by its SHA-256;
+        it reaches the other side after the dossier."""
         authorize(current_user(request), "attach", None)
         if not request.content_type.startswith("multipart/"):
             raise ValidationError("send the file as multipart/form-data", field="file")
-        reader = await request.multipart()
-        data: bytes | None = None
-        name, label = "", ""
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                continue
-            if part.name == "file":
-                name = part.filename or "scan"
-                chunks, size = [], 0
-                while chunk := await part.read_chunk(1 << 16):
-                    size += len(chunk)
-                    if size > MAX_ATTACHMENT:
-                        raise ValidationError(
-                            f"file larger than {MAX_ATTACHMENT // 2**20} MB", field="file")
-                    chunks.append(chunk)
-                data = b"".join(chunks)
-            elif part.name == "label":
-                label = (await part.text())[:255]
+        data, name, label = await read_upload(request, MAX_ATTACHMENT)
         if not data:
             raise ValidationError("no file in the upload (field 'file')", field="file")
         mime = sniff(data[:16])
@@ -121,7 +108,9 @@ def dossier_routes(store: DossierService, on_write: Callable[[], None] = lambda:
         on_write()
         return json_response(result, status=201)
 
+    @operation("Download an attachment", tag="dossiers", media=ATTACHMENT_TYPES)
     async def download(request: web.Request) -> web.StreamResponse:
+        """404 also while the file has not arrived here yet (it follows the dossier)."""
         view = await store.view(request.match_info["id"])
         sha = request.match_info["sha"]
         info = next((a for a in view["attachments"] if a["sha256"] == sha), None)
@@ -139,8 +128,17 @@ def dossier_routes(store: DossierService, on_write: Callable[[], None] = lambda:
         web.get("/api/dossiers/{id}/attachments/{sha}", download),
         web.get("/api/dossiers", listing),
         web.get("/api/dossiers/{id}", one),
-        web.patch("/api/dossiers/{id}", writer("edit", store.edit)),
-        web.post("/api/dossiers/{id}/transition", writer("transition", store.transition)),
-        web.post("/api/dossiers/{id}/resolve", writer("resolve", store.resolve)),
-        web.post("/api/dossiers/{id}/comments", writer("comment", store.comment)),
+        web.patch("/api/dossiers/{id}", writer(
+            "edit", store.edit, bodies.Edit, "Edit applicant or form fields",
+            "Based on `base` (the version you saw): a stale base merges or becomes a conflict, "
+            "never overwrites unseen work.")),
+        web.post("/api/dossiers/{id}/transition", writer(
+            "transition", store.transition, bodies.Transition, "Change the status",
+            "409 when the lifecycle does not allow it from the status you saw.")),
+        web.post("/api/dossiers/{id}/resolve", writer(
+            "resolve", store.resolve, bodies.Resolve, "Resolve a conflict",
+            "409 when there is no conflict on the field, or a new value arrived since `base`.")),
+        web.post("/api/dossiers/{id}/comments", writer(
+            "comment", store.comment, bodies.Comment, "Comment on a dossier",
+            "Comments never conflict.")),
     ]

@@ -50,8 +50,8 @@ class UnsupportedEncoding(SyncError):
     code = "unsupported_encoding"
 
 
-class BadJson(ValidationError):
-    """Malformed JSON: a 400 rather than a 422."""
+class Malformed(ValidationError):
+    """A body that cannot be parsed (JSON, a multipart form): a 400 rather than a 422."""
 
 
 # First match wins: a subclass comes before its base.
@@ -59,7 +59,7 @@ STATUS_OF: list[tuple[type[SyncError], int]] = [
     (UnsupportedEncoding, 415),
     (Unavailable, 503),
     (RateLimited, 429),
-    (BadJson, 400),
+    (Malformed, 400),
     (TooLarge, 413),
     (VersionMismatch, 426),
     (ValidationError, 422),
