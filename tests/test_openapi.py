@@ -14,7 +14,7 @@ from service.api import bodies
 from service.api.openapi import PATH, document, in_scope, routes, undeclared
 from service.api.spec import operation, operation_of
 from service.web.body import invalid
-from tests.harness import Net
+from tests.harness import Net, birth
 
 
 @pytest.fixture
@@ -123,3 +123,22 @@ def test_shape_errors_read_as_sentences_naming_the_field(
         msgspec.json.decode(raw, type=kind)
     error = invalid(caught.value)
     assert (error.message, error.field) == (message, field)
+
+
+async def test_a_malformed_upload_is_a_400_not_a_500(net: Net) -> None:
+    """Found by schemathesis: a multipart form without a boundary, or with a broken part
+    header, used to escape as a 500."""
+    edge = await net.add_edge("02245")
+    _, made = await edge.api.post("/api/dossiers", birth())
+    url = f"{edge.api.base}/api/dossiers/{made['id']}/attachments"
+    auth = {"Authorization": f"Bearer {edge.api.token}"}
+    broken = (b'--b\r\nContent-Disposition: form-data; name="\x15"\r\n\r\nx\r\n--b--\r\n')
+    for content_type, data in (("multipart/form-data", b"x"),
+                               ("multipart/form-data; boundary=b", broken)):
+        async with edge.api.http.post(url, data=data,
+                                      headers={**auth, "Content-Type": content_type}) as resp:
+            answer = await resp.json()
+            assert resp.status == 400, answer
+            assert answer["error"] == "invalid" and answer["field"] == "file", answer
+    _, view = await edge.api.get(f"/api/dossiers/{made['id']}")
+    assert view["attachments"] == []
