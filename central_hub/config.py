@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from central_hub.health import HealthRules
+from central_hub.nodes.health import HealthRules
 from protocol.errors import ValidationError
 from service import config as cfg
 from service.db import is_pg_url
@@ -21,7 +21,7 @@ LOG_FORMATS = ("text", "json")
 class HubConfig:
     """Where the hub keeps its data, how it serves, when a node is unhealthy and whom to tell.
 
-    The `health_*` thresholds are `central_hub.health.HealthRules` (0 turns a rule off); history
+    The `health_*` thresholds are `central_hub.nodes.health.HealthRules` (0 turns a rule off); history
     keeps every exchange for `history_raw_hours`, hourly sums until `history_hourly_days`, and
     daily sums until `history_days`; `alert_webhook_url` receives a JSON POST on each change of a
     node's health."""

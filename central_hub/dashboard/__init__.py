@@ -23,7 +23,7 @@ from central_hub.dashboard.common import (
     why,
 )
 from central_hub.metrics import HubMetrics
-from central_hub.monitor import Monitor, NodeSnapshot
+from central_hub.nodes.monitor import Monitor, NodeSnapshot
 from central_hub.store import HubStore
 from service.accounts import Accounts
 from service.ui.mount import mount

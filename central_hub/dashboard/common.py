@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp import web
 
 from central_hub.config import HubConfig
-from central_hub.health import HealthRules
 from central_hub.metrics import HubMetrics
-from central_hub.monitor import Monitor, NodeSnapshot
+from central_hub.nodes.health import HealthRules
+from central_hub.nodes.monitor import Monitor, NodeSnapshot
 from central_hub.store import HubStore
 from protocol import lifecycle
 from service.accounts import Accounts

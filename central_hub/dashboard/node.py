@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import fleet, history
 from central_hub.dashboard import charts
 from central_hub.dashboard.common import Hub, duration, hub_of, size
-from central_hub.fleet import DAY_MS, HOUR_MS
+from central_hub.nodes import fleet, history
+from central_hub.nodes.fleet import DAY_MS, HOUR_MS
 from protocol.calendar import local
 from protocol.errors import NotFound, ValidationError
 from service.ui.i18n import Messages

@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from central_hub import fleet
 from central_hub.dashboard.common import SEVERITY, hub_of
-from central_hub.fleet import local_day_start
+from central_hub.nodes import fleet
+from central_hub.nodes.fleet import local_day_start
 from protocol.calendar import iso
 from protocol.text import fold
 from service.web import json_response

@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from central_hub import fleet
 from central_hub.app import MONITOR
-from central_hub.monitor import Monitor
+from central_hub.nodes import fleet
+from central_hub.nodes.monitor import Monitor
 from tests.central_hub.operator import operator, start_hub
 from tests.harness import DEAD_URL, Net, birth
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from central_hub import config as hub_config
-from central_hub import fleet, history
 from central_hub.config import HubConfig
-from central_hub.fleet import DAY_MS, HOUR_MS
-from central_hub.health import HealthRules, evaluate
+from central_hub.nodes import fleet, history
+from central_hub.nodes.fleet import DAY_MS, HOUR_MS
+from central_hub.nodes.health import HealthRules, evaluate
 from central_hub.store import HubStore
 from protocol.errors import SyncError, ValidationError
 from tests.central_hub.operator import Operator, operator

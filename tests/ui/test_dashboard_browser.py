@@ -19,8 +19,8 @@ pytest.importorskip("playwright.async_api", reason="pip install playwright (the 
 
 from playwright.async_api import Browser, expect
 
-from central_hub import fleet
-from central_hub.fleet import HOUR_MS
+from central_hub.nodes import fleet
+from central_hub.nodes.fleet import HOUR_MS
 from central_hub.store import HubStore
 from tests.central_hub.operator import start_hub
 from tests.harness import EdgeHandle, HubHandle, Net, birth

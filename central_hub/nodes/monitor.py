@@ -19,9 +19,9 @@ from typing import Any
 
 import aiohttp
 
-from central_hub import fleet, history
 from central_hub.config import HubConfig
-from central_hub.fleet import Change
+from central_hub.nodes import fleet, history
+from central_hub.nodes.fleet import Change
 from central_hub.store import HubStore
 from protocol import APP_VERSION
 from protocol.calendar import iso

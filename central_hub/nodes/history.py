@@ -4,7 +4,7 @@ Three tiers: `node_sessions` keeps every exchange (written by `HubStore.record_s
 `raw_hours`; `downsample` then folds them into hourly sums in `node_history`, hourly sums older than
 `hourly_days` into days (Vietnam's days), and drops what is older than `days`. Each step works on a
 bounded slice per transaction, so a sync waits on the store's lock for milliseconds at most. The
-tables are created by `central_hub.fleet.setup`.
+tables are created by `central_hub.nodes.fleet.setup`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from central_hub.fleet import DAY_MS, HOUR_MS, LOCAL_OFFSET_MS, error_kind, local_day_start
+from central_hub.nodes.fleet import DAY_MS, HOUR_MS, LOCAL_OFFSET_MS, error_kind, local_day_start
 from central_hub.store import HubStore
 from protocol.calendar import iso
 from service.db import greatest
