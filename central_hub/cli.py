@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import backup, tls
+from central_hub import backup, restore, tls
 from central_hub import config as hub_config
 from central_hub.app import make_app, node_items, open_accounts, open_store
 from central_hub.config import HubConfig
@@ -277,8 +277,8 @@ async def cmd_backup(args: Any) -> int:
 
 
 async def cmd_restore(args: Any) -> int:
-    return await backup.cmd_restore(args.data, args.src, args.epoch_only, args.force, _open,
-                                     trust_from_backup=args.trust_from_backup)
+    return await restore.cmd_restore(args.data, args.src, args.epoch_only, args.force, _open,
+                                      trust_from_backup=args.trust_from_backup)
 
 
 async def cmd_nodes(args: Any) -> int:
