@@ -28,6 +28,7 @@ from central_hub.epoch import EPOCH_KEY
 from central_hub.tls import TLS_DIR
 from protocol import APP_VERSION
 from protocol.errors import StoreError, ValidationError
+from service import atomic
 from service.blobs import SHA_RE
 from service.dossier_store import wall_clock_ms
 
@@ -46,14 +47,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def private_dir(path: Path) -> None:
@@ -86,8 +79,7 @@ def copy_database(src: Path, dst: Path) -> dict[str, Any]:
             source.backup(target)  # all pages in one step: one read snapshot of the source
             target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
             facts = _describe_db(target)
-        fsync_file(tmp)
-        os.replace(tmp, dst)
+        atomic.move(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -158,10 +150,7 @@ def backup(data: Path, dest: Path, now_ms: int) -> dict[str, Any]:
     # After the database: a blob it names that is not complete yet is re-sent by its edge.
     manifest["blobs"], manifest["blob_bytes"] = copy_blobs(data / BLOBS, dest / BLOBS, False)
     manifest["settings"] = copy_settings(data, dest, False)[0]
-    tmp = dest / (MANIFEST + ".partial")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    fsync_file(tmp)
-    os.replace(tmp, dest / MANIFEST)
+    atomic.write(dest / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

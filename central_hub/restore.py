@@ -31,7 +31,6 @@ from central_hub.backup import (
     MANIFEST,
     copy_blobs,
     copy_settings,
-    fsync_file,
     private_dir,
     sha256_of,
 )
@@ -39,6 +38,7 @@ from central_hub.epoch import rotate_epoch
 from central_hub.store import HubStore
 from protocol.calendar import iso
 from protocol.errors import StoreError, ValidationError
+from service import atomic
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,7 @@ def restore(data: Path, src: Path, *, force: bool = False,
         tmp = data / (DB_FILE + ".partial")
         shutil.copyfile(src / DB_FILE, tmp)
         tmp.chmod(0o600)
-        fsync_file(tmp)
-        os.replace(tmp, data / DB_FILE)
+        atomic.move(tmp, data / DB_FILE)
         report["trust"] = None
         if report["moved_aside"] and not trust_from_backup:
             try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
 from protocol.errors import ValidationError
+from service import atomic
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +64,4 @@ def dump(obj: Any, path: Path) -> None:
             lines.append(f"{f.name} = {value}")
         else:
             lines.append(f"{f.name} = {json.dumps(str(value), ensure_ascii=False)}")
-    write_private(path, "\n".join(lines) + "\n")
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file readable only by its owner, atomically."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic.write(path, "\n".join(lines) + "\n")
