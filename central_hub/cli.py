@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import shutil
@@ -34,6 +33,7 @@ from service.cli import EXIT_OK, Parser, add_account
 from service.cli import run as run_cli
 from service.db import is_pg_url, redact
 from service.dossier_store import wall_clock_ms
+from service.loopback import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -137,16 +137,6 @@ async def cmd_init(args: Any) -> int:
     where = "SQLite" if config.db == "sqlite" else f"PostgreSQL {redact(config.db)}"
     print(f"hub initialized in {data} ({where}); CA fingerprint (SHA-256) {fingerprint}")
     return EXIT_OK
-
-
-def is_loopback(host: str) -> bool:
-    """True for loopback addresses and `localhost`."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def cmd_serve(args: Any) -> int:
