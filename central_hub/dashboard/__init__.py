@@ -40,7 +40,7 @@ def mount_dashboard(app: web.Application, *, store: HubStore, accounts: Accounts
     """Add the dashboard's pages and its JSON routes to the hub's app."""
     renderer = mount(app, accounts, name="hub", folder=HERE, title_key="app.title",
                      public=PUBLIC)
-    hub = Hub(store, accounts, config, config.rules(), monitor, metrics, renderer, snapshot)
+    hub = Hub(store, accounts, config, monitor, metrics, renderer, snapshot)
     app[HUB] = hub
 
     async def context(request: web.Request) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def windows(hub: Hub) -> list[str]:
 
 
 async def _item(hub: Hub, node: str) -> dict[str, Any]:
-    items = await fleet.node_items(hub.store, hub.rules, hub.metrics.links, node)
+    items = await fleet.node_items(hub.store, hub.config.health, hub.metrics.links, node)
     if not items:
         raise NotFound(f"no node {node}")
     return items[0]

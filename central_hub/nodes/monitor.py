@@ -42,7 +42,7 @@ class NodeSnapshot:
 
     def __init__(self, store: HubStore, config: HubConfig,
                  links: Callable[[], dict[str, float]] = dict, max_age_s: float = 2.0) -> None:
-        self.store, self.rules, self.links = store, config.rules(), links
+        self.store, self.rules, self.links = store, config.health, links
         self.max_age_s = max_age_s
         self._items: list[dict[str, Any]] = []
         self._at = -1e9
