@@ -17,7 +17,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PRIVATE, PUBLIC = 0o600, 0o644  # keys, credentials, personal data / certificates
+PUBLIC = 0o644  # certificates; everything else stays owner-only (0o600, as mkstemp makes it)
 
 
 def write(path: Path, data: bytes | str, *, private: bool = True,
