@@ -85,8 +85,13 @@ async def _request(hub: str, body: dict[str, Any], ctx: ssl.SSLContext | None
         raise AuthError(f"the hub's server certificate is not from the pinned CA: {exc}") \
             from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise NetworkError(f"cannot reach the hub at {hub}: {exc or exc.__class__.__name__}") \
-            from exc
+        hint = ""
+        if hub.startswith("http://") and isinstance(exc, aiohttp.ServerDisconnectedError):
+            # a TLS server hangs up on plain HTTP without a word
+            hint = (" (a hub set up by `central-hub init` serves HTTPS: try --hub "
+                    f"https://{hub.removeprefix('http://')})")
+        raise NetworkError(f"cannot reach the hub at {hub}: "
+                           f"{exc or exc.__class__.__name__}{hint}") from exc
     except ValueError as exc:
         raise NetworkError(f"{hub} did not answer like a hub") from exc
 
