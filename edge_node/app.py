@@ -16,7 +16,7 @@ from edge_node.sync import SyncClient
 from edge_node.ui import mount_desk
 from protocol import APP_VERSION, lifecycle
 from protocol.calendar import iso
-from service.accounts import Accounts
+from service.accounts import IDLE_S, Accounts
 from service.sqlite import connect
 from service.web import (
     account_routes,
@@ -36,9 +36,9 @@ LOOP = web.AppKey("sync_loop", SyncLoop)
 CLIENT = web.AppKey("sync_client", SyncClient)
 
 
-async def open_accounts(data_dir: Path) -> Accounts:
+async def open_accounts(data_dir: Path, idle_s: float = IDLE_S) -> Accounts:
     """Staff accounts live in the edge database, on their own connection."""
-    accounts = Accounts(await connect(data_dir / "edge.db"), ROLES)
+    accounts = Accounts(await connect(data_dir / "edge.db"), ROLES, idle_s)
     await accounts.setup()
     return accounts
 
@@ -139,7 +139,7 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
 async def make_app(data_dir: Path, config: EdgeConfig) -> web.Application:
     """Open everything an edge node needs from its data dir and build the app."""
     store = await EdgeStore.open(data_dir / "edge.db", config.node, config.commune, config.agency)
-    accounts = await open_accounts(data_dir)
+    accounts = await open_accounts(data_dir, config.idle_logout_min * 60)
     client = SyncClient(store, config)
     client.data_dir = str(data_dir)
     return build_app(store, accounts, client, SyncLoop(client), config)

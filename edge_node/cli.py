@@ -1,4 +1,4 @@
-"""`edge-node`: init (enroll), serve, sync, status, user add (CONTRACT §6)."""
+"""`edge-node`: init (enroll), serve, sync, status, user add|list|disable|enable|passwd|role."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,13 @@ from edge_node import config as edge_config
 from edge_node.app import make_app, open_accounts, sync_status
 from edge_node.enroll import enroll
 from edge_node.identity import Identity
+from edge_node.roles import ROLES
 from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
 from protocol.calendar import iso
 from service import pki
-from service.cli import EXIT_ERROR, EXIT_OK, Parser, add_account
+from service.accounts import Accounts
+from service.cli import EXIT_ERROR, EXIT_OK, Parser, add_account, read_password
 from service.cli import run as run_cli
 
 log = logging.getLogger(__name__)
@@ -56,7 +59,23 @@ def parser() -> Parser:
     add.set_defaults(handler="user add")
     add.add_argument("--data", required=True, type=Path)
     add.add_argument("--username", required=True)
-    add.add_argument("--role", default="clerk", choices=("clerk", "leader", "admin"))
+    add.add_argument("--role", default="clerk", choices=ROLES)
+
+    def user_cmd(name: str, help_text: str, username: bool = True) -> argparse.ArgumentParser:
+        c = user.add_parser(name, help=help_text)
+        c.set_defaults(handler=f"user {name}")
+        c.add_argument("--data", required=True, type=Path)
+        if username:
+            c.add_argument("--username", required=True)
+        return c
+
+    user_cmd("list", "every staff account", username=False).add_argument("--json",
+                                                                          action="store_true")
+    user_cmd("disable", "lock an account out (its sessions end at once)")
+    user_cmd("enable", "let a disabled account log in again")
+    user_cmd("passwd", "set a new password (read from stdin); the user's sessions end")
+    user_cmd("role", "give an account another role").add_argument("--role", required=True,
+                                                                   choices=ROLES)
     return p
 
 
@@ -141,8 +160,60 @@ async def cmd_user_add(args: Any) -> int:
     return EXIT_OK
 
 
+async def _with_accounts(data: Path, action: Callable[[Accounts], Awaitable[None]]) -> None:
+    edge_config.load(data)
+    accounts = await open_accounts(data)
+    try:
+        await action(accounts)
+    finally:
+        await accounts.conn.close()
+
+
+async def cmd_user_list(args: Any) -> int:
+    users: list[dict[str, Any]] = []
+
+    async def read(accounts: Accounts) -> None:
+        users.extend(await accounts.users())
+
+    await _with_accounts(args.data, read)
+    if args.json:
+        print(json.dumps([{**u, "created_at": iso(u["created_at"] * 1000)} for u in users],
+                         ensure_ascii=False, indent=2))
+    for u in [] if args.json else users:
+        state = "disabled" if u["disabled"] else "active"
+        print(f"{u['username']:32} {u['role']:7} {state:8} since {iso(u['created_at'] * 1000)}")
+    return EXIT_OK
+
+
+async def cmd_user_disable(args: Any) -> int:
+    await _with_accounts(args.data, lambda a: a.set_disabled(args.username, True))
+    print(f"user {args.username} disabled; their sessions have ended")
+    return EXIT_OK
+
+
+async def cmd_user_enable(args: Any) -> int:
+    await _with_accounts(args.data, lambda a: a.set_disabled(args.username, False))
+    print(f"user {args.username} enabled")
+    return EXIT_OK
+
+
+async def cmd_user_passwd(args: Any) -> int:
+    password = read_password("New password: ")
+    await _with_accounts(args.data, lambda a: a.reset_password(args.username, password))
+    print(f"password of {args.username} set; their sessions have ended")
+    return EXIT_OK
+
+
+async def cmd_user_role(args: Any) -> int:
+    await _with_accounts(args.data, lambda a: a.set_role(args.username, args.role))
+    print(f"user {args.username} is now {args.role}")
+    return EXIT_OK
+
+
 HANDLERS = {"init": cmd_init, "serve": cmd_serve, "sync": cmd_sync, "status": cmd_status,
-            "user add": cmd_user_add}
+            "user add": cmd_user_add, "user list": cmd_user_list,
+            "user disable": cmd_user_disable, "user enable": cmd_user_enable,
+            "user passwd": cmd_user_passwd, "user role": cmd_user_role}
 
 
 def main(argv: list[str] | None = None) -> int:
