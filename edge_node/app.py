@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from edge_node.config import EdgeConfig
+from edge_node.disk import DiskGuard
 from edge_node.loop import SyncLoop
 from edge_node.roles import ROLES, authorize
 from edge_node.store import EdgeStore
@@ -19,6 +22,7 @@ from protocol.calendar import iso
 from service.accounts import IDLE_S, Accounts
 from service.sqlite import connect
 from service.web import (
+    Handler,
     account_routes,
     auth_middleware,
     current_user,
@@ -59,6 +63,23 @@ async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
         "rejected": await store.rejections(),
         "warning": await store.sync_warning(),  # e.g. the hub was restored from a backup
     }
+
+
+# New dossiers and attachments, through the API and the desk: what a full disk must refuse first.
+INTAKE = re.compile(r"^(/api/dossiers|/dossiers/new|(/api)?/dossiers/[^/]+/attachments)$")
+
+
+def disk_floor(guard: Callable[[], DiskGuard]) -> Any:
+    """Refuse new intake below the free-space floor (edge_node/disk.py), before any write;
+    `guard` gives the floors in force (a reloaded config's)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "POST" and INTAKE.match(request.path):
+            guard().check_intake()
+        return await handler(request)
+
+    return middleware
 
 
 def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: SyncLoop,
@@ -119,6 +140,8 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
     ])
     mount_desk(app, store=store, accounts=accounts, client=client, loop=loop, config=config,
                sync_status=lambda: sync_status(store, client))
+    # innermost, so the desk's error pages render a refusal in the user's language
+    app.middlewares.append(disk_floor(lambda: client.disk))
 
     async def on_startup(app: web.Application) -> None:
         if config.auto_sync:

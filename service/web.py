@@ -20,6 +20,7 @@ from protocol.commands import MAX_ATTACHMENT
 from protocol.errors import (
     AuthError,
     Conflict,
+    DiskFull,
     Forbidden,
     NotFound,
     RemoteProtocolError,
@@ -42,6 +43,7 @@ MAX_JSON = 1024 * 1024
 COOKIE = "session"
 
 STATUS_OF: list[tuple[type[SyncError], int]] = [
+    (DiskFull, 507),
     (TooLarge, 413),
     (VersionMismatch, 426),
     (ValidationError, 422),

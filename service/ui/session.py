@@ -29,7 +29,7 @@ PUBLIC_PATHS = frozenset({"/login", "/lang", "/healthz", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/static/",)
 ERROR_KEYS = {400: "error.bad_request", 401: "error.login", 403: "error.forbidden",
               404: "error.not_found", 409: "error.conflict", 413: "error.too_large",
-              422: "error.invalid"}
+              422: "error.invalid", 507: "error.disk_full"}
 
 
 def is_public(path: str, extra: Collection[str] = ()) -> bool:
