@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from edge_node.config import EdgeConfig
-from edge_node.disk import DiskGuard
+from edge_node.disk import MB, DiskGuard, is_disk_full
 from edge_node.loop import SyncLoop
 from edge_node.roles import ROLES, authorize
 from edge_node.store import EdgeStore
@@ -19,6 +19,7 @@ from edge_node.sync import SyncClient
 from edge_node.ui import mount_desk
 from protocol import APP_VERSION, lifecycle
 from protocol.calendar import iso
+from protocol.errors import DiskFull, StoreError
 from service.accounts import IDLE_S, Accounts
 from service.sqlite import connect
 from service.web import (
@@ -77,7 +78,14 @@ def disk_floor(guard: Callable[[], DiskGuard]) -> Any:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "POST" and INTAKE.match(request.path):
             guard().check_intake()
-        return await handler(request)
+        try:
+            return await handler(request)
+        except (StoreError, OSError) as exc:
+            if not is_disk_full(exc):
+                raise
+            free = guard().free() // MB
+            raise DiskFull("the disk is full: nothing was saved; free disk space and try again",
+                           free_mb=free, floor_mb=guard().floor_mb) from exc
 
     return middleware
 

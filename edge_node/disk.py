@@ -10,8 +10,10 @@ above the hard floor: they are small, and refusing them would stop work for noth
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,20 @@ from protocol.errors import DiskFull
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+SQLITE_FULL = 13
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True iff `exc` (or what caused it) is the disk running out of room: SQLite's
+    SQLITE_FULL, or ENOSPC from a file write (a scan)."""
+    while exc is not None:
+        if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == \
+                SQLITE_FULL:
+            return True
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
 
 
 def free_bytes(path: Path) -> int:

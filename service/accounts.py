@@ -14,6 +14,7 @@ import hmac
 import logging
 import re
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -187,10 +188,14 @@ class Accounts:
                               "activity; log in again")
         every_ms = min(TOUCH_S * 1000, idle_ms / 10) if idle_ms else TOUCH_S * 1000
         if touch and (seen is None or now_ms - seen >= every_ms):
-            await self.conn.execute(
-                "INSERT INTO session_activity VALUES (?,?) ON CONFLICT(token_hash) DO UPDATE "
-                "SET last_seen_at=excluded.last_seen_at", (_digest(token), now_ms))
-            await self.conn.commit()
+            try:
+                await self.conn.execute(
+                    "INSERT INTO session_activity VALUES (?,?) ON CONFLICT(token_hash) DO UPDATE "
+                    "SET last_seen_at=excluded.last_seen_at", (_digest(token), now_ms))
+                await self.conn.commit()
+            except sqlite3.Error as exc:  # a full disk must not lock people out of reading
+                log.warning("cannot record session activity: %s", exc)
+                await self.conn.rollback()
         return User(row[0], row[1])
 
     async def logout(self, token: str) -> None:
