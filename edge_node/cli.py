@@ -13,7 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from edge_node import config as edge_config
+from edge_node import lan
 from edge_node.app import make_app, open_accounts, sync_status
+from edge_node.config import is_loopback_url
 from edge_node.enroll import enroll
 from edge_node.identity import Identity
 from edge_node.roles import ROLES
@@ -48,9 +50,16 @@ def parser() -> Parser:
     init.add_argument("--insecure-http", action="store_true",
                       help="allow a plain http:// hub that is not on this machine "
                            "(development only)")
+    init.add_argument("--lan-name", action="append", default=[], metavar="NAME",
+                      help="another host name or LAN address of this PC for its HTTPS "
+                           "certificate (its host name and addresses are found by themselves)")
     serve = cmd("serve", "staff UI + API + background sync")
-    serve.add_argument("--host", default=None)
+    serve.add_argument("--host", default=None,
+                       help="0.0.0.0 to serve the office LAN (over HTTPS); default 127.0.0.1")
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--tls", choices=("auto", "on", "off"), default="auto",
+                       help="auto: HTTPS with the LAN certificate unless on loopback; on: "
+                            "always; off: plain HTTP even on the LAN (not for production)")
     cmd("sync", "one full sync session now; exit 0 when nothing is pending")
     status = cmd("status", "show sync state")
     status.add_argument("--json", action="store_true")
@@ -80,7 +89,8 @@ def parser() -> Parser:
 
 
 async def cmd_init(args: Any) -> int:
-    config = await enroll(args.data, args.hub, args.token, args.ca_cert, args.insecure_http)
+    config = await enroll(args.data, args.hub, args.token, args.ca_cert, args.insecure_http,
+                          ",".join(args.lan_name))
     how = "with a certificate" if not config.credential else "with a bearer credential (plain HTTP)"
     print(f"enrolled as node {config.node} of commune {config.commune} ({config.commune_name}) "
           f"{how}")
@@ -91,10 +101,15 @@ def cmd_serve(args: Any) -> int:
     config = edge_config.load(args.data)
     host = args.host or config.host
     port = args.port or config.port
+    https = args.tls == "on" or (args.tls == "auto" and not is_loopback_url(f"http://{host}/"))
+    ssl_context = lan.server_context(args.data) if https else None
+    if not https and not is_loopback_url(f"http://{host}/"):
+        log.warning("serving the LAN in plain HTTP (--tls off): passwords travel in clear text")
     logging.getLogger().setLevel(logging.INFO)
-    print(f"edge node {config.node} serving on http://{host}:{port}/", flush=True)
+    print(f"edge node {config.node} serving on {'https' if https else 'http'}://{host}:{port}/",
+          flush=True)
     web.run_app(make_app(args.data, config), host=host, port=port, print=None,
-                access_log=None)
+                access_log=None, ssl_context=ssl_context)
     return EXIT_OK
 
 

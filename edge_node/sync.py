@@ -20,6 +20,7 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 from tenacity.stop import stop_after_attempt, stop_never
 
+from edge_node import lan
 from edge_node.config import EdgeConfig, is_loopback_url
 from edge_node.disk import DiskGuard
 from edge_node.identity import Identity
@@ -176,9 +177,14 @@ class SyncClient:
             await recover_certificate(hub, identity, self.config.node,
                                       self.config.request_timeout_s)
         else:
-            try:
-                await renew_certificate(await self._http(), hub, identity, self.config.node,
-                                        self.config.request_timeout_s)
+            data = Path(self.data_dir)
+            lan_key, lan_body = lan.request_body(hub, self.config.lan_names)
+            try:  # the LAN certificate is renewed with it (or got, by a node enrolled before)
+                await renew_certificate(
+                    await self._http(), hub, identity, self.config.node,
+                    self.config.request_timeout_s, extra=lan_body,
+                    on_answer=lambda a: lan.accept(data, identity.ca(), lan_key,
+                                                   a.get("lan_certificate")))
             except SyncError as exc:
                 log.warning("certificate renewal failed (will retry): %s", exc.message)
                 return
