@@ -15,7 +15,6 @@ from aiohttp import web
 from edge_node import config as edge_config
 from edge_node import lan
 from edge_node.app import make_app, open_accounts, sync_status
-from edge_node.config import is_loopback_url
 from edge_node.enroll import enroll
 from edge_node.identity import Identity
 from edge_node.roles import ROLES
@@ -26,6 +25,7 @@ from service import pki
 from service.accounts import Accounts
 from service.cli import EXIT_ERROR, EXIT_OK, Parser, add_account, read_password
 from service.cli import run as run_cli
+from service.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,8 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from edge_node.identity import write_private
 from protocol.errors import AuthError, ValidationError
-from service import pki
+from service import atomic, pki
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ def request_body(hub_url: str, extra: str) -> tuple[pki.PrivateKey, dict[str, ob
 def accept(data: Path, ca: x509.Certificate, key: pki.PrivateKey, pem: object) -> None:
     """Keep the LAN certificate the hub answered with (nothing if it sent none)."""
     if isinstance(pem, str) and pem:
-        write_private(lan_file(data), check_lan_certificate(ca, key, pem))
+        atomic.write(lan_file(data), check_lan_certificate(ca, key, pem))
         log.info("LAN certificate for %s", ", ".join(certificate_names(pki.load_cert(pem))))
 
 

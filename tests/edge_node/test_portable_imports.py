@@ -68,12 +68,18 @@ def imports_of(name: str, tree: ast.Module) -> set[str]:
 
 
 def banned_attributes(tree: ast.Module) -> list[str]:
-    """`os.fork`, `signal.SIGKILL`… used as attributes (a `getattr(signal, "SIGKILL", …)` with
-    a fallback is the portable spelling and passes)."""
+    """`os.fork`, `signal.SIGKILL`… used as attributes. The portable spellings pass: a
+    `getattr(signal, "SIGKILL", …)` with a fallback, or a use in a module that asks
+    `hasattr(os, "O_DIRECTORY")` first."""
+    guarded = {(n.args[0].id, n.args[1].value) for n in ast.walk(tree)
+               if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+               and n.func.id == "hasattr" and len(n.args) == 2
+               and isinstance(n.args[0], ast.Name) and isinstance(n.args[1], ast.Constant)}
     hits = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
-                and node.attr in BANNED_ATTRIBUTES.get(node.value.id, ()):
+                and node.attr in BANNED_ATTRIBUTES.get(node.value.id, ()) \
+                and (node.value.id, node.attr) not in guarded:
             hits.append(f"{node.value.id}.{node.attr} (line {node.lineno})")
     return hits
 
@@ -125,3 +131,5 @@ def test_the_rule_catches_what_it_is_for() -> None:
                     "x = getattr(signal, 'SIGKILL', signal.SIGTERM)\n")
     assert "fcntl" in imports_of("service.x", bad)
     assert banned_attributes(bad) == ["os.fork (line 3)", "signal.SIGKILL (line 4)"]
+    guarded = ast.parse("import os\nif hasattr(os, 'O_DIRECTORY'):\n    os.open('.', os.O_DIRECTORY)\n")
+    assert banned_attributes(guarded) == []
