@@ -10,11 +10,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from bench.sync_throughput import ROOT, free_port
 from tests.faults.procs import PASSWORD, Procs, hub_setup, ready, serve_hub
@@ -58,14 +56,6 @@ def test_the_edge_unit_tests_pass_without_posix() -> None:
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and " failed" not in done.stdout
 
-
-@pytest.fixture
-async def procs() -> AsyncIterator[Procs]:
-    p = Procs()
-    try:
-        yield p
-    finally:
-        await p.stop_all()
 
 
 async def test_a_real_edge_without_posix_enrolls_serves_and_syncs(tmp_path: Path,

@@ -40,14 +40,6 @@ def tmpfs(where: Path, size_mb: int) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-@pytest.fixture
-async def procs() -> Iterator[Procs]:  # type: ignore[misc]
-    p = Procs()
-    try:
-        yield p
-    finally:
-        await p.stop_all()
-
 
 def fill(path: Path, leave_bytes: int) -> None:
     """Take the disk's free space down to about `leave_bytes`."""

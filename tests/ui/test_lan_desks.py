@@ -10,7 +10,6 @@ import base64
 import hashlib
 import re
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -36,14 +35,6 @@ APPLICANT = ("{name}", "008090001234", "0912 345 678", "Thôn Nà Khá, xã Côn
 REST = ("Tày", "Việt Nam", "Trạm y tế xã Côn Lôn", "Côn Lôn, Tuyên Quang", "Hoàng Thị Cúc",
         "1995")
 
-
-@pytest.fixture
-async def procs() -> AsyncIterator[Procs]:
-    p = Procs()
-    try:
-        yield p
-    finally:
-        await p.stop_all()
 
 
 def spki_pin(cert_pem: bytes) -> str:
