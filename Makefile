@@ -38,8 +38,9 @@ soak: $(STAMP)  ## long runs: fold algebra, stateful sync, simulations, kill -9,
 	$(BIN)/python bench/simulate.py --seed 1 --runs 5 --communes 20 --days 7
 	KILL9_RUNS=200 FLAP_MIN_S=5 FLAP_MAX_S=30 FLAP_TOTAL_S=600 SLOW_LINK_MB=20 $(BIN)/python -m pytest -q --timeout 0 tests/faults
 
-fuzz: $(STAMP)  ## 100,000 mutated sync bodies against the hub
+fuzz: $(STAMP)  ## 100,000 mutated sync bodies against the hub; schemathesis, 1,000 cases per API operation
 	FUZZ_EXAMPLES=100000 $(BIN)/python -m pytest -q --timeout 0 tests/security/test_fuzz.py
+	API_FUZZ_EXAMPLES=1000 API_FUZZ_SEED=random $(BIN)/python -m pytest -q --timeout 0 tests/test_schemathesis.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,9 @@ from protocol import APP_VERSION, lifecycle
 from protocol.calendar import iso
 from protocol.errors import DiskFull, StoreError
 from service.accounts import IDLE_S, Accounts
+from service.api import answers, bodies
+from service.api.openapi import openapi_route
+from service.api.spec import operation
 from service.sqlite import connect
 from service.web import (
     Handler,
@@ -29,13 +32,13 @@ from service.web import (
     current_user,
     dossier_routes,
     error_middleware,
-    json_body,
     json_response,
 )
 
 log = logging.getLogger(__name__)
 
 CLOCK_WARNING_MS = 2 * 60 * 1000
+TITLE = "Commune sync — edge node API"
 STORE = web.AppKey("store", EdgeStore)
 LOOP = web.AppKey("sync_loop", SyncLoop)
 CLIENT = web.AppKey("sync_client", SyncClient)
@@ -97,21 +100,26 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
                           client_max_size=2 * 1024 * 1024)
     app[STORE], app[LOOP], app[CLIENT] = store, loop, client
 
-    async def create(request: web.Request) -> web.Response:
-        body = await json_body(request)
-        user = current_user(request)
-        authorize(user, "intake", body)
-        view = await store.create(body, user.username)
+    @operation("Receive a dossier at the desk", tag="dossiers", body=bodies.NewDossier,
+               answer=answers.Dossier, status=201,
+               guard=lambda request, plain: authorize(current_user(request), "intake", plain))
+    async def create(request: web.Request, body: bodies.NewDossier) -> web.Response:
+        """Status `accepted`, with its receipt code and due date; invalid input stores nothing."""
+        view = await store.create(bodies.as_dict(body), current_user(request).username)
         loop.kick()
         return json_response(view, status=201)
 
+    @operation("Sync status", tag="sync", answer=answers.SyncStatus)
     async def get_sync(request: web.Request) -> web.Response:
         return json_response(await sync_status(store, client))
 
+    @operation("Sync now", tag="sync", answer=answers.SyncKick, status=202)
     async def post_sync(request: web.Request) -> web.Response:
         loop.kick()
         return json_response({"ok": True, "state": client.state}, status=202)
 
+    @operation("The procedure catalogue and its forms", tag="reference",
+               answer=answers.Procedures)
     async def catalogue(request: web.Request) -> web.Response:
         return json_response({"version": store.ref_versions.get("procedures", 0), "items": [
             {"code": p.code, "name_vi": p.name_vi, "name_en": p.name_en,
@@ -121,16 +129,19 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
                         for f in p.fields]}
             for p in store.catalogue.procedures]})
 
+    @operation("The holiday calendar", tag="reference", answer=answers.Holidays)
     async def holidays(request: web.Request) -> web.Response:
         return json_response({"version": store.ref_versions.get("holidays", 0),
                               "items": sorted(d.isoformat() for d in store.calendar.holidays)})
 
+    @operation("The dossier lifecycle", tag="reference", answer=answers.Statuses)
     async def statuses(request: web.Request) -> web.Response:
         return json_response({"items": [
             {"name": name, "code": code, "vi": vi, "en": en,
              "next": lifecycle.next_statuses(name)}
             for name, (code, vi, en) in lifecycle.STATUSES.items()]})
 
+    @operation("Liveness", tag="health", answer=answers.EdgeHealth, public=True)
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"ok": True, "node": config.node, "commune": config.commune,
                               "version": APP_VERSION})
@@ -145,6 +156,7 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
         web.get("/api/statuses", statuses),
         web.get("/api/holidays", holidays),
         web.get("/healthz", healthz),
+        openapi_route(TITLE),
     ])
     mount_desk(app, store=store, accounts=accounts, client=client, loop=loop, config=config,
                sync_status=lambda: sync_status(store, client))
