@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from edge_node.config import EdgeConfig
+from edge_node.disk import MB, DiskGuard, is_disk_full
 from edge_node.loop import SyncLoop
 from edge_node.roles import ROLES, authorize
 from edge_node.store import EdgeStore
@@ -16,12 +19,14 @@ from edge_node.sync import SyncClient
 from edge_node.ui import mount_desk
 from protocol import APP_VERSION, lifecycle
 from protocol.calendar import iso
-from service.accounts import Accounts
+from protocol.errors import DiskFull, StoreError
+from service.accounts import IDLE_S, Accounts
 from service.api import answers, bodies
 from service.api.openapi import openapi_route
 from service.api.spec import operation
 from service.sqlite import connect
 from service.web import (
+    Handler,
     account_routes,
     auth_middleware,
     current_user,
@@ -39,9 +44,9 @@ LOOP = web.AppKey("sync_loop", SyncLoop)
 CLIENT = web.AppKey("sync_client", SyncClient)
 
 
-async def open_accounts(data_dir: Path) -> Accounts:
+async def open_accounts(data_dir: Path, idle_s: float = IDLE_S) -> Accounts:
     """Staff accounts live in the edge database, on their own connection."""
-    accounts = Accounts(await connect(data_dir / "edge.db"), ROLES)
+    accounts = Accounts(await connect(data_dir / "edge.db"), ROLES, idle_s)
     await accounts.setup()
     return accounts
 
@@ -62,6 +67,30 @@ async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
         "rejected": await store.rejections(),
         "warning": await store.sync_warning(),  # e.g. the hub was restored from a backup
     }
+
+
+# New dossiers and attachments, through the API and the desk: what a full disk must refuse first.
+INTAKE = re.compile(r"^(/api/dossiers|/dossiers/new|(/api)?/dossiers/[^/]+/attachments)$")
+
+
+def disk_floor(guard: Callable[[], DiskGuard]) -> Any:
+    """Refuse new intake below the free-space floor (edge_node/disk.py), before any write;
+    `guard` gives the floors in force (a reloaded config's)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "POST" and INTAKE.match(request.path):
+            guard().check_intake()
+        try:
+            return await handler(request)
+        except (StoreError, OSError) as exc:
+            if not is_disk_full(exc):
+                raise
+            free = guard().free() // MB
+            raise DiskFull("the disk is full: nothing was saved; free disk space and try again",
+                           free_mb=free, floor_mb=guard().floor_mb) from exc
+
+    return middleware
 
 
 def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: SyncLoop,
@@ -131,6 +160,8 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
     ])
     mount_desk(app, store=store, accounts=accounts, client=client, loop=loop, config=config,
                sync_status=lambda: sync_status(store, client))
+    # innermost, so the desk's error pages render a refusal in the user's language
+    app.middlewares.append(disk_floor(lambda: client.disk))
 
     async def on_startup(app: web.Application) -> None:
         if config.auto_sync:
@@ -151,7 +182,7 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
 async def make_app(data_dir: Path, config: EdgeConfig) -> web.Application:
     """Open everything an edge node needs from its data dir and build the app."""
     store = await EdgeStore.open(data_dir / "edge.db", config.node, config.commune, config.agency)
-    accounts = await open_accounts(data_dir)
+    accounts = await open_accounts(data_dir, config.idle_logout_min * 60)
     client = SyncClient(store, config)
     client.data_dir = str(data_dir)
     return build_app(store, accounts, client, SyncLoop(client), config)

@@ -16,6 +16,7 @@ from aiohttp import web
 from protocol.errors import (
     AuthError,
     Conflict,
+    DiskFull,
     Forbidden,
     NotFound,
     RemoteProtocolError,
@@ -56,6 +57,7 @@ class Malformed(ValidationError):
 
 # First match wins: a subclass comes before its base.
 STATUS_OF: list[tuple[type[SyncError], int]] = [
+    (DiskFull, 507),
     (UnsupportedEncoding, 415),
     (Unavailable, 503),
     (RateLimited, 429),
