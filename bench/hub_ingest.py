@@ -9,7 +9,7 @@ node), hash-chained as an edge writes them; the hub's `HubStore.ingest.accept` t
 batches of `--batch` (with `--http-body`: the whole `exchange.serve`, i.e. decoding a real request body,
 checking it, ingesting, reading the scope, recording the session). Prints events/s (wall), this
 process's CPU µs per event (PostgreSQL's own CPU is in its server processes, not counted), and with
-`--profile N` the N costliest functions by own time. `bench/fleet.py` measures the same hub over
+`--profile N` the N costliest functions by own time. `bench/fleet` measures the same hub over
 HTTP with a thousand communes; this isolates the per-event work.
 """
 

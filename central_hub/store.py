@@ -8,7 +8,7 @@ Composed over one writer connection and one committed-only reader (SQLite; or Po
   origin, `hub`, or `hub.<epoch>` after a restore);
 - `ingest` (`central_hub/ingest.py`): nodes' batches into the log, committed before the ack;
 - `trust` (`central_hub/trust_store.py`): enrollment, credentials, certificates, alerts, audit;
-- `sessions` (`central_hub/sessions.py`): what each node reported and how its exchanges went;
+- `sessions` (`central_hub/nodes/sessions.py`): what each node reported and how its exchanges went;
 - `refs` (`central_hub/blobrefs.py`): which commune may fetch which blob, noted by the log.
 Here: opening it, reference data the hub publishes, and the node's scope as an answer reads it.
 """
@@ -21,8 +21,8 @@ from typing import Any
 
 from central_hub.blobrefs import BlobRefs
 from central_hub.ingest import Ingest
+from central_hub.nodes.sessions import Sessions
 from central_hub.schema import HUB_SCHEMA, TRUST_SCHEMA
-from central_hub.sessions import Sessions
 from central_hub.trust_store import TOKEN_TTL_MS as TOKEN_TTL_MS
 from central_hub.trust_store import Enrollment as Enrollment
 from central_hub.trust_store import Node as Node

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +22,9 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 from tenacity.stop import stop_after_attempt, stop_never
 
-from edge_node.config import EdgeConfig, is_loopback_url
+from edge_node import lan
+from edge_node.config import EdgeConfig
+from edge_node.disk import DiskGuard
 from edge_node.identity import Identity
 from edge_node.identity import recover as recover_certificate
 from edge_node.identity import renew as renew_certificate
@@ -49,8 +50,11 @@ from protocol.messages import (
 from protocol.session import MIN_BATCH, Adaptive, next_state, session_done
 from service import crashpoints
 from service.hubtime import HubTime
+from service.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
+
+MIN_WANT = 1024  # the least the hub sends back (below the hard disk floor)
 
 # Sends a request body, returns the response body; raises TransportError or a protocol error.
 Transport = Callable[[bytes], Awaitable[bytes]]
@@ -164,6 +168,12 @@ class SyncClient(Generic[S]):
         self._identity: Identity | None = None
 
     @property
+    def disk(self) -> DiskGuard:
+        """The free-space floors of this node's data disk."""
+        return DiskGuard(Path(self.data_dir), self.config.disk_floor_mb,
+                         self.config.disk_hard_floor_mb)
+
+    @property
     def identity(self) -> Identity | None:
         """The node's certificate identity when the hub is HTTPS (mutual TLS), else None."""
         if not self.config.hub_url.startswith("https://"):
@@ -210,9 +220,14 @@ class SyncClient(Generic[S]):
             await recover_certificate(hub, identity, self.config.node,
                                       self.config.request_timeout_s)
         else:
-            try:
-                await renew_certificate(await self._http(), hub, identity, self.config.node,
-                                        self.config.request_timeout_s)
+            data = Path(self.data_dir)
+            lan_key, lan_body = lan.request_body(hub, self.config.lan_names)
+            try:  # the LAN certificate is renewed with it (or got, by a node enrolled before)
+                await renew_certificate(
+                    await self._http(), hub, identity, self.config.node,
+                    self.config.request_timeout_s, extra=lan_body,
+                    on_answer=lambda a: lan.accept(data, identity.ca(), lan_key,
+                                                   a.get("lan_certificate")))
             except SyncError as exc:
                 log.warning("certificate renewal failed (will retry): %s", exc.message)
                 return
@@ -225,11 +240,8 @@ class SyncClient(Generic[S]):
 
     async def stats(self) -> dict[str, Any]:
         """Health figures sent to the hub with every request."""
-        try:
-            disk_free = shutil.disk_usage(self.data_dir).free
-        except OSError:
-            disk_free = -1
-        return {**await self.store.health(), "disk_free": disk_free,
+        return {**await self.store.health(), "disk_free": self.disk.free(),
+                "disk_floor": self.config.disk_floor_mb * 1024 * 1024,  # the hub shows a refusal
                 "last_error": self.last_error or "", "app_version": APP_VERSION}
 
     async def _batch(self, after: int) -> Batch:
@@ -244,7 +256,8 @@ class SyncClient(Generic[S]):
             batch = await self._batch(acked)
         request = SyncRequest(
             node=self.config.node, events=[], batch=batch.plain, cursor=await sync.cursor(),
-            want_bytes=self.config.want_bytes, clock_ms=self.store.time.wall(),
+            want_bytes=MIN_WANT if self.disk.very_low() else self.config.want_bytes,
+            clock_ms=self.store.time.wall(),
             stats=await self.stats(), ref=sync.refdata_held(), epoch=await sync.hub_epoch())
         return Outgoing(encode_request(request), batch, acked)
 
@@ -346,8 +359,11 @@ class SyncClient(Generic[S]):
                 result.bytes_up += step.bytes_up
                 result.bytes_down += step.bytes_down
                 pending, _ = await sync.pending_stats()
+                pull = not (step.more and self.disk.very_low())
                 if session_done(sent=step.sent, more=step.more, ack_before=ack_before,
-                                ack_after=await sync.ack(), pending=pending):
+                                ack_after=await sync.ack(), pending=pending, pull=pull):
+                    if step.more:
+                        log.warning("disk below the hard floor: not pulling the hub's events")
                     break
         except TransportError as exc:
             self.state, self.last_error = next_state(self.state, "transport"), exc.message

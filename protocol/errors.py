@@ -155,6 +155,18 @@ class UnsupportedEncoding(SyncError):
     status = 415
 
 
+class DiskFull(StoreError):
+    """Too little free disk to take new data safely; nothing was written (HTTP 507)."""
+
+    code = "disk_full"
+    status = 507
+
+    def __init__(self, message: str, *, free_mb: int, floor_mb: int) -> None:
+        super().__init__(message)
+        self.free_mb = free_mb
+        self.floor_mb = floor_mb
+
+
 ERRORS[SyncError.code] = SyncError
 
 

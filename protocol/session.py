@@ -350,12 +350,18 @@ def next_state(state: str, happening: str) -> str:
         raise LocalProtocolError(f"no sync state follows {state!r} on {happening!r}") from None
 
 
-def session_done(*, sent: int, more: bool, ack_before: int, ack_after: int, pending: int) -> bool:
-    """After a round trip: is the session over? Not while the hub has more for us or took our
-    ack back (a restored hub: send the rest again); otherwise once nothing is pending, or nothing
-    was sent, or what was sent was not acked (a gap or a held-back event: a later session)."""
+def session_done(*, sent: int, more: bool, ack_before: int, ack_after: int, pending: int,
+                 pull: bool = True) -> bool:
+    """After a round trip: is the session over? Not while the hub took our ack back (a restored
+    hub: send the rest again), nor while it has more for us, unless we may not `pull` (the disk
+    is below its hard floor) and have nothing left to send; otherwise once nothing is pending,
+    or nothing was sent, or what was sent was not acked (a gap or a held-back event: later)."""
+    if ack_after < ack_before:
+        return False
     stalled = sent > 0 and ack_after == ack_before
-    return not more and ack_after >= ack_before and (pending == 0 or sent == 0 or stalled)
+    if more:
+        return not pull and (pending == 0 or stalled)
+    return pending == 0 or sent == 0 or stalled
 
 
 @dataclass(frozen=True, slots=True)

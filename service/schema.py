@@ -13,7 +13,7 @@ from typing import Any
 
 from protocol import codec
 from protocol.merge import DossierState, to_plain
-from protocol.text import fold as fold_text
+from protocol.text import search_key
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def dossier_row(state: DossierState) -> tuple[Any, ...]:
         header.get("procedure"),
         state.value("status"),
         name,
-        fold_text(name),
+        search_key(name),
         state.value("applicant.citizen_id"),
         header.get("received_at"),
         due if isinstance(due, int) else None,

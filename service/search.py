@@ -17,7 +17,7 @@ from protocol.calendar import is_overdue
 from protocol.errors import ValidationError
 from protocol.lifecycle import STATUSES
 from protocol.merge import from_plain
-from protocol.text import fold as fold_text
+from protocol.text import search_key
 from protocol.views import dossier_view
 from service.db import index_hint
 
@@ -87,7 +87,7 @@ async def search(reader: Any, now_ms: int, *, status: str | None = None, q: str 
             scan = index_hint(reader, "dossiers_search")
         else:  # part of a name, with or without diacritics
             where.append("name_fold LIKE ? ESCAPE '\\'")
-            args.append("%" + _like(fold_text(term)) + "%")
+            args.append("%" + _like(search_key(term)) + "%")
             scan = index_hint(reader, "dossiers_search")
     if after:
         try:

@@ -200,6 +200,8 @@ def test_a_session_ends_when_nothing_is_pending_either_way() -> None:
     assert session_done(**{**done, "ack_after": 0, "pending": 3})  # not acked: a later session
     assert not session_done(**{**done, "ack_before": 5, "ack_after": 2, "pending": 7})  # rewound
     assert session_done(**{**done, "sent": 0, "ack_after": 0, "pending": 4})
+    assert session_done(**{**done, "more": True, "pull": False})  # a full disk: not the hub's
+    assert not session_done(**{**done, "more": True, "pull": False, "pending": 2})
 
 
 def test_session_states_follow_their_table() -> None:
