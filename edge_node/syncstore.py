@@ -20,8 +20,9 @@ from protocol import HUB_ORIGIN, codec
 from protocol.events import Event
 from protocol.hlc import wall_ms
 from protocol.messages import SyncResponse
+from protocol.notices import HUB_WARNING, Standing
 from protocol.refdata import check_refdata
-from protocol.session import HUB_WARNING, EdgeSession, Standing, received
+from protocol.session import EdgeSession, received
 from service import crashpoints
 from service.dossier_store import DossierStore
 from service.eventlog import EventLog
@@ -102,7 +103,7 @@ class EdgeSync:
 
     async def warning(self) -> dict[str, Any] | None:
         """What the hub's answers said is wrong with it and still stands, or None:
-        {"code": a `protocol.session.WARNINGS` code, "message": the English log line,
+        {"code": a `protocol.notices.WARNINGS` code, "message": the English log line,
         "at": hub time ms}."""
         kept = (await self.session()).standing
         return None if kept is None else {"code": kept.code, "message": kept.message,

@@ -1,4 +1,4 @@
-"""Scope: which dossiers a node may write (DESIGN §5), decided from the hub's records, never the payload.
+"""Scope: which dossiers a node may write, decided from the hub's records, never from the payload.
 
 A node writes only for its own commune: it may create a dossier only for its commune and only
 under an id no dossier has, and write to a dossier only if the hub holds it for that commune.

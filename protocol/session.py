@@ -1,4 +1,4 @@
-"""The sync exchange's rules for both roles, without I/O (DESIGN §4): what each side decides.
+"""The sync exchange's rules for both roles, without I/O: what each side decides, and when.
 
 Theory. An exchange is one round trip, repeated until nothing is pending either way (a session).
 Each side keeps a little state across round trips and crashes, and every rule here is a function
@@ -19,10 +19,10 @@ The edge: its committed position (`EdgeSession`: ack, cursor, the cursor's epoch
 that stands for staff, and, while a restored hub's log is read again, the hub events it sent.
 The hub's answer is authoritative, also backwards (`EdgeSession.answer`): a lower ack than the
 edge held when it sent means the hub lost events (they are sent again), a `reset` means the
-cursor was of another log; an older answer is ignored. Warnings follow `WARNINGS`: a more
-serious one replaces a lesser, a restore's ends once all is sent and read again, a lasting one
-(a disagreement no later answer heals) stays a week. A session is done by `session_done`; the
-batch size follows the link by `Adaptive`; the hub's clock is placed by `hub_clock_at`.
+cursor was of another log; an older answer is ignored. What an answer shows to be wrong with
+the hub is a notice for staff, kept by the table of `protocol/notices.py` (`warned`,
+`settled`). A session is done by `session_done`; the batch size follows the link by `Adaptive`;
+the hub's clock is placed by `hub_clock_at`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,16 @@ from protocol import codec, is_hub_origin
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.events import Event
 from protocol.messages import Rejection, SyncResponse
+from protocol.notices import (
+    HUB_ID_REUSED,
+    HUB_LOG_RESET,
+    HUB_RESTORED,
+    LASTING_KEEP_MS,
+    Notice,
+    Standing,
+    edits_lost,
+    warning_kind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,59 +138,6 @@ def want_bytes(asked: int, cap: int) -> int:
     """How many bytes of events the answer carries: what the node asked, at least 1 KiB (so it
     always moves), at most the hub's cap."""
     return min(max(asked, 1024), cap)
-
-
-# -- the edge: warnings for staff --------------------------------------------------------------
-
-HUB_RESTORED = "hub_restored"  # the hub acks less than it had: this node sends its events again
-HUB_LOG_RESET = "hub_log_reset"  # the hub's log restarted (new epoch): it is read again from 0
-HUB_ID_REUSED = "hub_id_reused"  # the hub sent an id held here with other content: kept ours
-HUB_EDITS_LOST = "hub_edits_lost"  # the restored hub lacks its own edits held here: kept here
-HUB_WARNING = "hub_warning"  # a warning kept by a version that stored no code
-LASTING_KEEP_MS = 7 * 24 * 3600 * 1000
-
-
-@dataclass(frozen=True, slots=True)
-class WarningKind:
-    """How a warning kind behaves: `rank` (0 most serious: a warning stands against a lesser
-    one), and whether it is `lasting` (a disagreement no later answer heals: kept a week, long
-    enough for staff to see it and call the province) or ends once its cause is undone."""
-
-    rank: int
-    lasting: bool
-
-
-WARNINGS: dict[str, WarningKind] = {
-    HUB_ID_REUSED: WarningKind(0, lasting=True),
-    HUB_EDITS_LOST: WarningKind(0, lasting=True),
-    HUB_RESTORED: WarningKind(1, lasting=False),
-    HUB_LOG_RESET: WarningKind(1, lasting=False),
-    HUB_WARNING: WarningKind(9, lasting=False),
-}
-
-
-def warning_kind(code: str) -> WarningKind:
-    """The kind of a warning code (an unknown one, kept by another version: the least)."""
-    return WARNINGS.get(code, WARNINGS[HUB_WARNING])
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """Something one answer showed to be wrong with the hub (`code` of `WARNINGS`)."""
-
-    code: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Standing:
-    """The warning kept for staff: since `at` (hub ms); a restore's ends once the hub acks this
-    node's events up to `until` (its last seq when warned) and all is read again."""
-
-    code: str
-    message: str
-    at: int
-    until: int
 
 
 # -- the edge: its position, and what an answer does to it ------------------------------------
@@ -314,21 +271,6 @@ class Plan:
 def received(resp: SyncResponse, node: str) -> list[Event]:
     """The answer's events this node may take: not its own (it holds those)."""
     return [e for e in resp.events if e.origin != node]
-
-
-def edits_lost(seen: Mapping[str, int], held: Iterable[tuple[str, int, str]]) -> Notice | None:
-    """At the end of a re-read: the hub events held here (origin, seq, dossier code) past what
-    the restored hub sent are edits it lost; they stay here, and staff are told which dossiers."""
-    lost: list[str] = []
-    for origin, seq, dossier in held:
-        if seq > seen.get(origin, 0) and dossier not in lost:
-            lost.append(dossier)
-    if not lost:
-        return None
-    return Notice(HUB_EDITS_LOST,
-        f"the restored hub lacks edits it had made to {len(lost)} dossier(s) held here "
-        f"({', '.join(lost[:5])}{'…' if len(lost) > 5 else ''}): kept here; tell the hub's "
-        "operators to redo them")
 
 
 # -- the edge: sessions, batch sizes, the hub's clock ------------------------------------------

@@ -23,7 +23,7 @@ from service.ui.render import flash, redirect, safe_next
 log = logging.getLogger(__name__)
 
 LEVELS = ("ok", "busy", "warn", "danger")
-# Warning codes (protocol.session.WARNINGS) that end by themselves and ask nothing of staff: they leave the
+# Warning codes (protocol.notices.WARNINGS) that end by themselves and ask nothing of staff: they leave the
 # level to the link's state. Any other (a reused id, an unknown code) turns the bar "warn".
 CALM = frozenset({"hub_restored", "hub_log_reset"})
 

@@ -14,7 +14,7 @@ import random
 import pytest
 
 from protocol import codec, is_hub_origin
-from protocol.session import HUB_EDITS_LOST, LASTING_KEEP_MS
+from protocol.notices import HUB_EDITS_LOST, LASTING_KEEP_MS
 from tests.protocol.memory import Link, MemoryEdge, MemoryHub
 from tests.sim.faults import Odds
 

@@ -23,20 +23,22 @@ from protocol.errors import (
     status_of,
 )
 from protocol.messages import SyncResponse
-from protocol.scope import check_writes
-from protocol.session import (
+from protocol.notices import (
     HUB_EDITS_LOST,
     HUB_ID_REUSED,
     HUB_LOG_RESET,
     HUB_RESTORED,
     LASTING_KEEP_MS,
+    Notice,
+    edits_lost,
+)
+from protocol.scope import check_writes
+from protocol.session import (
     Adaptive,
     ChainAlert,
     ChainHead,
     EdgeSession,
-    Notice,
     accept,
-    edits_lost,
     next_state,
     read_from,
     replay_probe,
