@@ -15,13 +15,14 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 import bench.fleet as fleet_package
+from bench.dossier_faker import DossierFaker
 from bench.fleet.common import Output, say
 from bench.fleet.driver import Fleet
 from bench.fleet.hubproc import HubMeter, db_size, hub_log, start_hub
 from bench.fleet.measure import Profiler
 from bench.fleet.report import report
 from bench.fleet.scenarios import SCENARIOS, fleet_of
-from bench.sync_throughput import DossierFaker, Processes, machine, run_main, vm_hwm, work_dir
+from bench.processes import Processes, machine, run_main, vm_hwm, work_dir
 
 log = logging.getLogger(__name__)
 

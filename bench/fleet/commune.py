@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from bench.sync_throughput import DossierFaker
+from bench.dossier_faker import DossierFaker
 from protocol import codec
 from protocol.calendar import Calendar, local
 from protocol.catalogue import DEFAULT_CATALOGUE

@@ -16,8 +16,8 @@ import aiohttp
 import psutil  # type: ignore[import-untyped]
 
 from bench.fleet.commune import Enrolled
-from bench.sync_throughput import Processes, acli, wait_ready
-from bench.sync_throughput import free_port as _free_port
+from bench.processes import Processes, acli, wait_ready
+from bench.processes import free_port as _free_port
 from central_hub.store import HubStore
 
 log = logging.getLogger(__name__)

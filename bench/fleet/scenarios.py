@@ -12,12 +12,12 @@ from typing import Any
 import aiohttp
 
 from bench.demo import HOME_TOWNS
+from bench.dossier_faker import DossierFaker
 from bench.fleet.common import DAY_MS, WORKDAY_S, say
 from bench.fleet.commune import Commune, Enrolled
 from bench.fleet.driver import Fleet
 from bench.fleet.hubproc import OPERATOR, OPERATOR_PASSWORD, HubMeter
 from bench.fleet.measure import Profiler, bounded, finish, measure
-from bench.sync_throughput import DossierFaker
 
 
 def fleet_of(nodes: list[Enrolled], seed: int) -> list[Commune]:

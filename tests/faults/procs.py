@@ -1,7 +1,7 @@
 """Real hub and edge processes for the fault tests: set up, started (optionally armed with a crash
 point, optionally inside a network namespace), killed by pid, and always stopped at the end.
 
-The building blocks come from `bench/sync_throughput.py` (`acli`, `free_port`, `wait_ready`); this
+The building blocks come from `bench/processes.py` (`acli`, `free_port`, `wait_ready`); this
 adds what fault tests need on top: an environment per process (`COMMUNE_SYNC_CRASH`), a command
 prefix (`ip netns exec NS`), telling a crash-point death from a kill of ours, and setting up nodes
 without a process per step (the hub's enrollment tokens are made before it serves; an edge enrolls
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.sync_throughput import ROOT, acli, free_port, wait_ready
+from bench.processes import ROOT, acli, free_port, wait_ready
 from central_hub.store import HubStore
 from edge_node import config as edge_config
 from edge_node.app import open_accounts
