@@ -27,6 +27,7 @@ from protocol.errors import NotFound, SyncError, TransportError, ValidationError
 from protocol.messages import encode_error
 from service.accounts import Accounts
 from service.blobs import MAX_BLOB, check_sha
+from service.clock_api import clock_check_routes
 from service.db import PgConnection, is_pg_url
 from service.sqlite import connect
 from service.web import (
@@ -214,6 +215,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         web.put("/v1/blobs/{sha}", blob_put),
         web.get("/v1/blobs/{sha}/data", blob_get),
         *dossier_routes(store, on_write=snapshot.invalidate),
+        *clock_check_routes(store, on_write=snapshot.invalidate),
         *account_routes(accounts),
         web.get("/api/nodes", nodes),
         web.get("/healthz", healthz),

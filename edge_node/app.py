@@ -12,11 +12,13 @@ from edge_node.config import EdgeConfig
 from edge_node.loop import SyncLoop
 from edge_node.roles import ROLES, authorize
 from edge_node.store import EdgeStore
-from edge_node.sync import SyncClient
+from edge_node.sync import CLOCK_WARNING_MS, SyncClient
 from edge_node.ui import mount_desk
 from protocol import APP_VERSION, lifecycle
 from protocol.calendar import iso
+from service import clock_flags
 from service.accounts import Accounts
+from service.clock_api import clock_check_routes
 from service.sqlite import connect
 from service.web import (
     account_routes,
@@ -30,7 +32,6 @@ from service.web import (
 
 log = logging.getLogger(__name__)
 
-CLOCK_WARNING_MS = 2 * 60 * 1000
 STORE = web.AppKey("store", EdgeStore)
 LOOP = web.AppKey("sync_loop", SyncLoop)
 CLIENT = web.AppKey("sync_client", SyncClient)
@@ -47,6 +48,8 @@ async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
     """What `GET /api/sync` answers, also used by `edge-node status`."""
     pending, oldest = await store.pending_stats()
     last = await store.get_meta("last_success_at")
+    back = await clock_flags.went_back(store)  # offline, the clock went back: say so already
+    offset = store.clock_offset_ms if back is None else back
     return {
         "state": client.state,
         "pending_events": pending,
@@ -54,8 +57,9 @@ async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
         "oldest_pending_age_s": oldest,
         "last_success_at": iso(int(last)) if last else None,
         "last_error": client.last_error,
-        "clock_offset_ms": store.clock_offset_ms,
-        "clock_warning": abs(store.clock_offset_ms) > CLOCK_WARNING_MS,
+        "clock_offset_ms": offset,
+        "clock_warning": abs(offset) > CLOCK_WARNING_MS,
+        "clock_checks": await clock_flags.count_flagged(store),  # dossiers to check: clock
         "rejected": await store.rejections(),
         "warning": await store.sync_warning(),  # e.g. the hub was restored from a backup
     }
@@ -109,6 +113,7 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
     app.add_routes([
         web.post("/api/dossiers", create),
         *dossier_routes(store, on_write=loop.kick, authorize=authorize),
+        *clock_check_routes(store, on_write=loop.kick, authorize=authorize),
         *account_routes(accounts),
         web.get("/api/sync", get_sync),
         web.post("/api/sync", post_sync),

@@ -21,7 +21,9 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 from tenacity.stop import stop_after_attempt, stop_never
 
+from edge_node import hubtime
 from edge_node.config import EdgeConfig, is_loopback_url
+from edge_node.hubtime import HubClock
 from edge_node.identity import Identity
 from edge_node.identity import recover as recover_certificate
 from edge_node.identity import renew as renew_certificate
@@ -41,7 +43,7 @@ from protocol.errors import (
     VersionMismatch,
 )
 from protocol.messages import SyncRequest, decode_error, decode_response, encode_request
-from service import crashpoints
+from service import certclock, clock_flags, crashpoints
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ CONTENT_TYPE = "application/vnd.commune-sync+zstd"
 MIN_BATCH = 4 * 1024
 SLOW_S = 10.0
 QUICK_S = 2.0
+CLOCK_WARNING_MS = 2 * 60 * 1000  # as GET /api/sync's clock_warning
 
 
 # Sends a request body, returns the response body; raises TransportError or a protocol error.
@@ -121,6 +124,7 @@ class SyncClient:
         self.rejected_total = 0
         self.data_dir = "."
         self._identity: Identity | None = None
+        self.hub_clock = HubClock()  # what certificate dates are judged by (service.certclock)
 
     @property
     def identity(self) -> Identity | None:
@@ -139,7 +143,8 @@ class SyncClient:
                 if not identity.exists():
                     raise AuthError("this node has no certificate for an https:// hub: enroll "
                                     "again with `edge-node init`")
-                connector = aiohttp.TCPConnector(ssl=identity.context())
+                connector = aiohttp.TCPConnector(
+                    ssl=identity.context(time_source=self.hub_clock.view))
             elif not self.config.insecure_http and not is_loopback_url(self.config.hub_url):
                 raise ValidationError("refusing plain http:// to a hub that is not on this "
                                       "machine; use https:// or set insecure_http", field="hub_url")
@@ -154,6 +159,23 @@ class SyncClient:
             await self._session.close()
             self._session = None
 
+    async def learn_hub_time(self) -> None:
+        """Over HTTPS, before this process's first exchange: learn the hub's time with a probe
+        that sends nothing (edge_node.hubtime), so certificate dates — the hub's and this
+        node's — are judged by it and not by this machine's clock."""
+        identity = self.identity
+        if identity is None or self.transport is not None or not identity.exists():
+            return
+        if self.hub_clock.store is None:
+            await self.hub_clock.load(self.store)
+        if self.hub_clock.known:
+            return
+        offset = await hubtime.probe(self.config.hub_url, identity.ca_file.read_text("ascii"),
+                                     self.hub_clock, self.config.request_timeout_s)
+        if abs(offset) > CLOCK_WARNING_MS:
+            log.warning("this machine's clock is %s the hub's: dossier times use the hub's",
+                        hubtime.offset_text(offset))
+
     async def ensure_identity(self) -> None:
         """Renew the node certificate when less than a third of its lifetime is left (over
         mTLS), or recover it when it has already expired (signed by the old key). A failed
@@ -167,7 +189,7 @@ class SyncClient:
         hub = self.config.hub_url.rstrip("/")
         if due == "expired":
             await recover_certificate(hub, identity, self.config.node,
-                                      self.config.request_timeout_s)
+                                      self.config.request_timeout_s, self.hub_clock.view)
         else:
             try:
                 await renew_certificate(await self._http(), hub, identity, self.config.node,
@@ -276,12 +298,13 @@ class SyncClient:
             raise ReadTimeout(f"hub did not answer within {self.config.request_timeout_s:.0f} s") \
                 from exc
         except aiohttp.ClientConnectorCertificateError as exc:
-            raise AuthError(f"the hub's certificate is not from the province's CA pinned at "
-                            f"enrollment (or this machine's clock is wrong): {exc}") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: {exc.os_error}") \
-                from exc
+            raise hubtime.cert_refusal(exc, self.hub_clock) from exc
         except (aiohttp.ClientError, OSError) as exc:
+            if certclock.openssl_date_failure(exc):  # the hub's alert: our certificate's dates
+                raise self._our_certificate_refused(exc) from exc
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: "
+                                   f"{exc.os_error}") from exc
             raise NetworkError(f"link to the hub failed: {exc.__class__.__name__}: {exc}") from exc
         if 200 <= status < 300:
             return status, payload
@@ -299,11 +322,28 @@ class SyncClient:
             raise VersionMismatch(message)
         raise RemoteProtocolError(f"hub refused the request ({status} {code}): {message}")
 
+    def _our_certificate_refused(self, exc: BaseException) -> AuthError:
+        """The hub's TLS refused this node's certificate for its dates (judged by the hub's
+        clock, the reference): say whether the hub's time agrees, or the hub's clock is off."""
+        identity, now = self.identity, self.hub_clock.now_ms()
+        if identity is None or now is None:
+            return AuthError(f"the hub refused this node's certificate for its dates: {exc}")
+        due = identity.due(now)
+        if due == "expired":
+            return AuthError("the hub refused this node's expired certificate; it is renewed "
+                             f"at the next session: {exc}")
+        return AuthError("the hub refused this node's certificate for its dates, though by the "
+                         "hub's own time learned here it is valid: the hub's clock may have "
+                         f"changed; tell the province: {exc}")
+
     async def session_once(self) -> SessionResult:
         """Exchange until nothing is pending either way (or a round trip fails)."""
         result = SessionResult()
         self.state = "syncing"
         try:
+            await clock_flags.settle(self.store)  # a clock gone back is flagged even offline
+            await self.learn_hub_time()
+            await clock_flags.settle(self.store)
             await self.ensure_identity()
             following: Batch | None = None
             while True:
@@ -317,6 +357,9 @@ class SyncClient:
                 result.round_trips += 1
                 result.bytes_up += up
                 result.bytes_down += down
+                self.hub_clock.raise_floor(self.store.now_ms())  # on a date-checked link
+                if await clock_flags.settle(self.store):
+                    continue  # flags for stamps now known to be off: send them too
                 pending, _ = await self.store.pending_stats()
                 ack_after = await self.store.ack()
                 stalled = sent > 0 and ack_after == ack_before

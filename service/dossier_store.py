@@ -38,7 +38,7 @@ from protocol.merge import DossierState, apply, from_plain, to_plain
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
 from protocol.text import fold as fold_text
 from protocol.views import dossier_view
-from service import crashpoints
+from service import clock_flags, crashpoints
 from service.blobs import BlobStore
 from service.db import advisory_lock, index_hint, is_postgres
 from service.sqlite import transaction
@@ -192,6 +192,7 @@ class DossierStore:
     async def setup(self) -> None:
         """Create tables and load this node's position in its own chain and its clock."""
         await self.conn.executescript(SCHEMA)
+        await self.conn.executescript(clock_flags.SCHEMA)
         self.own_seq, self.own_hash = await self._own_head()
         self.clock = Clock(int(await self.get_meta("hlc", 0)))
         async with self.conn.execute("SELECT kind, version, data FROM refdata") as cur:
@@ -221,6 +222,11 @@ class DossierStore:
             hub_ms, mono = self._anchor
             return hub_ms + int((time.monotonic() - mono) * 1000)
         return self.wall() + self.correction_ms
+
+    @property
+    def hub_time_known(self) -> bool:
+        """True once corrected time is anchored on the hub's clock in this process."""
+        return self._anchor is not None
 
     @property
     def clock_offset_ms(self) -> int:
@@ -480,7 +486,9 @@ class DossierStore:
         return await self._command(dossier_id, actor, lambda s: attach_draft(info, s))
 
     async def after_local_write(self, event: Event) -> None:
-        """Hook for subclasses, inside the write's transaction."""
+        """Hook for subclasses, inside the write's transaction: by default, note a stamp made
+        with a clock that may be wrong (service.clock_flags)."""
+        await clock_flags.note_stamp(self, event)
 
     async def on_events(self, events: list[Event]) -> None:
         """Hook for subclasses: events just appended (local or remote), inside the transaction."""
@@ -527,6 +535,7 @@ class DossierStore:
                 writing.cancel()
                 await asyncio.gather(writing, return_exceptions=True)
             raise
+        await clock_flags.note_events(self.conn, [e for e, _ in events])
         await self.on_events([e for e, _ in events])
         return folded
 

@@ -114,13 +114,17 @@ async def test_events_stamped_ahead_are_accepted_flagged_and_ordered(net: Net) -
     assert parse(d["received_at"]) > wall_clock_ms() + DAY_MS - 60_000  # nothing better known
     await edge.sync()
     _, nodes = await net.hub.api.get("/api/nodes")
-    assert nodes["items"][0]["clock_ahead_events"] == 1
+    # the create, and the clock-check flag the edge raised on it once it learned the hub's
+    # time (written after the create, so stamped after it, ahead too)
+    assert nodes["items"][0]["clock_ahead_events"] == 2
+    _, view = await net.hub.api.get(f"/api/dossiers/{d['id']}")
+    assert abs(view["clock_check"]["error_ms"] - DAY_MS) < 5_000
     assert any("ahead of the hub" in r for r in nodes["items"][0]["reasons"])
     assert wall_ms(net.hub.store.clock.last) < wall_clock_ms() + 60_000
     # a later edit at the hub still sorts after the create it has seen
     _, view = await net.hub.api.get(f"/api/dossiers/{d['id']}")
     await net.hub.api.patch(f"/api/dossiers/{d['id']}",
                             {"set": {"applicant.phone": "0900000000"}, "base": view["version"]})
-    assert await _history_in_causal_order(net.hub.api, d["id"]) == ["create", "set"]
+    assert await _history_in_causal_order(net.hub.api, d["id"]) == ["create", "set", "set"]
     await edge.sync()
-    assert await _history_in_causal_order(edge.api, d["id"]) == ["create", "set"]
+    assert await _history_in_causal_order(edge.api, d["id"]) == ["create", "set", "set"]
