@@ -42,6 +42,7 @@ class HubConfig:
     health_warn_disk_bytes: int = 5 * 1024**3
     health_crit_disk_bytes: int = 1024**3
     health_warn_pending_blobs: int = 200
+    health_warn_silent_min_s: int = 5 * 60
     health_check_s: float = 30.0
     history_raw_hours: int = 48
     history_hourly_days: int = 30
@@ -75,7 +76,8 @@ class HubConfig:
         for name in ("health_warn_no_contact_s", "health_crit_no_contact_s",
                      "health_warn_backlog_age_s", "health_crit_backlog_age_s",
                      "health_warn_clock_ms", "health_crit_clock_ms", "health_warn_disk_bytes",
-                     "health_crit_disk_bytes", "health_warn_pending_blobs"):
+                     "health_crit_disk_bytes", "health_warn_pending_blobs",
+                     "health_warn_silent_min_s"):
             if getattr(self, name) < 0:
                 raise ValidationError(f"{name} must be 0 (off) or more", field=name)
         for name in ("health_check_s", "history_prune_s", "alert_webhook_timeout_s"):
@@ -111,7 +113,8 @@ class HubConfig:
             warn_clock_ms=self.health_warn_clock_ms, crit_clock_ms=self.health_crit_clock_ms,
             warn_disk_bytes=self.health_warn_disk_bytes,
             crit_disk_bytes=self.health_crit_disk_bytes,
-            warn_pending_blobs=self.health_warn_pending_blobs)
+            warn_pending_blobs=self.health_warn_pending_blobs,
+            warn_silent_min_s=self.health_warn_silent_min_s)
 
 
 def load(data_dir: Path) -> HubConfig:

@@ -221,6 +221,7 @@ class SyncClient:
             "dossiers": await self.store.dossier_count(),
             "last_error": self.last_error or "",
             "app_version": APP_VERSION,
+            "contact_every_s": max(1, round(self.config.sync_interval_s)),
         }
 
     async def _batch(self, after: int) -> Batch:

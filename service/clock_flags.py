@@ -8,15 +8,19 @@ and due dates (value None). Which stamps are suspect is noted inside the write's
 (`note_stamp`, edges only: the hub's clock is the reference), for the kinds that set legal times
 (create, transition):
 
-* `behind` — corrected time was more than `THRESHOLD_MS` below the time this node's previous
-  write was stamped at, before this process learned the hub's time: the machine's clock went back
-  (a dead BIOS battery, a wrong manual fix). Flagged at the next `settle`, even offline.
+* `behind` — stamped before this process learned the hub's time, more than `THRESHOLD_MS` below
+  a time known to have passed: the hub's time at the last successful exchange, or the last write
+  stamped by the hub's time. The machine's clock went back (a dead BIOS battery, a wrong manual
+  fix). Flagged at the next `settle`, even offline, with that lower bound of the error.
 * `saved` — stamped before this process learned the hub's time, with the machine's clock plus the
   correction kept from the last exchange. Decided once the hub's time is learned: flagged when the
-  correction learned differs from the one used by more than `THRESHOLD_MS`, else forgotten.
+  stamp was more than `THRESHOLD_MS` off, else forgotten.
 
-(The time of the previous write, not the persisted HLC, is the reference of `behind`: hub events
-and other nodes' stamps move the HLC forward without this machine's clock being wrong.)
+How far off a stamp was is known exactly when the monotonic clock has run since (same boot): the
+hub's time now minus the monotonic time elapsed is the true time of the write. After a reboot it
+is estimated as the correction used minus the correction learned (the machine's clock assumed
+not to have moved in between). The reference of `behind` is not the persisted HLC itself: hub
+events and other nodes' stamps move the HLC forward without this machine's clock being wrong.
 `clock_checks` keeps the ids of dossiers whose register was ever written, so listing the flagged
 ones reads those few states instead of every dossier; the folded state says whether a flag stands.
 """
@@ -24,6 +28,9 @@ ones reads those few states instead of every dossier; the folded state says whet
 from __future__ import annotations
 
 import logging
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 from protocol import codec
@@ -44,10 +51,26 @@ LAST_STAMP = "stamp_now_ms"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS clock_suspects (
     seq INTEGER PRIMARY KEY, dossier TEXT NOT NULL, basis TEXT NOT NULL,
-    correction_ms INTEGER NOT NULL, error_ms INTEGER NOT NULL
+    correction_ms INTEGER NOT NULL, error_ms INTEGER NOT NULL, stamp_ms INTEGER NOT NULL,
+    boot TEXT NOT NULL, mono_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS clock_checks (dossier TEXT PRIMARY KEY);
 """
+
+
+def _boot_id() -> str:
+    """This boot's id (the monotonic clock's epoch); a fresh id per process where unknown."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or uuid.uuid4().hex
+    except OSError:
+        return uuid.uuid4().hex
+
+
+BOOT = _boot_id()
+
+
+def _mono_ms() -> int:
+    return int(time.monotonic() * 1000)
 
 
 def _touches(event: Event) -> bool:
@@ -69,17 +92,25 @@ async def note_stamp(store: Any, event: Event) -> None:
     `DossierStore`). Only edges judge their clock: the hub's is the reference."""
     if store.scope is None:
         return
-    now, known = store.now_ms(), store.hub_time_known
-    last = int(await store.get_meta(LAST_STAMP, 0) or 0)
-    if known or now > last:  # by the hub's time, `now` is the truth: the next reference
+    now = store.now_ms()
+    if store.hub_time_known:  # stamped by the hub's time: a time known to have passed
         await store.set_meta(LAST_STAMP, now)
-    if event.kind not in LEGAL_KINDS or known:
         return
-    basis = "behind" if last and now < last - THRESHOLD_MS else "saved"
+    if event.kind not in LEGAL_KINDS:
+        return
+    passed = await _passed(store)
+    basis = "behind" if passed and now < passed - THRESHOLD_MS else "saved"
     await store.conn.execute(
-        "INSERT INTO clock_suspects VALUES (?,?,?,?,?) ON CONFLICT(seq) DO NOTHING",
+        "INSERT INTO clock_suspects VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(seq) DO NOTHING",
         (event.seq, event.dossier, basis, store.correction_ms,
-         now - last if basis == "behind" else 0))
+         now - passed if basis == "behind" else 0, now, BOOT, _mono_ms()))
+
+
+async def _passed(store: Any) -> int:
+    """A time known to have passed: the hub's at the last successful exchange, or the last
+    write stamped by the hub's time (0: none)."""
+    return max(int(await store.get_meta(LAST_STAMP, 0) or 0),
+               int(await store.get_meta("last_success_at", 0) or 0))
 
 
 async def went_back(store: Any) -> int | None:
@@ -88,20 +119,22 @@ async def went_back(store: Any) -> int | None:
     estimated offset of this machine's clock then (ms, a bound: at least that far behind)."""
     if store.scope is None or store.hub_time_known:
         return None
-    last = int(await store.get_meta(LAST_STAMP, 0) or 0)
-    if not last or store.now_ms() >= last - THRESHOLD_MS:
+    passed = await _passed(store)
+    if not passed or store.now_ms() >= passed - THRESHOLD_MS:
         return None
-    return int(min(store.clock_offset_ms, store.wall() - last))
+    return int(min(store.clock_offset_ms, store.wall() - passed))
 
 
-def _decide(basis: str, correction_ms: int, error_ms: int, store: Any) -> int | None:
+def _decide(row: tuple[Any, ...], store: Any) -> int | None:
     """The clock error to flag a suspect stamp with, 0 to forget it, None: not yet known."""
-    if store.hub_time_known:
-        learned = correction_ms - int(store.correction_ms)  # stamped time minus the hub's
-        if abs(learned) > THRESHOLD_MS:
-            return learned
-        return error_ms if basis == "behind" else 0
-    return error_ms if basis == "behind" else None
+    _, _, basis, correction, error, stamp, boot, mono = row
+    if not store.hub_time_known:
+        return int(error) if basis == "behind" else None
+    if boot == BOOT:  # the true time of the write: the hub's now, less the monotonic time since
+        off = int(stamp) - (store.now_ms() - (_mono_ms() - int(mono)))
+    else:
+        off = int(correction) - int(store.correction_ms)
+    return off if abs(off) > THRESHOLD_MS else 0
 
 
 async def settle(store: Any) -> int:
@@ -110,16 +143,17 @@ async def settle(store: Any) -> int:
     if store.scope is None:
         return 0
     async with store.reader.execute(
-            "SELECT seq, dossier, basis, correction_ms, error_ms FROM clock_suspects "
-            "ORDER BY seq") as cur:
+            "SELECT seq, dossier, basis, correction_ms, error_ms, stamp_ms, boot, mono_ms "
+            "FROM clock_suspects ORDER BY seq") as cur:
         rows = list(await cur.fetchall())
     errors: dict[str, int] = {}
     decided: list[int] = []
-    for seq, dossier, basis, correction, error in rows:
-        verdict = _decide(basis, int(correction), int(error), store)
+    for row in rows:
+        verdict = _decide(tuple(row), store)
         if verdict is None:
             continue
-        decided.append(int(seq))
+        seq, dossier = int(row[0]), str(row[1])
+        decided.append(seq)
         if verdict and abs(verdict) >= abs(errors.get(dossier, 0)):
             errors[dossier] = verdict
     written = 0

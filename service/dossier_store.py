@@ -172,6 +172,7 @@ class DossierStore:
         self.own_hash = b""
         self.correction_ms = 0  # hub time minus this machine's clock, from the last exchange
         self._anchor: tuple[int, float] | None = None  # (hub ms, monotonic s) in this process
+        self._anchor_rtt = 0.0  # the round trip of that reading (s)
         self._pending_clock: Clock | None = None
         self.wall: Callable[[], int] = wall_clock_ms  # the machine's clock; tests skew it
         self._blobs: BlobStore | None = None
@@ -234,9 +235,15 @@ class DossierStore:
         return self.wall() - self.now_ms()
 
     def set_hub_time(self, hub_ms: int, rtt_s: float, at_mono: float) -> int:
-        """Anchor corrected time on the hub's clock read `rtt_s` ago-ish; return the correction."""
+        """Anchor corrected time on the hub's clock read `rtt_s` ago-ish; return the correction.
+        A reading over a round trip much slower than the anchor's (a new TLS connection, a busy
+        link) is less precise: within ten minutes of the better one it is not taken (as NTP
+        trusts the sample of least delay)."""
         estimate = hub_ms + int(rtt_s * 500)  # the hub read its clock about mid-way
-        self._anchor = (estimate, at_mono)
+        if self._anchor is not None and rtt_s > 2 * self._anchor_rtt + 0.05 \
+                and at_mono - self._anchor[1] < 600:
+            return self.correction_ms
+        self._anchor, self._anchor_rtt = (estimate, at_mono), rtt_s
         self.correction_ms = estimate - self.wall()
         return self.correction_ms
 

@@ -93,7 +93,7 @@ def why(t: Messages, reason: dict[str, Any]) -> str:
     """A health reason (`Reason.plain()`) in the operator's language."""
     code = reason["code"]
     params = dict(reason.get("params") or {})
-    for key in ("silent_s", "contact_s", "age_s"):
+    for key in ("silent_s", "contact_s", "age_s", "every_s", "offset_s"):
         if params.get(key) is not None:
             params[key[:-2]] = duration(t, params[key])
     if code == "no_sync" and params.get("contact_s") is not None:
