@@ -10,15 +10,16 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import exchange, fleet, logs
+from central_hub import exchange, logs
 from central_hub.admission import Admission
 from central_hub.config import HubConfig
 from central_hub.dashboard import mount_dashboard
-from central_hub.health import DEFAULT_RULES, HealthRules
 from central_hub.metrics import CONTENT_TYPE as METRICS_TYPE
 from central_hub.metrics import HubMetrics, hub_metrics
-from central_hub.monitor import Monitor, NodeSnapshot
 from central_hub.nodeauth import NodeGuard
+from central_hub.nodes import fleet
+from central_hub.nodes.health import DEFAULT_RULES, HealthRules
+from central_hub.nodes.monitor import Monitor, NodeSnapshot
 from central_hub.store import HubStore, Node
 from central_hub.tls import Authority
 from protocol import APP_VERSION

@@ -96,7 +96,7 @@ class HubMetrics:
         return generate_latest(self.registry)
 
     def meter(self, node: str, nbytes: int, seconds: float) -> None:
-        """Fold one upload into the node's link rate estimate (bytes/s, smoothed)."""
+        """Count one upload into the node's link rate estimate (bytes/s, smoothed)."""
         if nbytes < MIN_METERED_BYTES or seconds <= 0:
             return
         rate = nbytes / seconds

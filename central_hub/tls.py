@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import secrets
 import ssl
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocol.errors import AuthError, ValidationError
-from service import pki
+from service import atomic, pki
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +53,6 @@ def has_tls(data: Path) -> bool:
     """True iff the data dir holds a CA and a server certificate."""
     d = tls_dir(data)
     return all((d / f).is_file() for f in (CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY))
-
-
-def _write(path: Path, data: bytes, private: bool) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _serial() -> int:
@@ -146,10 +135,10 @@ def init_tls(data: Path, hosts: list[str], now_ms: int, ca_cert: Path | None = N
     server = _leaf(key, ca, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]),
                    server_key.public_key(), [_san(h) for h in names],
                    ExtendedKeyUsageOID.SERVER_AUTH, now_ms, timedelta(days=SERVER_DAYS))
-    _write(d / CA_KEY, pki.key_pem(key), private=True)
-    _write(d / CA_CERT, pki.cert_pem(ca), private=False)
-    _write(d / SERVER_KEY, pki.key_pem(server_key), private=True)
-    _write(d / SERVER_CERT, pki.cert_pem(server) + pki.cert_pem(ca), private=False)
+    atomic.write(d / CA_KEY, pki.key_pem(key))
+    atomic.write(d / CA_CERT, pki.cert_pem(ca), private=False)
+    atomic.write(d / SERVER_KEY, pki.key_pem(server_key))
+    atomic.write(d / SERVER_CERT, pki.cert_pem(server) + pki.cert_pem(ca), private=False)
     return pki.fingerprint(ca)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from protocol.errors import ValidationError
 from service import config as cfg
+from service.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +51,6 @@ class EdgeConfig:
             raise ValidationError("intervals and timeouts must be positive", field="backoff_cap_s")
         if not 1024 <= self.batch_bytes <= self.batch_bytes_max:
             raise ValidationError("batch_bytes must be 1 KiB … batch_bytes_max", field="batch_bytes")
-
-
-def is_loopback_url(url: str) -> bool:
-    """True iff the URL's host is a loopback address or `localhost`."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load(data_dir: Path) -> EdgeConfig:

@@ -19,6 +19,7 @@ from edge_node.store import EdgeStore
 from protocol.errors import AuthError, NetworkError, RemoteProtocolError, ValidationError
 from service import certclock, pki
 from service.dossier_store import wall_clock_ms
+from service.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def check_hub_url(hub: str, insecure_http: bool) -> str:
     hub = hub.rstrip("/")
     if not hub.startswith(("http://", "https://")):
         raise ValidationError("--hub must start with http:// or https://")
-    if hub.startswith("http://") and not insecure_http and not edge_config.is_loopback_url(hub):
+    if hub.startswith("http://") and not insecure_http and not is_loopback_url(hub):
         raise ValidationError("plain http:// is for a hub on this machine (loopback) only: use "
                               "https://, or pass --insecure-http to force it")
     return hub

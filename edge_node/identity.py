@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import ssl
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import aiohttp
 from cryptography import x509
 
 from protocol.errors import AuthError, NetworkError, RemoteProtocolError
-from service import certclock, pki
+from service import atomic, certclock, pki
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +30,6 @@ NODE_PEM = "node.pem"
 CA_CERT = "ca.crt"
 RENEW_FRACTION = 1 / 3  # renew when less than this share of the lifetime is left
 MARGIN_MS = 60_000  # treat a certificate this close to expiry as expired already
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file readable only by its owner, atomically (fsync before the rename)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class Identity:
@@ -82,7 +69,7 @@ class Identity:
 
     def pin(self, ca_pem: str) -> None:
         """Keep the CA certificate checked at enrollment."""
-        write_private(self.ca_file, ca_pem.encode())
+        atomic.write(self.ca_file, ca_pem)
 
     def accept(self, key: pki.PrivateKey, cert_pem: str, node: str) -> x509.Certificate:
         """Check a certificate the hub issued for `key` and make it the node's identity."""
@@ -96,7 +83,7 @@ class Identity:
             raise AuthError("the hub answered with a certificate for another key")
         if pki.node_of(cert) != node:
             raise AuthError(f"the certificate names {pki.node_of(cert)}, not {node}")
-        write_private(self.pem, pki.key_pem(key) + pki.cert_pem(cert))
+        atomic.write(self.pem, pki.key_pem(key) + pki.cert_pem(cert))
         return cert
 
     def due(self, now_ms: int) -> str:

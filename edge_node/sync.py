@@ -22,7 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from tenacity.stop import stop_after_attempt, stop_never
 
 from edge_node import hubtime
-from edge_node.config import EdgeConfig, is_loopback_url
+from edge_node.config import EdgeConfig
 from edge_node.hubtime import HubClock
 from edge_node.identity import Identity
 from edge_node.identity import recover as recover_certificate
@@ -44,6 +44,7 @@ from protocol.errors import (
 )
 from protocol.messages import SyncRequest, decode_error, decode_response, encode_request
 from service import certclock, clock_flags, crashpoints
+from service.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
 

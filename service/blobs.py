@@ -13,10 +13,10 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from protocol.errors import Conflict, StoreError, ValidationError
+from service import atomic
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +85,8 @@ class BlobStore:
         return sha
 
     def _write_final(self, sha: str, data: bytes) -> None:
-        final = self.path(sha)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "partial", prefix=".put-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # written in partial/, so the blob directories hold whole, verified files only
+        atomic.write(self.path(sha), data, tmp_dir=self.root / "partial")
 
     async def append(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
         """Append a chunk at `offset` (which must be what is held); verify and finish the blob
@@ -156,7 +146,7 @@ class BlobStore:
                 raise ValidationError("blob content does not match its SHA-256; discarded")
             final = self.path(sha)
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(part, final)
+            atomic.move(part, final)
         return held
 
     async def read(self, sha: str, offset: int, limit: int) -> bytes:

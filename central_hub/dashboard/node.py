@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import fleet, history
 from central_hub.dashboard import charts
 from central_hub.dashboard.common import Hub, duration, hub_of, size
-from central_hub.fleet import DAY_MS, HOUR_MS
+from central_hub.nodes import fleet, history
+from central_hub.nodes.fleet import DAY_MS, HOUR_MS
 from protocol.calendar import local
 from protocol.errors import NotFound, ValidationError
 from service.ui.i18n import Messages
@@ -35,7 +35,7 @@ def windows(hub: Hub) -> list[str]:
 
 
 async def _item(hub: Hub, node: str) -> dict[str, Any]:
-    items = await fleet.node_items(hub.store, hub.rules, hub.metrics.links, node)
+    items = await fleet.node_items(hub.store, hub.config.health, hub.metrics.links, node)
     if not items:
         raise NotFound(f"no node {node}")
     return items[0]

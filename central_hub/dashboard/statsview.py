@@ -10,8 +10,9 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from central_hub import fleet, stats
+from central_hub import stats
 from central_hub.dashboard.common import Hub, hub_of
+from central_hub.nodes import fleet
 from central_hub.stats import Period
 from protocol.calendar import local
 from protocol.errors import ValidationError

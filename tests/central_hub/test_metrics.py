@@ -77,7 +77,7 @@ async def test_metrics_scrape_cleanly_with_node_gauges_counters_and_histograms(n
 
 
 def test_json_log_lines_carry_the_extra_fields() -> None:
-    record = logging.LogRecord("central_hub.monitor", logging.WARNING, __file__, 1,
+    record = logging.LogRecord("central_hub.nodes.monitor", logging.WARNING, __file__, 1,
                                "node %s health %s", ("02245.01", "critical"), None)
     record.node = "02245.01"
     try:
@@ -87,7 +87,7 @@ def test_json_log_lines_carry_the_extra_fields() -> None:
         record.exc_info = sys.exc_info()
     line = json.loads(JsonFormatter().format(record))
     assert line["msg"] == "node 02245.01 health critical"
-    assert line["level"] == "warning" and line["logger"] == "central_hub.monitor"
+    assert line["level"] == "warning" and line["logger"] == "central_hub.nodes.monitor"
     assert line["node"] == "02245.01" and "ValueError: boom" in line["exc"]
     assert line["ts"].endswith("+00:00")
     root = logging.getLogger()

@@ -25,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from central_hub import config as hub_config
 from central_hub import tls
 from central_hub.app import open_accounts as hub_accounts
+from central_hub.nodes.health import HealthRules
 from central_hub.store import HubStore
 from edge_node import config as edge_config
 from edge_node.app import open_accounts as edge_accounts
@@ -36,7 +37,7 @@ from protocol.calendar import VN_TZ
 from protocol.errors import AuthError
 from service import certclock, pki
 from service.dossier_store import wall_clock_ms
-from service.linkproxy import LinkProxy
+from tests.faults.linkproxy import LinkProxy
 from tests.faults.procs import Proc, Procs, free_port, ready
 from tests.harness import PASSWORD, birth
 
@@ -301,8 +302,8 @@ async def test_edges_with_broken_clocks_converge_flag_and_warn(tmp_path: Path,
                                                                procs: Procs) -> None:
     skews = {"02245": -DAY_S, "02246": -30 * DAY_S, "02247": YEAR_2000 - int(time.time()),
              "02248": +DAY_S}
-    data, tokens = await make_hub(tmp_path, list(skews), health_warn_silent_min_s=2,
-                                  health_check_s=0.5)
+    data, tokens = await make_hub(tmp_path, list(skews), health_check_s=0.5,
+                                  health=HealthRules(warn_silent_min_s=2))
     hub = await serve_hub(procs, data, free_port())
     try:
         await asyncio.gather(*(check_broken_clock(hub, procs, tmp_path, commune, token, skew)

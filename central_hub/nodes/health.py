@@ -1,18 +1,20 @@
 """Health of a node from what it reports and what the hub observes: ok | warning | critical, with why.
 
 Every rule that fires gives a `Reason` (a code, its level and its figures), so the dashboard can say
-it in the operator's language and the API in English. The thresholds are `HealthRules`, set in
-hub.toml (`central_hub.config`); 0 turns a rule off. What an edge reports is as old as its last
+it in the operator's language and the API in English. The thresholds are `HealthRules`, declared
+here once with their defaults and set in hub.toml's `[health]` table (`central_hub.config`); 0 turns
+a rule off. What an edge reports is as old as its last
 contact: a backlog that existed then has only grown older since, so its age is counted up to now.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from protocol import PROTOCOL_VERSION
+from protocol.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +23,7 @@ LEVELS = ("ok", "warning", "critical")
 
 @dataclass(frozen=True, slots=True)
 class HealthRules:
-    """Thresholds (configurable in hub.toml; 0 turns a rule off)."""
+    """Thresholds (hub.toml `[health]`, or flat as `health_<name>`; 0 turns a rule off)."""
 
     warn_no_contact_s: int = 3600
     crit_no_contact_s: int = 24 * 3600
@@ -33,6 +35,11 @@ class HealthRules:
     crit_disk_bytes: int = 1024**3
     warn_pending_blobs: int = 200
     warn_silent_min_s: int = 5 * 60  # silent SILENT_FACTOR × its sync interval, and this long
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < 0:
+                raise ValidationError(f"{f.name} must be 0 (off) or more", field=f.name)
 
 
 DEFAULT_RULES = HealthRules()

@@ -19,9 +19,9 @@ from typing import Any
 
 import aiohttp
 
-from central_hub import fleet, history
 from central_hub.config import HubConfig
-from central_hub.fleet import Change
+from central_hub.nodes import fleet, history
+from central_hub.nodes.fleet import Change
 from central_hub.store import HubStore
 from protocol import APP_VERSION
 from protocol.calendar import iso
@@ -42,7 +42,7 @@ class NodeSnapshot:
 
     def __init__(self, store: HubStore, config: HubConfig,
                  links: Callable[[], dict[str, float]] = dict, max_age_s: float = 2.0) -> None:
-        self.store, self.rules, self.links = store, config.rules(), links
+        self.store, self.rules, self.links = store, config.health, links
         self.max_age_s = max_age_s
         self._items: list[dict[str, Any]] = []
         self._at = -1e9
