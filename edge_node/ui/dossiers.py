@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from edge_node.roles import PERMITS, may, transition_action
+from edge_node.ui.clockcheck import error_text
 from edge_node.ui.desk import desk_of, field_label, show_value
 from edge_node.ui.history import last_supplement_request, timeline
 from edge_node.ui.intake_form import DOC_KINDS, document_label
@@ -84,7 +85,9 @@ async def dossier_page(request: web.Request) -> web.Response:
         supplement=last_supplement_request(view), just_created=request.query.get("new") == "1",
         can_resolve=may(user.role, "resolve"), can_edit=may(user.role, "edit"),
         can_attach=may(user.role, "attach"), can_comment=may(user.role, "comment"),
-        doc_kinds=DOC_KINDS, final=view["status"] in lifecycle.FINAL)
+        doc_kinds=DOC_KINDS, final=view["status"] in lifecycle.FINAL,
+        clock_text=error_text(view["clock_check"]["error_ms"], t.lang)
+        if view.get("clock_check") else "")
 
 
 def _back(dossier_id: str) -> str:
