@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from edge_node.ui.syncview import describe
 from service.dossier_store import wall_clock_ms
 from tests.harness import EdgeHandle, Net, birth
 from tests.ui.conftest import Staff
 from tests.ui.test_sync_indicator import EN, NOW, VI, status
-
-from edge_node.ui.syncview import describe
 
 DAY_MS = 86_400_000
 
