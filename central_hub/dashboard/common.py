@@ -52,6 +52,7 @@ def nav(request: web.Request, t: Messages) -> list[dict[str, Any]]:
     items = [("/", "nav.overview", "o", path == "/"),
              ("/alerts", "nav.alerts", "a", path == "/alerts"),
              ("/conflicts", "nav.conflicts", "x", path == "/conflicts"),
+             ("/clock-checks", "nav.clock_checks", "g", path == "/clock-checks"),
              ("/dossiers", "nav.dossiers", "d", path.startswith("/dossiers")),
              ("/stats", "nav.stats", "s", path == "/stats"),
              ("/nodes", "nav.nodes", "m", path == "/nodes")]

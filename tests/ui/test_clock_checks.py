@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from edge_node.ui.syncview import describe
 from service.dossier_store import wall_clock_ms
+from tests.central_hub.operator import operator
 from tests.harness import EdgeHandle, Net, birth
 from tests.ui.conftest import Staff
 from tests.ui.test_sync_indicator import EN, NOW, VI, status
@@ -56,3 +57,25 @@ async def test_flagged_dossiers_are_listed_and_cleared(net: Net, edge: EdgeHandl
     await admin.get("/clock-checks")
     refused = await admin.post(f"/dossiers/{ok['id']}/clock-check", {})
     assert refused.status == 403
+
+
+async def test_the_hub_dashboard_lists_them_and_an_operator_clears_one(
+        net: Net, edge: EdgeHandle) -> None:
+    edge.store.wall = lambda: wall_clock_ms() - 30 * DAY_MS  # a month behind, never corrected
+    _, d = await edge.api.post("/api/dossiers", birth(child_birth_date="2026-10-20"))
+    await edge.sync()
+    op = operator(net.hub.url)
+    try:
+        await op.login()
+        page = await op.get("/clock-checks")
+        assert page.status == 200 and d["code"] in page.text and "chậm 30 ngày" in page.text
+        assert 'href="/clock-checks"' in page.text  # in the navigation
+        dossier = await op.get(f"/dossiers/{d['id']}")
+        assert 'id="clock-check"' in dossier.text and edge.config.node in dossier.text
+        done = await op.post(f"/dossiers/{d['id']}/clock-check", {"next": "/clock-checks"})
+        assert done.status == 200 and f'data-dossier="{d["id"]}"' not in done.text
+    finally:
+        await op.close()
+    await edge.sync()
+    _, view = await edge.api.get(f"/api/dossiers/{d['id']}")
+    assert view["clock_check"] is None and view["history"][-1]["where"] == "hub"
