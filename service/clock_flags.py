@@ -9,8 +9,8 @@ and due dates (value None). Which stamps are suspect is noted inside the write's
 (create, transition):
 
 * `behind` — stamped before this process learned the hub's time, more than `THRESHOLD_MS` below
-  a time known to have passed: the hub's time at the last successful exchange, or the last write
-  stamped by the hub's time. The machine's clock went back (a dead BIOS battery, a wrong manual
+  a time known to have passed: the hub's time at the last successful exchange. The machine's
+  clock went back (a dead BIOS battery, a wrong manual
   fix). Flagged at the next `settle`, even offline, with that lower bound of the error.
 * `saved` — stamped before this process learned the hub's time, with the machine's clock plus the
   correction kept from the last exchange. Decided once the hub's time is learned: flagged when the
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 THRESHOLD_MS = 2 * 60 * 1000  # as the clock warning (GET /api/sync, hub health)
 ACTOR = "clock-check"
 LEGAL_KINDS = ("create", "transition")  # the events that set received_at / due_at
-LAST_STAMP = "stamp_now_ms"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS clock_suspects (
@@ -90,15 +89,9 @@ async def note_events(conn: Any, events: list[Event]) -> None:
 async def note_stamp(store: Any, event: Event) -> None:
     """Note a local write stamped with a suspect clock (inside its transaction; a
     `DossierStore`). Only edges judge their clock: the hub's is the reference."""
-    if store.scope is None:
-        return
-    now = store.now_ms()
-    if store.hub_time_known:  # stamped by the hub's time: a time known to have passed
-        await store.set_meta(LAST_STAMP, now)
-        return
-    if event.kind not in LEGAL_KINDS:
-        return
-    passed = await _passed(store)
+    if store.scope is None or store.hub_time_known or event.kind not in LEGAL_KINDS:
+        return  # the hub's clock is the reference; by the hub's time, a stamp is right
+    now, passed = store.now_ms(), await _passed(store)
     basis = "behind" if passed and now < passed - THRESHOLD_MS else "saved"
     await store.conn.execute(
         "INSERT INTO clock_suspects VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(seq) DO NOTHING",
@@ -107,10 +100,8 @@ async def note_stamp(store: Any, event: Event) -> None:
 
 
 async def _passed(store: Any) -> int:
-    """A time known to have passed: the hub's at the last successful exchange, or the last
-    write stamped by the hub's time (0: none)."""
-    return max(int(await store.get_meta(LAST_STAMP, 0) or 0),
-               int(await store.get_meta("last_success_at", 0) or 0))
+    """A time known to have passed: the hub's at the last successful exchange (0: none)."""
+    return int(await store.get_meta("last_success_at", 0) or 0)
 
 
 async def went_back(store: Any) -> int | None:

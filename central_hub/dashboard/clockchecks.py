@@ -28,7 +28,7 @@ async def listing(request: web.Request) -> web.Response:
     for item in items:
         side = "behind" if item["error_ms"] < 0 else "ahead"
         item["error_text"] = t(f"clockcheck.{side}",
-                               offset=duration(t, abs(int(item["error_ms"])) // 1000))
+                               offset=duration(t, round(abs(int(item["error_ms"])) / 60_000) * 60))
     return await hub.renderer.page(request, "clock_checks.html", items=items, commune=commune,
                                    communes=await fleet.commune_names(hub.store))
 

@@ -322,6 +322,17 @@ async def test_edges_with_broken_clocks_converge_flag_and_warn(tmp_path: Path,
         await hub.http.close()
 
 
+async def enrolled_while_served(procs: Procs, data: Path, port: int, edge_dir: Path, token: str
+                                ) -> edge_config.EdgeConfig:
+    """Serve the hub with a true clock just long enough to enroll an edge into it."""
+    hub = await serve_hub(procs, data, port)
+    try:
+        return await enrolled(edge_dir, hub.url, token)
+    finally:
+        await hub.proc.stop()
+        await hub.http.close()
+
+
 def _expired_server_certificate(data: Path, days_ago: int) -> None:
     """Replace the hub's server certificate with one of the same CA that expired `days_ago`."""
     d = tls.tls_dir(data)
@@ -341,14 +352,8 @@ def _expired_server_certificate(data: Path, days_ago: int) -> None:
 async def test_a_hub_certificate_expired_by_the_hubs_clock_is_refused(tmp_path: Path,
                                                                       procs: Procs) -> None:
     data, [token] = await make_hub(tmp_path, ["02245"])
-    port = free_port()
-    hub = await serve_hub(procs, data, port)
-    edge_dir = tmp_path / "edge"
-    try:
-        config = await enrolled(edge_dir, hub.url, token)
-    finally:
-        await hub.proc.stop()
-        await hub.http.close()
+    port, edge_dir = free_port(), tmp_path / "edge"
+    config = await enrolled_while_served(procs, data, port, edge_dir, token)
     # the province forgot to renew: its server certificate expired 75 days ago. The edge's
     # clock is 100 days behind, where that certificate still looks valid.
     _expired_server_certificate(data, 75)
@@ -386,14 +391,8 @@ async def test_a_hub_certificate_expired_by_the_hubs_clock_is_refused(tmp_path: 
 async def test_a_node_certificate_expired_by_the_hubs_clock_is_refused_then_recovered(
         tmp_path: Path, procs: Procs) -> None:
     data, [token] = await make_hub(tmp_path, ["02245"], node_cert_days=30)
-    port = free_port()
-    hub = await serve_hub(procs, data, port)
-    edge_dir = tmp_path / "edge"
-    try:
-        config = await enrolled(edge_dir, hub.url, token)
-    finally:
-        await hub.proc.stop()
-        await hub.http.close()
+    port, edge_dir = free_port(), tmp_path / "edge"
+    config = await enrolled_while_served(procs, data, port, edge_dir, token)
     old = Identity(edge_dir).certificate()
     # the hub's clock is 40 days past the edge's: by the hub's clock, the reference, the node's
     # 30-day certificate has expired, though by the edge's own clock it is valid
