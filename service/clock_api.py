@@ -15,6 +15,8 @@ from aiohttp import web
 
 from service import clock_flags
 from service.accounts import User
+from service.api import answers, bodies
+from service.api.spec import operation
 from service.dossier_store import DossierStore
 from service.web import Authorize, current_user, json_response
 
@@ -29,11 +31,17 @@ def clock_check_routes(store: DossierStore, on_write: Callable[[], None] = lambd
                        authorize: Authorize = _anyone) -> list[web.RouteDef]:
     """The two routes, writing through `store` (then `on_write`) and checked by `authorize`."""
 
-    async def listing(request: web.Request) -> web.Response:
-        items = await clock_flags.flagged(store, request.query.get("commune") or None)
+    @operation("Dossiers whose times need checking (stamped with a wrong clock)", tag="dossiers",
+               query=bodies.ClockCheckQuery, answer=answers.ClockChecks)
+    async def listing(request: web.Request, query: bodies.ClockCheckQuery) -> web.Response:
+        """Newest received first; the flag stands until staff mark the dossier checked."""
+        items = await clock_flags.flagged(store, query.commune)
         return json_response({"items": items, "total": len(items)})
 
+    @operation("Mark a dossier's times checked (clears its clock-check flag)", tag="dossiers",
+               answer=answers.Dossier, errors=(403,))
     async def clear(request: web.Request) -> web.Response:
+        """Written as an ordinary edit: it syncs, and the history keeps who checked."""
         user = current_user(request)
         authorize(user, "edit", None)
         view = await clock_flags.clear(store, request.match_info["id"], user.username)
