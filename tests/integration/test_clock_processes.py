@@ -413,3 +413,26 @@ async def test_a_node_certificate_expired_by_the_hubs_clock_is_refused_then_reco
         assert view["id"] == dossier
     finally:
         await hub.http.close()
+
+
+async def test_an_edge_enrolls_with_its_clock_27_years_behind(tmp_path: Path,
+                                                              procs: Procs) -> None:
+    data, [token] = await make_hub(tmp_path, ["02245"])
+    hub = await serve_hub(procs, data, free_port())
+    edge_dir = tmp_path / "edge"
+    skew_s = YEAR_2000 - int(time.time())
+    try:
+        init = procs.start("edge init", ["edge_node", "init", "--data", str(edge_dir), "--hub",
+                                         hub.url, "--token", token], tmp_path / "init.log",
+                           env=faked(skew_s))
+        assert await init.wait(60) == 0, init.tail()  # judged by the hub's time, not year 2000
+        config = edge_config.load(edge_dir)
+        store = await EdgeStore.open(edge_dir / edge_config.DB_FILE, config.node,
+                                     config.commune, config.agency)
+        try:  # it starts with the hub's time: the correction is the 27 years
+            correction = int(await store.get_meta("clock_correction_ms"))
+        finally:
+            await store.close()
+        assert abs(correction + skew_s * 1000) < 1000
+    finally:
+        await hub.http.close()
