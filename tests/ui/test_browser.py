@@ -100,7 +100,9 @@ async def test_register_a_birth_by_keyboard_and_print_the_receipt(
     assert re.fullmatch(r"02245\.01-\d{6}-0001", code), code
     await expect(page.locator(".flash")).to_contain_text(code)
     await expect(page.locator("#print-receipt")).to_be_focused()
-    await expect(page.get_by_text("Giấy chứng sinh (bản chính)")).to_be_visible()
+    entry = page.locator("ul.files li").first
+    await expect(entry.get_by_role("link", name="Giấy chứng sinh")).to_be_visible()
+    await expect(entry).to_contain_text("bản chính · 1 bản")
     await page.keyboard.press("Enter")
 
     await page.wait_for_url(re.compile(r"/receipt$"))
