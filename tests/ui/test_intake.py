@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from datetime import date
 from typing import Any
-
-import hashlib
-import re
 
 import aiohttp
 import pytest
