@@ -186,7 +186,7 @@ async def test_a_refused_form_keeps_the_chosen_scans_and_the_browser_checks_firs
     await expect(page.locator("#doc_kept_0")).to_contain_text("Đã giữ tệp gcs.pdf")
     await expect(page.locator("#doc_kept_1")).to_contain_text("Đã giữ tệp cccd.png")
     await expect(page.locator("#doc_label_2")).to_have_value("Tờ khai")
-    await t.shot("intake-kept")
+    await t.shot("intake-kept", full_page=True)
     await page.locator("#f-applicant-citizen_id").fill("008090001234")
     await page.get_by_role("button", name=re.compile("Lưu hồ sơ")).click()
     await page.wait_for_url(re.compile(r"\?new=1$"))
@@ -228,7 +228,7 @@ async def test_conflicts_are_marked_where_shown_and_hold_up_only_what_depends_on
     await expect(page.locator("#print-conflicts")).to_contain_text(ADDRESS)
     marked = page.locator('article.sheet [data-conflict="applicant.address"]')
     await expect(marked).to_have_count(2)
-    await clerk.shot("receipt-conflict")
+    await clerk.shot("receipt-conflict", full_page=True)
     first, _ = await print_receipt(page)
     assert "Nơi cư trú" not in first and "xung đột" not in first  # the notice stays on screen
     assert f"Địa chỉ: {view['applicant']['address']}" in first
@@ -237,7 +237,7 @@ async def test_conflicts_are_marked_where_shown_and_hold_up_only_what_depends_on
     leader = await tab(browser, edge.api.base, shots, "leader1")
     await leader.goto(f"/dossiers/{d['id']}")
     await expect(leader.page.get_by_role("button", name="Đã xử lý xong")).to_be_disabled()
-    await leader.shot("dossier-conflict")
+    await leader.shot("dossier-conflict-moves", full_page=True)
     leader.assert_clean()
 
     await edge.sync()
@@ -247,6 +247,7 @@ async def test_conflicts_are_marked_where_shown_and_hold_up_only_what_depends_on
     await expect(at_hub).to_contain_text("Xung đột")
     await expect(at_hub).to_contain_text(f"Trước khi xung đột: {ADDRESS}")
     await expect(op.page.locator("form.resolve .before")).to_contain_text(ADDRESS)
+    await op.shot("hub-dossier-conflict", full_page=True)
     op.assert_clean()
 
 
