@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import pypdf
 from playwright.async_api import Browser, Page, expect
 
 from tests.harness import PASSWORD, EdgeHandle, Net
-from tests.ui.browser import CHROMIUM, Tab, chromium, shots_dir
+from tests.ui.browser import CHROMIUM, Tab
 from tests.ui.seed import create, make_conflict, move
 
 pytestmark = pytest.mark.skipif(
@@ -33,17 +32,6 @@ pytestmark = pytest.mark.skipif(
 STACK = b"%PDF-1.4\n% one scanned stack: the birth certificate and the declaration\n%%EOF\n"
 PHOTO = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 ADDRESS = "Thôn Nà Khá, xã Côn Lôn"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    return shots_dir(tmp_path)
 
 
 async def tab(browser: Browser, base: str, shots: Path, user: str) -> Tab:
