@@ -239,3 +239,23 @@ def test_a_field_first_written_on_both_sides_had_no_value_before() -> None:
         ("hub", 1, "set", {"set": {"fields.x": "2"}}, {"e1": 1}))
     [conflict] = dossier_view(state, 0, events)["conflicts"]
     assert conflict["before"] is None
+
+
+def test_the_view_matches_the_declared_api_answer() -> None:
+    """Entries without a scan, a conflict with its value before, moves waiting: the shapes the
+    OpenAPI document declares (service/api/answers.py) hold for them."""
+    import msgspec
+
+    from service.api import answers
+
+    state, events = history_of(
+        ("e1", 2, "attach", {**SCAN, "label": "Tờ khai"}, {"e1": 1}),
+        ("e1", 3, "attach", {"label": "Giấy chứng sinh", "doc_kind": "bản chính"}, {"e1": 2}),
+        ("e1", 4, "transition", {"to": "processing", "from": "accepted"}, {"e1": 3}),
+        ("e1", 5, "set", {"set": {ADDR: "Thôn 1"}}, {"e1": 4}),
+        ("hub", 1, "set", {"set": {ADDR: "Thôn 2"}, "reason": "x"}, {"e1": 4}))
+    view = dossier_view(state, 0, events)
+    assert view["waiting_statuses"] == {"resolved": [ADDR]}
+    checked = msgspec.convert(view, answers.Dossier)
+    assert [a.sha256 for a in checked.attachments] == [SHA, None]
+    assert checked.conflicts[0].before is not None
