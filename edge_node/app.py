@@ -12,10 +12,11 @@ from aiohttp import web
 
 from edge_node.config import EdgeConfig
 from edge_node.disk import MB, DiskGuard, is_disk_full
+from edge_node.hubtime import CLOCK_WARNING_MS
 from edge_node.loop import SyncLoop
 from edge_node.roles import ROLES, authorize
 from edge_node.store import EdgeStore
-from edge_node.sync import CLOCK_WARNING_MS, SyncClient
+from edge_node.sync import SyncClient
 from edge_node.ui import mount_desk
 from protocol import APP_VERSION, lifecycle
 from protocol.calendar import iso

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -23,10 +24,14 @@ from service import certclock
 from service.certclock import TimeView
 from service.dossier_store import DossierStore
 
+if TYPE_CHECKING:
+    from edge_node.identity import Identity
+
 log = logging.getLogger(__name__)
 
 PROBE_PATH = "/v1/time"
 PROBE_SAMPLES = 3
+CLOCK_WARNING_MS = 2 * 60 * 1000  # GET /api/sync's clock_warning, the hub's clock warning
 
 
 class HubClock:
@@ -150,3 +155,31 @@ def cert_refusal(exc: BaseException, clock: HubClock) -> AuthError:
                          f"the clock is probably wrong: {exc}")
     return AuthError("the hub's certificate is not from the pinned CA (the province's, pinned "
                      f"at enrollment): {exc}")
+
+
+async def learn(clock: HubClock, store: DossierStore, ca_file: Path, hub: str,
+                timeout_s: float) -> None:
+    """Once per process: load the floor, then probe the hub's time (no-op once it is known)."""
+    if clock.store is None:
+        await clock.load(store)
+    if clock.known:
+        return
+    offset = await probe(hub, ca_file.read_text("ascii"), clock, timeout_s)
+    if abs(offset) > CLOCK_WARNING_MS:
+        log.warning("this machine's clock is %s the hub's: dossier times use the hub's",
+                    offset_text(offset))
+
+
+def our_certificate_refused(exc: BaseException, identity: Identity | None,
+                            clock: HubClock) -> AuthError:
+    """The hub's TLS refused this node's certificate for its dates (judged by the hub's clock,
+    the reference): say whether the hub's time agrees, or the hub's clock is off."""
+    now = clock.now_ms()
+    if identity is None or now is None:
+        return AuthError(f"the hub refused this node's certificate for its dates: {exc}")
+    if identity.due(now) == "expired":
+        return AuthError("the hub refused this node's expired certificate; it is renewed at the "
+                         f"next session: {exc}")
+    return AuthError("the hub refused this node's certificate for its dates, though by the "
+                     "hub's own time learned here it is valid: the hub's clock may have "
+                     f"changed; tell the province: {exc}")

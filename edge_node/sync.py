@@ -52,7 +52,6 @@ CONTENT_TYPE = "application/vnd.commune-sync+zstd"
 MIN_BATCH = 4 * 1024
 SLOW_S = 10.0
 QUICK_S = 2.0
-CLOCK_WARNING_MS = 2 * 60 * 1000  # as GET /api/sync's clock_warning
 MIN_WANT = 1024  # the least the hub sends back (below the hard disk floor)
 
 
@@ -168,21 +167,11 @@ class SyncClient:
             self._session = None
 
     async def learn_hub_time(self) -> None:
-        """Over HTTPS, before this process's first exchange: learn the hub's time with a probe
-        that sends nothing (edge_node.hubtime), so certificate dates — the hub's and this
-        node's — are judged by it and not by this machine's clock."""
-        identity = self.identity
-        if identity is None or self.transport is not None or not identity.exists():
-            return
-        if self.hub_clock.store is None:
-            await self.hub_clock.load(self.store)
-        if self.hub_clock.known:
-            return
-        offset = await hubtime.probe(self.config.hub_url, identity.ca_file.read_text("ascii"),
-                                     self.hub_clock, self.config.request_timeout_s)
-        if abs(offset) > CLOCK_WARNING_MS:
-            log.warning("this machine's clock is %s the hub's: dossier times use the hub's",
-                        hubtime.offset_text(offset))
+        """Over HTTPS, before this process's first exchange: learn the hub's time by a probe
+        that sends nothing, so certificate dates are judged by it (edge_node.hubtime)."""
+        if self.transport is None and self.identity is not None and self.identity.exists():
+            await hubtime.learn(self.hub_clock, self.store, self.identity.ca_file,
+                                self.config.hub_url, self.config.request_timeout_s)
 
     async def ensure_identity(self) -> None:
         """Renew the node certificate when less than a third of its lifetime is left (over
@@ -314,7 +303,8 @@ class SyncClient:
             raise hubtime.cert_refusal(exc, self.hub_clock) from exc
         except (aiohttp.ClientError, OSError) as exc:
             if certclock.openssl_date_failure(exc):  # the hub's alert: our certificate's dates
-                raise self._our_certificate_refused(exc) from exc
+                raise hubtime.our_certificate_refused(exc, self.identity,
+                                                      self.hub_clock) from exc
             if isinstance(exc, aiohttp.ClientConnectorError):
                 raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: "
                                    f"{exc.os_error}") from exc
@@ -334,20 +324,6 @@ class SyncClient:
         if status == 426 or code == "version":
             raise VersionMismatch(message)
         raise RemoteProtocolError(f"hub refused the request ({status} {code}): {message}")
-
-    def _our_certificate_refused(self, exc: BaseException) -> AuthError:
-        """The hub's TLS refused this node's certificate for its dates (judged by the hub's
-        clock, the reference): say whether the hub's time agrees, or the hub's clock is off."""
-        identity, now = self.identity, self.hub_clock.now_ms()
-        if identity is None or now is None:
-            return AuthError(f"the hub refused this node's certificate for its dates: {exc}")
-        due = identity.due(now)
-        if due == "expired":
-            return AuthError("the hub refused this node's expired certificate; it is renewed "
-                             f"at the next session: {exc}")
-        return AuthError("the hub refused this node's certificate for its dates, though by the "
-                         "hub's own time learned here it is valid: the hub's clock may have "
-                         f"changed; tell the province: {exc}")
 
     async def session_once(self) -> SessionResult:
         """Exchange until nothing is pending either way (or a round trip fails)."""
