@@ -31,6 +31,7 @@ from protocol.errors import (
 from protocol.lifecycle import STATUSES
 from service.accounts import Accounts, User
 from service.blobs import BlobStore, sniff
+from service.bodies import BODIES, read_body
 
 log = logging.getLogger(__name__)
 
@@ -177,26 +178,15 @@ def harden(request: web.Request, response: web.StreamResponse) -> None:
             morsel["secure"] = True
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole request body, refused with TooLarge past `limit` (read to the end: a single
-    `content.read(n)` returns only what has arrived so far)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
-    buf = bytearray()
-    while chunk := await request.content.read(1 << 16):
-        buf += chunk
-        if len(buf) > limit:
-            raise TooLarge(f"body over the limit of {limit} bytes")
-    return bytes(buf)
-
-
 async def json_body(request: web.Request) -> Any:
-    """The request's JSON body; a 400-class error if it is not JSON or too large."""
-    raw = await read_body(request, MAX_JSON)
-    try:
-        return json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _BadJson(f"body is not valid JSON: {exc}") from exc
+    """The request's JSON body; a 400-class error if it is not JSON or too large (held against
+    the process's memory budget while it is read and parsed: service/bodies.py)."""
+    async with BODIES.hold() as hold:
+        raw = await read_body(request, MAX_JSON, hold)
+        try:
+            return json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _BadJson(f"body is not valid JSON: {exc}") from exc
 
 
 class _BadJson(ValidationError):
