@@ -30,9 +30,9 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from central_hub import config as hub_config
-from central_hub import fleet
 from central_hub.app import MONITOR, build_app, open_accounts
 from central_hub.config import HubConfig
+from central_hub.nodes import fleet
 from central_hub.store import HubStore
 
 HOUR = 3_600_000

@@ -41,7 +41,7 @@ from sync_throughput import (  # noqa: E402
 )
 
 from edge_node import config as edge_config  # noqa: E402
-from service.linkproxy import LinkProxy, Toxics  # noqa: E402
+from tests.faults.linkproxy import LinkProxy, Toxics  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from edge_node import config as edge_config  # noqa: E402
 from edge_node.store import EdgeStore  # noqa: E402
 from edge_node.sync import SyncClient  # noqa: E402
 from protocol.errors import SyncError  # noqa: E402
-from service.linkproxy import LinkProxy  # noqa: E402
+from tests.faults.linkproxy import LinkProxy  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,16 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import exchange, fleet, logs
+from central_hub import exchange, logs
 from central_hub.admission import Admission
 from central_hub.config import HubConfig
 from central_hub.dashboard import mount_dashboard
-from central_hub.health import DEFAULT_RULES, HealthRules
 from central_hub.metrics import CONTENT_TYPE as METRICS_TYPE
 from central_hub.metrics import HubMetrics, hub_metrics
-from central_hub.monitor import Monitor, NodeSnapshot
 from central_hub.nodeauth import NodeGuard
+from central_hub.nodes import fleet
+from central_hub.nodes.health import DEFAULT_RULES, HealthRules
+from central_hub.nodes.monitor import Monitor, NodeSnapshot
 from central_hub.store import HubStore, Node
 from central_hub.tls import Authority
 from protocol import APP_VERSION
@@ -26,8 +27,11 @@ from protocol.codec import DEFAULT_LIMITS, inflate_bound
 from protocol.errors import NotFound, SyncError, TransportError, ValidationError
 from protocol.messages import encode_error
 from service.accounts import Accounts
+from service.api import answers
+from service.api.openapi import openapi_route
+from service.api.spec import operation
 from service.blobs import MAX_BLOB, check_sha
-from service.bodies import BODIES, read_body
+from service.budget import BODIES
 from service.db import PgConnection, is_pg_url
 from service.sqlite import connect
 from service.web import (
@@ -36,6 +40,7 @@ from service.web import (
     dossier_routes,
     error_middleware,
     json_response,
+    read_body,
     retry_headers,
     status_of,
 )
@@ -43,6 +48,7 @@ from service.web import (
 log = logging.getLogger(__name__)
 
 ROLES = ("operator", "admin")
+TITLE = "Commune sync — central hub API"
 
 
 class ClientGone(TransportError):
@@ -193,12 +199,15 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         return web.Response(body=await store.blobs.read(sha, offset, limit),
                             content_type="application/octet-stream")
 
+    @operation("Every edge node, with its health and why", tag="fleet", answer=answers.Nodes)
     async def nodes(request: web.Request) -> web.Response:
         return json_response({"items": await snapshot.items()})
 
+    @operation("The latest security alerts", tag="fleet", answer=answers.SecurityEvents)
     async def security(request: web.Request) -> web.Response:
         return json_response({"items": await store.security_events()})
 
+    @operation("Liveness", tag="health", answer=answers.HubHealth, public=True)
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"ok": True, "version": APP_VERSION, "log": await store.log_size()})
 
@@ -220,6 +229,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         web.get("/api/nodes", nodes),
         web.get("/healthz", healthz),
         web.get("/metrics", metrics_page),
+        openapi_route(TITLE),
     ])
     mount_dashboard(app, store=store, accounts=accounts, config=config, monitor=monitor,
                     metrics=metrics, snapshot=snapshot)

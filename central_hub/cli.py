@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import shutil
@@ -16,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import backup, tls
+from central_hub import backup, restore, tls
 from central_hub import config as hub_config
 from central_hub.app import make_app, node_items, open_accounts, open_store
 from central_hub.config import HubConfig
@@ -34,6 +33,7 @@ from service.cli import EXIT_OK, Parser, add_account
 from service.cli import run as run_cli
 from service.db import is_pg_url, redact
 from service.dossier_store import wall_clock_ms
+from service.loopback import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -137,16 +137,6 @@ async def cmd_init(args: Any) -> int:
     where = "SQLite" if config.db == "sqlite" else f"PostgreSQL {redact(config.db)}"
     print(f"hub initialized in {data} ({where}); CA fingerprint (SHA-256) {fingerprint}")
     return EXIT_OK
-
-
-def is_loopback(host: str) -> bool:
-    """True for loopback addresses and `localhost`."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def cmd_serve(args: Any) -> int:
@@ -277,8 +267,8 @@ async def cmd_backup(args: Any) -> int:
 
 
 async def cmd_restore(args: Any) -> int:
-    return await backup.cmd_restore(args.data, args.src, args.epoch_only, args.force, _open,
-                                     trust_from_backup=args.trust_from_backup)
+    return await restore.cmd_restore(args.data, args.src, args.epoch_only, args.force, _open,
+                                      trust_from_backup=args.trust_from_backup)
 
 
 async def cmd_nodes(args: Any) -> int:

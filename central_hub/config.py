@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from central_hub.health import HealthRules
+from central_hub.nodes.health import DEFAULT_RULES, HealthRules
 from protocol.errors import ValidationError
 from service import config as cfg
 from service.db import is_pg_url
@@ -21,7 +21,8 @@ LOG_FORMATS = ("text", "json")
 class HubConfig:
     """Where the hub keeps its data, how it serves, when a node is unhealthy and whom to tell.
 
-    The `health_*` thresholds are `central_hub.health.HealthRules` (0 turns a rule off); history
+    `health` holds the thresholds, `central_hub.nodes.health.HealthRules` (hub.toml `[health]`;
+    the older flat `health_warn_no_contact_s = …` keys still load; 0 turns a rule off); history
     keeps every exchange for `history_raw_hours`, hourly sums until `history_hourly_days`, and
     daily sums until `history_days`; `alert_webhook_url` receives a JSON POST on each change of a
     node's health."""
@@ -33,15 +34,7 @@ class HubConfig:
     province: str = "08"
     public_url: str = ""
     log_format: str = "text"
-    health_warn_no_contact_s: int = 3600
-    health_crit_no_contact_s: int = 24 * 3600
-    health_warn_backlog_age_s: int = 30 * 60
-    health_crit_backlog_age_s: int = 24 * 3600
-    health_warn_clock_ms: int = 2 * 60 * 1000
-    health_crit_clock_ms: int = 5 * 60 * 1000
-    health_warn_disk_bytes: int = 5 * 1024**3
-    health_crit_disk_bytes: int = 1024**3
-    health_warn_pending_blobs: int = 200
+    health: HealthRules = DEFAULT_RULES
     health_check_s: float = 30.0
     history_raw_hours: int = 48
     history_hourly_days: int = 30
@@ -72,12 +65,6 @@ class HubConfig:
         if self.log_format not in LOG_FORMATS:
             raise ValidationError(f"log_format must be one of {', '.join(LOG_FORMATS)}",
                                   field="log_format")
-        for name in ("health_warn_no_contact_s", "health_crit_no_contact_s",
-                     "health_warn_backlog_age_s", "health_crit_backlog_age_s",
-                     "health_warn_clock_ms", "health_crit_clock_ms", "health_warn_disk_bytes",
-                     "health_crit_disk_bytes", "health_warn_pending_blobs"):
-            if getattr(self, name) < 0:
-                raise ValidationError(f"{name} must be 0 (off) or more", field=name)
         for name in ("health_check_s", "history_prune_s", "alert_webhook_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValidationError(f"{name} must be more than 0", field=name)
@@ -100,18 +87,6 @@ class HubConfig:
                 ("http://", "https://")):
             raise ValidationError("alert_webhook_url must start with http:// or https://",
                                   field="alert_webhook_url")
-
-    def rules(self) -> HealthRules:
-        """The health thresholds."""
-        return HealthRules(
-            warn_no_contact_s=self.health_warn_no_contact_s,
-            crit_no_contact_s=self.health_crit_no_contact_s,
-            warn_backlog_age_s=self.health_warn_backlog_age_s,
-            crit_backlog_age_s=self.health_crit_backlog_age_s,
-            warn_clock_ms=self.health_warn_clock_ms, crit_clock_ms=self.health_crit_clock_ms,
-            warn_disk_bytes=self.health_warn_disk_bytes,
-            crit_disk_bytes=self.health_crit_disk_bytes,
-            warn_pending_blobs=self.health_warn_pending_blobs)
 
 
 def load(data_dir: Path) -> HubConfig:

@@ -3,7 +3,7 @@
 The HTTP handler (`central_hub/app.py`) authenticates and calls `serve`; tests and simulations call
 it directly through an in-memory transport.
 
-After a restore from an older backup (`central_hub/backup.py`) two things differ. A cursor of the
+After a restore from an older backup (`central_hub/restore.py`) two things differ. A cursor of the
 old log (another epoch, or past the log's end) is answered from the start, saying so. And the edges
 send again what the hub lost, each on its own schedule, so an edit can arrive before the creation
 of its dossier by another node: such an event is held back (not acked, the node resends it later)
@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from central_hub.backup import RESTORED_KEY, committed_meta, log_epoch
+from central_hub.epoch import RESTORED_KEY, committed_meta, log_epoch
 from central_hub.store import HubStore, Node
 from protocol import is_hub_origin
 from protocol.errors import AuthError, SyncError

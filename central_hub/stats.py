@@ -10,7 +10,7 @@ For a period [start, end) (Vietnamese days; `to` is the last day counted):
   awaiting a supplement then is paused, so not overdue, as `protocol.calendar.is_overdue` says);
 - withdrawn, returned: moves to those statuses in the period;
 - % on time = (early + on time) / resolved; % online = online / received (carried over excluded).
-Pure: the facts come from `central_hub.fleet.stats_facts`.
+Pure: the facts come from `central_hub.nodes.fleet.stats_facts`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from central_hub.fleet import CLOSED, Facts
+from central_hub.nodes.fleet import CLOSED, Facts
 from protocol.calendar import VN_TZ, local, to_ms
 from protocol.lifecycle import CLOCK_PAUSED
 

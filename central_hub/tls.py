@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
+import re
 import secrets
 import ssl
 from dataclasses import dataclass
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocol.errors import AuthError, ValidationError
-from service import pki
+from service import atomic, pki
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ CA_DAYS = 20 * 365
 SERVER_DAYS = 825
 BACKDATE = timedelta(hours=1)  # tolerate a little clock skew on the other side
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
+MAX_LAN_NAMES = 16
+LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+LAN_NAME_RE = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +57,6 @@ def has_tls(data: Path) -> bool:
     """True iff the data dir holds a CA and a server certificate."""
     d = tls_dir(data)
     return all((d / f).is_file() for f in (CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY))
-
-
-def _write(path: Path, data: bytes, private: bool) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _serial() -> int:
@@ -146,10 +139,10 @@ def init_tls(data: Path, hosts: list[str], now_ms: int, ca_cert: Path | None = N
     server = _leaf(key, ca, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]),
                    server_key.public_key(), [_san(h) for h in names],
                    ExtendedKeyUsageOID.SERVER_AUTH, now_ms, timedelta(days=SERVER_DAYS))
-    _write(d / CA_KEY, pki.key_pem(key), private=True)
-    _write(d / CA_CERT, pki.cert_pem(ca), private=False)
-    _write(d / SERVER_KEY, pki.key_pem(server_key), private=True)
-    _write(d / SERVER_CERT, pki.cert_pem(server) + pki.cert_pem(ca), private=False)
+    atomic.write(d / CA_KEY, pki.key_pem(key))
+    atomic.write(d / CA_CERT, pki.cert_pem(ca), private=False)
+    atomic.write(d / SERVER_KEY, pki.key_pem(server_key))
+    atomic.write(d / SERVER_CERT, pki.cert_pem(server) + pki.cert_pem(ca), private=False)
     return pki.fingerprint(ca)
 
 
@@ -177,8 +170,9 @@ class Authority:
     """The CA's signing key, used to issue and check node certificates."""
 
     def __init__(self, ca: x509.Certificate, key: pki.PrivateKey, node_cert_days: float,
-                 recover_max_days: float) -> None:
+                 recover_max_days: float, hub_names: frozenset[str] = frozenset()) -> None:
         self.ca = ca
+        self.hub_names = hub_names  # an edge's LAN certificate may never name the hub
         self.key = key
         self.node_cert_days = node_cert_days
         self.recover_max_days = recover_max_days
@@ -189,8 +183,14 @@ class Authority:
     def load(cls, data: Path, node_cert_days: float, recover_max_days: float) -> Authority:
         """The CA of a hub data dir."""
         d = tls_dir(data)
+        server = pki.load_cert((d / SERVER_CERT).read_bytes())
+        try:
+            sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = frozenset(str(n.value).lower() for n in sans)
+        except x509.ExtensionNotFound:
+            names = frozenset()
         return cls(pki.load_cert((d / CA_CERT).read_bytes()), pki.load_key((d / CA_KEY).read_bytes()),
-                   node_cert_days, recover_max_days)
+                   node_cert_days, recover_max_days, names - set(DEFAULT_HOSTS))
 
     def issue(self, csr: x509.CertificateSigningRequest, node: str, now_ms: int) -> Issued:
         """A client certificate naming `node` for the request's key (its subject is ignored)."""
@@ -198,6 +198,21 @@ class Authority:
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "commune-sync"),
             x509.NameAttribute(NameOID.COMMON_NAME, node)]), csr.public_key(),
             [x509.DNSName(node)], ExtendedKeyUsageOID.CLIENT_AUTH, now_ms,
+            timedelta(days=self.node_cert_days))
+        return Issued(pki.cert_pem(cert).decode(), pki.serial_of(cert), pki.expires_ms(cert))
+
+    def issue_lan(self, csr: x509.CertificateSigningRequest, node: str, names: object,
+                  now_ms: int) -> Issued:
+        """A server certificate for an edge's desks on the office LAN, naming `names` (its host
+        names and addresses there). Refused: wildcards, malformed names, more than
+        MAX_LAN_NAMES, and any name of the hub itself (or the holder could pose as the hub to
+        other nodes, which trust this CA)."""
+        checked = check_lan_names(names, self.hub_names)
+        cert = _leaf(self.key, self.ca, x509.Name([
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "commune-sync"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "edge LAN"),
+            x509.NameAttribute(NameOID.COMMON_NAME, node)]), csr.public_key(),
+            [_san(n) for n in checked], ExtendedKeyUsageOID.SERVER_AUTH, now_ms,
             timedelta(days=self.node_cert_days))
         return Issued(pki.cert_pem(cert).decode(), pki.serial_of(cert), pki.expires_ms(cert))
 
@@ -210,6 +225,27 @@ class Authority:
             raise AuthError("the certificate was not issued by this hub's CA") from exc
         if pki.expires_ms(cert) + self.recover_max_days * 86_400_000 < now_ms:
             raise AuthError("the certificate expired too long ago to be renewed; enroll again")
+
+
+def check_lan_names(names: object, hub_names: frozenset[str]) -> list[str]:
+    """The names an edge asks its LAN certificate for, normalized; ValidationError otherwise."""
+    if not isinstance(names, list) or not names or len(names) > MAX_LAN_NAMES:
+        raise ValidationError(f"lan_names: 1–{MAX_LAN_NAMES} host names or IP addresses",
+                              field="lan_names")
+    out: list[str] = []
+    for raw in names:
+        name = raw.strip().lower() if isinstance(raw, str) else ""
+        try:
+            name = str(ipaddress.ip_address(name))
+        except ValueError:
+            if not LAN_NAME_RE.fullmatch(name):
+                raise ValidationError(f"lan_names: {raw!r} is not a host name or IP address",
+                                      field="lan_names") from None
+        if name in hub_names:
+            raise ValidationError(f"lan_names: {name} is a name of the hub", field="lan_names")
+        if name not in out:
+            out.append(name)
+    return out
 
 
 def peer_certificate(request: web.Request) -> x509.Certificate | None:

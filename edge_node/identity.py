@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import aiohttp
 from cryptography import x509
 
 from protocol.errors import AuthError, NetworkError, RemoteProtocolError
-from service import pki
+from service import atomic, pki
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +31,6 @@ NODE_PEM = "node.pem"
 CA_CERT = "ca.crt"
 RENEW_FRACTION = 1 / 3  # renew when less than this share of the lifetime is left
 MARGIN_MS = 60_000  # treat a certificate this close to expiry as expired already
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file readable only by its owner, atomically (fsync before the rename)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class Identity:
@@ -75,7 +63,7 @@ class Identity:
 
     def pin(self, ca_pem: str) -> None:
         """Keep the CA certificate checked at enrollment."""
-        write_private(self.ca_file, ca_pem.encode())
+        atomic.write(self.ca_file, ca_pem)
 
     def accept(self, key: pki.PrivateKey, cert_pem: str, node: str) -> x509.Certificate:
         """Check a certificate the hub issued for `key` and make it the node's identity."""
@@ -89,7 +77,7 @@ class Identity:
             raise AuthError("the hub answered with a certificate for another key")
         if pki.node_of(cert) != node:
             raise AuthError(f"the certificate names {pki.node_of(cert)}, not {node}")
-        write_private(self.pem, pki.key_pem(key) + pki.cert_pem(cert))
+        atomic.write(self.pem, pki.key_pem(key) + pki.cert_pem(cert))
         return cert
 
     def due(self, now_ms: int) -> str:
@@ -127,12 +115,16 @@ async def post_json(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
 
 
 async def renew(http: aiohttp.ClientSession, hub: str, identity: Identity, node: str,
-                timeout_s: float) -> x509.Certificate:
-    """Renew over the current mTLS session with a new key."""
+                timeout_s: float, extra: dict[str, Any] | None = None,
+                on_answer: Callable[[dict[str, Any]], None] | None = None) -> x509.Certificate:
+    """Renew over the current mTLS session with a new key; `extra` fields go with the request
+    (the LAN certificate's, edge_node/lan.py) and `on_answer` sees the hub's answer."""
     key = pki.new_key()
-    answer = await post_json(http, f"{hub}/v1/renew", {"csr": pki.make_csr(key).decode()},
-                             timeout_s)
+    answer = await post_json(http, f"{hub}/v1/renew",
+                             {"csr": pki.make_csr(key).decode(), **(extra or {})}, timeout_s)
     cert = identity.accept(key, str(answer.get("certificate", "")), node)
+    if on_answer is not None:
+        on_answer(answer)
     log.info("node certificate renewed; valid until %s", cert.not_valid_after_utc.isoformat())
     return cert
 

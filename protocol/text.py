@@ -21,8 +21,8 @@ def _base_letters() -> dict[int, str]:
 _BASE = _base_letters()
 
 
-def fold(text: str) -> str:
-    """Lowercase, strip diacritics (đ → d) and collapse spaces."""
+def search_key(text: str) -> str:
+    """The form search compares: lowercase, diacritics stripped (đ → d), spaces collapsed."""
     stripped = unicodedata.normalize("NFC", text).translate(_BASE)
     if not stripped.isascii():  # combining marks not attached to a letter we know
         stripped = "".join(c for c in unicodedata.normalize("NFD", stripped)

@@ -8,15 +8,14 @@ last byte on disk. Nothing counts until the whole file hashes to its name.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from protocol.errors import Conflict, StoreError, ValidationError
+from service import atomic, filelock
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +84,8 @@ class BlobStore:
         return sha
 
     def _write_final(self, sha: str, data: bytes) -> None:
-        final = self.path(sha)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "partial", prefix=".put-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # written in partial/, so the blob directories hold whole, verified files only
+        atomic.write(self.path(sha), data, tmp_dir=self.root / "partial")
 
     async def append(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
         """Append a chunk at `offset` (which must be what is held); verify and finish the blob
@@ -118,19 +107,16 @@ class BlobStore:
                 del self._locks[sha]
 
     def _append_locked(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
-        """`_append` under an flock: hub processes sharing this directory (`serve --workers`)
+        """`_append` under a file lock: hub processes sharing this directory (`serve --workers`)
         append one at a time too."""
         lock = self.root / "partial" / f"{sha}.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with filelock.exclusive(lock):
             held = self._append(sha, offset, chunk, size)
             if held == size:
                 # done: whoever waits on this file, or opens a new one, finds the blob complete
-                lock.unlink(missing_ok=True)
+                # (Windows keeps the file while it is open: left behind, it is harmless)
+                filelock.remove_lock_file(lock)
             return held
-        finally:
-            os.close(fd)  # releases the flock
 
     def _append(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
         if self.path(sha).is_file():
@@ -156,7 +142,7 @@ class BlobStore:
                 raise ValidationError("blob content does not match its SHA-256; discarded")
             final = self.path(sha)
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(part, final)
+            atomic.move(part, final)
         return held
 
     async def read(self, sha: str, offset: int, limit: int) -> bytes:

@@ -1,16 +1,16 @@
-"""Config files: a flat TOML table in the data dir, parsed into a frozen dataclass, bad fields named."""
+"""Config files: a TOML file in the data dir, parsed into a frozen dataclass, bad fields named."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
-import os
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
 from protocol.errors import ValidationError
+from service import atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,21 @@ def load(cls: type[T], path: Path) -> T:
 
 
 def parse(cls: type[T], raw: dict[str, Any], where: str = "config") -> T:
-    """Build `cls` from a plain table, checking each field's type."""
+    """Build `cls` from a plain table, checking each field's type. A field whose default is a
+    dataclass is a nested table (`[health]`); its keys may also stand flat as `health_<key>`,
+    the spelling before tables, so older files still load."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    raw, flat = _nest_flat(raw, fields, where)
     unknown = set(raw) - set(fields)
     if unknown:
         raise ValidationError(f"{where}: unknown setting {sorted(unknown)[0]!r}",
                               field=sorted(unknown)[0])
     values: dict[str, Any] = {}
     for name, value in raw.items():
+        table = _table(fields[name])
+        if table is not None:
+            values[name] = _parse_table(table, name, value, flat, where)
+            continue
         expected = fields[name].type
         kind: Any = {"int": int, "str": str, "float": (int, float), "bool": bool}.get(str(expected))
         if kind is not None and (not isinstance(value, kind) or
@@ -53,26 +60,71 @@ def parse(cls: type[T], raw: dict[str, Any], where: str = "config") -> T:
     return obj
 
 
+def _table(f: dataclasses.Field[Any]) -> type | None:
+    """The dataclass of a nested-table field, or None for a plain value."""
+    return type(f.default) if dataclasses.is_dataclass(f.default) else None
+
+
+def _nest_flat(raw: dict[str, Any], fields: dict[str, dataclasses.Field[Any]], where: str
+               ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Move flat `table_key` settings into their table; return the settings and, for each key
+    moved, the name it was written under (`health.warn_clock_ms` → `health_warn_clock_ms`)."""
+    moved: dict[str, Any] = {}
+    flat: dict[str, str] = {}
+    for name, f in fields.items():
+        table = _table(f)
+        if table is None or not isinstance(raw.get(name, {}), dict):
+            continue  # not a table, or given as something else (reported as such)
+        inner = {g.name for g in dataclasses.fields(table)}
+        for key in raw:
+            sub = key[len(name) + 1:]
+            if key.startswith(name + "_") and key not in fields and sub in inner:
+                given = raw.get(name, {})
+                if sub in given:
+                    raise ValidationError(f"{where}: {key} and [{name}] {sub} both given: keep one",
+                                          field=key)
+                moved.setdefault(name, dict(given))[sub] = raw[key]
+                flat[f"{name}.{sub}"] = key
+    if not moved:
+        return raw, flat
+    rest = {k: v for k, v in raw.items() if k not in flat.values()}
+    rest.update(moved)
+    return rest, flat
+
+
+def _parse_table(table: type, name: str, value: Any, flat: dict[str, str], where: str) -> Any:
+    """A nested table, its errors naming each setting as the file wrote it."""
+    if not isinstance(value, dict):
+        raise ValidationError(f"{where}: {name} must be a table ([{name}])", field=name)
+    try:
+        return parse(table, value, f"{where} [{name}]")
+    except ValidationError as exc:
+        if exc.field is None:
+            raise
+        shown = flat.get(f"{name}.{exc.field}", f"{name}.{exc.field}")
+        message = exc.message
+        if message.startswith(exc.field):  # "warn_clock_ms must be …": say it as written
+            message = shown + message[len(exc.field):]
+        raise ValidationError(message, field=shown) from exc
+
+
 def dump(obj: Any, path: Path) -> None:
-    """Write a flat dataclass as TOML (strings JSON-escaped, which TOML basic strings accept)."""
-    lines = []
+    """Write a dataclass as TOML: plain settings, then a `[table]` per nested dataclass (strings
+    JSON-escaped, which TOML basic strings accept)."""
+    lines, tables = [], []
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if isinstance(value, bool):
-            lines.append(f"{f.name} = {'true' if value else 'false'}")
-        elif isinstance(value, int | float):
-            lines.append(f"{f.name} = {value}")
+        if dataclasses.is_dataclass(value):
+            tables += ["", f"[{f.name}]", *(_line(g.name, getattr(value, g.name))
+                                            for g in dataclasses.fields(value))]
         else:
-            lines.append(f"{f.name} = {json.dumps(str(value), ensure_ascii=False)}")
-    write_private(path, "\n".join(lines) + "\n")
+            lines.append(_line(f.name, value))
+    atomic.write(path, "\n".join(lines + tables) + "\n")
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file readable only by its owner, atomically."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _line(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{name} = {'true' if value else 'false'}"
+    if isinstance(value, int | float):
+        return f"{name} = {value}"
+    return f"{name} = {json.dumps(str(value), ensure_ascii=False)}"

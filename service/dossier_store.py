@@ -36,7 +36,7 @@ from protocol.hlc import Clock
 from protocol.lifecycle import STATUSES
 from protocol.merge import DossierState, apply, from_plain, to_plain
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
-from protocol.text import fold as fold_text
+from protocol.text import search_key
 from protocol.views import dossier_view
 from service import crashpoints
 from service.blobs import BlobStore
@@ -144,7 +144,7 @@ def dossier_row(state: DossierState) -> tuple[Any, ...]:
         header.get("procedure"),
         state.value("status"),
         name,
-        fold_text(name),
+        search_key(name),
         state.value("applicant.citizen_id"),
         header.get("received_at"),
         due if isinstance(due, int) else None,
@@ -341,7 +341,7 @@ class DossierStore:
                 scan = index_hint(self.reader, "dossiers_search")
             else:  # part of a name, with or without diacritics
                 where.append("name_fold LIKE ? ESCAPE '\\'")
-                args.append("%" + _like(fold_text(term)) + "%")
+                args.append("%" + _like(search_key(term)) + "%")
                 scan = index_hint(self.reader, "dossiers_search")
         if after:
             try:

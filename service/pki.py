@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import ssl
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -29,6 +31,7 @@ FINGERPRINT_HEX = 32  # 128 bits of the CA certificate's SHA-256 travel in a tok
 PROOF_DOMAIN = b"commune-sync renew v1\x00"
 MAX_PEM = 16 * 1024
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+T = TypeVar("T")
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -55,15 +58,21 @@ def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def load_cert(pem: str | bytes) -> x509.Certificate:
-    """One certificate from PEM; RemoteProtocolError if it is not one."""
+def _from_pem(pem: str | bytes, what: str, load: Callable[[bytes], T]) -> T:
+    """`load` the PEM a peer sent, bounded in size; RemoteProtocolError naming `what` if it is
+    not one."""
     raw = pem.encode() if isinstance(pem, str) else pem
     if len(raw) > MAX_PEM:
-        raise RemoteProtocolError("certificate too large")
+        raise RemoteProtocolError(f"{what} too large")
     try:
-        return x509.load_pem_x509_certificate(raw)
+        return load(raw)
     except ValueError as exc:
-        raise RemoteProtocolError(f"not a PEM certificate: {exc}") from exc
+        raise RemoteProtocolError(f"not a PEM {what}: {exc}") from exc
+
+
+def load_cert(pem: str | bytes) -> x509.Certificate:
+    """One certificate from PEM; RemoteProtocolError if it is not one."""
+    return _from_pem(pem, "certificate", x509.load_pem_x509_certificate)
 
 
 def make_csr(key: PrivateKey) -> bytes:
@@ -76,13 +85,7 @@ def make_csr(key: PrivateKey) -> bytes:
 
 def load_csr(pem: str | bytes) -> x509.CertificateSigningRequest:
     """A certificate request from PEM, its self-signature checked and its key type allowed."""
-    raw = pem.encode() if isinstance(pem, str) else pem
-    if len(raw) > MAX_PEM:
-        raise RemoteProtocolError("certificate request too large")
-    try:
-        csr = x509.load_pem_x509_csr(raw)
-    except ValueError as exc:
-        raise RemoteProtocolError(f"not a PEM certificate request: {exc}") from exc
+    csr = _from_pem(pem, "certificate request", x509.load_pem_x509_csr)
     if not csr.is_signature_valid:
         raise RemoteProtocolError("the certificate request's signature is invalid")
     check_public_key(csr.public_key())

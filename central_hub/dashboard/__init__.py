@@ -23,7 +23,7 @@ from central_hub.dashboard.common import (
     why,
 )
 from central_hub.metrics import HubMetrics
-from central_hub.monitor import Monitor, NodeSnapshot
+from central_hub.nodes.monitor import Monitor, NodeSnapshot
 from central_hub.store import HubStore
 from service.accounts import Accounts
 from service.ui.mount import mount
@@ -40,7 +40,7 @@ def mount_dashboard(app: web.Application, *, store: HubStore, accounts: Accounts
     """Add the dashboard's pages and its JSON routes to the hub's app."""
     renderer = mount(app, accounts, name="hub", folder=HERE, title_key="app.title",
                      public=PUBLIC)
-    hub = Hub(store, accounts, config, config.rules(), monitor, metrics, renderer, snapshot)
+    hub = Hub(store, accounts, config, monitor, metrics, renderer, snapshot)
     app[HUB] = hub
 
     async def context(request: web.Request) -> dict[str, Any]:

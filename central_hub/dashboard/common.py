@@ -10,9 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from central_hub.config import HubConfig
-from central_hub.health import HealthRules
 from central_hub.metrics import HubMetrics
-from central_hub.monitor import Monitor, NodeSnapshot
+from central_hub.nodes.monitor import Monitor, NodeSnapshot
 from central_hub.store import HubStore
 from protocol import lifecycle
 from service.accounts import Accounts
@@ -33,7 +32,6 @@ class Hub:
     store: HubStore
     accounts: Accounts
     config: HubConfig
-    rules: HealthRules
     monitor: Monitor
     metrics: HubMetrics
     renderer: Renderer

@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from central_hub import fleet
 from central_hub.dashboard.common import hub_of, user_name
+from central_hub.nodes import fleet
 from protocol.errors import Conflict, NotFound, ValidationError
 from protocol.lifecycle import STATUSES
 from service.ui import csrf

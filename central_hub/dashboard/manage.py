@@ -7,8 +7,8 @@ import logging
 
 from aiohttp import web
 
-from central_hub import fleet
 from central_hub.dashboard.common import hub_of
+from central_hub.nodes import fleet
 from central_hub.store import check_commune
 from protocol.errors import NotFound, ValidationError
 from service.ui import csrf

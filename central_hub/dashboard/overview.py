@@ -10,11 +10,13 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from central_hub import fleet
 from central_hub.dashboard.common import SEVERITY, hub_of
-from central_hub.fleet import local_day_start
+from central_hub.nodes import fleet
+from central_hub.nodes.fleet import local_day_start
 from protocol.calendar import iso
-from protocol.text import fold
+from protocol.text import search_key
+from service.api import answers
+from service.api.spec import operation
 from service.web import json_response
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ def _sort_key(sort: str) -> Any:
             return (SEVERITY[item["health"]] if not item["revoked"] else -1,
                     -(item["last_success_ms"] or NEVER))
         if sort == "commune":
-            return (fold(item["commune_name"] or ""), item["commune"])
+            return (search_key(item["commune_name"] or ""), item["commune"])
         if sort == "node":
             return item["node"]
         if sort == "last_success":
@@ -61,8 +63,8 @@ def _matches(item: dict[str, Any], q: str, health: str, today_only: bool,
     if today_only and (item["last_success_ms"] or 0) >= today_start:
         return False
     if q:
-        hay = fold(f"{item['commune']} {item['commune_name'] or ''} {item['node']}")
-        if fold(q) not in hay:
+        hay = search_key(f"{item['commune']} {item['commune_name'] or ''} {item['node']}")
+        if search_key(q) not in hay:
             return False
     return True
 
@@ -146,6 +148,7 @@ async def _active(request: web.Request) -> list[dict[str, Any]]:
     return out
 
 
+@operation("Active alerts and the latest health changes", tag="fleet", answer=answers.Alerts)
 async def alerts_json(request: web.Request) -> web.Response:
     """GET /api/alerts: active alerts and the latest changes."""
     hub = hub_of(request)

@@ -12,15 +12,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from central_hub import fleet
 from central_hub.app import MONITOR
-from central_hub.monitor import Monitor
+from central_hub.nodes import fleet
+from central_hub.nodes.health import HealthRules
+from central_hub.nodes.monitor import Monitor
 from tests.central_hub.operator import operator, start_hub
 from tests.harness import DEAD_URL, Net, birth
 
 pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
 
-TINY = {"health_warn_no_contact_s": 1, "health_crit_no_contact_s": 3, "health_check_s": 0.1}
+TINY = {"health": HealthRules(warn_no_contact_s=1, crit_no_contact_s=3), "health_check_s": 0.1}
 
 
 class Receiver:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from central_hub import config as hub_config
-from central_hub import fleet, history
 from central_hub.config import HubConfig
-from central_hub.fleet import DAY_MS, HOUR_MS
-from central_hub.health import HealthRules, evaluate
+from central_hub.nodes import fleet, history
+from central_hub.nodes.fleet import DAY_MS, HOUR_MS
+from central_hub.nodes.health import HealthRules, evaluate
 from central_hub.store import HubStore
 from protocol.errors import SyncError, ValidationError
 from tests.central_hub.operator import Operator, operator
@@ -35,18 +35,57 @@ async def op(net: Net) -> AsyncIterator[Operator]:
     await who.close()
 
 
+# hub.toml as `central-hub init` wrote it before the thresholds moved into a [health] table
+OLD_HUB_TOML = """db = "sqlite"
+host = "127.0.0.1"
+port = 8700
+health_warn_no_contact_s = 60
+health_crit_no_contact_s = 86400
+health_warn_backlog_age_s = 1800
+health_crit_backlog_age_s = 86400
+health_warn_clock_ms = 120000
+health_crit_clock_ms = 300000
+health_warn_disk_bytes = 5368709120
+health_crit_disk_bytes = 0
+health_warn_pending_blobs = 200
+health_check_s = 15.0
+"""
+
+
 def test_health_rules_come_from_hub_toml(tmp_path: Path) -> None:
     hub_config.save(tmp_path, HubConfig())
     text = (tmp_path / "hub.toml").read_text()
-    text = text.replace("health_warn_no_contact_s = 3600", "health_warn_no_contact_s = 60")
-    (tmp_path / "hub.toml").write_text(text + 'alert_webhook_url = "http://127.0.0.1:9/x"\n'
-                                       if "alert_webhook_url" not in text else text)
+    assert "\n[health]\nwarn_no_contact_s = 3600\n" in text and "health_warn" not in text
+    assert hub_config.load(tmp_path) == HubConfig()
+    (tmp_path / "hub.toml").write_text(text.replace("warn_no_contact_s = 3600",
+                                                    "warn_no_contact_s = 60"))
+    assert hub_config.load(tmp_path).health == HealthRules(warn_no_contact_s=60)
+
+
+def test_a_hub_toml_with_the_older_flat_health_keys_still_loads(tmp_path: Path) -> None:
+    (tmp_path / "hub.toml").write_text(OLD_HUB_TOML)
     config = hub_config.load(tmp_path)
-    assert config.rules().warn_no_contact_s == 60
-    (tmp_path / "hub.toml").write_text("health_crit_clock_ms = -1\n")
+    assert config.health == HealthRules(warn_no_contact_s=60, crit_disk_bytes=0)
+    assert config.health_check_s == 15.0 and config.port == 8700
+    hub_config.save(tmp_path, config)  # written back in today's spelling, same values
+    assert "health_warn" not in (tmp_path / "hub.toml").read_text()
+    assert hub_config.load(tmp_path) == config
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("health_crit_clock_ms = -1\n", "health_crit_clock_ms"),  # named as the file wrote it
+    ("[health]\ncrit_clock_ms = -1\n", "health.crit_clock_ms"),
+    ("[health]\ncrit_clock_ms = \"5 min\"\n", "health.crit_clock_ms"),
+    ("[health]\nwarn_after_s = 5\n", "health.warn_after_s"),
+    ("health = 5\n", "health"),
+    ("health_warn_clock_ms = 1\n[health]\nwarn_clock_ms = 2\n", "health_warn_clock_ms"),
+    ("health_warn_after_s = 5\n", "health_warn_after_s"),
+])
+def test_bad_health_settings_are_named(tmp_path: Path, text: str, field: str) -> None:
+    (tmp_path / "hub.toml").write_text(text)
     with pytest.raises(ValidationError) as err:
         hub_config.load(tmp_path)
-    assert err.value.field == "health_crit_clock_ms"
+    assert err.value.field == field and field.split(".")[-1] in err.value.message
 
 
 def test_health_levels_and_reasons() -> None:

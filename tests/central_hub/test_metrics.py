@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from central_hub.logs import JsonFormatter, use_json
+from central_hub.metrics import HubMetrics
 from tests.harness import Net, birth
 
 pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
@@ -50,7 +51,7 @@ async def test_metrics_scrape_cleanly_with_node_gauges_counters_and_histograms(n
                         commune="02245")
     assert pending.value == 0  # the exchange delivered what the edge reported waiting
     for name in ("commune_sync_node_oldest_pending_age_seconds",
-                 "commune_sync_node_clock_offset_ms", "commune_sync_node_health"):
+                 "commune_sync_node_clock_offset_seconds", "commune_sync_node_health"):
         assert samples(families[name], node=quiet.config.node), name
     [health] = samples(families["commune_sync_node_health"], node=quiet.config.node)
     assert health.value == 2  # never synced
@@ -76,8 +77,20 @@ async def test_metrics_scrape_cleanly_with_node_gauges_counters_and_histograms(n
     assert families["commune_sync_hub_log_position"].samples[0].value >= 3
 
 
+def test_the_clock_offset_is_exported_in_seconds() -> None:
+    """Prometheus base units: the node item's milliseconds become seconds in the gauge."""
+    metrics = HubMetrics()
+    text = metrics.render([{"node": "02245.01", "commune": "02245", "clock_offset_ms": -2500,
+                            "health": "warning"}], 0).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert "commune_sync_node_clock_offset_ms" not in families
+    [offset] = samples(families["commune_sync_node_clock_offset_seconds"], node="02245.01")
+    assert offset.value == -2.5
+    assert "clock" in families["commune_sync_node_clock_offset_seconds"].documentation.lower()
+
+
 def test_json_log_lines_carry_the_extra_fields() -> None:
-    record = logging.LogRecord("central_hub.monitor", logging.WARNING, __file__, 1,
+    record = logging.LogRecord("central_hub.nodes.monitor", logging.WARNING, __file__, 1,
                                "node %s health %s", ("02245.01", "critical"), None)
     record.node = "02245.01"
     try:
@@ -87,7 +100,7 @@ def test_json_log_lines_carry_the_extra_fields() -> None:
         record.exc_info = sys.exc_info()
     line = json.loads(JsonFormatter().format(record))
     assert line["msg"] == "node 02245.01 health critical"
-    assert line["level"] == "warning" and line["logger"] == "central_hub.monitor"
+    assert line["level"] == "warning" and line["logger"] == "central_hub.nodes.monitor"
     assert line["node"] == "02245.01" and "ValueError: boom" in line["exc"]
     assert line["ts"].endswith("+00:00")
     root = logging.getLogger()

@@ -32,8 +32,8 @@ import pytest
 
 from edge_node.blobsync import BlobMover
 from protocol.errors import ServerBusy, TransportError
-from service.linkproxy import DIRECTIONS, LinkProxy, Toxics
 from tests.faults.checker import Acked, Replica, check, converge
+from tests.faults.linkproxy import DIRECTIONS, LinkProxy, Toxics
 from tests.faults.workload import Clerk, Operator, scan, stop
 from tests.harness import PASSWORD, EdgeHandle, Net
 

@@ -20,6 +20,8 @@ import pytest
 from central_hub import backup
 from central_hub import cli as hub_cli
 from central_hub import config as hub_config
+from central_hub import epoch as hub_epoch
+from central_hub import restore as hub_restore
 from central_hub.exchange import serve
 from central_hub.store import HubStore, Node
 from edge_node.blobsync import BlobMover
@@ -316,7 +318,7 @@ async def test_a_cursor_past_the_log_end_is_read_from_the_start(net: Net, tmp_pa
     while the edge's cursor is past the restored log's end."""
     a1, a2, d1, old_cursor, hub = await restored_after_growth(net, tmp_path, 3)
     async with hub.store.lock:  # undo the rotation: as if only the database had been copied back
-        await hub.store.set_meta(backup.EPOCH_KEY, await a1.store.hub_epoch())
+        await hub.store.set_meta(hub_epoch.EPOCH_KEY, await a1.store.hub_epoch())
     assert await hub.store.log_size() < old_cursor
     # A1 syncs first, while its cursor is past the log's end: it is reset
     await sync(a1)
@@ -338,8 +340,8 @@ async def test_an_old_cursor_of_another_epoch_is_answered_from_the_start(net: Ne
         await a1.api.post("/api/dossiers", birth(f"Người {i}"))
     await sync(a1)
     store = net.hub.store
-    epoch = await backup.log_epoch(store)
-    assert epoch and await backup.log_epoch(store) == epoch  # made once, then kept
+    epoch = await hub_epoch.log_epoch(store)
+    assert epoch and await hub_epoch.log_epoch(store) == epoch  # made once, then kept
     node = Node(a2.config.node, "02245")
     end = await store.log_size()
 
@@ -359,8 +361,8 @@ async def test_an_old_cursor_of_another_epoch_is_answered_from_the_start(net: Ne
     assert other.reset and other.epoch == epoch and len(other.events) == 2
     past = await ask(end + 100, epoch)
     assert past.reset and len(past.events) == 2
-    rotated = await backup.rotate_epoch(store)
-    assert rotated != epoch and await backup.log_epoch(store) == rotated
+    rotated = await hub_epoch.rotate_epoch(store)
+    assert rotated != epoch and await hub_epoch.log_epoch(store) == rotated
     assert (await ask(end, epoch)).reset
 
 
@@ -404,8 +406,8 @@ def test_restore_refuses_while_the_hub_port_answers(tmp_path: Path) -> None:
         data.mkdir()
         port = listener.getsockname()[1]
         hub_config.save(data, hub_config.HubConfig(port=port))
-        assert backup.hub_running(data) == f"127.0.0.1:{port}"
+        assert hub_restore.hub_running(data) == f"127.0.0.1:{port}"
         with pytest.raises(Exception, match="stop the hub"):
-            backup.restore(data, tmp_path, force=False)
+            hub_restore.restore(data, tmp_path, force=False)
     finally:
         listener.close()

@@ -132,10 +132,10 @@ async def test_a_damaged_previous_database_is_reported_and_the_restore_still_com
 
 
 def test_carrying_from_an_unreadable_database_changes_nothing(tmp_path: Path) -> None:
-    from central_hub import backup
+    from central_hub import restore
 
     with pytest.raises(SyncError, match="could not open"):
-        backup.carry_trust(tmp_path / "nowhere.db", tmp_path / "missing.db")
+        restore.carry_trust(tmp_path / "nowhere.db", tmp_path / "missing.db")
     assert not (tmp_path / "nowhere.db").exists()
     target = tmp_path / "restored.db"
     conn = sqlite3.connect(target)
@@ -146,5 +146,5 @@ def test_carrying_from_an_unreadable_database_changes_nothing(tmp_path: Path) ->
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"not a database" * 100)
     with pytest.raises(SyncError, match=r"could not read"):
-        backup.carry_trust(target, garbage)
+        restore.carry_trust(target, garbage)
     assert target.read_bytes() == before

@@ -16,12 +16,12 @@ import pytest
 from central_hub import tls
 from central_hub.store import Node
 from edge_node import identity as node_identity
-from edge_node.identity import Identity, write_private
+from edge_node.identity import Identity
 from protocol import codec
 from protocol.errors import AuthError, RemoteProtocolError, TransportError
 from protocol.events import Event, uuid7
 from protocol.messages import SyncRequest, decode_error, decode_response, encode_request
-from service import pki
+from service import atomic, pki
 from service.dossier_store import wall_clock_ms
 from tests.harness import Net, birth
 from tests.security.tlsnet import TlsEdge, TlsNet, applied_digest, count
@@ -216,7 +216,7 @@ async def test_a_certificate_from_another_ca_is_refused(tnet: TlsNet) -> None:
     key = pki.new_key()
     issued = impostor.issue(pki.load_csr(pki.make_csr(key)), a.config.node, wall_clock_ms())
     pem = a.data / "impostor.pem"
-    write_private(pem, pki.key_pem(key) + issued.pem.encode())
+    atomic.write(pem, pki.key_pem(key) + issued.pem.encode())
     ctx = pki.client_context(a.identity.ca_file, pem)
     await a.store.create(birth(), "clerk")
     batch, _, _ = await a.store.pending_batch(await a.store.ack(), 1 << 20)

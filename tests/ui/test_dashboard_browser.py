@@ -19,8 +19,9 @@ pytest.importorskip("playwright.async_api", reason="pip install playwright (the 
 
 from playwright.async_api import Browser, expect
 
-from central_hub import fleet
-from central_hub.fleet import HOUR_MS
+from central_hub.nodes import fleet
+from central_hub.nodes.fleet import HOUR_MS
+from central_hub.nodes.health import HealthRules
 from central_hub.store import HubStore
 from tests.central_hub.operator import start_hub
 from tests.harness import EdgeHandle, HubHandle, Net, birth
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium fonts-noto-core")
 
-TINY = {"health_warn_no_contact_s": 2, "health_crit_no_contact_s": 5, "health_check_s": 0.2}
+TINY = {"health": HealthRules(warn_no_contact_s=2, crit_no_contact_s=5), "health_check_s": 0.2}
 
 
 @pytest.fixture

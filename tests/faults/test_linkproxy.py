@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from service.linkproxy import LinkProxy, Toxics
+from tests.faults.linkproxy import LinkProxy, Toxics
 
 PAYLOAD = bytes(range(256)) * 256  # 64 KiB
 

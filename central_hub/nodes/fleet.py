@@ -1,5 +1,5 @@
 """The fleet's SQL beyond the sync core: the tables of history and alerts, node items with health,
-health states and the alert log, and the facts statistics count (`central_hub.history` has the
+health states and the alert log, and the facts statistics count (`central_hub.nodes.history` has the
 history's downsampling and chart series)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from central_hub.health import DEFAULT_RULES, HealthRules, Reason, backlog_age_s, evaluate
+from central_hub.nodes.health import DEFAULT_RULES, HealthRules, Reason, backlog_age_s, evaluate
 from central_hub.store import HubStore
 from protocol import codec
 from protocol.calendar import iso

@@ -1,5 +1,6 @@
-"""Request bodies in memory: one budget per process for the bytes of every body being read, and of
-every sync body being decompressed and decoded, across all requests at once; and `read_body`.
+"""One budget per process for the memory of request bodies: the bytes of every body being read
+(service/web/body.py: `read_body`), and of every sync body being decompressed and decoded, across
+all requests at once.
 
 Each request holds what it may need (a body's Content-Length, or the route's limit when the length
 is not given; then what its zstd frames can inflate to, from their headers) before it reads or
@@ -14,12 +15,9 @@ So many bombs or big bodies at once cost at most the budget, not their number ti
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-from aiohttp import web
 
 from protocol.errors import SyncError, TooLarge
 
@@ -63,7 +61,7 @@ class Budget:
 
 
 def _busy(message: str, retry_after_s: float) -> SyncError:
-    from service.web import Unavailable  # imported here: service.web reads bodies through us
+    from service.web.errors import Unavailable  # here: service.web reads bodies through us
     return Unavailable(message, retry_after_s)
 
 
@@ -153,31 +151,3 @@ class Hold:
 
 
 BODIES = BodyBudget()  # the process's budget, shared by every server and route in it
-
-
-async def read_body(request: web.Request, limit: int, hold: Hold) -> bytes:
-    """The whole request body, refused with TooLarge past `limit` (read to the end: a single
-    `content.read(n)` returns only what has arrived so far). What it may cost is held through
-    `hold` before reading: its Content-Length, read into one buffer of that size and returned
-    without a copy; without a length, twice `limit` (a growing buffer may be copied as it grows)."""
-    length = request.content_length
-    if length is not None and length > limit:
-        raise TooLarge(f"body of {length} bytes is over the limit of {limit}")
-    reserved = 2 * limit if length is None else length
-    await hold.grow(reserved)
-    buf = io.BytesIO()
-    try:
-        if length:
-            buf.seek(length - 1)
-            buf.write(b"\0")  # the whole buffer at once, filled in place below
-            buf.seek(0)
-        while chunk := await request.content.read(1 << 16):
-            if buf.tell() + len(chunk) > limit:
-                raise TooLarge(f"body over the limit of {limit} bytes")
-            buf.write(chunk)
-        buf.truncate()  # a client that went away sent less than it announced
-        body = buf.getvalue()  # the buffer itself, not a copy: it is exactly full
-    finally:
-        buf.close()  # a refusal keeps no buffer alive through its traceback
-    hold.shrink(reserved - len(body))
-    return body

@@ -1,10 +1,10 @@
 """The downsampled history of exchanges and its chart series.
 
 Three tiers: `node_sessions` keeps every exchange (written by `HubStore.record_session`) for
-`raw_hours`; `downsample` then folds them into hourly sums in `node_history`, hourly sums older than
+`raw_hours`; `downsample` then sums them up into hours in `node_history`, hourly sums older than
 `hourly_days` into days (Vietnam's days), and drops what is older than `days`. Each step works on a
 bounded slice per transaction, so a sync waits on the store's lock for milliseconds at most. The
-tables are created by `central_hub.fleet.setup`.
+tables are created by `central_hub.nodes.fleet.setup`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from central_hub.fleet import DAY_MS, HOUR_MS, LOCAL_OFFSET_MS, error_kind, local_day_start
+from central_hub.nodes.fleet import DAY_MS, HOUR_MS, LOCAL_OFFSET_MS, error_kind, local_day_start
 from central_hub.store import HubStore
 from protocol.calendar import iso
 from service.db import greatest
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 SLICE_MS = 6 * HOUR_MS
 
-_FOLD = """
+_ROLL_UP = """
 INSERT INTO node_history AS h(node, span, at, sessions_ok, sessions_failed, bytes_in, bytes_out,
     events_in, events_out, pending_max, oldest_pending_max, clock_offset_max, duration_ms_sum,
     duration_ms_max)
@@ -58,7 +58,7 @@ async def _oldest(store: HubStore, sql: str, args: tuple[Any, ...]) -> int | Non
 
 async def downsample(store: HubStore, now_ms: int, *, raw_hours: int = 48,
                      hourly_days: int = 30, days: int = 30) -> dict[str, int]:
-    """Fold exchanges older than `raw_hours` into hours, hours older than `hourly_days` into
+    """Sum exchanges older than `raw_hours` up into hours, hours older than `hourly_days` into
     days, and drop what is older than `days`; return how many rows each step removed."""
     await store.flush_sessions()
     done = {"sessions": 0, "hours": 0, "days": 0}
@@ -73,13 +73,13 @@ async def downsample(store: HubStore, now_ms: int, *, raw_hours: int = 48,
     )
     for key, first_sql, table, where, args, cut, bucket, off, cols, span in steps:
         start = await _oldest(store, first_sql, args)
-        keep_folded = key == "sessions" or days > hourly_days
+        keep_sums = key == "sessions" or days > hourly_days
         while start is not None and start < cut:
             end = min(cut, (start // SLICE_MS + 1) * SLICE_MS)
             async with store.lock, transaction(store.conn):
-                if keep_folded:
+                if keep_sums:
                     await store.conn.execute(
-                        _FOLD.format(off=off, b=bucket, cols=cols, table=table, where=where,
+                        _ROLL_UP.format(off=off, b=bucket, cols=cols, table=table, where=where,
                                      max=greatest(store.conn)),
                         (span, start, end))
                 cur = await store.conn.execute(

@@ -1,18 +1,20 @@
 """Health of a node from what it reports and what the hub observes: ok | warning | critical, with why.
 
 Every rule that fires gives a `Reason` (a code, its level and its figures), so the dashboard can say
-it in the operator's language and the API in English. The thresholds are `HealthRules`, set in
-hub.toml (`central_hub.config`); 0 turns a rule off. What an edge reports is as old as its last
+it in the operator's language and the API in English. The thresholds are `HealthRules`, declared
+here once with their defaults and set in hub.toml's `[health]` table (`central_hub.config`); 0 turns
+a rule off. What an edge reports is as old as its last
 contact: a backlog that existed then has only grown older since, so its age is counted up to now.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from protocol import PROTOCOL_VERSION
+from protocol.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +23,7 @@ LEVELS = ("ok", "warning", "critical")
 
 @dataclass(frozen=True, slots=True)
 class HealthRules:
-    """Thresholds (configurable in hub.toml; 0 turns a rule off)."""
+    """Thresholds (hub.toml `[health]`, or flat as `health_<name>`; 0 turns a rule off)."""
 
     warn_no_contact_s: int = 3600
     crit_no_contact_s: int = 24 * 3600
@@ -32,6 +34,11 @@ class HealthRules:
     warn_disk_bytes: int = 5 * 1024**3
     crit_disk_bytes: int = 1024**3
     warn_pending_blobs: int = 200
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < 0:
+                raise ValidationError(f"{f.name} must be 0 (off) or more", field=f.name)
 
 
 DEFAULT_RULES = HealthRules()
@@ -64,6 +71,9 @@ class Reason:
                 return f"clock off by {p['offset_s']} s"
             case "disk":
                 return f"only {p['mb']} MB disk free"
+            case "disk_floor":
+                return (f"refuses new dossiers: only {p['mb']} MB disk free "
+                        f"(its floor is {p['floor_mb']} MB)")
             case "blobs":
                 return f"{p['n']} files waiting to move"
             case "last_error":
@@ -143,8 +153,12 @@ def evaluate(node: dict[str, Any], now_ms: int, rules: HealthRules = DEFAULT_RUL
     if level:
         reasons.append(Reason("clock", level, {"offset_s": offset // 1000}))
     disk = stats.get("disk_free", -1)
+    floor = stats.get("disk_floor", 0)
     if isinstance(disk, int) and disk >= 0:
-        if rules.crit_disk_bytes and disk < rules.crit_disk_bytes:
+        if isinstance(floor, int) and disk < floor:  # the node is refusing intake right now
+            reasons.append(Reason("disk_floor", "critical", {"mb": disk // (1024 * 1024),
+                                                             "floor_mb": floor // (1024 * 1024)}))
+        elif rules.crit_disk_bytes and disk < rules.crit_disk_bytes:
             reasons.append(Reason("disk", "critical", {"mb": disk // (1024 * 1024)}))
         elif rules.warn_disk_bytes and disk < rules.warn_disk_bytes:
             reasons.append(Reason("disk", "warning", {"mb": disk // (1024 * 1024)}))

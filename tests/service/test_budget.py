@@ -1,6 +1,7 @@
 """The process's budget for request bodies: exact counting, a brief wait for room, 503 after it,
 413 for what can never fit, everything given back however a request ends; and `read_body` on a
-real server (sized, chunked, over the limit, cut short) holding what it reads."""
+real server (sized, chunked, over the limit, cut short) holding what it reads
+(service/web/body.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from protocol.errors import TooLarge
-from service.bodies import BodyBudget, Budget, Hold, read_body
-from service.web import Unavailable, error_middleware
+from service.budget import BodyBudget, Budget, Hold
+from service.web import Unavailable, error_middleware, read_body
 
 
 def test_budget_counts_exactly() -> None:

@@ -1,0 +1,1 @@
+"""What the hub knows of its nodes: health rules, fleet rows, the monitor, the exchange history."""
