@@ -10,9 +10,7 @@ The peak is the kernel's own high-water mark (VmHWM), reset after the warm-up th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +21,6 @@ import pytest
 from hypothesis import Phase, given, settings
 
 from central_hub import config as hub_config
-from central_hub.cli import main as hub_main
 from edge_node import config as edge_config
 from edge_node.enroll import enroll
 from edge_node.store import EdgeStore
@@ -40,7 +37,9 @@ from tests.security.bombs import (
     pattern_bomb,
     zeros_bomb,
 )
+from tests.security.memory import ProcessMemory
 from tests.security.test_fuzz import FUZZ_SETTINGS, Corpus, mutants, node_bodies
+from tests.security.test_limits import hub_cli
 from tests.served import Served, serve
 
 SYNC_TYPE = "application/vnd.commune-sync+zstd"
@@ -61,44 +60,20 @@ class Hub:
     def url(self) -> str:
         return self.served.url
 
-    def _status(self, field: str) -> int:
-        for line in Path(f"/proc/{self.served.proc.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError(f"no {field}")
-
-    def rss(self) -> int:
-        return self._status("VmRSS")
-
-    def peak(self) -> int:
-        return self._status("VmHWM")
-
-    def reset_peak(self) -> None:
-        """Set the high-water mark to the current RSS (Linux: clear_refs 5)."""
-        Path(f"/proc/{self.served.proc.pid}/clear_refs").write_text("5")
-        assert self.peak() <= self.rss() + MiB
-
-    def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.served.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
-
-
-def _cli(*args: str) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert hub_main(list(args)) == 0
-    return out.getvalue().strip()
+    @property
+    def memory(self) -> ProcessMemory:
+        return ProcessMemory(self.served.proc.pid)
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     data = tmp_path_factory.mktemp("bombs") / "hub"
-    _cli("init", "--data", str(data))
+    hub_cli("init", "--data", str(data))
     # the attacker is one very busy node: no request-rate limit hides how its bodies are decoded
     hub_config.save(data, dataclasses.replace(hub_config.load(data), node_rate_per_s=0))
-    attacker = _cli("enroll", "--data", str(data), "--commune", "02245")
-    edge = _cli("enroll", "--data", str(data), "--commune", "02246")
-    other = _cli("enroll", "--data", str(data), "--commune", "02245")
+    attacker = hub_cli("enroll", "--data", str(data), "--commune", "02245")
+    edge = hub_cli("enroll", "--data", str(data), "--commune", "02246")
+    other = hub_cli("enroll", "--data", str(data), "--commune", "02245")
     with serve(data) as served:
         yield Hub(served, attacker, edge, other)
 
@@ -207,8 +182,8 @@ async def test_sixteen_bombs_with_fuzzed_bodies_cost_little_and_block_nothing(
                 await attacker.post(f"warm-up {kind}", bomb)
             await _edge_keeps_syncing(client, _set(), [])
             await asyncio.sleep(0.5)
-            base = hub.rss()
-            hub.reset_peak()
+            base = hub.memory.rss()
+            hub.memory.reset_peak()
 
             queue = iter(cases[200:])
             done, sessions, volleys = asyncio.Event(), list[float](), [0]
@@ -231,12 +206,12 @@ async def test_sixteen_bombs_with_fuzzed_bodies_cost_little_and_block_nothing(
                 await asyncio.gather(bombard(), *(fuzz() for _ in range(WORKERS)))
                 done.set()
 
-            started = time.monotonic()
+            started, cpu = time.monotonic(), hub.memory.cpu_s()
             await asyncio.gather(attack(), _edge_keeps_syncing(client, done, sessions))
-            attack_s = time.monotonic() - started
-            peak = hub.peak()
+            attack_s, attack_cpu = time.monotonic() - started, hub.memory.cpu_s() - cpu
+            peak = hub.memory.peak()
             await asyncio.sleep(0.5)
-            after = hub.rss()
+            after = hub.memory.rss()
         finally:
             await client.close()
             await client.store.close()
@@ -244,7 +219,8 @@ async def test_sixteen_bombs_with_fuzzed_bodies_cost_little_and_block_nothing(
     answers = [a for a in attacker.answers if not a.kind.startswith(("warm-up", "base"))]
     mutant_statuses = [a.status for a in answers if a.kind == "mutant"]
     slowest = max(a.seconds for a in answers)
-    print(f"\n{len(answers)} answers ({volleys[0]} volleys of 16 bombs) in {attack_s:.1f} s, "
+    print(f"\n{len(answers)} answers ({volleys[0]} volleys of 16 bombs) in {attack_s:.1f} s "
+          f"(hub CPU {attack_cpu:.1f} s), "
           f"slowest {slowest * 1000:.0f} ms; "
           f"{sum(400 <= s < 500 for s in mutant_statuses)} mutants refused 4xx, "
           f"{mutant_statuses.count(200)} harmless replays; edge: {len(sessions)} sessions, "
@@ -283,11 +259,11 @@ async def test_a_bomb_that_declares_its_size_is_refused_from_its_header(
         costs = {}
         for kind in ("honest header", "compressed blocks"):
             await asyncio.sleep(0.2)
-            hub.reset_peak()
-            base, cpu = hub.rss(), hub.cpu_s()
+            hub.memory.reset_peak()
+            base, cpu = hub.memory.rss(), hub.memory.cpu_s()
             for _ in range(20):
                 assert await sender.post(kind, bombs[kind]) == 413
-            costs[kind] = ((hub.cpu_s() - cpu) / 20, hub.peak() - base)
+            costs[kind] = ((hub.memory.cpu_s() - cpu) / 20, hub.memory.peak() - base)
     for kind, (cpu_s, grown) in costs.items():
         print(f"{kind}: {cpu_s * 1000:.1f} ms hub CPU per refusal, peak +{grown / MiB:.1f} MiB")
     cpu_s, grown = costs["honest header"]

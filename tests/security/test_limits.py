@@ -26,6 +26,7 @@ from protocol.messages import SyncRequest, encode_request
 from service.dossier_store import wall_clock_ms
 from tests.harness import birth
 from tests.security.bombs import GiB, honest_bomb, pattern_bomb, zeros_bomb
+from tests.security.memory import ProcessMemory
 from tests.security.tlsnet import TlsNet, applied_digest
 from tests.served import serve
 
@@ -41,25 +42,13 @@ class Served:
     node: str
     credential: str
 
-    def _status(self, field: str) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError(f"no {field}")
-
-    def peak_rss(self) -> int:
-        """The hub process's peak resident memory since the last reset (VmHWM), in bytes."""
-        return self._status("VmHWM")
-
-    def rss(self) -> int:
-        return self._status("VmRSS")
-
-    def reset_peak(self) -> None:
-        """Set the high-water mark to the current RSS (Linux: clear_refs 5)."""
-        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
+    @property
+    def memory(self) -> ProcessMemory:
+        return ProcessMemory(self.proc.pid)
 
 
-def _cli(*args: str) -> str:
+def hub_cli(*args: str) -> str:
+    """Run a `central-hub` subcommand in-process; its output."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert hub_main(list(args)) == 0
@@ -69,8 +58,8 @@ def _cli(*args: str) -> str:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data = tmp_path_factory.mktemp("limits") / "hub"
-    _cli("init", "--data", str(data))
-    token = _cli("enroll", "--data", str(data), "--commune", "02245")
+    hub_cli("init", "--data", str(data))
+    token = hub_cli("enroll", "--data", str(data), "--commune", "02245")
     with serve(data) as hub:
         async def enroll() -> tuple[str, str]:
             async with aiohttp.ClientSession() as http, http.post(
@@ -191,11 +180,11 @@ def test_hostile_bodies_are_refused_fast_and_small(served: Served) -> None:
         ]
         for name, _path, head, chunks, expected in attacks:
             await asyncio.sleep(0.1)
-            base = served.rss()
-            served.reset_peak()
+            base = served.memory.rss()
+            served.memory.reset_peak()
             status, elapsed = await _raw(served.port, head, chunks)
             await asyncio.sleep(0.1)
-            grown, kept = served.peak_rss() - base, served.rss() - base
+            grown, kept = served.memory.peak() - base, served.memory.rss() - base
             print(f"{name:28} {status} {elapsed * 1000:7.1f} ms  +{grown / MiB:5.1f} MiB peak RSS"
                   f"  +{kept / MiB:5.1f} MiB after")  # shown with -s; handy when tuning limits
             assert status in expected, (name, status)
