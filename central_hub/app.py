@@ -32,6 +32,7 @@ from service.api.openapi import openapi_route
 from service.api.spec import operation
 from service.blobs import MAX_BLOB, check_sha
 from service.budget import BODIES
+from service.clock_api import clock_check_routes
 from service.db import PgConnection, is_pg_url
 from service.sqlite import connect
 from service.web import (
@@ -225,6 +226,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         web.put("/v1/blobs/{sha}", blob_put),
         web.get("/v1/blobs/{sha}/data", blob_get),
         *dossier_routes(store, on_write=snapshot.invalidate),
+        *clock_check_routes(store, on_write=snapshot.invalidate),
         *account_routes(accounts),
         web.get("/api/nodes", nodes),
         web.get("/healthz", healthz),
