@@ -26,7 +26,7 @@ class BlobRefs:
         """Let the dossiers' communes fetch the blobs `events` attach (inside the transaction)."""
         rows = []
         for event in events:
-            if event.kind == "attach":
+            if event.kind == "attach" and "sha256" in event.payload:  # not a paper document
                 state = states.get(event.dossier)
                 commune = (state.header or {}).get("commune") if state else None
                 if commune:

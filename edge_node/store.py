@@ -20,6 +20,7 @@ from edge_node.blobqueue import SCHEMA as QUEUE_SCHEMA
 from edge_node.blobqueue import BlobQueue
 from edge_node.syncstore import SCHEMA as SYNC_SCHEMA
 from edge_node.syncstore import EdgeSync
+from service import clock_flags
 from service.blobs import BlobStore
 from service.dossier_store import DossierStore
 from service.eventlog import EventLog
@@ -74,6 +75,11 @@ class EdgeStore:
                 "oldest_pending_age_s": oldest, "clock_offset_ms": self.time.offset_ms,
                 "conflicts_open": await self.dossiers.count_conflicts(),
                 "dossiers": await self.dossier_count()}
+
+    async def settle_clock(self) -> int:
+        """Flag the dossiers whose legal times are now known to have been stamped with a wrong
+        clock (service/clock_flags.py); return how many."""
+        return await clock_flags.settle(self.dossiers)
 
     def now_ms(self) -> int:
         """Corrected time (service/hubtime.py)."""

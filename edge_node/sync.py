@@ -14,17 +14,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 from tenacity.stop import stop_after_attempt, stop_never
 
-from edge_node import lan
+from edge_node import hubtime, lan
+from edge_node.clientstore import Batch, ClientStore, Exchange, Outgoing, SessionResult
 from edge_node.config import EdgeConfig
 from edge_node.disk import DiskGuard
+from edge_node.hubtime import HubClock
 from edge_node.identity import Identity
 from edge_node.identity import recover as recover_certificate
 from edge_node.identity import renew as renew_certificate
@@ -42,14 +43,12 @@ from protocol.errors import (
 from protocol.messages import (
     CONTENT_TYPE,
     SyncRequest,
-    SyncResponse,
     decode_error,
     decode_response,
     encode_request,
 )
 from protocol.session import MIN_BATCH, Adaptive, next_state, session_done
-from service import crashpoints
-from service.hubtime import HubTime
+from service import certclock, crashpoints
 from service.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
@@ -58,81 +57,7 @@ MIN_WANT = 1024  # the least the hub sends back (below the hard disk floor)
 
 # Sends a request body, returns the response body; raises TransportError or a protocol error.
 Transport = Callable[[bytes], Awaitable[bytes]]
-
-
-class SyncState(Protocol):
-    """What the client needs of the edge's sync state (`edge_node/syncstore.py: EdgeSync`)."""
-
-    async def ack(self) -> int: ...
-    async def cursor(self) -> int: ...
-    async def hub_epoch(self) -> str: ...
-    def refdata_held(self) -> dict[str, int]: ...
-    async def pending_batch(self, after: int, max_bytes: int
-                            ) -> tuple[dict[str, Any], int, int]: ...
-    async def pending_stats(self) -> tuple[int, int]: ...
-    async def apply_response(self, resp: SyncResponse, rtt_s: float, at_mono: float,
-                             sent_after: int | None = None) -> int: ...
-
-
-class ClientStore(Protocol):
-    """What the client needs of the edge's database (`EdgeStore`; a simulated commune in
-    bench/fleet keeps the same state in memory)."""
-
-    @property
-    def sync(self) -> SyncState: ...
-    @property
-    def time(self) -> HubTime: ...
-    async def health(self) -> dict[str, Any]: ...
-
-
 S = TypeVar("S", bound=ClientStore)
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Own events in compact wire form, ready to send."""
-
-    plain: dict[str, Any]
-    first: int
-    last: int
-
-    @property
-    def count(self) -> int:
-        """How many events."""
-        return self.last - self.first + 1 if self.last else 0
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A request ready to go: its body, the batch it carries, and the ack it was built on."""
-
-    body: bytes
-    batch: Batch
-    acked: int
-
-
-class Exchange(NamedTuple):
-    """What one round trip did (`rtt_s`: from sending the request to having read the answer)."""
-
-    sent: int
-    received: int
-    more: bool
-    bytes_up: int
-    bytes_down: int
-    acked: int = 0  # own events newly acknowledged
-    rtt_s: float = 0.0
-
-
-@dataclass(slots=True)
-class SessionResult:
-    """What one sync session did."""
-
-    sent: int = 0
-    received: int = 0
-    round_trips: int = 0
-    bytes_up: int = 0
-    bytes_down: int = 0
-    pending_after: int = 0
 
 
 def backoff(cap_s: float) -> Callable[[RetryCallState], float]:
@@ -166,6 +91,7 @@ class SyncClient(Generic[S]):
         self.rejected_total = 0
         self.data_dir = "."
         self._identity: Identity | None = None
+        self.hub_clock = HubClock()  # what certificate dates are judged by (service.certclock)
 
     @property
     def disk(self) -> DiskGuard:
@@ -190,7 +116,8 @@ class SyncClient(Generic[S]):
                 if not identity.exists():
                     raise AuthError("this node has no certificate for an https:// hub: enroll "
                                     "again with `edge-node init`")
-                connector = aiohttp.TCPConnector(ssl=identity.context())
+                connector = aiohttp.TCPConnector(
+                    ssl=identity.context(time_source=self.hub_clock.view))
             elif not self.config.insecure_http and not is_loopback_url(self.config.hub_url):
                 raise ValidationError("refusing plain http:// to a hub that is not on this "
                                       "machine; use https:// or set insecure_http", field="hub_url")
@@ -205,6 +132,14 @@ class SyncClient(Generic[S]):
             await self._session.close()
             self._session = None
 
+    async def learn_hub_time(self) -> None:
+        """Over HTTPS, before this process's first exchange: learn the hub's time by a probe
+        that sends nothing, so certificate dates are judged by it (edge_node.hubtime)."""
+        if self.transport is None and self.identity is not None and self.identity.exists():
+            await hubtime.learn(self.hub_clock, self.store.time,
+                                await self.store.sync.last_success(), self.identity.ca_file,
+                                self.config.hub_url, self.config.request_timeout_s)
+
     async def ensure_identity(self) -> None:
         """Renew the node certificate when less than a third of its lifetime is left (over
         mTLS), or recover it when it has already expired (signed by the old key). A failed
@@ -218,7 +153,7 @@ class SyncClient(Generic[S]):
         hub = self.config.hub_url.rstrip("/")
         if due == "expired":
             await recover_certificate(hub, identity, self.config.node,
-                                      self.config.request_timeout_s)
+                                      self.config.request_timeout_s, self.hub_clock.view)
         else:
             data = Path(self.data_dir)
             lan_key, lan_body = lan.request_body(hub, self.config.lan_names)
@@ -242,7 +177,8 @@ class SyncClient(Generic[S]):
         """Health figures sent to the hub with every request."""
         return {**await self.store.health(), "disk_free": self.disk.free(),
                 "disk_floor": self.config.disk_floor_mb * 1024 * 1024,  # the hub shows a refusal
-                "last_error": self.last_error or "", "app_version": APP_VERSION}
+                "last_error": self.last_error or "", "app_version": APP_VERSION,
+                "contact_every_s": max(1, round(self.config.sync_interval_s))}
 
     async def _batch(self, after: int) -> Batch:
         batch, first, last = await self.store.sync.pending_batch(after, self.batch_bytes)
@@ -322,12 +258,14 @@ class SyncClient(Generic[S]):
             raise ReadTimeout(f"hub did not answer within {self.config.request_timeout_s:.0f} s") \
                 from exc
         except aiohttp.ClientConnectorCertificateError as exc:
-            raise AuthError(f"the hub's certificate is not from the province's CA pinned at "
-                            f"enrollment (or this machine's clock is wrong): {exc}") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: {exc.os_error}") \
-                from exc
+            raise hubtime.cert_refusal(exc, self.hub_clock) from exc
         except (aiohttp.ClientError, OSError) as exc:
+            if certclock.openssl_date_failure(exc):  # the hub's alert: our certificate's dates
+                raise hubtime.our_certificate_refused(exc, self.identity,
+                                                      self.hub_clock) from exc
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: "
+                                   f"{exc.os_error}") from exc
             raise NetworkError(f"link to the hub failed: {exc.__class__.__name__}: {exc}") from exc
         if 200 <= status < 300:
             return status, payload
@@ -343,6 +281,9 @@ class SyncClient(Generic[S]):
         sync = self.store.sync
         self.state = next_state(self.state, "start")
         try:
+            await self.store.settle_clock()  # a clock gone back is flagged even offline
+            await self.learn_hub_time()
+            await self.store.settle_clock()
             await self.ensure_identity()
             following: Batch | None = None
             while True:
@@ -358,6 +299,9 @@ class SyncClient(Generic[S]):
                 result.round_trips += 1
                 result.bytes_up += step.bytes_up
                 result.bytes_down += step.bytes_down
+                self.hub_clock.raise_floor(self.store.time.now_ms())  # on a date-checked link
+                if await self.store.settle_clock():
+                    continue  # flags for stamps now known to be off: send them too
                 pending, _ = await sync.pending_stats()
                 pull = not (step.more and self.disk.very_low())
                 if session_done(sent=step.sent, more=step.more, ack_before=ack_before,

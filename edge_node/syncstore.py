@@ -97,6 +97,10 @@ class EdgeSync:
         """The hub log epoch the cursor belongs to ("" before the first answer naming one)."""
         return str(await self.log.get_meta("hub_epoch", ""))
 
+    async def last_success(self) -> int:
+        """The hub's time at the last successful exchange (0: none yet)."""
+        return int(await self.log.get_meta("last_success_at", 0) or 0)
+
     def refdata_held(self) -> dict[str, int]:
         """The versions of the hub's reference data this node holds, by kind."""
         return dict(self.dossiers.ref_versions)

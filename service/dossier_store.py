@@ -34,9 +34,9 @@ from protocol.events import Event, check_dossier_id, uuid7
 from protocol.merge import DossierState
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
 from protocol.views import dossier_view
-from service import search
+from service import clock_flags, search
 from service.blobs import BlobStore
-from service.eventlog import EventLog
+from service.eventlog import EventLog, LocalWrite
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class DossierStore:
             code = await self._next_code(now)
             draft = create_draft(new, commune=self.scope, code=code, received_ms=now,
                                  calendar=self.calendar)
-            return await write.append(draft, actor)
+            return await self._append(write, draft, actor)
 
     async def _next_code(self, now_ms: int) -> str:
         """The next dossier code of the day, counted in the caller's transaction (a number is
@@ -188,7 +188,32 @@ class DossierStore:
                 raise NotFound("no such dossier")
             draft = make(write.state)
             if draft is not None:
-                await write.append(draft, actor)
+                await self._append(write, draft, actor)
+
+    async def _append(self, write: LocalWrite, draft: Draft, actor: str) -> DossierState:
+        """Append a local write's event, noting a stamp made with a suspect clock
+        (service/clock_flags.py) in the same transaction."""
+        state = await write.append(draft, actor)
+        assert write.event is not None
+        await clock_flags.note_stamp(self, write.event)
+        return state
+
+    async def amend(self, dossier_id: str, actor: str,
+                    make: Callable[[DossierState | None], Draft | None],
+                    commune: str | None = None) -> DossierState | None:
+        """Write the draft `make` makes of the dossier's current state (None: nothing to write),
+        in one shielded local write; NotFound if the dossier is outside `commune`. Return the
+        state after it."""
+        return await asyncio.shield(self._amend(dossier_id, actor, make, commune))
+
+    async def _amend(self, dossier_id: str, actor: str,
+                     make: Callable[[DossierState | None], Draft | None],
+                     commune: str | None) -> DossierState | None:
+        async with self.log.local(dossier_id, commune=commune) as write:
+            draft = make(write.state)
+            if draft is None:
+                return write.state
+            return await self._append(write, draft, actor)
 
     async def edit(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
         """PATCH: set applicant or form fields based on the version the writer saw."""

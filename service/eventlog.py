@@ -9,8 +9,9 @@ change to the log goes through it, inside the caller's transaction:
   folds it and upserts the row. The own chain and clock move on only after the commit.
 - `receive(events)` takes other origins' events (the hub's answer at the edge, a node's batch at
   the hub): merges their clocks into the HLC, appends, folds. `commit_clock` after the commit.
-- `append` is the step both share: log rows, then the fold, then what the side keeps about the
-  blobs the events name (`BlobBook`, given at construction), all in one transaction.
+- `append` is the step both share: log rows, then the fold, then the dossiers whose clock-check
+  flag was written (`service/clock_flags.py`) and what the side keeps about the blobs the events
+  name (`BlobBook`, given at construction), all in one transaction.
 
 Nothing is hooked in from outside: the parts that use the log (the dossier API, the edge's sync
 state, the hub's ingest) call these steps and add their own rows around them, in the same
@@ -32,7 +33,7 @@ from protocol.events import Event
 from protocol.hlc import Clock
 from protocol.merge import DossierState, apply, from_plain
 from protocol.stamp import stamp
-from service import crashpoints
+from service import clock_flags, crashpoints
 from service.db import advisory_lock, is_postgres
 from service.hubtime import HubTime
 from service.schema import DOSSIER_COLUMNS, SCHEMA, UPSERT_DOSSIER, dossier_row
@@ -95,6 +96,7 @@ class EventLog:
     async def setup(self) -> None:
         """Create the tables; load this node's head in its own chain and its clock."""
         await self.conn.executescript(SCHEMA)
+        await self.conn.executescript(clock_flags.SCHEMA)
         self.own_seq, self.own_hash = await self.own_head()
         self.clock = Clock(int(await self.get_meta("hlc", 0)))
 
@@ -241,8 +243,10 @@ class EventLog:
                 writing.cancel()
                 await asyncio.gather(writing, return_exceptions=True)
             raise
+        appended = [e for e, _ in events]
+        await clock_flags.note_events(self.conn, appended)
         if self.book is not None:
-            await self.book.note([e for e, _ in events], folded)
+            await self.book.note(appended, folded)
         return folded
 
     async def _write_rows(self, event_rows: list[tuple[Any, ...]],

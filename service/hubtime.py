@@ -31,6 +31,7 @@ class HubTime:
         self.correction_ms = correction_ms  # hub time minus this machine's clock, last known
         self.wall: Callable[[], int] = wall_clock_ms  # the machine's clock; tests skew it
         self._anchor: tuple[int, float] | None = None  # (hub ms, monotonic s) in this process
+        self._anchor_rtt = 0.0  # the round trip of that reading (s)
 
     def now_ms(self) -> int:
         """Corrected time, in ms since the epoch."""
@@ -60,8 +61,13 @@ class HubTime:
 
     def set_hub_time(self, hub_ms: int, rtt_s: float, at_mono: float) -> int:
         """Anchor corrected time on an answer received at monotonic time `at_mono`; return the
-        correction."""
+        correction. A reading over a round trip much slower than the anchor's (a new TLS
+        connection, a busy link) is less precise: within ten minutes of the better one it is not
+        taken (as NTP trusts the sample of least delay)."""
+        if self._anchor is not None and rtt_s > 2 * self._anchor_rtt + 0.05 \
+                and at_mono - self._anchor[1] < 600:
+            return self.correction_ms
         estimate = hub_clock_at(hub_ms, rtt_s)
-        self._anchor = (estimate, at_mono)
+        self._anchor, self._anchor_rtt = (estimate, at_mono), rtt_s
         self.correction_ms = estimate - self.wall()
         return self.correction_ms

@@ -75,6 +75,9 @@ class MemorySync:
     def refdata_held(self) -> dict[str, int]:
         return dict(self.ref)
 
+    async def last_success(self) -> int:
+        return 0
+
     async def pending_batch(self, after: int, max_bytes: int) -> tuple[dict[str, Any], int, int]:
         return codec.own_batch_from_stored(
             self.commune.pending[max(0, after - self.session.ack):], max_bytes)
@@ -131,6 +134,10 @@ class Commune:
     def ack(self) -> int:
         """The hub's ack of this commune's events."""
         return self.sync.session.ack
+
+    async def settle_clock(self) -> int:
+        """A simulated commune's clock is the machine's: nothing to flag."""
+        return 0
 
     async def health(self) -> dict[str, Any]:
         """The health figures a request carries (what an `EdgeStore` reports)."""

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from bench.fleet.commune import Commune
+from edge_node.clientstore import Exchange, Outgoing
 from edge_node.config import EdgeConfig
-from edge_node.sync import Exchange, Outgoing, SyncClient
+from edge_node.sync import SyncClient
 from protocol.errors import ReadTimeout, ServerBusy, SyncError, TransportError
 
 log = logging.getLogger(__name__)

@@ -67,20 +67,31 @@ class Writer(Answer):
 
 
 class ConflictView(Answer):
-    """A field with several live values, shown until someone resolves it."""
+    """A field with several live values, shown until someone resolves it; `before` is the value
+    every side started from (null when the field had none, or in a listing's summaries)."""
 
     field: str
     values: list[Writer]
+    before: Writer | None = None
 
 
 class Attachment(Answer):
-    """A file on the dossier (download it from …/attachments/{sha256})."""
+    """One document received: its own `id`, its name, kind and count, and the scan it references
+    (download it from …/attachments/{sha256}); `sha256` is null for a document listed on paper
+    only. Several entries may reference one scan."""
 
-    sha256: str
-    name: str
-    mime: str
-    size: int
+    id: str
+    document: str
+    doc_kind: str
+    count: int
+    scanned: bool
+    sha256: str | None
+    name: str | None
+    mime: str | None
+    size: int | None
     label: str | None = None
+    actor: str | None = None
+    at: str | None = None
 
 
 class CommentView(Answer):
@@ -96,6 +107,17 @@ class Creator(Answer):
 
     origin: str | None
     actor: str | None
+
+
+class ClockCheck(Answer):
+    """The standing clock-check flag: the dossier's times were stamped with a clock this far off
+    (ms, negative: behind), flagged by `actor` at `origin` (service/clock_flags.py)."""
+
+    error_ms: int
+    actor: str
+    origin: str
+    where: str
+    at: str | None
 
 
 class DossierSummary(Answer):
@@ -118,7 +140,9 @@ class DossierSummary(Answer):
     attachments: list[Attachment]
     comments: list[CommentView]
     next_statuses: list[str]
+    waiting_statuses: dict[str, list[str]]  # moves a conflict holds up → the paths they wait for
     created_by: Creator
+    clock_check: ClockCheck | None
 
 
 class HistoryLine(Answer):
@@ -173,8 +197,31 @@ class SyncStatus(Answer):
     last_error: str | None
     clock_offset_ms: int
     clock_warning: bool
+    clock_checks: int
     rejected: list[Rejection]
     warning: SyncWarning | None
+
+
+class ClockCheckItem(Answer):
+    """A dossier whose received-at and due dates need checking: stamped with a wrong clock."""
+
+    id: str
+    commune: str
+    code: str | None
+    received_at: str | None
+    due_at: str | None
+    status: str | None
+    applicant: str
+    error_ms: int
+    flagged_by: str
+    flagged_at: str | None
+
+
+class ClockChecks(Answer):
+    """The standing clock-check flags, newest received first."""
+
+    items: list[ClockCheckItem]
+    total: int
 
 
 class SyncKick(Answer):

@@ -71,6 +71,10 @@ class Edit(Body):
     set: Annotated[dict[str, Any], Meta(
         min_length=1, description="`applicant.KEY` or `fields.NAME` → new value")]
     base: Version | None = None
+    reason: Annotated[Note, Meta(description=(
+        "why: required once the dossier is final (returned, refused, withdrawn, stopped), when "
+        "the edit is an amendment, which at a commune only a leader makes; kept in the history"
+    ))] | None = None
 
 
 class Transition(Body):
@@ -115,6 +119,12 @@ class DossierQuery(Body):
     conflicts: Annotated[bool, Meta(description="only dossiers with open conflicts")] = False
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 50
     after: Annotated[str, Meta(description="the `next` of the previous page")] | None = None
+
+
+class ClockCheckQuery(Body):
+    """GET /api/clock-checks: one commune's only (hub)."""
+
+    commune: Annotated[str, Meta(description="5-digit commune code")] | None = None
 
 
 class StatsQuery(Body):

@@ -41,6 +41,7 @@ from typing import Any
 from unittest import mock
 
 import edge_node.sync
+import service.clock_flags
 import service.dossier_store
 import service.hubtime
 from central_hub.store import HubStore, Node
@@ -119,6 +120,7 @@ def deterministic(clock: SimClock, rand: random.Random) -> Iterator[None]:
     shim_os = _Shim(os, urandom=rand.randbytes)
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(service.hubtime, "time", shim_time))
+        stack.enter_context(mock.patch.object(service.clock_flags, "time", shim_time))
         stack.enter_context(mock.patch.object(edge_node.sync, "time", shim_time))
         stack.enter_context(mock.patch.object(service.dossier_store, "os", shim_os))
         yield
@@ -325,7 +327,7 @@ class World:
     async def _transition(self, who: Replica, view: dict[str, Any], pick: int, stale: int,
                           prefer: tuple[str, ...]) -> str:
         dossier = view["id"]
-        # the view offers nothing while any field is in conflict; the lifecycle still may
+        # the view offers only the moves no conflict holds up; the lifecycle may offer more
         choices = view["next_statuses"] or lifecycle.next_statuses(view["status"])
         if not choices:
             self.record(f"{who.name} transition {dossier} -> final")
