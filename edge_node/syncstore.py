@@ -172,25 +172,25 @@ class EdgeSync:
 
     async def _apply(self, resp: SyncResponse, rtt_s: float, at_mono: float,
                      sent_after: int | None) -> int:
-        log_, dossiers = self.log, self.dossiers
-        async with log_.lock:
+        elog, dossiers = self.log, self.dossiers
+        async with elog.lock:
             try:
-                async with transaction(log_.conn):
+                async with transaction(elog.conn):
                     before = await self.session()
-                    incoming = received(resp, log_.origin)
+                    incoming = received(resp, elog.origin)
                     plan = before.answer(
-                        resp, node=log_.origin, own_seq=log_.own_seq, sent_after=sent_after,
+                        resp, node=elog.origin, own_seq=elog.own_seq, sent_after=sent_after,
                         held=await self._held(incoming),
                         held_hub=await self._held_hub() if before.ends_reread(resp) else ())
                     for rej in plan.rejections:
-                        await log_.conn.execute(
+                        await elog.conn.execute(
                             "INSERT OR REPLACE INTO rejected VALUES (?,?,?,?)",
                             (rej.seq, rej.code, rej.reason, resp.hub_time_ms))
-                    await log_.receive(plan.fresh, resp.hub_time_ms)
+                    await elog.receive(plan.fresh, resp.hub_time_ms)
                     after = plan.after
                     if plan.notices:
                         log.warning("%s", "; ".join(n.message for n in plan.notices))
-                        after = after.warned(plan.notices, resp.hub_time_ms, log_.own_seq)
+                        after = after.warned(plan.notices, resp.hub_time_ms, elog.own_seq)
                         # scans the hub had confirmed may be gone too: ask it about them again
                         await self.queue.check_uploads_again()
                     elif after.standing is not None:
@@ -202,17 +202,17 @@ class EdgeSync:
                     for kind, ref in fresh.items():
                         check_refdata(kind, ref["data"])
                         await dossiers.save_refdata(kind, ref["version"], ref["data"])
-                    await log_.set_meta("clock_correction_ms",
-                                        log_.time.correction_for(resp.hub_time_ms, rtt_s))
-                    await log_.set_meta("last_success_at", resp.hub_time_ms)
+                    await elog.set_meta("clock_correction_ms",
+                                        elog.time.correction_for(resp.hub_time_ms, rtt_s))
+                    await elog.set_meta("last_success_at", resp.hub_time_ms)
                     crashpoints.hit("edge.apply.before_commit")
             except BaseException:
-                log_.forget_clock()
+                elog.forget_clock()
                 raise
-            log_.commit_clock()
+            elog.commit_clock()
             for kind, ref in fresh.items():
                 dossiers.use_refdata(kind, ref["version"], ref["data"])
-            log_.time.set_hub_time(resp.hub_time_ms, rtt_s, at_mono)
+            elog.time.set_hub_time(resp.hub_time_ms, rtt_s, at_mono)
         return len(plan.fresh)
 
     async def _held(self, events: list[Event]) -> dict[tuple[str, int], bytes]:
