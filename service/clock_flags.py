@@ -40,6 +40,7 @@ from protocol.errors import NotFound
 from protocol.events import CLOCK_CHECK, Event
 from protocol.hlc import wall_ms
 from protocol.merge import DossierState, from_plain
+from service.sqlite import transaction
 
 if TYPE_CHECKING:
     from service.dossier_store import DossierStore
@@ -153,8 +154,8 @@ async def settle(store: DossierStore) -> int:
     written = 0
     for dossier, error in errors.items():
         written += await _flag(store, dossier, error)
-    if decided:
-        async with store.log.lock:
+    if decided:  # one transaction: a statement each would be an fsync each (10,000 after intake)
+        async with store.log.lock, transaction(store.log.conn):
             await store.log.conn.executemany("DELETE FROM clock_suspects WHERE seq=?",
                                              [(s,) for s in decided])
     if written:
