@@ -6,7 +6,7 @@ Targets (issue 5): with 100,000 dossiers every page renders in < 200 ms and a se
 The shortcut that makes filling fast: events are built here in time order (creates, transitions,
 a few edits and commune/province conflicts) with `protocol.commands.create_draft` for the real
 payloads and due dates, stamped as the node's own chain (seq, hlc = the event's time, prev hash), and
-applied through `DossierStore._apply_events` in transactions of BATCH events: the same fold and the
+applied through `EventLog.append` in transactions of BATCH events: the same fold and the
 same rows as live writes, without one transaction, one lock round and one HTTP request per event.
 The node's clock, ack and per-day code counters are then set as if it had synced. No hub runs: the
 sync indicator honestly shows the hub as unreachable.
