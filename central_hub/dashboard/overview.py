@@ -12,7 +12,7 @@ from aiohttp import web
 
 from central_hub.dashboard.common import SEVERITY, hub_of
 from central_hub.nodes import fleet
-from central_hub.nodes.fleet import local_day_start
+from central_hub.nodes.fleet import fast_iso, local_day_start
 from protocol.calendar import iso
 from protocol.text import search_key
 from service.web import json_response
@@ -96,12 +96,7 @@ async def overview(request: web.Request) -> web.Response:
                                                 "clock") else "asc") == "desc"
     rows = [i for i in items if _matches(i, q, health, today_only, today_start)]
     rows.sort(key=_sort_key(sort), reverse=desc)
-    try:
-        page = max(1, int(query.get("page", "1")))
-    except ValueError:
-        page = 1
-    pages = max(1, (len(rows) + PAGE - 1) // PAGE)
-    page = min(page, pages)
+    page, pages = _page(query, len(rows))
     params = {"q": q, "health": health, "today": "1" if today_only else "", "sort": sort,
               "dir": "desc" if desc else "asc"}
 
@@ -121,27 +116,41 @@ async def overview(request: web.Request) -> web.Response:
         today_start=today_start, now_ms=now, generated_at=iso(now))
 
 
+def _page(query: Any, total: int) -> tuple[int, int]:
+    """(page, pages) for `PAGE` rows a page, from `?page=`."""
+    try:
+        page = max(1, int(query.get("page", "1")))
+    except ValueError:
+        page = 1
+    pages = max(1, (total + PAGE - 1) // PAGE)
+    return min(page, pages), pages
+
+
 async def alerts(request: web.Request) -> web.Response:
-    """GET /alerts: nodes not ok now with since-when and why, and the latest changes."""
+    """GET /alerts: nodes not ok now with since-when and why (`PAGE` a page: a country has
+    hundreds), and the latest changes."""
     hub = hub_of(request)
     active = await _active(request)
+    page, pages = _page(request.query, len(active))
     return await hub.renderer.page(
-        request, "alerts.html", active=active, changes=await fleet.alert_log(hub.store, 100),
+        request, "alerts.html", active=active[(page - 1) * PAGE:page * PAGE],
+        active_count=len(active), page=page, pages=pages,
+        link=lambda **kw: f"/alerts?page={kw['page']}",
+        changes=await fleet.alert_log(hub.store, 100),
         webhook=bool(hub.config.alert_webhook_url), check_s=hub.config.health_check_s)
 
 
 async def _active(request: web.Request) -> list[dict[str, Any]]:
     hub = hub_of(request)
     items = {i["node"]: i for i in await hub.nodes.items()}
-    states = await fleet.health_states(hub.store)
     out = []
-    for node, state in states.items():
+    for node, (health, since, not_ok_since) in (await fleet.not_ok_states(hub.store)).items():
         item = items.get(node)
-        if item is None or item["revoked"] or state.health == "ok":
+        if item is None or item["revoked"]:
             continue
-        out.append({**item, "since": iso(state.not_ok_since or state.since),
-                    "since_ms": state.not_ok_since or state.since,
-                    "level_since": iso(state.since), "recorded": state.health})
+        start = not_ok_since or since
+        out.append({**item, "since": fast_iso(start), "since_ms": start,
+                    "level_since": fast_iso(since), "recorded": health})
     out.sort(key=lambda a: (-SEVERITY[a["recorded"]], a["since_ms"]))
     return out
 
