@@ -16,32 +16,41 @@ from central_hub.nodes import fleet
 from central_hub.stats import Period
 from protocol.calendar import local
 from protocol.errors import ValidationError
-from service.ui.formats import parse_day
+from service.ui.formats import day, parse_day
 from service.ui.i18n import Messages
 from service.web import json_response
 
 log = logging.getLogger(__name__)
 
 MAX_DAYS = 3 * 366
+# what the date boxes take (the browser checks it, `parse_day` decides): dd/mm/yyyy as shown, or
+# the ISO date of a link; text boxes, because Chromium shows type="date" as mm/dd/yyyy
+DAY_PATTERN = r"\d{1,2}\/\d{1,2}\/\d{4}|\d{4}-\d{2}-\d{2}"
 
 
-def _day(raw: str, name: str) -> date:
+def _day(raw: str, name: str, t: Messages | None) -> date:
     parsed = parse_day(raw)
     if parsed is None:
-        raise ValidationError(f"{name} must be a date (YYYY-MM-DD or dd/mm/yyyy)", field=name)
+        raise ValidationError(
+            t("stats.err.date", field=t(f"stats.{name}"), value=raw) if t else
+            f"{name} must be a date (YYYY-MM-DD or dd/mm/yyyy)", field=name)
     return date.fromisoformat(parsed)
 
 
-def parse_query(hub: Hub, query: Any) -> tuple[Period, str | None, str]:
+def parse_query(hub: Hub, query: Any,
+                t: Messages | None = None) -> tuple[Period, str | None, str]:
     """(period, commune or None, grouping) from `from`, `to`, `commune`, `by`; this month to
-    today by default."""
+    today by default. Dates as dd/mm/yyyy (what the page shows) or YYYY-MM-DD (the API's).
+    Errors in English, or in `t`'s language for the page."""
     today = local(hub.store.now_ms()).date()
-    first = _day(query["from"], "from") if query.get("from") else today.replace(day=1)
-    last = _day(query["to"], "to") if query.get("to") else today
+    first = _day(query["from"], "from", t) if query.get("from") else today.replace(day=1)
+    last = _day(query["to"], "to", t) if query.get("to") else today
     if last < first:
-        raise ValidationError("to must not be before from", field="to")
+        raise ValidationError(t("stats.err.order") if t else "to must not be before from",
+                              field="to")
     if (last - first).days >= MAX_DAYS:
-        raise ValidationError(f"a period of at most {MAX_DAYS} days", field="to")
+        raise ValidationError(t("stats.err.long", days=MAX_DAYS) if t else
+                              f"a period of at most {MAX_DAYS} days", field="to")
     commune = (query.get("commune") or "").strip() or None
     if commune is not None and not (commune.isdigit() and len(commune) == 5):
         raise ValidationError("commune must be a 5-digit code", field="commune")
@@ -73,16 +82,18 @@ async def page(request: web.Request) -> web.Response:
     """GET /stats."""
     hub = hub_of(request)
     t = hub.renderer.t(request)
-    error = None
+    error, bad = None, None
     data: dict[str, Any] | None = None
     try:
-        period, commune, by = parse_query(hub, request.query)
+        period, commune, by = parse_query(hub, request.query, t)
         data = await compute(hub, period, commune, by, t.lang)
         values = {"from": period.first.isoformat(), "to": period.last.isoformat(),
                   "commune": commune or "", "by": by}
+        shown = {**values, "from": day(period.first), "to": day(period.last)}
     except ValidationError as exc:
-        error = exc.message
+        error, bad = exc.message, exc.field
         values = {k: request.query.get(k, "") for k in ("from", "to", "commune", "by")}
+        shown = values
     today = local(hub.store.now_ms()).date()
     month1 = today.replace(day=1)
     prev_last = month1 - timedelta(days=1)
@@ -94,7 +105,8 @@ async def page(request: web.Request) -> web.Response:
     query = urlencode({k: v for k, v in values.items() if v})
     return await hub.renderer.page(
         request, "stats.html", status=422 if error else 200, data=data, error=error,
-        values=values, query=query, groupings=stats.GROUPINGS, counts=stats.COUNTS,
+        bad=bad, values=shown, query=query, day_pattern=DAY_PATTERN, groupings=stats.GROUPINGS,
+        counts=stats.COUNTS,
         presets=[(key, f"/stats?from={a.isoformat()}&to={b.isoformat()}")
                  for key, a, b in presets],
         communes=await fleet.commune_names(hub.store))
