@@ -27,6 +27,9 @@ from protocol.codec import DEFAULT_LIMITS
 from protocol.errors import NotFound, SyncError, TransportError, ValidationError
 from protocol.messages import encode_error
 from service.accounts import Accounts
+from service.api import answers
+from service.api.openapi import openapi_route
+from service.api.spec import operation
 from service.blobs import MAX_BLOB, check_sha
 from service.db import PgConnection, is_pg_url
 from service.sqlite import connect
@@ -44,6 +47,7 @@ from service.web import (
 log = logging.getLogger(__name__)
 
 ROLES = ("operator", "admin")
+TITLE = "Commune sync — central hub API"
 
 
 class ClientGone(TransportError):
@@ -192,12 +196,15 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         return web.Response(body=await store.blobs.read(sha, offset, limit),
                             content_type="application/octet-stream")
 
+    @operation("Every edge node, with its health and why", tag="fleet", answer=answers.Nodes)
     async def nodes(request: web.Request) -> web.Response:
         return json_response({"items": await snapshot.items()})
 
+    @operation("The latest security alerts", tag="fleet", answer=answers.SecurityEvents)
     async def security(request: web.Request) -> web.Response:
         return json_response({"items": await store.security_events()})
 
+    @operation("Liveness", tag="health", answer=answers.HubHealth, public=True)
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"ok": True, "version": APP_VERSION, "log": await store.log_size()})
 
@@ -219,6 +226,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         web.get("/api/nodes", nodes),
         web.get("/healthz", healthz),
         web.get("/metrics", metrics_page),
+        openapi_route(TITLE),
     ])
     mount_dashboard(app, store=store, accounts=accounts, config=config, monitor=monitor,
                     metrics=metrics, snapshot=snapshot)

@@ -13,11 +13,16 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
+try:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client.process_collector import ProcessCollector
+    from prometheus_client.registry import Collector
+    from prometheus_client.utils import floatToGoString
+except ImportError as exc:  # an edge's install (no `hub` extra) running `central-hub`: one line, not
+    # a traceback, since the CLI imports this module before it can catch anything
+    raise SystemExit("central-hub: error: the hub needs prometheus_client, which the `hub` extra "
+                     "installs: pip install 'commune-sync[hub]' (docs/deployment.md)") from exc
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +30,19 @@ HEALTH_VALUE = {"ok": 0, "warning": 1, "critical": 2}
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SYNC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 MIN_METERED_BYTES = 16 * 1024  # smaller bodies measure the round trip, not the link
+# (name, help, node item key, factor to the metric's unit): Prometheus wants base units, so the
+# items' milliseconds are exported as seconds.
 NODE_GAUGES = (
     ("commune_sync_node_pending_events", "Events waiting at the edge (its last report).",
-     "pending_events"),
-    ("commune_sync_node_pending_blobs", "Attachment files waiting to move.", "pending_blobs"),
+     "pending_events", 1),
+    ("commune_sync_node_pending_blobs", "Attachment files waiting to move.", "pending_blobs", 1),
     ("commune_sync_node_oldest_pending_age_seconds", "Age of the oldest waiting event.",
-     "oldest_pending_age_s"),
-    ("commune_sync_node_clock_offset_ms", "Edge clock minus hub clock.", "clock_offset_ms"),
-    ("commune_sync_node_conflicts_open", "Dossiers in conflict.", "conflicts_open"),
-    ("commune_sync_node_disk_free_bytes", "Free disk space at the edge.", "disk_free"),
-    ("commune_sync_node_health", "0 ok, 1 warning, 2 critical.", "health"),
+     "oldest_pending_age_s", 1),
+    ("commune_sync_node_clock_offset_seconds", "Edge clock minus hub clock.", "clock_offset_ms",
+     1e-3),
+    ("commune_sync_node_conflicts_open", "Dossiers in conflict.", "conflicts_open", 1),
+    ("commune_sync_node_disk_free_bytes", "Free disk space at the edge.", "disk_free", 1),
+    ("commune_sync_node_health", "0 ok, 1 warning, 2 critical.", "health", 1),
 )
 
 
@@ -56,14 +64,14 @@ def node_exposition(items: Sequence[dict[str, Any]]) -> str:
     labels = [f'{{commune="{_label(str(i["commune"]))}",node="{_label(str(i["node"]))}"}} '
               for i in items]
     out: list[str] = []
-    for name, help_text, key in NODE_GAUGES:
+    for name, help_text, key, factor in NODE_GAUGES:
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
         for item, label in zip(items, labels, strict=True):
             value = item.get(key)
             if key == "health":
                 value = HEALTH_VALUE.get(str(value), 2)
             if isinstance(value, int | float) and not isinstance(value, bool):
-                out.append(f"{name}{label}{_number(value)}\n")
+                out.append(f"{name}{label}{_number(float(value) * factor)}\n")
     name, help_text = LAST_SUCCESS
     out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
     for item, label in zip(items, labels, strict=True):

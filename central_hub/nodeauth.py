@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import time
 from typing import Any
@@ -26,7 +27,7 @@ from aiohttp import web
 from central_hub.config import HubConfig
 from central_hub.ratelimit import TokenBuckets
 from central_hub.store import HubStore, Node
-from central_hub.tls import Authority, peer_certificate
+from central_hub.tls import Authority, check_lan_names, peer_certificate
 from protocol import APP_VERSION
 from protocol.errors import AuthError, NotFound, RemoteProtocolError, ValidationError
 from service import pki
@@ -102,8 +103,10 @@ class NodeGuard:
                 issued = authority.issue(csr, node, now)
                 return issued.pem, issued.serial, issued.not_after_ms
 
+            lan_csr = self._lan_request(body)  # checked before the token is spent
             result = await self.store.enroll_certificate(body["token"], issue)
-            extra = {"certificate": result.certificate, "ca": authority.ca_pem}
+            extra = {"certificate": result.certificate, "ca": authority.ca_pem,
+                     **self._lan_certificate(authority, lan_csr, body, result.node)}
         log.info("node %s enrolled for commune %s", result.node, result.commune)
         return json_response({"node": result.node, "commune": result.commune,
                               "commune_name": result.commune_name, "agency": result.agency,
@@ -118,7 +121,33 @@ class NodeGuard:
         if not isinstance(body, dict) or not isinstance(body.get("csr"), str):
             raise ValidationError("csr is required", field="csr")
         csr = pki.load_csr(body["csr"])
-        return await self._issue(authority, node.node, csr, "renewed")
+        lan_csr = self._lan_request(body)
+        response = await self._issue(authority, node.node, csr, "renewed")
+        if lan_csr is None:
+            return response
+        answer = json.loads(response.text or "{}")
+        answer.update(self._lan_certificate(authority, lan_csr, body, node.node))
+        return json_response(answer)
+
+    def _lan_request(self, body: dict[str, Any]) -> Any:
+        """The optional request for an edge's LAN server certificate (`lan_csr`)."""
+        if body.get("lan_csr") is None:
+            return None
+        if not isinstance(body["lan_csr"], str):
+            raise ValidationError("lan_csr must be a PEM certificate request", field="lan_csr")
+        csr = pki.load_csr(body["lan_csr"])
+        hub_names = self.authority.hub_names if self.authority else frozenset()
+        check_lan_names(body.get("lan_names"), hub_names)  # before the token is spent
+        return csr
+
+    def _lan_certificate(self, authority: Authority, csr: Any, body: dict[str, Any],
+                         node: str) -> dict[str, Any]:
+        if csr is None:
+            return {}
+        issued = authority.issue_lan(csr, node, body.get("lan_names"), self.store.now_ms())
+        log.info("node %s: LAN certificate for %s (serial %s)", node,
+                 ", ".join(body.get("lan_names") or ()), issued.serial)
+        return {"lan_certificate": issued.pem}
 
     async def recover(self, request: web.Request) -> web.Response:
         """POST /v1/recover {"certificate", "csr", "proof"}: renew with an expired certificate."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import secrets
 import ssl
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ CA_DAYS = 20 * 365
 SERVER_DAYS = 825
 BACKDATE = timedelta(hours=1)  # tolerate a little clock skew on the other side
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
+MAX_LAN_NAMES = 16
+LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+LAN_NAME_RE = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +170,9 @@ class Authority:
     """The CA's signing key, used to issue and check node certificates."""
 
     def __init__(self, ca: x509.Certificate, key: pki.PrivateKey, node_cert_days: float,
-                 recover_max_days: float) -> None:
+                 recover_max_days: float, hub_names: frozenset[str] = frozenset()) -> None:
         self.ca = ca
+        self.hub_names = hub_names  # an edge's LAN certificate may never name the hub
         self.key = key
         self.node_cert_days = node_cert_days
         self.recover_max_days = recover_max_days
@@ -178,8 +183,14 @@ class Authority:
     def load(cls, data: Path, node_cert_days: float, recover_max_days: float) -> Authority:
         """The CA of a hub data dir."""
         d = tls_dir(data)
+        server = pki.load_cert((d / SERVER_CERT).read_bytes())
+        try:
+            sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = frozenset(str(n.value).lower() for n in sans)
+        except x509.ExtensionNotFound:
+            names = frozenset()
         return cls(pki.load_cert((d / CA_CERT).read_bytes()), pki.load_key((d / CA_KEY).read_bytes()),
-                   node_cert_days, recover_max_days)
+                   node_cert_days, recover_max_days, names - set(DEFAULT_HOSTS))
 
     def issue(self, csr: x509.CertificateSigningRequest, node: str, now_ms: int) -> Issued:
         """A client certificate naming `node` for the request's key (its subject is ignored)."""
@@ -187,6 +198,21 @@ class Authority:
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "commune-sync"),
             x509.NameAttribute(NameOID.COMMON_NAME, node)]), csr.public_key(),
             [x509.DNSName(node)], ExtendedKeyUsageOID.CLIENT_AUTH, now_ms,
+            timedelta(days=self.node_cert_days))
+        return Issued(pki.cert_pem(cert).decode(), pki.serial_of(cert), pki.expires_ms(cert))
+
+    def issue_lan(self, csr: x509.CertificateSigningRequest, node: str, names: object,
+                  now_ms: int) -> Issued:
+        """A server certificate for an edge's desks on the office LAN, naming `names` (its host
+        names and addresses there). Refused: wildcards, malformed names, more than
+        MAX_LAN_NAMES, and any name of the hub itself (or the holder could pose as the hub to
+        other nodes, which trust this CA)."""
+        checked = check_lan_names(names, self.hub_names)
+        cert = _leaf(self.key, self.ca, x509.Name([
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "commune-sync"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "edge LAN"),
+            x509.NameAttribute(NameOID.COMMON_NAME, node)]), csr.public_key(),
+            [_san(n) for n in checked], ExtendedKeyUsageOID.SERVER_AUTH, now_ms,
             timedelta(days=self.node_cert_days))
         return Issued(pki.cert_pem(cert).decode(), pki.serial_of(cert), pki.expires_ms(cert))
 
@@ -199,6 +225,27 @@ class Authority:
             raise AuthError("the certificate was not issued by this hub's CA") from exc
         if pki.expires_ms(cert) + self.recover_max_days * 86_400_000 < now_ms:
             raise AuthError("the certificate expired too long ago to be renewed; enroll again")
+
+
+def check_lan_names(names: object, hub_names: frozenset[str]) -> list[str]:
+    """The names an edge asks its LAN certificate for, normalized; ValidationError otherwise."""
+    if not isinstance(names, list) or not names or len(names) > MAX_LAN_NAMES:
+        raise ValidationError(f"lan_names: 1–{MAX_LAN_NAMES} host names or IP addresses",
+                              field="lan_names")
+    out: list[str] = []
+    for raw in names:
+        name = raw.strip().lower() if isinstance(raw, str) else ""
+        try:
+            name = str(ipaddress.ip_address(name))
+        except ValueError:
+            if not LAN_NAME_RE.fullmatch(name):
+                raise ValidationError(f"lan_names: {raw!r} is not a host name or IP address",
+                                      field="lan_names") from None
+        if name in hub_names:
+            raise ValidationError(f"lan_names: {name} is a name of the hub", field="lan_names")
+        if name not in out:
+            out.append(name)
+    return out
 
 
 def peer_certificate(request: web.Request) -> x509.Certificate | None:

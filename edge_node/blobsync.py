@@ -67,6 +67,9 @@ class BlobMover:
             if not await self._upload(sha, size, stats, should_yield):
                 stats.yielded = True
                 return stats
+        if self.client.disk.low():  # a scan may be megabytes: keep the space for intake
+            log.warning("disk below the floor: not fetching scans from the hub")
+            return stats
         for sha, size in await self.store.blobs_to_move("down"):
             try:
                 if not await self._download(sha, size, stats, should_yield):

@@ -1,4 +1,4 @@
-"""`edge-node`: init (enroll), serve, sync, status, user add (CONTRACT §6)."""
+"""`edge-node`: init (enroll), serve, sync, status, user add|list|disable|enable|passwd|role."""
 
 from __future__ import annotations
 
@@ -6,21 +6,26 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from edge_node import config as edge_config
+from edge_node import lan
 from edge_node.app import make_app, open_accounts, sync_status
 from edge_node.enroll import enroll
 from edge_node.identity import Identity
+from edge_node.roles import ROLES
 from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
 from protocol.calendar import iso
 from service import pki
-from service.cli import EXIT_ERROR, EXIT_OK, Parser, add_account
+from service.accounts import Accounts
+from service.cli import EXIT_ERROR, EXIT_OK, Parser, add_account, read_password
 from service.cli import run as run_cli
+from service.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +50,16 @@ def parser() -> Parser:
     init.add_argument("--insecure-http", action="store_true",
                       help="allow a plain http:// hub that is not on this machine "
                            "(development only)")
+    init.add_argument("--lan-name", action="append", default=[], metavar="NAME",
+                      help="another host name or LAN address of this PC for its HTTPS "
+                           "certificate (its host name and addresses are found by themselves)")
     serve = cmd("serve", "staff UI + API + background sync")
-    serve.add_argument("--host", default=None)
+    serve.add_argument("--host", default=None,
+                       help="0.0.0.0 to serve the office LAN (over HTTPS); default 127.0.0.1")
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--tls", choices=("auto", "on", "off"), default="auto",
+                       help="auto: HTTPS with the LAN certificate unless on loopback; on: "
+                            "always; off: plain HTTP even on the LAN (not for production)")
     cmd("sync", "one full sync session now; exit 0 when nothing is pending")
     status = cmd("status", "show sync state")
     status.add_argument("--json", action="store_true")
@@ -56,12 +68,29 @@ def parser() -> Parser:
     add.set_defaults(handler="user add")
     add.add_argument("--data", required=True, type=Path)
     add.add_argument("--username", required=True)
-    add.add_argument("--role", default="clerk", choices=("clerk", "leader", "admin"))
+    add.add_argument("--role", default="clerk", choices=ROLES)
+
+    def user_cmd(name: str, help_text: str, username: bool = True) -> argparse.ArgumentParser:
+        c = user.add_parser(name, help=help_text)
+        c.set_defaults(handler=f"user {name}")
+        c.add_argument("--data", required=True, type=Path)
+        if username:
+            c.add_argument("--username", required=True)
+        return c
+
+    user_cmd("list", "every staff account", username=False).add_argument("--json",
+                                                                          action="store_true")
+    user_cmd("disable", "lock an account out (its sessions end at once)")
+    user_cmd("enable", "let a disabled account log in again")
+    user_cmd("passwd", "set a new password (read from stdin); the user's sessions end")
+    user_cmd("role", "give an account another role").add_argument("--role", required=True,
+                                                                   choices=ROLES)
     return p
 
 
 async def cmd_init(args: Any) -> int:
-    config = await enroll(args.data, args.hub, args.token, args.ca_cert, args.insecure_http)
+    config = await enroll(args.data, args.hub, args.token, args.ca_cert, args.insecure_http,
+                          ",".join(args.lan_name))
     how = "with a certificate" if not config.credential else "with a bearer credential (plain HTTP)"
     print(f"enrolled as node {config.node} of commune {config.commune} ({config.commune_name}) "
           f"{how}")
@@ -72,10 +101,15 @@ def cmd_serve(args: Any) -> int:
     config = edge_config.load(args.data)
     host = args.host or config.host
     port = args.port or config.port
+    https = args.tls == "on" or (args.tls == "auto" and not is_loopback_url(f"http://{host}/"))
+    ssl_context = lan.server_context(args.data) if https else None
+    if not https and not is_loopback_url(f"http://{host}/"):
+        log.warning("serving the LAN in plain HTTP (--tls off): passwords travel in clear text")
     logging.getLogger().setLevel(logging.INFO)
-    print(f"edge node {config.node} serving on http://{host}:{port}/", flush=True)
+    print(f"edge node {config.node} serving on {'https' if https else 'http'}://{host}:{port}/",
+          flush=True)
     web.run_app(make_app(args.data, config), host=host, port=port, print=None,
-                access_log=None)
+                access_log=None, ssl_context=ssl_context)
     return EXIT_OK
 
 
@@ -141,8 +175,60 @@ async def cmd_user_add(args: Any) -> int:
     return EXIT_OK
 
 
+async def _with_accounts(data: Path, action: Callable[[Accounts], Awaitable[None]]) -> None:
+    edge_config.load(data)
+    accounts = await open_accounts(data)
+    try:
+        await action(accounts)
+    finally:
+        await accounts.conn.close()
+
+
+async def cmd_user_list(args: Any) -> int:
+    users: list[dict[str, Any]] = []
+
+    async def read(accounts: Accounts) -> None:
+        users.extend(await accounts.users())
+
+    await _with_accounts(args.data, read)
+    if args.json:
+        print(json.dumps([{**u, "created_at": iso(u["created_at"] * 1000)} for u in users],
+                         ensure_ascii=False, indent=2))
+    for u in [] if args.json else users:
+        state = "disabled" if u["disabled"] else "active"
+        print(f"{u['username']:32} {u['role']:7} {state:8} since {iso(u['created_at'] * 1000)}")
+    return EXIT_OK
+
+
+async def cmd_user_disable(args: Any) -> int:
+    await _with_accounts(args.data, lambda a: a.set_disabled(args.username, True))
+    print(f"user {args.username} disabled; their sessions have ended")
+    return EXIT_OK
+
+
+async def cmd_user_enable(args: Any) -> int:
+    await _with_accounts(args.data, lambda a: a.set_disabled(args.username, False))
+    print(f"user {args.username} enabled")
+    return EXIT_OK
+
+
+async def cmd_user_passwd(args: Any) -> int:
+    password = read_password("New password: ")
+    await _with_accounts(args.data, lambda a: a.reset_password(args.username, password))
+    print(f"password of {args.username} set; their sessions have ended")
+    return EXIT_OK
+
+
+async def cmd_user_role(args: Any) -> int:
+    await _with_accounts(args.data, lambda a: a.set_role(args.username, args.role))
+    print(f"user {args.username} is now {args.role}")
+    return EXIT_OK
+
+
 HANDLERS = {"init": cmd_init, "serve": cmd_serve, "sync": cmd_sync, "status": cmd_status,
-            "user add": cmd_user_add}
+            "user add": cmd_user_add, "user list": cmd_user_list,
+            "user disable": cmd_user_disable, "user enable": cmd_user_enable,
+            "user passwd": cmd_user_passwd, "user role": cmd_user_role}
 
 
 def main(argv: list[str] | None = None) -> int:

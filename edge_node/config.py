@@ -36,6 +36,10 @@ class EdgeConfig:
     want_bytes: int = 1024 * 1024
     auto_sync: bool = True
     insecure_http: bool = False  # allow plain http:// to a hub that is not on this machine
+    idle_logout_min: float = 30.0  # a desk session ends after this long without activity; 0: never
+    disk_floor_mb: int = 500  # below this much free disk: no new intake or attachments
+    disk_hard_floor_mb: int = 100  # below this: the hub's answers are not applied either
+    lan_names: str = ""  # extra names/IPs (comma-separated) for the LAN certificate
 
     def validate(self) -> None:
         """Raise ValidationError naming the first bad field."""
@@ -49,6 +53,11 @@ class EdgeConfig:
             raise ValidationError("port must be 1–65535", field="port")
         if self.backoff_cap_s <= 0 or self.sync_interval_s <= 0 or self.request_timeout_s <= 0:
             raise ValidationError("intervals and timeouts must be positive", field="backoff_cap_s")
+        if self.idle_logout_min < 0:
+            raise ValidationError("idle_logout_min must be 0 (never) or more", field="idle_logout_min")
+        if not 0 <= self.disk_hard_floor_mb <= self.disk_floor_mb:
+            raise ValidationError("need 0 <= disk_hard_floor_mb <= disk_floor_mb",
+                                  field="disk_hard_floor_mb")
         if not 1024 <= self.batch_bytes <= self.batch_bytes_max:
             raise ValidationError("batch_bytes must be 1 KiB … batch_bytes_max", field="batch_bytes")
 

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 
 from edge_node import config as edge_config
+from edge_node import lan
 from edge_node.app import open_accounts
 from edge_node.config import EdgeConfig
 from edge_node.identity import Identity
@@ -85,14 +86,19 @@ async def _request(hub: str, body: dict[str, Any], ctx: ssl.SSLContext | None
         raise AuthError(f"the hub's server certificate is not from the pinned CA: {exc}") \
             from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise NetworkError(f"cannot reach the hub at {hub}: {exc or exc.__class__.__name__}") \
-            from exc
+        hint = ""
+        if hub.startswith("http://") and isinstance(exc, aiohttp.ServerDisconnectedError):
+            # a TLS server hangs up on plain HTTP without a word
+            hint = (" (a hub set up by `central-hub init` serves HTTPS: try --hub "
+                    f"https://{hub.removeprefix('http://')})")
+        raise NetworkError(f"cannot reach the hub at {hub}: "
+                           f"{exc or exc.__class__.__name__}{hint}") from exc
     except ValueError as exc:
         raise NetworkError(f"{hub} did not answer like a hub") from exc
 
 
 async def enroll(data: Path, hub_url: str, token: str, ca_file: Path | None = None,
-                 insecure_http: bool = False) -> EdgeConfig:
+                 insecure_http: bool = False, lan_names: str = "") -> EdgeConfig:
     """Enroll with the hub and initialize `data`; nothing is left behind if it fails.
 
     Over https:// the node makes its key pair here, pins the province's CA (checked against the
@@ -102,6 +108,7 @@ async def enroll(data: Path, hub_url: str, token: str, ca_file: Path | None = No
         raise ValidationError(f"{data} is already initialized as a node")
     hub = check_hub_url(hub_url, insecure_http)
     key: pki.PrivateKey | None = None
+    lan_key: pki.PrivateKey | None = None
     ca_pem = ""
     body: dict[str, Any] = {"token": token}
     ctx = None
@@ -110,6 +117,8 @@ async def enroll(data: Path, hub_url: str, token: str, ca_file: Path | None = No
         ctx = ssl.create_default_context(cadata=ca_pem)  # the pinned CA only, no system CAs
         key = pki.new_key()
         body["csr"] = pki.make_csr(key).decode()
+        lan_key, lan_body = lan.request_body(hub, lan_names)  # HTTPS for the office's desks
+        body.update(lan_body)
     t_sent = wall_clock_ms()
     status, answer = await _request(hub, body, ctx)
     t_received = wall_clock_ms()
@@ -123,10 +132,12 @@ async def enroll(data: Path, hub_url: str, token: str, ca_file: Path | None = No
             identity = Identity(data)
             identity.pin(ca_pem)
             identity.accept(key, str(answer.get("certificate", "")), str(answer["node"]))
+            if lan_key is not None:
+                lan.accept(data, identity.ca(), lan_key, answer.get("lan_certificate"))
         config = EdgeConfig(node=answer["node"], commune=answer["commune"],
                             commune_name=answer["commune_name"], agency=answer["agency"],
                             hub_url=hub, credential=str(answer.get("credential", "")),
-                            insecure_http=insecure_http)
+                            insecure_http=insecure_http, lan_names=lan_names)
         edge_config.save(data, config)
         store = await EdgeStore.open(data / edge_config.DB_FILE, config.node, config.commune,
                                      config.agency)

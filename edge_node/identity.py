@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,12 +115,16 @@ async def post_json(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
 
 
 async def renew(http: aiohttp.ClientSession, hub: str, identity: Identity, node: str,
-                timeout_s: float) -> x509.Certificate:
-    """Renew over the current mTLS session with a new key."""
+                timeout_s: float, extra: dict[str, Any] | None = None,
+                on_answer: Callable[[dict[str, Any]], None] | None = None) -> x509.Certificate:
+    """Renew over the current mTLS session with a new key; `extra` fields go with the request
+    (the LAN certificate's, edge_node/lan.py) and `on_answer` sees the hub's answer."""
     key = pki.new_key()
-    answer = await post_json(http, f"{hub}/v1/renew", {"csr": pki.make_csr(key).decode()},
-                             timeout_s)
+    answer = await post_json(http, f"{hub}/v1/renew",
+                             {"csr": pki.make_csr(key).decode(), **(extra or {})}, timeout_s)
     cert = identity.accept(key, str(answer.get("certificate", "")), node)
+    if on_answer is not None:
+        on_answer(answer)
     log.info("node certificate renewed; valid until %s", cert.not_valid_after_utc.isoformat())
     return cert
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +20,9 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 from tenacity.stop import stop_after_attempt, stop_never
 
+from edge_node import lan
 from edge_node.config import EdgeConfig
+from edge_node.disk import DiskGuard
 from edge_node.identity import Identity
 from edge_node.identity import recover as recover_certificate
 from edge_node.identity import renew as renew_certificate
@@ -50,6 +51,7 @@ CONTENT_TYPE = "application/vnd.commune-sync+zstd"
 MIN_BATCH = 4 * 1024
 SLOW_S = 10.0
 QUICK_S = 2.0
+MIN_WANT = 1024  # the least the hub sends back (below the hard disk floor)
 
 
 # Sends a request body, returns the response body; raises TransportError or a protocol error.
@@ -124,6 +126,12 @@ class SyncClient:
         self._identity: Identity | None = None
 
     @property
+    def disk(self) -> DiskGuard:
+        """The free-space floors of this node's data disk."""
+        return DiskGuard(Path(self.data_dir), self.config.disk_floor_mb,
+                         self.config.disk_hard_floor_mb)
+
+    @property
     def identity(self) -> Identity | None:
         """The node's certificate identity when the hub is HTTPS (mutual TLS), else None."""
         if not self.config.hub_url.startswith("https://"):
@@ -170,9 +178,14 @@ class SyncClient:
             await recover_certificate(hub, identity, self.config.node,
                                       self.config.request_timeout_s)
         else:
-            try:
-                await renew_certificate(await self._http(), hub, identity, self.config.node,
-                                        self.config.request_timeout_s)
+            data = Path(self.data_dir)
+            lan_key, lan_body = lan.request_body(hub, self.config.lan_names)
+            try:  # the LAN certificate is renewed with it (or got, by a node enrolled before)
+                await renew_certificate(
+                    await self._http(), hub, identity, self.config.node,
+                    self.config.request_timeout_s, extra=lan_body,
+                    on_answer=lambda a: lan.accept(data, identity.ca(), lan_key,
+                                                   a.get("lan_certificate")))
             except SyncError as exc:
                 log.warning("certificate renewal failed (will retry): %s", exc.message)
                 return
@@ -186,15 +199,13 @@ class SyncClient:
     async def stats(self) -> dict[str, Any]:
         """Health figures sent to the hub with every request."""
         pending, oldest = await self.store.pending_stats()
-        try:
-            disk_free = shutil.disk_usage(self.data_dir).free
-        except OSError:
-            disk_free = -1
+        disk_free = self.disk.free()
         return {
             "pending_events": pending,
             "pending_blobs": await self.store.pending_blobs(),
             "oldest_pending_age_s": oldest,
             "disk_free": disk_free,
+            "disk_floor": self.config.disk_floor_mb * 1024 * 1024,  # the hub shows a refusal
             "clock_offset_ms": self.store.clock_offset_ms,
             "conflicts_open": await self.store.count_conflicts(),
             "dossiers": await self.store.dossier_count(),
@@ -216,7 +227,8 @@ class SyncClient:
             batch = await self._batch(acked)
         request = SyncRequest(
             node=self.config.node, events=[], batch=batch.plain, cursor=await self.store.cursor(),
-            want_bytes=self.config.want_bytes, clock_ms=self.store.wall(),
+            want_bytes=MIN_WANT if self.disk.very_low() else self.config.want_bytes,
+            clock_ms=self.store.wall(),
             stats=await self.stats(), ref=dict(self.store.ref_versions),
             epoch=await self.store.hub_epoch())
         body = encode_request(request)
@@ -323,6 +335,9 @@ class SyncClient:
                 stalled = sent > 0 and ack_after == ack_before
                 rewound = ack_after < ack_before  # a restored hub: send the rest again
                 if not more and not rewound and (pending == 0 or sent == 0 or stalled):
+                    break
+                if more and not rewound and (pending == 0 or stalled) and self.disk.very_low():
+                    log.warning("disk below the hard floor: not pulling the hub's events")
                     break
         except TransportError as exc:
             self.state, self.last_error = "offline", exc.message

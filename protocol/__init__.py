@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
+DISTRIBUTION = "commune-sync"
+UNKNOWN_VERSION = "0+unknown"  # a source tree on sys.path that was never installed
+
+
+def installed_version(distribution: str = DISTRIBUTION) -> str:
+    """The version pip installed (pyproject.toml holds the one number), or `UNKNOWN_VERSION`:
+    the hub shows every node's version, so a guess would mislead more than an honest unknown."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return UNKNOWN_VERSION
+
+
 PROTOCOL_VERSION = 1
-APP_VERSION = "0.1.0"
+APP_VERSION = installed_version()
 HUB_ORIGIN = "hub"
 
 

@@ -108,3 +108,14 @@ class StoreError(SyncError):
     """The local database failed or is corrupt."""
 
     code = "store"
+
+
+class DiskFull(StoreError):
+    """Too little free disk to take new data safely; nothing was written (HTTP 507)."""
+
+    code = "disk_full"
+
+    def __init__(self, message: str, *, free_mb: int, floor_mb: int) -> None:
+        super().__init__(message)
+        self.free_mb = free_mb
+        self.floor_mb = floor_mb

@@ -38,6 +38,7 @@ STAT_KEYS = {
     "pending_blobs": int,
     "oldest_pending_age_s": int,
     "disk_free": int,
+    "disk_floor": int,  # below it the node refuses new intake
     "clock_offset_ms": int,
     "conflicts_open": int,
     "dossiers": int,

@@ -1,7 +1,10 @@
 """People who log in: users with roles, scrypt password hashes, and bearer/session tokens.
 
 Tokens are random 256-bit strings given to the client once and stored only as their SHA-256.
-Login is throttled per username after repeated failures.
+Login is throttled per username after repeated failures. A session ends 12 hours after login, or
+sooner after `idle_s` without activity (idle logout: a PC left open at the desk); disabling a
+user, changing their role or password ends their sessions at once, whichever process does it,
+because every request checks the database.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hmac
 import logging
 import re
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +38,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     username TEXT NOT NULL REFERENCES users(username),
     expires_at INTEGER NOT NULL
 );
+-- the last activity of a session: a table of its own rather than a column of sessions, because
+-- tables here are created IF NOT EXISTS and there is no column migration yet (old sessions,
+-- without a row, count as active from their next request)
+CREATE TABLE IF NOT EXISTS session_activity (
+    token_hash BLOB PRIMARY KEY,
+    last_seen_at INTEGER NOT NULL  -- ms
+);
 CREATE TABLE IF NOT EXISTS login_failures (
     username TEXT PRIMARY KEY,
     count INTEGER NOT NULL,
@@ -42,6 +53,8 @@ CREATE TABLE IF NOT EXISTS login_failures (
 """
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 SESSION_TTL_S = 12 * 3600
+IDLE_S = 30 * 60
+TOUCH_S = 60  # write a session's last activity at most this often (a tenth of idle_s if less)
 MAX_FAILURES = 5
 LOCKOUT_S = 60
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -49,6 +62,14 @@ SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 class LoginThrottled(AuthError):
     """Too many failed logins for this username: wait before trying again."""
+
+
+class SessionIdle(AuthError):
+    """The session was left without activity too long and has ended."""
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +108,11 @@ def check_new_password(password: str) -> str:
 class Accounts:
     """Users and sessions in an open database (the caller's connection)."""
 
-    def __init__(self, conn: aiosqlite.Connection, roles: tuple[str, ...]) -> None:
+    def __init__(self, conn: aiosqlite.Connection, roles: tuple[str, ...],
+                 idle_s: float = IDLE_S) -> None:
         self.conn = conn
         self.roles = roles
+        self.idle_s = idle_s  # 0: no idle logout
 
     async def setup(self) -> None:
         """Create the tables if missing."""
@@ -133,30 +156,60 @@ class Accounts:
         token = secrets.token_urlsafe(32)
         await self.conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
         await self.conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
-        await self.conn.execute(
-            "INSERT INTO sessions VALUES (?,?,?)",
-            (hashlib.sha256(token.encode()).digest(), username, now + SESSION_TTL_S),
-        )
+        await self.conn.execute("DELETE FROM session_activity WHERE token_hash NOT IN "
+                                "(SELECT token_hash FROM sessions)")
+        await self.conn.execute("INSERT INTO sessions VALUES (?,?,?)",
+                                (_digest(token), username, now + SESSION_TTL_S))
+        await self.conn.execute("INSERT INTO session_activity VALUES (?,?)",
+                                (_digest(token), int(time.time() * 1000)))
         await self.conn.commit()
         return token
 
-    async def check(self, token: str) -> User:
-        """The user a live token belongs to; AuthError otherwise."""
+    async def check(self, token: str, touch: bool = True) -> User:
+        """The user a live token belongs to; AuthError otherwise (SessionIdle when it has just
+        ended for lack of activity). `touch=False` for background requests (a page polling its
+        status line), which must not keep an abandoned session alive."""
+        now_ms = int(time.time() * 1000)
         async with self.conn.execute(
-            "SELECT u.username, u.role FROM sessions s JOIN users u USING(username) "
+            "SELECT u.username, u.role, a.last_seen_at FROM sessions s "
+            "JOIN users u ON u.username = s.username "
+            "LEFT JOIN session_activity a ON a.token_hash = s.token_hash "
             "WHERE s.token_hash=? AND s.expires_at>=? AND u.disabled=0",
-            (hashlib.sha256(token.encode()).digest(), int(time.time())),
+            (_digest(token), now_ms // 1000),
         ) as cur:
             row = await cur.fetchone()
         if row is None:
             raise AuthError("not logged in or session expired")
+        seen = None if row[2] is None else int(row[2])
+        idle_ms = self.idle_s * 1000
+        if idle_ms and seen is not None and now_ms - seen > idle_ms:
+            await self.logout(token)
+            raise SessionIdle(f"logged out after {self.idle_s / 60:g} minutes without "
+                              "activity; log in again")
+        every_ms = min(TOUCH_S * 1000, idle_ms / 10) if idle_ms else TOUCH_S * 1000
+        if touch and (seen is None or now_ms - seen >= every_ms):
+            try:
+                await self.conn.execute(
+                    "INSERT INTO session_activity VALUES (?,?) ON CONFLICT(token_hash) DO UPDATE "
+                    "SET last_seen_at=excluded.last_seen_at", (_digest(token), now_ms))
+                await self.conn.commit()
+            except sqlite3.Error as exc:  # a full disk must not lock people out of reading
+                log.warning("cannot record session activity: %s", exc)
+                await self.conn.rollback()
         return User(row[0], row[1])
 
     async def logout(self, token: str) -> None:
         """Forget a session token."""
-        await self.conn.execute("DELETE FROM sessions WHERE token_hash=?",
-                                (hashlib.sha256(token.encode()).digest(),))
+        await self.conn.execute("DELETE FROM session_activity WHERE token_hash=?",
+                                (_digest(token),))
+        await self.conn.execute("DELETE FROM sessions WHERE token_hash=?", (_digest(token),))
         await self.conn.commit()
+
+    async def _end_sessions(self, username: str) -> None:
+        """Delete every session of `username` (the caller commits)."""
+        await self.conn.execute("DELETE FROM session_activity WHERE token_hash IN "
+                                "(SELECT token_hash FROM sessions WHERE username=?)", (username,))
+        await self.conn.execute("DELETE FROM sessions WHERE username=?", (username,))
 
     async def change_password(self, username: str, old: str, new: str) -> None:
         """Change a password after checking the old one; ends the user's other sessions."""
@@ -168,7 +221,7 @@ class Accounts:
         check_new_password(new)
         await self.conn.execute("UPDATE users SET password_hash=? WHERE username=?",
                                 (hash_password(new), username))
-        await self.conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+        await self._end_sessions(username)
         await self.conn.commit()
 
     async def users(self) -> list[dict[str, Any]]:
@@ -185,7 +238,7 @@ class Accounts:
         if cur.rowcount == 0:
             raise ValidationError(f"no user {username!r}", field="username")
         if disabled:
-            await self.conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+            await self._end_sessions(username)
         await self.conn.commit()
 
     async def set_role(self, username: str, role: str) -> None:
@@ -195,7 +248,7 @@ class Accounts:
         cur = await self.conn.execute("UPDATE users SET role=? WHERE username=?", (role, username))
         if cur.rowcount == 0:
             raise ValidationError(f"no user {username!r}", field="username")
-        await self.conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+        await self._end_sessions(username)
         await self.conn.commit()
 
     async def reset_password(self, username: str, new: str) -> None:
@@ -205,7 +258,7 @@ class Accounts:
                                       (hash_password(new), username))
         if cur.rowcount == 0:
             raise ValidationError(f"no user {username!r}", field="username")
-        await self.conn.execute("DELETE FROM sessions WHERE username=?", (username,))
+        await self._end_sessions(username)
         await self.conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
         await self.conn.commit()
 

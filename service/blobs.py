@@ -8,7 +8,6 @@ last byte on disk. Nothing counts until the whole file hashes to its name.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import logging
 import os
@@ -16,7 +15,7 @@ import re
 from pathlib import Path
 
 from protocol.errors import Conflict, StoreError, ValidationError
-from service import atomic
+from service import atomic, filelock
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +107,16 @@ class BlobStore:
                 del self._locks[sha]
 
     def _append_locked(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
-        """`_append` under an flock: hub processes sharing this directory (`serve --workers`)
+        """`_append` under a file lock: hub processes sharing this directory (`serve --workers`)
         append one at a time too."""
         lock = self.root / "partial" / f"{sha}.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with filelock.exclusive(lock):
             held = self._append(sha, offset, chunk, size)
             if held == size:
                 # done: whoever waits on this file, or opens a new one, finds the blob complete
-                lock.unlink(missing_ok=True)
+                # (Windows keeps the file while it is open: left behind, it is harmless)
+                filelock.remove_lock_file(lock)
             return held
-        finally:
-            os.close(fd)  # releases the flock
 
     def _append(self, sha: str, offset: int, chunk: bytes, size: int) -> int:
         if self.path(sha).is_file():

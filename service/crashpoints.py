@@ -44,4 +44,5 @@ def hit(name: str) -> None:
     _hits[name] = _hits.get(name, 0) + 1
     if _hits[name] >= _TARGET[1]:
         log.warning("crash point %s reached: SIGKILL", name)
-        os.kill(os.getpid(), signal.SIGKILL)
+        # Windows has no SIGKILL; SIGTERM there is TerminateProcess, just as abrupt
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))

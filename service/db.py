@@ -26,11 +26,23 @@ import sqlite3
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from protocol.errors import StoreError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+
+def _asyncpg() -> Any:
+    """asyncpg, imported when a PostgreSQL store opens: only a hub on PostgreSQL installs it (the
+    `postgres` extra), so an edge or a SQLite hub imports this module without it."""
+    try:
+        import asyncpg
+    except ImportError as exc:
+        raise StoreError("a PostgreSQL store needs asyncpg: pip install "
+                         "'commune-sync[hub,postgres]'") from exc
+    return asyncpg
 
 
 class DatabaseError(Exception):
@@ -101,7 +113,7 @@ def _rowcount(status: str) -> int:
 
 
 def _wrap(exc: BaseException) -> DatabaseError:
-    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+    if isinstance(exc, _asyncpg().IntegrityConstraintViolationError):
         return IntegrityError(str(exc))
     return DatabaseError(f"{type(exc).__name__}: {exc}")
 
@@ -165,14 +177,17 @@ class PgConnection:
         self.pool = pool
         self.conn = conn  # None: every statement borrows from the pool
         self._lock = asyncio.Lock()
+        pg = _asyncpg()
+        self._errors: tuple[type[BaseException], ...] = (pg.PostgresError, pg.InterfaceError)
 
     @classmethod
     async def open(cls, dsn: str, *, pool_size: int = 4) -> tuple[PgConnection, PgConnection]:
         """(writer, reader) sharing one pool."""
+        pg = _asyncpg()
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size + 1,
-                                             command_timeout=120)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            pool = await pg.create_pool(dsn, min_size=1, max_size=pool_size + 1,
+                                        command_timeout=120)
+        except (OSError, pg.PostgresError, pg.InterfaceError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
         writer = await pool.acquire()
         return cls(pool, writer), cls(pool)
@@ -184,7 +199,7 @@ class PgConnection:
                     return await fn(self.conn)
             async with self.pool.acquire() as conn:
                 return await fn(conn)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except self._errors as exc:
             raise _wrap(exc) from exc
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> _Call:
@@ -247,7 +262,7 @@ class PgConnection:
             conn, self.conn = self.conn, None
             try:
                 await self.pool.release(conn)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError):
+            except self._errors:
                 pass
         if not self.pool.is_closing():
             await self.pool.close()

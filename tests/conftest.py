@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,20 @@ async def pg_url() -> AsyncIterator[str]:
         yield url
     finally:
         await drop_db(url)
+
+
+@pytest.fixture
+async def procs() -> AsyncIterator[Any]:
+    """Child processes of a test (real hubs and edges, tests.faults.procs.Procs), every one
+    stopped at the end. Imported here, not at the top: the edge's tests also run in an
+    interpreter without POSIX-only modules (tests/edge_node/nonposix.py), which bench/ needs."""
+    from tests.faults.procs import Procs
+
+    p = Procs()
+    try:
+        yield p
+    finally:
+        await p.stop_all()
 
 
 @pytest.fixture

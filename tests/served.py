@@ -1,5 +1,6 @@
-"""A real `central-hub serve` process on a free loopback port, for the tests that need the hub as
-a separate process (the CLI contract, limits measured on the process, several workers)."""
+"""A real `central-hub serve` (or `edge-node serve`) process on a free loopback port, for the tests
+that need a server as a separate process (the CLI contract, limits measured on the process,
+several workers, schemathesis)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, within: flo
         except (urllib.error.URLError, OSError):
             pass
         assert proc.poll() is None, log.read_text(errors="replace")
-        assert time.monotonic() < deadline, "hub did not start: " + log.read_text()
+        assert time.monotonic() < deadline, "server did not start: " + log.read_text()
         time.sleep(0.1)
 
 
@@ -56,11 +57,24 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, within: flo
 def serve(data: Path, *extra: str) -> Iterator[Served]:
     """`central-hub serve --data DATA --insecure-http EXTRA…` (plain HTTP on loopback: the
     HTTPS path has its own tests in tests/security), stopped with SIGTERM afterwards."""
+    with _serve("central_hub", data, "--insecure-http", *extra) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serve_edge(data: Path, *extra: str) -> Iterator[Served]:
+    """`edge-node serve --data DATA EXTRA…` on a free loopback port, stopped with SIGTERM."""
+    with _serve("edge_node", data, *extra) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def _serve(module: str, data: Path, *extra: str) -> Iterator[Served]:
     port = free_port()
     with (data / "serve.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "central_hub", "serve", "--data", str(data), "--host",
-             "127.0.0.1", "--port", str(port), "--insecure-http", *extra],
+            [sys.executable, "-m", module, "serve", "--data", str(data), "--host",
+             "127.0.0.1", "--port", str(port), *extra],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
             wait_healthy(f"http://127.0.0.1:{port}", proc, data / "serve.log")

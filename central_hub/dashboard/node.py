@@ -14,6 +14,8 @@ from central_hub.nodes import fleet, history
 from central_hub.nodes.fleet import DAY_MS, HOUR_MS
 from protocol.calendar import local
 from protocol.errors import NotFound, ValidationError
+from service.api import answers, bodies
+from service.api.spec import operation
 from service.ui.i18n import Messages
 from service.web import json_response
 
@@ -105,12 +107,14 @@ async def node_page(request: web.Request) -> web.Response:
         backlog_s=duration(t, item["oldest_pending_age_s"]) if item["pending_events"] else "")
 
 
-async def history_json(request: web.Request) -> web.Response:
+@operation("A node's sync history, for its charts", tag="fleet", query=bodies.HistoryQuery,
+           answer=answers.NodeHistory)
+async def history_json(request: web.Request, query: bodies.HistoryQuery) -> web.Response:
     """GET /api/nodes/{node}/history?window=24h|7d|30d|1y: chart data."""
     hub = hub_of(request)
     node = request.match_info["node"]
     await _item(hub, node)
-    window = _window(hub, request.query.get("window"))
+    window = _window(hub, query.window)
     start, end, bucket, buckets = await window_series(hub, node, window)
     return json_response({"node": node, "window": window, "start": start, "end": end,
                           "bucket_ms": bucket, "buckets": buckets,

@@ -15,6 +15,8 @@ from central_hub.nodes import fleet
 from central_hub.nodes.fleet import fast_iso, local_day_start
 from protocol.calendar import iso
 from protocol.text import search_key
+from service.api import answers
+from service.api.spec import operation
 from service.web import json_response
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,7 @@ async def _active(request: web.Request) -> list[dict[str, Any]]:
     return out
 
 
+@operation("Active alerts and the latest health changes", tag="fleet", answer=answers.Alerts)
 async def alerts_json(request: web.Request) -> web.Response:
     """GET /api/alerts: active alerts and the latest changes."""
     hub = hub_of(request)

@@ -16,6 +16,8 @@ from central_hub.nodes import fleet
 from central_hub.stats import Period
 from protocol.calendar import local
 from protocol.errors import ValidationError
+from service.api import answers, bodies
+from service.api.spec import operation
 from service.ui.formats import day, parse_day
 from service.ui.i18n import Messages
 from service.web import json_response
@@ -125,10 +127,12 @@ async def csv_download(request: web.Request) -> web.Response:
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-async def api(request: web.Request) -> web.Response:
+@operation("Statistics for a period (the /stats report)", tag="statistics",
+           query=bodies.StatsQuery, answer=answers.Stats)
+async def api(request: web.Request, query: bodies.StatsQuery) -> web.Response:
     """GET /api/stats: the report as JSON (procedure names in Vietnamese)."""
     hub = hub_of(request)
-    period, commune, by = parse_query(hub, request.query)
+    period, commune, by = parse_query(hub, bodies.as_dict(query))
     return json_response(await compute(hub, period, commune, by))
 
 

@@ -71,6 +71,9 @@ class Reason:
                 return f"clock off by {p['offset_s']} s"
             case "disk":
                 return f"only {p['mb']} MB disk free"
+            case "disk_floor":
+                return (f"refuses new dossiers: only {p['mb']} MB disk free "
+                        f"(its floor is {p['floor_mb']} MB)")
             case "blobs":
                 return f"{p['n']} files waiting to move"
             case "last_error":
@@ -150,8 +153,12 @@ def evaluate(node: dict[str, Any], now_ms: int, rules: HealthRules = DEFAULT_RUL
     if level:
         reasons.append(Reason("clock", level, {"offset_s": offset // 1000}))
     disk = stats.get("disk_free", -1)
+    floor = stats.get("disk_floor", 0)
     if isinstance(disk, int) and disk >= 0:
-        if rules.crit_disk_bytes and disk < rules.crit_disk_bytes:
+        if isinstance(floor, int) and disk < floor:  # the node is refusing intake right now
+            reasons.append(Reason("disk_floor", "critical", {"mb": disk // (1024 * 1024),
+                                                             "floor_mb": floor // (1024 * 1024)}))
+        elif rules.crit_disk_bytes and disk < rules.crit_disk_bytes:
             reasons.append(Reason("disk", "critical", {"mb": disk // (1024 * 1024)}))
         elif rules.warn_disk_bytes and disk < rules.warn_disk_bytes:
             reasons.append(Reason("disk", "warning", {"mb": disk // (1024 * 1024)}))

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +23,7 @@ from central_hub.nodes.fleet import Change
 from central_hub.store import HubStore
 from protocol import APP_VERSION
 from protocol.calendar import iso
+from service import filelock
 from service.db import is_postgres, lock_key
 
 log = logging.getLogger(__name__)
@@ -89,8 +88,9 @@ class NodeSnapshot:
 class Leadership:
     """Which of the hub processes sharing a database runs the monitor (one, so an alert is
     raised and sent once). PostgreSQL: a session advisory lock on the store's writer
-    connection; SQLite: an flock on `monitor.lock` next to the database. Both are released by
-    the kernel or the server when the process dies, and a standing-by process takes over."""
+    connection; SQLite: a file lock (`service.filelock`) on `monitor.lock` next to the
+    database. Both are released by the kernel or the server when the process dies, and a
+    standing-by process takes over."""
 
     def __init__(self, store: HubStore) -> None:
         self.store = store
@@ -105,11 +105,8 @@ class Leadership:
             self.held = bool(await conn.fetchval(
                 "SELECT pg_try_advisory_lock(?)", (lock_key("monitor"),)))
             return self.held
-        fd = os.open(self.store.path.with_name("monitor.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        fd = filelock.try_lock(self.store.path.with_name("monitor.lock"))
+        if fd is None:
             return False
         self._fd, self.held = fd, True
         return True
@@ -117,7 +114,7 @@ class Leadership:
     def release(self) -> None:
         """Let another process lead (PostgreSQL: the lock goes with the connection)."""
         if self._fd is not None:
-            os.close(self._fd)  # closing the file releases the flock
+            filelock.release(self._fd)
             self._fd = None
         self.held = False
 

@@ -35,6 +35,10 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
         return
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.secure:
+        # over HTTPS (the office LAN) no cookie of ours may ever travel in clear text
+        for morsel in response.cookies.values():
+            morsel["secure"] = True
     if "Cache-Control" not in response.headers:
         # pages carry personal data: never keep them in a shared PC's browser cache
         response.headers["Cache-Control"] = "no-store"

@@ -14,19 +14,22 @@ from urllib.parse import quote
 from aiohttp import web
 
 from protocol.errors import AuthError, Forbidden, NotFound, SyncError
-from service.accounts import Accounts, User
+from service.accounts import Accounts, SessionIdle, User
 from service.ui.csrf import CsrfError
-from service.ui.render import Renderer
+from service.ui.render import Renderer, flash, redirect
 from service.ui.security import is_ui_path
 from service.web import COOKIE, USER_KEY, Handler, require_role, status_of
 
 log = logging.getLogger(__name__)
 
+# sent by ui.js on its polling requests: they show a status, they are not someone at the desk,
+# so they must not keep an abandoned session from its idle logout
+BACKGROUND_HEADER = "X-Background"
 PUBLIC_PATHS = frozenset({"/login", "/lang", "/healthz", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/static/",)
 ERROR_KEYS = {400: "error.bad_request", 401: "error.login", 403: "error.forbidden",
               404: "error.not_found", 409: "error.conflict", 413: "error.too_large",
-              422: "error.invalid"}
+              422: "error.invalid", 507: "error.disk_full"}
 
 
 def is_public(path: str, extra: Collection[str] = ()) -> bool:
@@ -65,15 +68,25 @@ def middleware(accounts: Accounts, renderer: Renderer, public: Collection[str] =
         if not is_ui_path(request.path):
             return await handler(request)
         token = request.cookies.get(COOKIE)
+        background = request.headers.get(BACKGROUND_HEADER) == "1"
+        idle = False
         if token:
             try:
-                request[USER_KEY] = await accounts.check(token)
+                request[USER_KEY] = await accounts.check(token, touch=not background)
+            except SessionIdle:
+                idle = True
             except AuthError:
                 pass
         if USER_KEY not in request and not is_public(request.path, public):
             target = request.path_qs if request.method == "GET" else "/"
-            raise web.HTTPSeeOther(location="/login" + (
+            response: web.Response = redirect("/login" + (
                 f"?next={quote(target, safe='')}" if target != "/" else ""))
+            if background:  # ui.js goes to the login form itself (a fetch would eat the flash)
+                response = web.json_response({"login": "/login"}, status=401)
+            if idle:
+                response.del_cookie(COOKIE, path="/")
+                flash(response, "login.idle", "warn", minutes=round(accounts.idle_s / 60))
+            return response
         try:
             return await handler(request)
         except web.HTTPNotFound as exc:

@@ -61,7 +61,7 @@ async def test_metrics_scrape_cleanly_with_node_gauges_counters_and_histograms(n
                         commune="02245")
     assert pending.value == 0  # the exchange delivered what the edge reported waiting
     for name in ("commune_sync_node_oldest_pending_age_seconds",
-                 "commune_sync_node_clock_offset_ms", "commune_sync_node_health"):
+                 "commune_sync_node_clock_offset_seconds", "commune_sync_node_health"):
         assert samples(families[name], node=quiet.config.node), name
     [health] = samples(families["commune_sync_node_health"], node=quiet.config.node)
     assert health.value == 2  # never synced
@@ -85,6 +85,18 @@ async def test_metrics_scrape_cleanly_with_node_gauges_counters_and_histograms(n
     assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == count.value
     assert families["commune_sync_sync_requests"].samples[0].value >= 2
     assert families["commune_sync_hub_log_position"].samples[0].value >= 3
+
+
+def test_the_clock_offset_is_exported_in_seconds() -> None:
+    """Prometheus base units: the node item's milliseconds become seconds in the gauge."""
+    metrics = HubMetrics()
+    text = metrics.render([{"node": "02245.01", "commune": "02245", "clock_offset_ms": -2500,
+                            "health": "warning"}], 0).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert "commune_sync_node_clock_offset_ms" not in families
+    [offset] = samples(families["commune_sync_node_clock_offset_seconds"], node="02245.01")
+    assert offset.value == -2.5
+    assert "clock" in families["commune_sync_node_clock_offset_seconds"].documentation.lower()
 
 
 def test_json_log_lines_carry_the_extra_fields() -> None:
@@ -118,14 +130,14 @@ class _Reference(Collector):
         self.items = items
 
     def collect(self) -> Iterator[Metric]:
-        for name, help_text, key in NODE_GAUGES:
+        for name, help_text, key, factor in NODE_GAUGES:
             family = GaugeMetricFamily(name, help_text, labels=["node", "commune"])
             for item in self.items:
                 value = item.get(key)
                 if key == "health":
                     value = HEALTH_VALUE.get(str(value), 2)
                 if isinstance(value, int | float) and not isinstance(value, bool):
-                    family.add_metric([item["node"], item["commune"]], float(value))
+                    family.add_metric([item["node"], item["commune"]], float(value) * factor)
             yield family
         name, help_text = LAST_SUCCESS
         last = GaugeMetricFamily(name, help_text, labels=["node", "commune"])

@@ -50,8 +50,19 @@
     var url = el.dataset.pollUrl;
     var every = parseInt(el.dataset.pollEvery || "5", 10) * 1000;
     function once() {
-      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
-        .then(function (r) { return r.ok ? r.json() : null; })
+      // X-Background: this request is not someone at the desk and keeps no session alive
+      fetch(url, { credentials: "same-origin",
+                   headers: { "Accept": "application/json", "X-Background": "1" } })
+        .then(function (r) {
+          if (r.status === 401) {
+            // the session ended (idle logout, account disabled): leave the page, personal data
+            // and all, for the login form
+            window.location.assign("/login?next=" +
+              encodeURIComponent(window.location.pathname + window.location.search));
+            return null;
+          }
+          return r.ok ? r.json() : null;
+        })
         .then(function (data) {
           if (!data) { return; }
           Array.prototype.forEach.call(el.querySelectorAll("[data-poll-part]"), function (part) {

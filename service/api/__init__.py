@@ -1,0 +1,2 @@
+"""The HTTP API as declared types: request bodies, answers, operations, and the OpenAPI document
+built from them."""
