@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from central_hub.dashboard.common import SEVERITY, hub_of
+from central_hub.dashboard.common import PAGE, SEVERITY, hub_of, node_matches, paginate
 from central_hub.nodes import fleet
 from central_hub.nodes.fleet import fast_iso, local_day_start
 from protocol.calendar import iso
@@ -21,7 +21,6 @@ from service.web import json_response
 
 log = logging.getLogger(__name__)
 
-PAGE = 200
 TODAY_LIST = 12
 HEALTH_FILTERS = ("", "not_ok", "critical", "warning", "ok", "revoked")
 SORTS = ("health", "commune", "node", "last_success", "pending", "backlog", "conflicts", "clock")
@@ -62,11 +61,7 @@ def _matches(item: dict[str, Any], q: str, health: str, today_only: bool,
         return False
     if today_only and (item["last_success_ms"] or 0) >= today_start:
         return False
-    if q:
-        hay = search_key(f"{item['commune']} {item['commune_name'] or ''} {item['node']}")
-        if search_key(q) not in hay:
-            return False
-    return True
+    return node_matches(item, q)
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -98,7 +93,7 @@ async def overview(request: web.Request) -> web.Response:
                                                 "clock") else "asc") == "desc"
     rows = [i for i in items if _matches(i, q, health, today_only, today_start)]
     rows.sort(key=_sort_key(sort), reverse=desc)
-    page, pages = _page(query, len(rows))
+    page, pages = paginate(query, len(rows), PAGE)
     params = {"q": q, "health": health, "today": "1" if today_only else "", "sort": sort,
               "dir": "desc" if desc else "asc"}
 
@@ -118,22 +113,12 @@ async def overview(request: web.Request) -> web.Response:
         today_start=today_start, now_ms=now, generated_at=iso(now))
 
 
-def _page(query: Any, total: int) -> tuple[int, int]:
-    """(page, pages) for `PAGE` rows a page, from `?page=`."""
-    try:
-        page = max(1, int(query.get("page", "1")))
-    except ValueError:
-        page = 1
-    pages = max(1, (total + PAGE - 1) // PAGE)
-    return min(page, pages), pages
-
-
 async def alerts(request: web.Request) -> web.Response:
     """GET /alerts: nodes not ok now with since-when and why (`PAGE` a page: a country has
     hundreds), and the latest changes."""
     hub = hub_of(request)
     active = await _active(request)
-    page, pages = _page(request.query, len(active))
+    page, pages = paginate(request.query, len(active), PAGE)
     return await hub.renderer.page(
         request, "alerts.html", active=active[(page - 1) * PAGE:page * PAGE],
         active_count=len(active), page=page, pages=pages,

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from central_hub.app import MONITOR
-from central_hub.dashboard import overview
+from central_hub.dashboard import manage, overview
 from central_hub.nodes import fleet
 from central_hub.nodes.health import HealthRules
 from central_hub.nodes.monitor import Monitor
@@ -150,9 +150,10 @@ async def test_a_webhook_that_is_down_is_marked_undelivered(bare: Net) -> None:
     assert status == 200  # the hub answers while the webhook is down
 
 
-async def test_the_alerts_page_lists_every_active_alert_a_page_at_a_time(
+async def test_alerts_and_nodes_are_listed_a_page_at_a_time(
         bare: Net, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(overview, "PAGE", 2)  # a country has hundreds: 200 a page
+    for module in (overview, manage):  # a country has hundreds: 200 a page
+        monkeypatch.setattr(module, "PAGE", 2)
     hub = await start_hub(bare, **TINY)
     nodes = [(await bare.add_edge(code, name)).config.node for code, name in
              (("02245", "Xã Côn Lôn"), ("02227", "Xã Thượng Lâm"), ("02233", "Xã Lăng Can"))]
@@ -172,5 +173,10 @@ async def test_the_alerts_page_lists_every_active_alert_a_page_at_a_time(
         assert 'href="/alerts?page=2" rel="next"' in first and "Trang 1/2" in first
         assert 'href="/alerts?page=1" rel="prev"' in second
         assert (await op.get("/alerts?page=x")).text.count("<tr data-node=") == 2
+        managed = [(await op.get(f"/nodes?page={n}")).text for n in (1, 2)]
+        assert [p.count("<tr data-node=") for p in managed] == [2, 1]
+        assert "3 nút" in managed[1] and 'href="/nodes?page=1" rel="prev"' in managed[1]
+        found = (await op.get("/nodes?q=thuong+lam")).text  # accents aside
+        assert found.count("<tr data-node=") == 1 and "Xã Thượng Lâm" in found
     finally:
         await op.close()
