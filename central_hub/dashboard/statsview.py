@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -14,6 +15,7 @@ from central_hub import stats
 from central_hub.dashboard.common import Hub, hub_of
 from central_hub.nodes import fleet
 from central_hub.stats import Period
+from central_hub.store import HubStore
 from protocol.calendar import local
 from protocol.errors import ValidationError
 from service.api import answers, bodies
@@ -62,10 +64,38 @@ def parse_query(hub: Hub, query: Any,
     return Period(first, last), commune, by
 
 
+class FactsCache:
+    """The facts of the last few periods asked for, kept while the hub log does not move: every
+    change to a dossier is an event with a new position, and reading the facts (each dossier's
+    state and moves) is most of a report's cost at national scale (100,000 dossiers)."""
+
+    size = 8
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[int, int, str | None], tuple[int, list[fleet.Facts]]] = {}
+
+    async def facts(self, store: HubStore, period: Period,
+                    commune: str | None) -> list[fleet.Facts]:
+        """`fleet.stats_facts` for the period, reused if nothing was logged since."""
+        key = (period.start_ms, period.end_ms, commune)
+        position = await store.log_size()
+        kept = self._kept.pop(key, None)
+        if kept is None or kept[0] != position:
+            kept = (position, await fleet.stats_facts(store, period.start_ms, period.end_ms,
+                                                      commune))
+        self._kept[key] = kept  # most recently used last
+        while len(self._kept) > self.size:
+            del self._kept[next(iter(self._kept))]
+        return kept[1]
+
+
+_CACHES: weakref.WeakKeyDictionary[HubStore, FactsCache] = weakref.WeakKeyDictionary()
+
+
 async def compute(hub: Hub, period: Period, commune: str | None, by: str,
                   lang: str = "vi") -> dict[str, Any]:
     """The report for a period, split by `by`."""
-    facts = await fleet.stats_facts(hub.store, period.start_ms, period.end_ms, commune)
+    facts = await _CACHES.setdefault(hub.store, FactsCache()).facts(hub.store, period, commune)
     names = {p.code: (p.name_vi if lang == "vi" else p.name_en)
              for p in hub.store.catalogue.procedures}
     data = stats.report(facts, stats.split(period, by), hub.store.now_ms(),

@@ -33,7 +33,7 @@ import pytest
 from central_hub.stats import COUNTS
 from protocol.calendar import VN_TZ, iso, to_ms
 from tests.central_hub.operator import operator
-from tests.harness import EdgeHandle, Net
+from tests.harness import EdgeHandle, Net, birth
 
 pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
 
@@ -197,3 +197,19 @@ async def test_statistics_match_the_hand_computed_fixture(net: Net) -> None:
         assert len(table) == 1 + len(EXPECTED) + 1
     finally:
         await op.close()
+
+
+async def test_a_report_asked_again_counts_what_arrived_in_between(net: Net) -> None:
+    """The facts of a period are kept while the hub log stays where it was, and no longer."""
+    assert net.hub is not None
+    edge = await net.add_edge("02245", "Xã Côn Lôn")
+    counts = []
+    for i in range(3):
+        if i:
+            await edge.api.post("/api/dossiers", birth(citizen_id=f"00809000{i:04d}"))
+            await edge.sync()
+        for _ in range(2):  # the second answer comes from the kept facts
+            status, body = await net.hub.api.get("/api/stats")
+            assert status == 200, body
+            counts.append(body["totals"][0]["received_total"])
+    assert counts == [0, 0, 1, 1, 2, 2]
