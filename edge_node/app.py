@@ -66,6 +66,7 @@ async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
         "clock_warning": abs(store.clock_offset_ms) > CLOCK_WARNING_MS,
         "rejected": await store.rejections(),
         "warning": await store.sync_warning(),  # e.g. the hub was restored from a backup
+        "progress": client.progress.plain(),  # the attempt under way, or how the last one ended
     }
 
 

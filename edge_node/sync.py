@@ -26,6 +26,7 @@ from edge_node.disk import DiskGuard
 from edge_node.identity import Identity
 from edge_node.identity import recover as recover_certificate
 from edge_node.identity import renew as renew_certificate
+from edge_node.progress import Progress
 from edge_node.store import EdgeStore
 from protocol import APP_VERSION
 from protocol.errors import (
@@ -122,6 +123,7 @@ class SyncClient:
         self.state = "offline"
         self.last_error: str | None = None
         self.rejected_total = 0
+        self.progress = Progress()  # what the attempt under way does, for the desk
         self.data_dir = "."
         self._identity: Identity | None = None
 
@@ -153,7 +155,8 @@ class SyncClient:
                 raise ValidationError("refusing plain http:// to a hub that is not on this "
                                       "machine; use https:// or set insecure_http", field="hub_url")
             self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=("User-Agent", "Accept-Encoding"))
+                connector=connector, skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                trace_configs=[self.progress.trace()])
             self._own_session = True
         return self._session
 
@@ -232,6 +235,7 @@ class SyncClient:
             stats=await self.stats(), ref=dict(self.store.ref_versions),
             epoch=await self.store.hub_epoch())
         body = encode_request(request)
+        self.progress.sending(batch.count)
         started = time.monotonic()
         post = asyncio.ensure_future(self._post(body))
         following: Batch | None = None
@@ -273,7 +277,9 @@ class SyncClient:
         """One HTTP request to the hub with the node credential; errors mapped to ours (2xx
         answers are returned, everything else raises)."""
         http = await self._http()
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, connect=15)
+        # a refused connection fails at once; a link that drops packets within the link's timeout
+        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s,
+                                        connect=min(15.0, self.config.request_timeout_s))
         headers = {"Content-Type": CONTENT_TYPE}
         if self.config.credential:  # plain-HTTP development hubs; over HTTPS the certificate
             headers["Authorization"] = f"Bearer {self.config.credential}"
@@ -286,12 +292,15 @@ class SyncClient:
                 retry_after = resp.headers.get("Retry-After", "")
         except TimeoutError as exc:
             self.batch_bytes = max(MIN_BATCH, self.batch_bytes // 2)
+            self.progress.failed("timeout")
             raise ReadTimeout(f"hub did not answer within {self.config.request_timeout_s:.0f} s") \
                 from exc
         except aiohttp.ClientConnectorCertificateError as exc:
             raise AuthError(f"the hub's certificate is not from the province's CA pinned at "
                             f"enrollment (or this machine's clock is wrong): {exc}") from exc
         except aiohttp.ClientConnectorError as exc:
+            self.progress.failed("refused" if isinstance(exc.os_error, ConnectionRefusedError)
+                                 else "network")
             raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: {exc.os_error}") \
                 from exc
         except (aiohttp.ClientError, OSError) as exc:
@@ -316,6 +325,7 @@ class SyncClient:
         """Exchange until nothing is pending either way (or a round trip fails)."""
         result = SessionResult()
         self.state = "syncing"
+        self.progress.begin(self.store.now_ms())
         try:
             await self.ensure_identity()
             following: Batch | None = None
@@ -341,10 +351,13 @@ class SyncClient:
                     break
         except TransportError as exc:
             self.state, self.last_error = "offline", exc.message
+            self.progress.problem = self.progress.problem or "network"
             raise
         except SyncError as exc:
             self.state, self.last_error = "error", exc.message
             raise
+        finally:
+            self.progress.end(self.store.now_ms())
         self.state, self.last_error = "online", None
         result.pending_after, _ = await self.store.pending_stats()
         return result

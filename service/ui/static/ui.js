@@ -65,6 +65,8 @@
         })
         .then(function (data) {
           if (!data) { return; }
+          // the endpoint may ask to be asked more often while something is under way
+          if (data.poll_s > 0) { every = data.poll_s * 1000; }
           Array.prototype.forEach.call(el.querySelectorAll("[data-poll-part]"), function (part) {
             var value = (data.parts || {})[part.dataset.pollPart] || "";
             if (part.textContent !== value) { part.textContent = value; }

@@ -1,0 +1,100 @@
+"""Details a clerk meets in the first week, in a real browser (Debian's Chromium) against a real edge
+and hub on loopback: "Đồng bộ ngay" with the hub down says so within a couple of seconds and shows
+what the attempt does; a refused page is in the page's language; the file picker speaks Vietnamese;
+catalogue values shown in English mode are marked as Vietnamese; the letterhead wraps as a whole."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright.async_api", reason="pip install playwright (the dev extra)")
+
+from playwright.async_api import Browser, expect
+
+from tests.harness import EdgeHandle, Net
+from tests.ui.browser import CHROMIUM, Tab, chromium, shots_dir
+from tests.ui.conftest import add_staff
+from tests.ui.seed import create
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium fonts-noto-core")
+
+TRIED = re.compile(r"thử lúc (\d\d:\d\d:\d\d): máy chủ tỉnh không nhận kết nối")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    return shots_dir(tmp_path)
+
+
+async def tab(browser: Browser, edge: EdgeHandle, shots: Path, user: str) -> Tab:
+    t = await Tab.open(browser, edge.api.base, shots)
+    await t.login(user)
+    return t
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[str]:
+    """A server that takes connections and never answers (a hub hung, a link that eats replies)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    for writer in held:
+        writer.close()
+    server.close()
+
+
+async def test_sync_now_with_the_hub_down_says_so_at_once_and_shows_the_attempt(
+        net: Net, browser: Browser, shots: Path, silent: str) -> None:
+    # the background loop as in service: a session every 30 s, backoff up to 5 minutes
+    edge = await net.add_edge("02245", "Xã Côn Lôn", auto_sync=True)
+    await add_staff(edge)
+    t = await tab(browser, edge, shots, "clerk1")
+    page = t.page
+    state = page.locator("#sync [data-poll-part=state]")
+    await expect(state).to_contain_text(re.compile(r"Đồng bộ lúc \d\d:\d\d$"), timeout=10_000)
+    edge.cut()  # nothing listens there: the connection is refused
+    await create(edge, 1)  # the write's own attempt fails and backs off
+    await expect(state).to_contain_text(TRIED, timeout=10_000)
+    first = TRIED.search(await state.inner_text())
+    assert first is not None
+    await asyncio.sleep(1.1)  # the next attempt ends in another second
+    pressed = time.monotonic()
+    await page.get_by_role("button", name="Đồng bộ ngay").click()
+    await expect(state).not_to_contain_text(first.group(0), timeout=5_000)
+    await expect(state).to_contain_text(TRIED)
+    took = time.monotonic() - pressed
+    assert took < 2.5, f"a refused connection took {took:.1f} s to show"
+    await expect(state).to_contain_text("Mất kết nối — 1 thay đổi chờ gửi")
+    await expect(page.locator("#sync")).to_have_class(re.compile("level-danger"))
+    await t.shot("sync-refused")
+
+    # a hub that takes the connection and never answers: the attempt shows what it does, and
+    # ends at the link's timeout
+    edge.client.config = dataclasses.replace(edge.client.config, hub_url=silent,
+                                             request_timeout_s=3)
+    await page.get_by_role("button", name="Đồng bộ ngay").click()
+    await expect(state).to_contain_text("Đang gửi 1 thay đổi lên tỉnh…", timeout=3_000)
+    await expect(page.locator("#sync")).to_have_class(re.compile("level-busy"))
+    await t.shot("sync-sending")
+    await expect(state).to_contain_text("tỉnh không trả lời kịp", timeout=8_000)
+    t.assert_clean()
