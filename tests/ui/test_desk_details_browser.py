@@ -98,3 +98,49 @@ async def test_sync_now_with_the_hub_down_says_so_at_once_and_shows_the_attempt(
     await t.shot("sync-sending")
     await expect(state).to_contain_text("tỉnh không trả lời kịp", timeout=8_000)
     t.assert_clean()
+
+
+async def test_a_refused_page_the_file_box_and_catalogue_values_speak_the_page_language(
+        net: Net, browser: Browser, shots: Path) -> None:
+    edge = await net.add_edge("02245", "Xã Côn Lôn")
+    await add_staff(edge)
+    admin = await tab(browser, edge, shots, "admin1")
+    response = await admin.page.goto(edge.api.base + "/dossiers/new?procedure=1.001193")
+    assert response is not None and response.status == 403
+    body = admin.page.locator("main")
+    await expect(body.locator("h1")).to_have_text("Bạn không có quyền thực hiện việc này")
+    await expect(body.locator(".detail")).to_have_text(
+        "Vai trò của bạn (Quản trị) không được tiếp nhận hồ sơ. Việc này cần vai trò Cán bộ "
+        "một cửa hoặc Lãnh đạo; hãy nhờ người có vai trò đó, hoặc báo quản trị.")
+    await admin.shot("forbidden")
+    await admin.page.get_by_role("button", name="English").click()
+    await expect(body.locator(".detail")).to_contain_text(
+        "Your role (Administrator) may not receive dossiers. That needs the role One-stop "
+        "clerk or Leader")
+    admin.errors.clear()  # the 403 answers themselves, as they should be
+
+    clerk = await tab(browser, edge, shots, "clerk1")
+    page = clerk.page
+    await clerk.goto("/dossiers/new?procedure=1.001193")
+    pick = page.locator("#doc_file_0")
+    button = page.locator("label.file-button[for=doc_file_0]")
+    await expect(button).to_have_text("Chọn tệp…")
+    await expect(page.locator(".file-pick .file-name").first).to_have_text("Chưa chọn tệp")
+    await expect(pick).to_have_accessible_name(re.compile(r"^Tệp quét 1"))
+    await pick.focus()  # still reached by Tab, and opens the chooser with Space
+    assert await pick.evaluate("el => document.activeElement === el")
+    await pick.set_input_files(files=[{"name": "giay-chung-sinh.pdf", "mimeType":
+                                       "application/pdf", "buffer": b"%PDF-1.4\n%%EOF\n"}])
+    await expect(page.locator(".file-pick .file-name").first).to_have_text("giay-chung-sinh.pdf")
+    await clerk.shot("file-pick")
+    assert not await page.locator(".vi-mark").count()  # Vietnamese page: nothing to mark
+
+    await page.get_by_role("button", name="English").click()
+    await expect(button).to_have_text("Choose a file…")
+    sex = page.locator("select[name='fields.child_sex']")
+    await expect(sex).to_have_attribute("lang", "vi")
+    await expect(page.locator("label[for='f-fields-child_sex'] .vi-mark")).to_have_text(
+        "(tiếng Việt)")
+    await expect(page.locator("#doc_kind_0")).to_have_attribute("lang", "vi")
+    await expect(page.locator(".vi-note")).to_contain_text("in Vietnamese")
+    clerk.assert_clean()

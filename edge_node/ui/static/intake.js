@@ -109,6 +109,9 @@
         Array.prototype.forEach.call(row.querySelectorAll("label.sr-only"), function (label) {
           label.textContent = label.textContent.replace(/\d+$/, String(i + 1));
         });
+        Array.prototype.forEach.call(row.querySelectorAll(".file-name"), function (span) {
+          span.textContent = span.dataset.none || "";
+        });
         rows.appendChild(row);
         var file = row.querySelector("input[type=file]");
         file.addEventListener("change", function () { show(form, file); });
