@@ -157,7 +157,7 @@ class HubStore(DossierStore, TrustStore):
         """Remember which communes may fetch (and upload) which blobs."""
         rows = []
         for event in events:
-            if event.kind == "attach":
+            if event.kind == "attach" and "sha256" in event.payload:  # not a paper document
                 state = await self.load_state(event.dossier)
                 commune = (state.header or {}).get("commune") if state else None
                 if commune:

@@ -1,8 +1,9 @@
 """Who may do what at the commune desk: one table of actions and the staff roles allowed each.
 
 A clerk receives and processes dossiers; a leader does everything a clerk does and also approves
-(the transition to `resolved`), resolves conflicts and reads statistics; an admin manages staff
-accounts. Reading dossiers needs only a login. The JSON API and the web UI check the same table.
+(the transition to `resolved`), resolves conflicts, amends a closed dossier (an edit after a final
+status, with its reason) and reads statistics; an admin manages staff accounts. Reading dossiers
+needs only a login. The JSON API and the web UI check the same table.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ ROLES = ("clerk", "leader", "admin")
 PERMITS: dict[str, frozenset[str]] = {
     "intake": frozenset({"clerk", "leader"}),
     "edit": frozenset({"clerk", "leader"}),
+    "amend": frozenset({"leader"}),
     "transition": frozenset({"clerk", "leader"}),
     "approve": frozenset({"leader"}),
     "resolve": frozenset({"leader"}),
@@ -32,6 +34,8 @@ PERMITS: dict[str, frozenset[str]] = {
 ACTION_WORDS = {
     "intake": "receive dossiers",
     "edit": "edit dossiers",
+    "amend": "amend a closed dossier (an edit with a reason, after returned, refused, withdrawn "
+             "or stopped)",
     "transition": "change a dossier's status",
     "approve": "approve a result (move a dossier to resolved)",
     "resolve": "resolve conflicts",
@@ -55,8 +59,17 @@ def transition_action(target: object) -> str:
     return "approve" if target == APPROVAL_STATUS else "transition"
 
 
+def edit_action(body: Any) -> str:
+    """The permission an edit needs: one with a reason is an amendment (the protocol asks for a
+    reason once a dossier is final, so a clerk's edit of a closed dossier is refused either way)."""
+    reason = body.get("reason") if isinstance(body, dict) else None
+    return "amend" if isinstance(reason, str) and reason.strip() else "edit"
+
+
 def authorize(user: User, action: str, body: Any) -> None:
     """The edge's policy for the dossier API: raise Forbidden unless the user's role permits."""
     if action == "transition" and isinstance(body, dict):
         action = transition_action(body.get("to"))
+    elif action == "edit":
+        action = edit_action(body)
     require_role(user, PERMITS.get(action, frozenset()), ACTION_WORDS.get(action, action))

@@ -87,9 +87,10 @@ class EdgeStore(DossierStore):
         """Track blobs to move: our attachments go up, others' come down."""
         rows = []
         for event in events:
-            if event.kind != "attach":
+            sha = event.payload.get("sha256") if event.kind == "attach" else None
+            if sha is None:  # not an attachment, or a paper document listed without a scan
                 continue
-            sha, size = event.payload["sha256"], event.payload["size"]
+            size = event.payload["size"]
             if event.origin == self.origin:
                 rows.append((sha, size, "up", 0))
             elif not self.blobs.has(sha):

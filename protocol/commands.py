@@ -2,8 +2,9 @@
 
 Both the edge and the hub write through these, so the rules are one: input is checked before anything
 is stored, an edit based on a stale version keeps that version as its deps (so it merges or becomes a
-conflict, never overwrites unseen work), a transition must follow the lifecycle from the status the
-writer saw, and a resolve must have seen every live value of its field.
+conflict, never overwrites unseen work), an edit after a final status is an amendment and carries its
+reason, a transition must follow the lifecycle from the status the writer saw and waits only for the
+conflicts it depends on, and a resolve must have seen every live value of its field.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from protocol import lifecycle
 from protocol.calendar import Calendar, due_at, extend_for_pause
 from protocol.catalogue import Catalogue, Procedure
 from protocol.errors import Conflict, ValidationError
-from protocol.events import ORIGIN_RE, seen_by
+from protocol.events import MAX_DOC_COUNT, MAX_LABEL, ORIGIN_RE, seen_by
 from protocol.hlc import wall_ms
 from protocol.merge import DossierState
 
@@ -31,6 +32,10 @@ PHONE_RE = re.compile(r"^(\+84|0)\d{9,10}$")
 MAX_NOTE = 2000
 ATTACHMENT_TYPES = ("application/pdf", "image/jpeg", "image/png")
 MAX_ATTACHMENT = 20 * 1024 * 1024
+# How a received document was handed in, as form 01 prints it after its name (Vietnamese data).
+DOC_KINDS = ("bản chính", "bản sao", "bản sao có chứng thực", "bản chụp")
+# Approving a result issues it from the form's data: every applicant and form field must be settled.
+RESULT_STATUSES = frozenset({"resolved"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +201,7 @@ def set_draft(body: Any, state: DossierState, catalogue: Catalogue, today: date)
             raise ValidationError(f"unknown procedure {state.header['procedure']!r}")
         checked = procedure.check_fields(fields_raw, today, partial=True)
         values.update({f"fields.{k}": checked.get(k) for k in fields_raw})
+    reason = _reason(body)
     changed = {}
     for path, value in values.items():
         live = state.registers.get(path, ())
@@ -204,11 +210,66 @@ def set_draft(body: Any, state: DossierState, catalogue: Catalogue, today: date)
             changed[path] = value
     if not changed:
         return None
-    return Draft("set", {"set": changed}, base)
+    closed = closed_status(state)
+    if closed and not reason:
+        raise ValidationError(f"the dossier is {closed}: changing it is an amendment and needs "
+                              "a reason", field="reason")
+    payload: dict[str, Any] = {"set": changed}
+    if reason:
+        payload["reason"] = reason
+    return Draft("set", payload, base)
+
+
+def closed_status(state: DossierState) -> str | None:
+    """The final status a dossier is in (any of its live values), or None: an edit after one is
+    an amendment (a reason, and at the desk a leader)."""
+    return next((w.value for w in state.registers.get("status", ())
+                 if w.value in lifecycle.FINAL), None)
+
+
+def _reason(body: dict[str, Any]) -> str:
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_NOTE):
+        raise ValidationError(f"reason must be text of at most {MAX_NOTE} characters",
+                              field="reason")
+    return " ".join((reason or "").split())
 
 
 def _covers_live(state: DossierState, path: str, base: dict[str, int]) -> bool:
     return all(seen_by((w.origin, w.seq), base) for w in state.registers.get(path, ()))
+
+
+def move_blockers(state: DossierState, target: str) -> list[str]:
+    """The conflicted paths a move to `target` depends on; empty when it may go ahead. Every move
+    depends on the status; leaving a paused status rewrites the due time; approving a result
+    depends on every applicant and form field. Other conflicts wait for a leader without holding
+    the dossier up."""
+    conflicts = state.conflicts()
+    if not conflicts:
+        return []
+    if "status" in conflicts:
+        return ["status"]
+    out = []
+    if "due_at" in conflicts and state.value("status") in lifecycle.CLOCK_PAUSED \
+            and target not in lifecycle.CLOCK_PAUSED:
+        out.append("due_at")
+    if target in RESULT_STATUSES:
+        out += [p for p in conflicts if p.startswith(("applicant.", "fields."))]
+    return out
+
+
+def next_moves(state: DossierState) -> tuple[list[str], dict[str, list[str]]]:
+    """The moves the lifecycle allows now, split into those free to go and those waiting for
+    conflicts (with the paths each waits for), in table order."""
+    free: list[str] = []
+    waiting: dict[str, list[str]] = {}
+    for target in lifecycle.next_statuses(state.value("status", "submitted")):
+        blockers = move_blockers(state, target)
+        if blockers:
+            waiting[target] = blockers
+        else:
+            free.append(target)
+    return free, waiting
 
 
 def transition_draft(body: Any, state: DossierState, calendar: Calendar | None = None,
@@ -233,6 +294,10 @@ def transition_draft(body: Any, state: DossierState, calendar: Calendar | None =
     current = state.value("status")
     if not lifecycle.allowed(current, target):
         raise Conflict(f"cannot go from {current} to {target}")
+    blockers = move_blockers(state, target)
+    if blockers:
+        raise Conflict(f"{', '.join(blockers)} in conflict: a leader resolves it before the "
+                       f"move to {target}")
     payload: dict[str, Any] = {"to": target, "from": current}
     if note:
         payload["note"] = note
@@ -283,11 +348,39 @@ def comment_draft(body: Any, state: DossierState) -> Draft:
 
 
 def attach_draft(info: Any, state: DossierState) -> Draft:
-    """Record an attachment (a verified blob) on the dossier; grow-only, never conflicts."""
+    """Record an attachment entry on the dossier: a scan (a verified blob, by its sha256) or,
+    without a sha256, a paper document listed by its name; grow-only, never conflicts."""
     if not isinstance(info, dict):
         raise ValidationError("attachment info must be an object")
+    label = " ".join(str(info.get("label") or "").split())[:MAX_LABEL]
+    payload: dict[str, Any]
+    if info.get("sha256") is None:
+        if not label:
+            raise ValidationError("a document listed without a scan needs its name",
+                                  field="label")
+        payload = {"label": label}
+    else:
+        payload = _scan(info)
+        if label:
+            payload["label"] = label
+    kind, count = info.get("doc_kind"), info.get("count")
+    if kind is not None:
+        if kind not in DOC_KINDS:
+            raise ValidationError(f"doc_kind must be one of {', '.join(DOC_KINDS)}",
+                                  field="doc_kind")
+        payload["doc_kind"] = kind
+    if count is not None:
+        if type(count) is not int or not 1 <= count <= MAX_DOC_COUNT:
+            raise ValidationError(f"count must be a whole number from 1 to {MAX_DOC_COUNT}",
+                                  field="count")
+        payload["count"] = count
+    if state.header is None:
+        raise Conflict("dossier is not complete here yet")
+    return Draft("attach", payload, dict(state.vv))
+
+
+def _scan(info: dict[str, Any]) -> dict[str, Any]:
     name = str(info.get("name") or "").strip()[:255] or "tệp đính kèm"
-    label = str(info.get("label") or "").strip()[:255]
     mime, size, sha = info.get("mime"), info.get("size"), info.get("sha256")
     if mime not in ATTACHMENT_TYPES:
         raise ValidationError("attachments must be PDF, JPEG or PNG", field="file")
@@ -296,9 +389,4 @@ def attach_draft(info: Any, state: DossierState) -> Draft:
                               field="file")
     if not isinstance(sha, str) or len(sha) != 64:
         raise ValidationError("attachment needs its sha256", field="sha256")
-    if state.header is None:
-        raise Conflict("dossier is not complete here yet")
-    payload = {"sha256": sha, "name": name, "mime": mime, "size": size}
-    if label:
-        payload["label"] = label
-    return Draft("attach", payload, dict(state.vv))
+    return {"sha256": sha, "name": name, "mime": mime, "size": size}

@@ -25,6 +25,8 @@ STATUS_NAMES = frozenset({
 PATH_RE = re.compile(r"^(applicant\.(full_name|citizen_id|phone|address)|fields\.[a-z][a-z0-9_]{0,47})$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_TEXT = 4000
+MAX_LABEL = 255
+MAX_DOC_COUNT = 99
 ORIGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 HASH_LEN = 32
 MAX_SEQ = (1 << 63) - 1
@@ -185,6 +187,31 @@ def _check_set(values: Any) -> None:
         _need(_is_value(value), f"bad value for {path}")
 
 
+def _is_text(value: Any, limit: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit
+
+
+def _check_attach(payload: Any) -> None:
+    """An attachment is a labelled entry: a scan referencing a blob (sha256, size, name, mime — the
+    only shape peers before paper entries accept), or a paper document listed without one (no
+    sha256: a label, and optionally its kind and count). docs/protocol.md: Attachments."""
+    get = payload.get
+    if "sha256" in payload or "size" in payload:
+        _need(isinstance(get("sha256"), str) and bool(SHA256_RE.fullmatch(get("sha256"))),
+              "attach needs a sha256")
+        _need(type(get("size")) is int and get("size") >= 0, "attach needs a size")
+        for key in ("name", "mime"):
+            _need(isinstance(get(key), str) and len(get(key)) <= 255, f"attach needs {key}")
+    else:
+        _need(_is_text(get("label"), MAX_LABEL), "a paper document needs its label")
+        for key in ("name", "mime"):
+            _need(get(key) is None or (isinstance(get(key), str) and len(get(key)) <= 255),
+                  f"bad {key}")
+    _need(get("doc_kind") is None or _is_text(get("doc_kind"), 64), "bad doc_kind")
+    count = get("count")
+    _need(count is None or (type(count) is int and 1 <= count <= MAX_DOC_COUNT), "bad count")
+
+
 def check_payload(kind: str, payload: Any) -> None:
     """Validate a payload's shape for its kind, so the fold can trust every event it sees."""
     _need(isinstance(payload, dict), "payload must be a map")
@@ -199,6 +226,7 @@ def check_payload(kind: str, payload: Any) -> None:
     elif kind == "set":
         _check_set(get("set"))
         _need(bool(get("set")), "set must not be empty")
+        _need(get("reason") is None or _is_text(get("reason"), MAX_TEXT), "bad reason")
     elif kind == "transition":
         _need(_status(get("to")), "transition needs a known status")
         _need(get("from") is None or _status(get("from")), "bad from status")
@@ -213,11 +241,7 @@ def check_payload(kind: str, payload: Any) -> None:
         if field == "status":
             _need(_status(get("value")), "resolve of status needs a known status")
     elif kind == "attach":
-        _need(isinstance(get("sha256"), str) and bool(SHA256_RE.fullmatch(get("sha256"))),
-              "attach needs a sha256")
-        _need(type(get("size")) is int and get("size") >= 0, "attach needs a size")
-        for key in ("name", "mime"):
-            _need(isinstance(get(key), str) and len(get(key)) <= 255, f"attach needs {key}")
+        _check_attach(payload)
     elif kind == "detach":
         tags = get("tags")
         _need(isinstance(tags, list) and all(isinstance(t, str) for t in tags), "detach needs tags")

@@ -7,8 +7,10 @@ decided pairwise). Because max(S ∪ {x}) = max(max(S) ∪ {x}) for any partial 
 one at a time gives the same live set in any order, and a seen-set makes duplicates no-ops. Several
 live writes with different values are a conflict: all are kept; the displayed one is the highest
 (hlc, origin, seq) so every replica shows the same. A resolve is a write that has seen every live
-write, so it replaces them. Attachments are an observed-remove set (attach tags, detach tombstones);
-comments are a grow-only set. None of them conflict.
+write, so it replaces them. Attachments are an observed-remove set of labelled entries (attach
+tags, detach tombstones): an entry references a blob by its sha256, or lists a paper document
+without one, and many entries may reference one blob (a clerk scans a whole stack into one PDF).
+Comments are a grow-only set. None of them conflict.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from protocol.events import Event, EventId, seen_by
 log = logging.getLogger(__name__)
 
 HEADER_KEYS = ("procedure", "commune", "code", "received_at", "channel")
+ATTACH_KEYS = ("sha256", "name", "mime", "size", "label")  # always kept (None when absent)
+ENTRY_KEYS = ("doc_kind", "count")  # kept only when written, so older events fold as before
 
 
 class Write(NamedTuple):
@@ -65,12 +69,12 @@ class DossierState:
         }
 
     def live_attachments(self) -> list[dict[str, Any]]:
-        """Attachments present now (not tombstoned), one per sha256, oldest first."""
-        by_hash: dict[str, dict[str, Any]] = {}
-        for tag, info in sorted(self.attachments.items(), key=lambda kv: (kv[1]["hlc"], kv[0])):
-            if tag not in self.tombstones:
-                by_hash.setdefault(info["sha256"], {**info, "tag": tag})
-        return list(by_hash.values())
+        """Every attachment entry present now (not tombstoned), oldest first, each with its tag;
+        entries sharing a blob are all kept (each is a document of its own)."""
+        return [{**info, "tag": tag}
+                for tag, info in sorted(self.attachments.items(),
+                                        key=lambda kv: (kv[1]["hlc"], kv[0]))
+                if tag not in self.tombstones]
 
 
 def _value_key(value: Any) -> Any:
@@ -149,7 +153,9 @@ def apply(state: DossierState | None, event: Event) -> DossierState:
     tag = f"{event.origin}:{event.seq}"
     attachments, tombstones, comments = state.attachments, state.tombstones, state.comments
     if event.kind == "attach":
-        info = {k: event.payload.get(k) for k in ("sha256", "name", "mime", "size", "label")}
+        payload = event.payload
+        info = {k: payload.get(k) for k in ATTACH_KEYS}
+        info.update({k: payload[k] for k in ENTRY_KEYS if k in payload})
         info.update(actor=event.actor, origin=event.origin, hlc=event.hlc)
         attachments = {**attachments, tag: info}
     elif event.kind == "detach":

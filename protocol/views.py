@@ -7,10 +7,10 @@ from typing import Any
 
 from protocol import is_hub_origin, lifecycle
 from protocol.calendar import is_overdue, iso
-from protocol.commands import APPLICANT_KEYS, encode_version
-from protocol.events import Event
+from protocol.commands import APPLICANT_KEYS, DOC_KINDS, encode_version, next_moves
+from protocol.events import Event, seen_by
 from protocol.hlc import wall_ms
-from protocol.merge import DossierState, Write
+from protocol.merge import DossierState, Write, fold
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,17 @@ def summarize(event: Event) -> dict[str, Any]:
         detail: Any = {"code": payload.get("code"), "procedure": payload.get("procedure")}
     elif event.kind == "set":
         detail = {"fields": sorted(payload.get("set", {}))}
+        if payload.get("reason"):
+            detail["reason"] = payload["reason"]
     elif event.kind == "transition":
         detail = {"from": payload.get("from"), "to": payload.get("to"), "note": payload.get("note")}
     elif event.kind == "resolve":
         detail = {"field": payload.get("field"), "value": payload.get("value")}
-    elif event.kind in ("attach", "detach"):
-        detail = {"sha256": payload.get("sha256"), "name": payload.get("name")}
+    elif event.kind == "attach":
+        detail = {"sha256": payload.get("sha256"), "name": payload.get("name"),
+                  **_document(payload)}
+    elif event.kind == "detach":
+        detail = {"tags": list(payload.get("tags", []))}
     else:
         detail = {"text": payload.get("text")}
     return {
@@ -49,6 +54,51 @@ def summarize(event: Event) -> dict[str, Any]:
         "at": iso(wall_ms(event.hlc)),
         **detail,
     }
+
+
+def _document(info: dict[str, Any]) -> dict[str, Any]:
+    """What form 01 lists for an entry: the document's name, how it was handed in, how many.
+    Entries written before `doc_kind` existed carry the kind in the label: `Tờ khai (bản sao)`."""
+    label = str(info.get("label") or info.get("name") or "")
+    kind = info.get("doc_kind")
+    if kind is None:
+        kind = ""
+        for known in DOC_KINDS:
+            if label.endswith(f" ({known})"):
+                label, kind = label[: -len(known) - 3], known
+                break
+    return {"document": label, "doc_kind": kind, "count": info.get("count") or 1}
+
+
+def attachment_entries(state: DossierState) -> list[dict[str, Any]]:
+    """The API's `attachments`: every entry with its own id, its label and document, and the blob
+    it references (`sha256`, null for a paper document listed without a scan)."""
+    out = []
+    for entry in state.live_attachments():
+        out.append({
+            "id": entry["tag"], "tag": entry["tag"], "label": entry.get("label"),
+            **_document(entry),
+            "sha256": entry.get("sha256"), "name": entry.get("name"),
+            "mime": entry.get("mime"), "size": entry.get("size"),
+            "scanned": entry.get("sha256") is not None,
+            "actor": entry.get("actor"), "origin": entry.get("origin"), "hlc": entry.get("hlc"),
+            "at": iso(wall_ms(entry["hlc"])),
+        })
+    return out
+
+
+def value_before(path: str, writes: tuple[Write, ...], events: list[Event]) -> Write | None:
+    """The write `path` showed in the common past of its live writes — what every side started
+    from — or None if it had none then."""
+    common: dict[str, int] = {}
+    origins = set.intersection(*(set(w.deps) for w in writes)) if writes else set()
+    for origin in origins:
+        common[origin] = min(w.deps[origin] for w in writes)
+    past = fold([e for e in events if seen_by(e.id, common)])
+    if past is None:
+        return None
+    shown = past.registers.get(path)
+    return shown[0] if shown else None
 
 
 def dossier_view(state: DossierState, now_ms: int,
@@ -63,11 +113,13 @@ def dossier_view(state: DossierState, now_ms: int,
         for path, writes in sorted(state.registers.items())
         if path.startswith("fields.") and writes[0].value is not None
     }
-    conflicts = [
-        {"field": path, "values": [_who(w) for w in writes]}
-        for path, writes in state.conflicts().items()
-    ]
     events = sorted(history or [], key=lambda e: (e.hlc, e.origin, e.seq))
+    conflicts = []
+    for path, writes in state.conflicts().items():
+        before = value_before(path, writes, events) if events else None
+        conflicts.append({"field": path, "values": [_who(w) for w in writes],
+                          "before": _who(before) if before else None})
+    free, waiting = next_moves(state)
     return {
         "id": state.id,
         "code": header.get("code"),
@@ -83,12 +135,13 @@ def dossier_view(state: DossierState, now_ms: int,
         "overdue": is_overdue(due if isinstance(due, int) else None, now_ms, status),
         "version": encode_version(state.vv),
         "conflicts": conflicts,
-        "attachments": state.live_attachments(),
+        "attachments": attachment_entries(state),
         "comments": [
             {**c, "at": iso(wall_ms(c["hlc"]))}
             for _, c in sorted(state.comments.items(), key=lambda kv: (kv[1]["hlc"], kv[0]))
         ],
         "history": [summarize(e) for e in events],
-        "next_statuses": lifecycle.next_statuses(status) if not conflicts else [],
+        "next_statuses": free,
+        "waiting_statuses": waiting,
         "created_by": {"origin": header.get("origin"), "actor": header.get("actor")},
     }

@@ -3,9 +3,11 @@ indicator in the header, and small helpers (labels of statuses, procedures and f
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +43,8 @@ class Desk:
     renderer: Renderer
     worklists: Worklists
     sync_status: Callable[[], Awaitable[dict[str, Any]]]
+    # signs references to scans a refused form keeps (edge_node.ui.documents); made at start
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
     def agency_name(self) -> str:
         """`UBND xã Côn Lôn` from the commune's name (`Xã Côn Lôn` or `Côn Lôn`)."""
@@ -112,6 +116,22 @@ def show_value(t: Messages, path: str, value: Any) -> str:
     if isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
         return formats.iso_day(value)
     return str(value)
+
+
+def conflict_marks(desk: Desk, t: Messages, view: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each conflict as pages show it: the field's label, every value as people read it (with
+    who, where, when), and the value both sides started from."""
+    out = []
+    for c in view["conflicts"]:
+        before = c.get("before")
+        out.append({
+            "field": c["field"], "label": field_label(desk, t, view["procedure_code"], c["field"]),
+            "values": [{**v, "shown": show_value(t, c["field"], v["value"]),
+                        "json": json.dumps(v["value"], ensure_ascii=False),
+                        "where_label": t("where." + v["where"])} for v in c["values"]],
+            "before": show_value(t, c["field"], before["value"] if before else None),
+        })
+    return out
 
 
 def nav(request: web.Request, t: Messages) -> list[dict[str, Any]]:

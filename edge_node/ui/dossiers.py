@@ -10,12 +10,13 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from edge_node.roles import PERMITS, may, transition_action
-from edge_node.ui.desk import desk_of, field_label, show_value
+from edge_node.ui.desk import conflict_marks, desk_of, show_value
+from edge_node.ui.documents import COUNT_RE
 from edge_node.ui.history import last_supplement_request, timeline
-from edge_node.ui.intake_form import DOC_KINDS, document_label
 from protocol import lifecycle
-from protocol.commands import MAX_ATTACHMENT
+from protocol.commands import DOC_KINDS, MAX_ATTACHMENT
 from protocol.errors import Conflict, ValidationError
+from protocol.events import MAX_DOC_COUNT
 from service.blobs import sniff
 from service.ui import csrf
 from service.ui.forms import read_form
@@ -64,27 +65,33 @@ async def dossier_page(request: web.Request) -> web.Response:
     fields = []
     specs = proc.fields if proc else ()
     for spec in specs:
-        fields.append((spec.label_vi if t.lang == "vi" else spec.label_en,
+        fields.append((f"fields.{spec.name}", spec.label_vi if t.lang == "vi" else spec.label_en,
                        show_value(t, f"fields.{spec.name}", view["fields"].get(spec.name))))
     known = {s.name for s in specs}
-    fields += [(k, show_value(t, f"fields.{k}", v)) for k, v in view["fields"].items()
-               if k not in known]
-    conflicts = [{
-        "field": c["field"], "label": field_label(desk, t, view["procedure_code"], c["field"]),
-        "values": [{**v, "shown": show_value(t, c["field"], v["value"]),
-                    "json": json.dumps(v["value"], ensure_ascii=False),
-                    "where_label": t("where." + v["where"])} for v in c["values"]],
-    } for c in view["conflicts"]]
-    moves = [{"to": s, "allowed": may(user.role, transition_action(s))}
-             for s in view["next_statuses"]]
-    files = [{**a, "here": desk.store.blobs.has(a["sha256"])} for a in view["attachments"]]
+    fields += [(f"fields.{k}", k, show_value(t, f"fields.{k}", v))
+               for k, v in view["fields"].items() if k not in known]
+    conflicts = conflict_marks(desk, t, view)
+    label = {c["field"]: c["label"] for c in conflicts}
+    waiting = view.get("waiting_statuses", {})
+    moves = []
+    for target in lifecycle.next_statuses(view["status"]):
+        if target in view["next_statuses"] or target in waiting:
+            permitted = may(user.role, transition_action(target))
+            moves.append({"to": target, "permitted": permitted,
+                          "allowed": permitted and target not in waiting,
+                          "waits_for": ", ".join(label.get(p, p) for p in waiting.get(target, []))})
+    files = [{**a, "here": a["sha256"] is not None and desk.store.blobs.has(a["sha256"])}
+             for a in view["attachments"]]
+    final = view["status"] in lifecycle.FINAL
     return await desk.renderer.page(
         request, "dossier.html", d=view, proc=proc, fields=fields, conflicts=conflicts,
-        moves=moves, files=files, history=timeline(view, t, desk),
-        supplement=last_supplement_request(view), just_created=request.query.get("new") == "1",
-        can_resolve=may(user.role, "resolve"), can_edit=may(user.role, "edit"),
+        marks={c["field"]: c for c in conflicts}, moves=moves, files=files,
+        history=timeline(view, t, desk), supplement=last_supplement_request(view),
+        just_created=request.query.get("new") == "1", can_resolve=may(user.role, "resolve"),
+        can_edit=may(user.role, "amend" if final else "edit"),
+        amend_hint=final and may(user.role, "edit") and not may(user.role, "amend"),
         can_attach=may(user.role, "attach"), can_comment=may(user.role, "comment"),
-        doc_kinds=DOC_KINDS, final=view["status"] in lifecycle.FINAL)
+        doc_kinds=DOC_KINDS, max_count=MAX_DOC_COUNT, final=final)
 
 
 def _back(dossier_id: str) -> str:
@@ -154,7 +161,7 @@ async def comment(request: web.Request) -> web.StreamResponse:
 
 
 async def attach(request: web.Request) -> web.StreamResponse:
-    """POST /dossiers/{id}/attachments: one more scan for a dossier."""
+    """POST /dossiers/{id}/attachments: one more document for a dossier, scanned or not."""
     desk = desk_of(request)
     user = need(request, PERMITS["attach"], "attach files")
     values, files = await read_form(request, max_file=MAX_ATTACHMENT + 1, max_files=1)
@@ -163,15 +170,23 @@ async def attach(request: web.Request) -> web.StreamResponse:
     response = redirect(_back(dossier_id))
     upload = files.get("file")
     mime = sniff(upload.data[:16]) if upload else None
-    if upload is None or mime is None or len(upload.data) > MAX_ATTACHMENT:
-        flash(response, "v.file_type" if upload else "v.doc_no_file", "error")
+    name = " ".join(values.get("label", "").split())[:200]
+    count = values.get("count", "").strip() or "1"
+    if upload is not None and (mime is None or len(upload.data) > MAX_ATTACHMENT):
+        flash(response, "v.file_type", "error")
+        return response
+    if (upload is None and not name) or not COUNT_RE.fullmatch(count) or int(count) < 1:
+        flash(response, "v.doc_name_or_file" if upload is None and not name else "v.doc_count",
+              "error", max=MAX_DOC_COUNT)
         return response
     await desk.store.view(dossier_id)
-    sha = await desk.store.blobs.put(upload.data)
-    label = document_label(values.get("label", "") or upload.filename.rsplit(".", 1)[0],
-                           values.get("kind", ""))
-    await desk.store.attach(dossier_id, {"sha256": sha, "name": upload.filename, "mime": mime,
-                                         "size": len(upload.data), "label": label}, user.username)
+    info: dict[str, Any] = {"doc_kind": values.get("kind") if values.get("kind") in DOC_KINDS
+                            else DOC_KINDS[0], "count": int(count)}
+    if upload is not None:
+        info.update(sha256=await desk.store.blobs.put(upload.data), name=upload.filename,
+                    mime=mime, size=len(upload.data))
+    info["label"] = name or (upload.filename.rsplit(".", 1)[0] if upload else "")
+    await desk.store.attach(dossier_id, info, user.username)
     desk.loop.kick()
     flash(response, "dossier.attached")
     return response

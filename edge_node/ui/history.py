@@ -18,7 +18,8 @@ def describe(entry: dict[str, Any], t: Messages, desk: Desk, procedure: str | No
         return t("history.create", code=entry.get("code") or "")
     if kind == "set":
         labels = [field_label(desk, t, procedure, p) for p in entry.get("fields", [])]
-        return t("history.set", fields=", ".join(labels))
+        return t("history.amend" if entry.get("reason") else "history.set",
+                 fields=", ".join(labels))
     if kind == "transition":
         return t("history.transition", old=status_label(entry.get("from"), t.lang),
                  new=status_label(entry.get("to"), t.lang))
@@ -27,7 +28,7 @@ def describe(entry: dict[str, Any], t: Messages, desk: Desk, procedure: str | No
         return t("history.resolve", field=field_label(desk, t, procedure, path),
                  value=show_value(t, path, entry.get("value")))
     if kind == "attach":
-        return t("history.attach", name=entry.get("name") or "")
+        return t("history.attach", name=entry.get("document") or entry.get("name") or "")
     if kind == "detach":
         return t("history.detach", name=entry.get("name") or "")
     return t("history.comment")
@@ -36,13 +37,14 @@ def describe(entry: dict[str, Any], t: Messages, desk: Desk, procedure: str | No
 def timeline(view: dict[str, Any], t: Messages, desk: Desk) -> list[dict[str, Any]]:
     """The dossier's history, newest first, ready for the template."""
     out = []
+    notes = {"transition": "note", "comment": "text", "set": "reason"}
     for entry in view.get("history", []):
-        note = entry.get("note") if entry.get("kind") == "transition" else entry.get("text")
+        kind = str(entry.get("kind"))
         out.append({"at": entry.get("at"), "actor": entry.get("actor"),
                     "where": t("where." + str(entry.get("where", "commune"))),
-                    "hub": entry.get("where") == "hub", "kind": entry.get("kind"),
+                    "hub": entry.get("where") == "hub", "kind": kind,
                     "text": describe(entry, t, desk, view.get("procedure_code")),
-                    "note": note if entry.get("kind") in ("transition", "comment") else None})
+                    "note": entry.get(notes[kind]) if kind in notes else None})
     out.reverse()
     return out
 

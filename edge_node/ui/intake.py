@@ -1,24 +1,24 @@
-"""New dossier: pick a procedure, fill its form (generated from the catalogue), attach the scans,
-save, and go to the dossier with its receipt one key press away."""
+"""New dossier: pick a procedure, fill its form (generated from the catalogue), list the documents
+received (a scan for each is optional), save, and go to the dossier with its receipt one key press
+away. A refused form comes back with everything typed and every chosen scan kept."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import PurePath
-from typing import Any
 
 from aiohttp import web
 
 from edge_node.roles import PERMITS
 from edge_node.ui.desk import Desk, desk_of
-from edge_node.ui.intake_form import DOC_KINDS, MAX_DOCS, Error, check_intake, document_label
+from edge_node.ui.documents import MAX_DOCS, Scan, filled_rows, kept_view, read_documents
+from edge_node.ui.intake_form import Error, check_intake
 from protocol.calendar import due_at
 from protocol.catalogue import FormField, Procedure
-from protocol.commands import MAX_ATTACHMENT
+from protocol.commands import DOC_KINDS, MAX_ATTACHMENT
 from protocol.errors import NotFound, ValidationError
-from service.blobs import sniff
+from protocol.events import MAX_DOC_COUNT
 from service.ui import csrf
-from service.ui.forms import Upload, read_form
+from service.ui.forms import read_form
 from service.ui.render import flash, redirect
 from service.ui.session import need
 
@@ -59,20 +59,19 @@ def limit_text(desk: Desk, proc: Procedure, lang: str) -> str:
 
 
 async def _form_page(request: web.Request, desk: Desk, proc: Procedure, values: dict[str, str],
-                     errors: dict[str, Error], status: int = 200) -> web.Response:
+                     errors: dict[str, Error], status: int = 200,
+                     held: dict[int, Scan] | None = None) -> web.Response:
     t = desk.renderer.t(request)
     now = desk.store.now_ms()
     expected = due_at(now, proc.limit_days, proc.same_day_cutoff, desk.store.calendar)
+    held = held or {}
     return await desk.renderer.page(
         request, "intake_form.html", status=status, proc=proc, values=values,
         errors={k: t(key, **params) for k, (key, params) in errors.items()},
         groups=field_groups(proc), expected_due=expected, limit=limit_text(desk, proc, t.lang),
-        doc_rows=max(DOC_ROWS, _doc_count(values)), max_docs=MAX_DOCS, doc_kinds=DOC_KINDS,
+        doc_rows=max(DOC_ROWS, filled_rows(values, held)), max_docs=MAX_DOCS,
+        doc_kinds=DOC_KINDS, max_count=MAX_DOC_COUNT, kept=kept_view(desk, request, held),
         suggestions=SUGGESTED_DOCS.get(proc.code, ()), today=desk.store.today())
-
-
-def _doc_count(values: dict[str, str]) -> int:
-    return max((i + 1 for i in range(MAX_DOCS) if values.get(f"doc_label_{i}")), default=0)
 
 
 async def new_dossier(request: web.Request) -> web.Response:
@@ -91,31 +90,9 @@ async def new_dossier(request: web.Request) -> web.Response:
     return await _form_page(request, desk, proc, {}, {})
 
 
-def _documents(values: dict[str, str], files: dict[str, Upload],
-               errors: dict[str, Error]) -> list[dict[str, Any]]:
-    docs = []
-    for i in range(MAX_DOCS):
-        upload = files.get(f"doc_file_{i}")
-        name = " ".join(values.get(f"doc_label_{i}", "").split())
-        if upload is None:
-            if name:
-                errors[f"doc_file_{i}"] = ("v.doc_no_file", {})
-            continue
-        mime = sniff(upload.data[:16])
-        if mime is None:
-            errors[f"doc_file_{i}"] = ("v.file_type", {})
-            continue
-        if len(upload.data) > MAX_ATTACHMENT:
-            errors[f"doc_file_{i}"] = ("v.file_size", {"mb": MAX_ATTACHMENT // 2**20})
-            continue
-        name = name or PurePath(upload.filename).stem
-        docs.append({"label": document_label(name, values.get(f"doc_kind_{i}", "")),
-                     "name": upload.filename, "mime": mime, "data": upload.data})
-    return docs
-
-
 async def create_dossier(request: web.Request) -> web.StreamResponse:
-    """POST /dossiers/new: check, save, attach the scans, then show the dossier."""
+    """POST /dossiers/new: check, save, list the documents (with their scans), then show the
+    dossier; refused, show the form again with the scans kept."""
     desk = desk_of(request)
     user = need(request, PERMITS["intake"], "receive dossiers")
     values, files = await read_form(request, max_file=MAX_ATTACHMENT + 1, max_files=MAX_DOCS)
@@ -124,19 +101,16 @@ async def create_dossier(request: web.Request) -> web.StreamResponse:
     if proc is None:
         raise ValidationError("choose a procedure from the catalogue", field="procedure_code")
     checked = check_intake(proc, values, desk.store.today())
-    docs = _documents(values, files, checked.errors)
+    docs, held = await read_documents(desk, request, values, files, checked.errors)
     if not checked.ok:
-        return await _form_page(request, desk, proc, values, checked.errors, 422)
+        return await _form_page(request, desk, proc, values, checked.errors, 422, held)
     try:
         view = await desk.store.create(checked.body, user.username)
     except ValidationError as exc:  # a rule the friendly check does not know: show it anyway
         checked.errors[exc.field or "form"] = ("v.rejected", {"detail": exc.message})
-        return await _form_page(request, desk, proc, values, checked.errors, 422)
+        return await _form_page(request, desk, proc, values, checked.errors, 422, held)
     for doc in docs:
-        sha = await desk.store.blobs.put(doc["data"])
-        await desk.store.attach(view["id"], {"sha256": sha, "name": doc["name"],
-                                             "mime": doc["mime"], "size": len(doc["data"]),
-                                             "label": doc["label"]}, user.username)
+        await desk.store.attach(view["id"], doc.entry(), user.username)
     desk.loop.kick()
     response = redirect(f"/dossiers/{view['id']}?new=1")
     flash(response, "intake.saved", code=view["code"])

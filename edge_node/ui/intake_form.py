@@ -22,9 +22,6 @@ APPLICANT_REQUIRED = frozenset({"full_name", "citizen_id"})
 APPLICANT_MAX = {"full_name": 100, "citizen_id": 12, "phone": 15, "address": 300}
 PHONE_RE = re.compile(r"^(\+84|0)\d{9,10}$")
 PHONE_JUNK = re.compile(r"[\s.\-()]")
-# Document kinds printed on the receipt after the document's name (data, in Vietnamese).
-DOC_KINDS = ("bản chính", "bản sao", "bản sao có chứng thực", "bản chụp")
-MAX_DOCS = 10
 
 Error = tuple[str, dict[str, Any]]
 
@@ -137,21 +134,6 @@ def check_edit(procedure: Procedure, raw: Mapping[str, str], current: Mapping[st
         if new != old_fields.get(spec.name):
             changed[f"fields.{spec.name}"] = new
     return IntakeInput({"set": changed}, checked.errors)
-
-
-def document_label(name: str, kind: str) -> str:
-    """The attachment label stored for a received document: `Giấy chứng sinh (bản chính)`."""
-    name = " ".join(name.split())[:200]
-    return f"{name} ({kind})" if kind in DOC_KINDS else name
-
-
-def split_label(label: str) -> tuple[str, str]:
-    """A stored label back into (document name, kind) for the receipt's table."""
-    for kind in DOC_KINDS:
-        suffix = f" ({kind})"
-        if label.endswith(suffix):
-            return label[: -len(suffix)], kind
-    return label, ""
 
 
 def form_value(spec: FormField, value: Any) -> str:

@@ -1,6 +1,8 @@
 """Printed forms (Circular 01/2018/TT-VPCP): 01, the receipt and appointment slip, and 02, the
 request to supplement, each on A4 in two copies (one kept, one for the citizen). They are printed in
-Vietnamese, the legal language, whatever the screen's language; the QR code is drawn here as SVG."""
+Vietnamese, the legal language, whatever the screen's language; the QR code is drawn here as SVG.
+On screen, a field in conflict is outlined and a notice above the sheets says what its values are
+(the paper itself prints clean)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,9 @@ import segno
 from aiohttp import web
 from markupsafe import Markup
 
-from edge_node.ui.desk import Desk, desk_of, procedure_name
+from edge_node.ui.desk import Desk, conflict_marks, desk_of, procedure_name
 from edge_node.ui.history import last_supplement_request
 from edge_node.ui.intake import limit_text
-from edge_node.ui.intake_form import split_label
 from protocol.errors import NotFound
 from service.ui import formats
 
@@ -40,10 +41,12 @@ def _when_parts(iso: str | None) -> dict[str, str]:
             "year": moment.strftime("%Y")}
 
 
-def _common(desk: Desk, view: dict[str, Any]) -> dict[str, Any]:
+def _common(request: web.Request, desk: Desk, view: dict[str, Any]) -> dict[str, Any]:
     proc = desk.procedure(view["procedure_code"])
     creator = (view.get("created_by") or {}).get("actor") or ""
+    conflicts = conflict_marks(desk, desk.renderer.t(request), view)
     return {
+        "conflicts": conflicts, "conflicted": {c["field"] for c in conflicts},
         "d": view, "tv": desk.renderer.messages["vi"], "agency": desk.agency_name(),
         "commune_name": desk.place_name(),
         "procedure": procedure_name(proc, view["procedure_code"], "vi"),
@@ -57,9 +60,9 @@ async def receipt(request: web.Request) -> web.Response:
     """GET /dossiers/{id}/receipt: form 01, ready to print."""
     desk = desk_of(request)
     view = await desk.store.view(request.match_info["id"])
-    documents = [split_label(a.get("label") or a.get("name") or "") for a in view["attachments"]]
     return await desk.renderer.page(
-        request, "print_receipt.html", **_common(desk, view), documents=documents,
+        request, "print_receipt.html", **_common(request, desk, view),
+        documents=view["attachments"],
         received=_when_parts(view["received_at"]), due=_when_parts(view["due_at"]))
 
 
@@ -71,7 +74,7 @@ async def supplement(request: web.Request) -> web.Response:
     if entry is None:
         raise NotFound("this dossier has no request to supplement")
     return await desk.renderer.page(
-        request, "print_supplement.html", **_common(desk, view), request_entry=entry,
+        request, "print_supplement.html", **_common(request, desk, view), request_entry=entry,
         requested=_when_parts(entry.get("at")),
         items=[line.strip() for line in str(entry.get("note") or "").splitlines() if line.strip()])
 

@@ -67,20 +67,31 @@ class Writer(Answer):
 
 
 class ConflictView(Answer):
-    """A field with several live values, shown until someone resolves it."""
+    """A field with several live values, shown until someone resolves it; `before` is the value
+    every side started from (null when the field had none, or in a listing's summaries)."""
 
     field: str
     values: list[Writer]
+    before: Writer | None = None
 
 
 class Attachment(Answer):
-    """A file on the dossier (download it from …/attachments/{sha256})."""
+    """One document received: its own `id`, its name, kind and count, and the scan it references
+    (download it from …/attachments/{sha256}); `sha256` is null for a document listed on paper
+    only. Several entries may reference one scan."""
 
-    sha256: str
-    name: str
-    mime: str
-    size: int
+    id: str
+    document: str
+    doc_kind: str
+    count: int
+    scanned: bool
+    sha256: str | None
+    name: str | None
+    mime: str | None
+    size: int | None
     label: str | None = None
+    actor: str | None = None
+    at: str | None = None
 
 
 class CommentView(Answer):
@@ -118,6 +129,7 @@ class DossierSummary(Answer):
     attachments: list[Attachment]
     comments: list[CommentView]
     next_statuses: list[str]
+    waiting_statuses: dict[str, list[str]]  # moves a conflict holds up → the paths they wait for
     created_by: Creator
 
 

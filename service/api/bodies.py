@@ -71,6 +71,10 @@ class Edit(Body):
     set: Annotated[dict[str, Any], Meta(
         min_length=1, description="`applicant.KEY` or `fields.NAME` → new value")]
     base: Version | None = None
+    reason: Annotated[Note, Meta(description=(
+        "why: required once the dossier is final (returned, refused, withdrawn, stopped), when "
+        "the edit is an amendment, which at a commune only a leader makes; kept in the history"
+    ))] | None = None
 
 
 class Transition(Body):

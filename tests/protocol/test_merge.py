@@ -277,14 +277,45 @@ def test_detach_only_removes_what_it_observed() -> None:
         assert [(x["sha256"], x["tag"], x["name"]) for x in live] == [(SHA_A, "e2:1", "scan2.pdf")]
 
 
-def test_attachments_are_one_per_hash_oldest_first() -> None:
+def test_entries_sharing_a_blob_are_all_kept_oldest_first() -> None:
+    """One scanned stack attached to two documents lists both (issue 18: the second one used to
+    vanish from the dossier and form 01)."""
     b = attach("e1", 2, SHA_B, {"e1": 1}, name="b.pdf", at=20)
     a1 = attach("e2", 1, SHA_A, {"e1": 1}, name="a1.pdf", at=30)
-    a2 = attach("e1", 3, SHA_A, {"e1": 2}, name="a2.pdf", at=40)
+    a2 = ev("e1", 3, "attach", {"sha256": SHA_A, "name": "a2.pdf", "mime": "application/pdf",
+                                "size": 1234, "label": "Tờ khai"}, {"e1": 2}, at=40)
     for state in every_order([CREATE, b, a1, a2]):
         live = state.live_attachments()
-        assert [x["name"] for x in live] == ["b.pdf", "a1.pdf"]
-        assert live[1]["label"] == "Giấy chứng sinh"
+        assert [(x["name"], x["tag"]) for x in live] == [
+            ("b.pdf", "e1:2"), ("a1.pdf", "e2:1"), ("a2.pdf", "e1:3")]
+        assert [x["label"] for x in live[1:]] == ["Giấy chứng sinh", "Tờ khai"]
+        assert live[1]["sha256"] == live[2]["sha256"] == SHA_A
+
+
+def test_detaching_one_entry_keeps_the_others_on_the_same_blob() -> None:
+    a1 = attach("e1", 2, SHA_A, {"e1": 1}, at=20)
+    a2 = attach("e1", 3, SHA_A, {"e1": 2}, name="again.pdf", at=30)
+    d = ev("e1", 4, "detach", {"tags": ["e1:2"]}, {"e1": 3}, at=40)
+    for state in every_order([CREATE, a1, a2, d]):
+        assert [x["tag"] for x in state.live_attachments()] == ["e1:3"]
+
+
+def test_a_paper_document_is_an_entry_without_a_blob() -> None:
+    paper = ev("e1", 2, "attach", {"label": "Giấy chứng nhận kết hôn", "doc_kind": "bản sao",
+                                   "count": 2}, {"e1": 1}, at=20)
+    scan = attach("e1", 3, SHA_A, {"e1": 2}, at=30)
+    for state in every_order([CREATE, paper, scan]):
+        first, second = state.live_attachments()
+        assert first["sha256"] is None and first["label"] == "Giấy chứng nhận kết hôn"
+        assert (first["doc_kind"], first["count"]) == ("bản sao", 2)
+        assert second["sha256"] == SHA_A and "doc_kind" not in second
+
+
+def test_an_old_attach_folds_to_the_same_state_as_before() -> None:
+    """Entries written before doc_kind/count keep exactly their old plain form (and digest)."""
+    state = fold_all([CREATE, attach("e1", 2, SHA_A, {"e1": 1}, at=20)])
+    assert set(to_plain(state)["attachments"]["e1:2"]) == {
+        "sha256", "name", "mime", "size", "label", "actor", "origin", "hlc"}
 
 
 def test_comments_grow_and_never_conflict() -> None:

@@ -83,8 +83,11 @@ RESOLVE_PAYLOADS = tuple(
     + [{"field": "status", "value": s} for s in STATUSES]
 )
 COMMENT_PAYLOADS = ({"text": "Thiếu giấy"}, {"text": "OK"})
-ATTACH_PAYLOADS = tuple({"sha256": s, "name": "scan.pdf", "mime": "application/pdf", "size": 10}
-                        for s in SHAS)
+# Scans (several entries may reference one blob) and paper documents listed without a scan.
+ATTACH_PAYLOADS = (*({"sha256": s, "name": "scan.pdf", "mime": "application/pdf", "size": 10,
+                      "label": label} for s in SHAS for label in ("Tờ khai", "Giấy chứng sinh")),
+                   {"label": "Giấy chứng sinh", "doc_kind": "bản chính", "count": 1},
+                   {"label": "Tờ khai", "doc_kind": "bản sao", "count": 2})
 for _kind, _pool in (("create", [CREATE_PAYLOAD]), ("set", SET_PAYLOADS),
                      ("transition", TRANSITION_PAYLOADS.values()), ("resolve", RESOLVE_PAYLOADS),
                      ("comment", COMMENT_PAYLOADS), ("attach", ATTACH_PAYLOADS)):
@@ -236,9 +239,13 @@ def check_fold_matches_the_oracle(history: History) -> None:
         assert (path in conflicts) == disagree
     removed = {t for e in events if e.kind == "detach" for t in e.payload["tags"]}
     live_tags = {f"{e.origin}:{e.seq}" for e in events if e.kind == "attach"} - removed
-    assert {a["tag"] for a in state.live_attachments()} <= live_tags
-    assert {a["sha256"] for a in state.live_attachments()} == {
-        state.attachments[t]["sha256"] for t in live_tags}
+    live = state.live_attachments()
+    assert [a["tag"] for a in live] == sorted(live_tags, key=lambda t: (
+        state.attachments[t]["hlc"], t))  # every entry, shared blob or none, oldest first
+    by_tag = {f"{e.origin}:{e.seq}": e for e in events if e.kind == "attach"}
+    for a in live:
+        assert a["sha256"] == by_tag[a["tag"]].payload.get("sha256")
+        assert a["label"] == by_tag[a["tag"]].payload.get("label")
     assert set(state.comments) == {f"{e.origin}:{e.seq}" for e in events if e.kind == "comment"}
     assert state.vv == {o: max(e.seq for e in events if e.origin == o)
                         for o in {e.origin for e in events}}

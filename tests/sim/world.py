@@ -324,7 +324,7 @@ class World:
     async def _transition(self, who: Replica, view: dict[str, Any], pick: int, stale: int,
                           prefer: tuple[str, ...]) -> str:
         dossier = view["id"]
-        # the view offers nothing while any field is in conflict; the lifecycle still may
+        # the view offers only the moves no conflict holds up; the lifecycle may offer more
         choices = view["next_statuses"] or lifecycle.next_statuses(view["status"])
         if not choices:
             self.record(f"{who.name} transition {dossier} -> final")

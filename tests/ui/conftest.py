@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -80,3 +81,20 @@ async def staff(edge: EdgeHandle) -> AsyncIterator[Callable[[], Staff]]:
     yield make
     for http in sessions:
         await http.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Chromium for one browser test (Playwright is imported only by those)."""
+    from tests.ui.browser import chromium
+
+    async with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where a browser test's screenshots go (docs/screenshots with UI_SCREENSHOTS=1)."""
+    from tests.ui.browser import shots_dir
+
+    return shots_dir(tmp_path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ pytest.importorskip("playwright.async_api", reason="pip install playwright (the 
 from playwright.async_api import Browser, expect
 
 from tests.harness import EdgeHandle, Net
-from tests.ui.browser import CHROMIUM, Tab, chromium, shots_dir
+from tests.ui.browser import CHROMIUM, Tab
 from tests.ui.conftest import add_staff
 from tests.ui.seed import create, seed_desk
 
@@ -25,17 +24,6 @@ pytestmark = pytest.mark.skipif(
     reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium fonts-noto-core")
 
 SCAN = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    return shots_dir(tmp_path)
 
 
 async def tab(browser: Browser, edge: EdgeHandle, shots: Path, user: str | None = None) -> Tab:
@@ -100,7 +88,9 @@ async def test_register_a_birth_by_keyboard_and_print_the_receipt(
     assert re.fullmatch(r"02245\.01-\d{6}-0001", code), code
     await expect(page.locator(".flash")).to_contain_text(code)
     await expect(page.locator("#print-receipt")).to_be_focused()
-    await expect(page.get_by_text("Giấy chứng sinh (bản chính)")).to_be_visible()
+    entry = page.locator("ul.files li").first
+    await expect(entry.get_by_role("link", name="Giấy chứng sinh")).to_be_visible()
+    await expect(entry).to_contain_text("bản chính · 1 bản")
     await page.keyboard.press("Enter")
 
     await page.wait_for_url(re.compile(r"/receipt$"))

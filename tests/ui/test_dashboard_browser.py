@@ -25,7 +25,7 @@ from central_hub.nodes.health import HealthRules
 from central_hub.store import HubStore
 from tests.central_hub.operator import start_hub
 from tests.harness import EdgeHandle, HubHandle, Net, birth
-from tests.ui.browser import CHROMIUM, Tab, chromium, shots_dir
+from tests.ui.browser import CHROMIUM, Tab
 from tests.ui.seed import citizen, make_conflict, move
 
 pytestmark = pytest.mark.skipif(
@@ -33,17 +33,6 @@ pytestmark = pytest.mark.skipif(
     reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium fonts-noto-core")
 
 TINY = {"health": HealthRules(warn_no_contact_s=2, crit_no_contact_s=5), "health_check_s": 0.2}
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    return shots_dir(tmp_path)
 
 
 @pytest.fixture

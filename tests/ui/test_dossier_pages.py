@@ -114,10 +114,24 @@ async def test_comments_and_a_later_scan(edge: EdgeHandle, staff: Callable[[], S
     data.add_field("file", b"\xff\xd8\xff\xe0 jpeg", filename="kethon.jpg",
                    content_type="image/jpeg")
     page = await clerk.post(f"/dossiers/{d['id']}/attachments", data)
-    assert "Đã đính kèm tệp" in page.text
-    assert "Giấy chứng nhận kết hôn (bản sao)" in page.text
+    assert "Đã thêm giấy tờ" in page.text
+    assert "Giấy chứng nhận kết hôn" in page.text
+    # a document received on paper only, two copies
+    data = aiohttp.FormData()
+    data.add_field("csrf", page.csrf)
+    data.add_field("label", "Sổ hộ khẩu")
+    data.add_field("kind", "bản sao có chứng thực")
+    data.add_field("count", "2")
+    page = await clerk.post(f"/dossiers/{d['id']}/attachments", data)
+    assert "Đã thêm giấy tờ" in page.text and "chưa có bản quét" in page.text
+    data = aiohttp.FormData()
+    data.add_field("csrf", page.csrf)
+    page = await clerk.post(f"/dossiers/{d['id']}/attachments", data)  # neither name nor file
+    assert "Hãy nhập tên giấy tờ hoặc chọn tệp quét" in page.text
     receipt = await clerk.get(f"/dossiers/{d['id']}/receipt")
-    assert "<td>Giấy chứng nhận kết hôn</td><td>bản sao</td>" in receipt.text
+    assert '<td>Giấy chứng nhận kết hôn</td><td>bản sao</td><td class="num">01</td>' in receipt.text
+    assert '<td>Sổ hộ khẩu</td><td>bản sao có chứng thực</td><td class="num">02</td>' \
+        in receipt.text
 
 
 async def test_an_unknown_dossier_is_a_404_page(staff: Callable[[], Staff]) -> None:

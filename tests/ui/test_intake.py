@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -9,13 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from edge_node.ui.intake_form import (
-    check_citizen_id,
-    check_intake,
-    document_label,
-    form_value,
-    split_label,
-)
+from edge_node.ui.intake_form import check_citizen_id, check_intake, form_value
 from protocol.catalogue import DEFAULT_CATALOGUE
 from protocol.commands import validate_create
 from service.ui.formats import parse_day
@@ -85,14 +81,11 @@ def test_form_problems_name_the_field(change: dict[str, str], name: str, key: st
     assert checked.errors[name][0] == key and len(checked.errors) == 1, checked.errors
 
 
-def test_dates_and_labels() -> None:
+def test_dates() -> None:
     assert parse_day("20/11/2026") == parse_day("20-11-2026") == parse_day("2026-11-20") \
         == "2026-11-20"
     assert parse_day("5/1/2026") == "2026-01-05"
     assert parse_day("31/02/2026") is None and parse_day("20/11/26") is None
-    assert split_label(document_label("Giấy chứng sinh", "bản chính")) == ("Giấy chứng sinh",
-                                                                          "bản chính")
-    assert split_label("Ảnh") == ("Ảnh", "")
     assert BIRTH is not None
     spec = BIRTH.field("child_birth_date")
     assert spec is not None and form_value(spec, "2026-11-20") == "20/11/2026"
@@ -144,10 +137,10 @@ async def test_intake_with_scans_then_the_dossier_page(
     _, listing = await edge.api.get("/api/dossiers")
     (d,) = listing["items"]
     assert d["applicant"]["citizen_id"] == "008090001234"
-    labels = sorted(a["label"] for a in d["attachments"])
-    assert labels == ["Giấy chứng sinh (bản chính)", "cccd (bản sao)"]
+    docs = sorted((a["document"], a["doc_kind"], a["count"]) for a in d["attachments"])
+    assert docs == [("Giấy chứng sinh", "bản chính", 1), ("cccd", "bản sao", 1)]
     assert d["created_by"]["actor"] == "clerk1"
-    assert "Giấy chứng sinh (bản chính)" in page.text
+    assert "Giấy chứng sinh" in page.text and "bản chính" in page.text
     for a in d["attachments"]:
         async with clerk.http.get(f"{clerk.base}/api/dossiers/{d['id']}/attachments/"
                                   f"{a['sha256']}") as resp:
@@ -161,9 +154,53 @@ async def test_a_scan_that_is_not_pdf_jpeg_or_png_is_refused(
     page = await intake(clerk, {**good_form(), "doc_label_0": "Tờ khai"},
                         {"doc_file_0": ("to-khai.docx", b"PK\x03\x04 not a scan", "x/y")})
     assert page.status == 422 and "Chỉ đính kèm được tệp PDF, JPEG hoặc PNG" in page.text
-    page = await intake(clerk, {**good_form(), "doc_label_0": "Tờ khai"})
-    assert page.status == 422 and "Hãy chọn tệp đã quét" in page.text
+    page = await intake(clerk, {**good_form(), "doc_label_0": "Tờ khai", "doc_count_0": "0"})
+    assert page.status == 422 and "Số lượng là số nguyên từ 1 đến 99" in page.text
     assert (await edge.api.get("/api/dossiers"))[1]["items"] == []
+
+
+async def test_a_paper_document_is_listed_without_a_scan(
+        edge: EdgeHandle, staff: Callable[[], Staff]) -> None:
+    clerk = staff()
+    await clerk.login("clerk1")
+    page = await intake(clerk, {**good_form(), "doc_label_0": "Giấy chứng nhận kết hôn",
+                                "doc_kind_0": "bản sao", "doc_count_0": "2"})
+    assert page.status == 200 and "?new=1" in page.url, page.text
+    (d,) = (await edge.api.get("/api/dossiers"))[1]["items"]
+    [entry] = d["attachments"]
+    assert (entry["document"], entry["doc_kind"], entry["count"], entry["sha256"]) == (
+        "Giấy chứng nhận kết hôn", "bản sao", 2, None)
+    assert "chưa có bản quét" in page.text
+    _, sync = await edge.api.get("/api/sync")
+    assert sync["pending_blobs"] == 0  # nothing to upload for paper
+
+
+async def test_a_refused_form_keeps_its_scans_by_signed_reference(
+        edge: EdgeHandle, staff: Callable[[], Staff]) -> None:
+    clerk = staff()
+    await clerk.login("clerk1")
+    bad = good_form(**{"applicant.citizen_id": "008290001234"})
+    page = await intake(clerk, {**bad, "doc_label_0": "Giấy chứng sinh"},
+                        {"doc_file_0": ("gcs.pdf", PDF, "application/pdf")})
+    assert page.status == 422 and "Đã giữ tệp gcs.pdf" in page.text
+    token = re.search(r'name="doc_keep_0" value="([^"]+)"', page.text)
+    assert token is not None, page.text
+    kept = {"doc_keep_0": token.group(1), "doc_keep_name_0": "gcs.pdf",
+            "doc_label_0": "Giấy chứng sinh"}
+    # a reference this session did not get is refused (another file name, a forged blob)
+    forged = await intake(clerk, {**good_form(), **kept, "doc_keep_name_0": "other.pdf"})
+    assert forged.status == 422 and "không còn được giữ" in forged.text
+    other = staff()
+    await other.login("leader1")
+    stolen = await intake(other, {**good_form(), **kept})
+    assert stolen.status == 422 and "không còn được giữ" in stolen.text
+    assert (await edge.api.get("/api/dossiers"))[1]["items"] == []
+    page = await intake(clerk, {**good_form(), **kept})
+    assert page.status == 200 and "?new=1" in page.url
+    (d,) = (await edge.api.get("/api/dossiers"))[1]["items"]
+    [entry] = d["attachments"]
+    assert entry["document"] == "Giấy chứng sinh" and entry["name"] == "gcs.pdf"
+    assert entry["sha256"] == hashlib.sha256(PDF).hexdigest()
 
 
 async def test_edit_writes_only_what_changed(edge: EdgeHandle, staff: Callable[[], Staff]) -> None:

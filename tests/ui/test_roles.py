@@ -24,7 +24,7 @@ def test_the_permission_table() -> None:
     assert set(ROLES) == {"clerk", "leader", "admin"}
     for action in ("intake", "edit", "transition", "comment", "attach"):
         assert may("clerk", action) and may("leader", action) and not may("admin", action)
-    for action in ("approve", "resolve", "statistics"):
+    for action in ("approve", "resolve", "amend", "statistics"):
         assert may("leader", action) and not may("clerk", action) and not may("admin", action)
     assert PERMITS["users"] == {"admin"}
     assert not may("clerk", "no-such-action")
@@ -44,6 +44,28 @@ async def test_api_only_a_leader_approves(edge: EdgeHandle, user: str, allowed: 
         assert body["error"] == "forbidden" and "leader" in body["message"], body
         _, now = await edge.api.get(f"/api/dossiers/{d['id']}")
         assert now["status"] == "processing"
+
+
+async def test_api_only_a_leader_amends_a_returned_dossier_and_the_reason_is_kept(
+        net: Net, edge: EdgeHandle) -> None:
+    d = await move(edge, await create(edge, 3), "processing", "resolved", "returned")
+    url = f"/api/dossiers/{d['id']}"
+    change: dict[str, Any] = {"set": {"applicant.address": "Thôn Mới"}, "base": d["version"]}
+    clerk, leader = await api_as(edge, "clerk1"), await api_as(edge, "leader1")
+    status, body = await clerk.patch(url, change)
+    assert status == 422 and body["field"] == "reason", body
+    status, body = await leader.patch(url, change)  # a leader too must say why
+    assert status == 422 and body["field"] == "reason", body
+    status, body = await clerk.patch(url, {**change, "reason": "Sai địa chỉ"})
+    assert status == 403 and body["error"] == "forbidden", body
+    status, body = await leader.patch(url, {**change, "reason": "Công dân báo sai địa chỉ"})
+    assert status == 200 and body["applicant"]["address"] == "Thôn Mới", body
+    assert body["history"][-1]["reason"] == "Công dân báo sai địa chỉ"
+    assert body["status"] == "returned"
+    await edge.sync()  # the province reads the same reason
+    assert net.hub is not None
+    _, at_hub = await net.hub.api.get(url)
+    assert at_hub["history"][-1]["reason"] == "Công dân báo sai địa chỉ"
 
 
 async def test_api_only_a_leader_resolves_conflicts(net: Net, edge: EdgeHandle) -> None:

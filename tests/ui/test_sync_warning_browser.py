@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from playwright.async_api import Browser, expect
 
 from protocol.messages import SyncResponse
 from tests.harness import EdgeHandle
-from tests.ui.browser import CHROMIUM, Tab, chromium, shots_dir
+from tests.ui.browser import CHROMIUM, Tab, shots_dir
 from tests.ui.seed import create
 
 pytestmark = pytest.mark.skipif(
@@ -29,12 +28,6 @@ VI = ("Máy chủ tỉnh đã được khôi phục từ bản sao lưu; máy n�
       "Dữ liệu không bị mất, không cần làm gì.")
 EN = ("The provincial hub was restored from a backup; this computer is sending its data again. "
       "Nothing is lost and nothing needs doing.")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 async def hub_forgets_all_but_the_first(edge: EdgeHandle) -> None:

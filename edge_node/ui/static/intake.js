@@ -1,8 +1,23 @@
 // Intake and edit forms: check each field as the clerk leaves it and before sending, with the same
-// rules and messages as the server (which checks again); add document rows for more scans.
+// rules and messages as the server (which checks again, and keeps chosen scans if it refuses);
+// add document rows. A scan's type is read from its first bytes, as the server does.
 (function () {
   "use strict";
   var MAX_FILE = 20 * 1024 * 1024;
+  var MAX_NAME = 200;
+  var MAGIC = [[0x25, 0x50, 0x44, 0x46, 0x2d], [0xff, 0xd8, 0xff], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]];
+
+  function sniff(el) {
+    // remembers on the input whether its file is a PDF, JPEG or PNG: "ok", "bad", or "" (none)
+    var file = el.files && el.files[0];
+    el.dataset.sniffed = file ? "" : "none";
+    if (!file) { return Promise.resolve(); }
+    return file.slice(0, 8).arrayBuffer().then(function (buf) {
+      var head = new Uint8Array(buf);
+      var ok = MAGIC.some(function (m) { return m.every(function (b, i) { return head[i] === b; }); });
+      el.dataset.sniffed = ok ? "ok" : "bad";
+    });
+  }
 
   function msg(form, key) { return form.dataset["msg" + key] || ""; }
 
@@ -35,12 +50,14 @@
     if (el.type === "file") {
       var file = el.files && el.files[0];
       if (!file) { return ""; }
-      if (file.type && !/^(application\/pdf|image\/jpeg|image\/png)$/.test(file.type)) { return "FileType"; }
+      if (el.dataset.sniffed === "bad") { return "FileType"; }
       return file.size > MAX_FILE ? "FileSize" : "";
     }
     var value = el.value.trim();
     if (!value) { return el.required ? "Required" : ""; }
     switch (el.dataset.check) {
+      case "docname": return value.replace(/\s+/g, " ").length > MAX_NAME ? "TooLong" : "";
+      case "count": return /^\d{1,2}$/.test(value) && +value >= 1 ? "" : "DocCount";
       case "cid": return checkCitizenId(value.replace(/\s/g, ""), thisYear);
       case "phone": return /^(\+84|0)\d{9,10}$/.test(value.replace(/[\s.\-()]/g, "")) ? "" : "Phone";
       case "date":
@@ -64,7 +81,7 @@
   }
 
   function fields(form) {
-    return Array.prototype.filter.call(form.querySelectorAll("input, select"), function (el) {
+    return Array.prototype.filter.call(form.querySelectorAll("input, select, textarea"), function (el) {
       return el.type !== "hidden" && el.getAttribute("aria-describedby");
     });
   }
@@ -76,9 +93,19 @@
         el.dataset.touched = "1";
         if (el.getAttribute("aria-invalid")) { show(form, el); }
       });
-      el.addEventListener("change", function () { if (el.type === "file") { show(form, el); } });
+      el.addEventListener("change", function () {
+        if (el.type === "file") { sniff(el).then(function () { show(form, el); }); }
+      });
     });
     form.addEventListener("submit", function (ev) {
+      var unread = fields(form).filter(function (el) {
+        return el.type === "file" && el.files && el.files[0] && !el.dataset.sniffed;
+      });
+      if (unread.length) {  // a file picked a moment ago: read its first bytes, then try again
+        ev.preventDefault();
+        Promise.all(unread.map(sniff)).then(function () { form.requestSubmit(); });
+        return;
+      }
       var bad = fields(form).filter(function (el) { return !show(form, el); });
       var summary = document.getElementById("error-summary");
       if (bad.length) {
@@ -103,9 +130,17 @@
             var v = el.getAttribute(attr);
             if (v) { el.setAttribute(attr, v.replace(/_\d+/, "_" + i)); }
           });
-          if (el.tagName === "INPUT") { el.value = ""; el.removeAttribute("aria-invalid"); }
+          if (el.tagName === "INPUT") {
+            el.value = el.dataset.check === "count" ? "1" : "";
+            el.removeAttribute("aria-invalid");
+            delete el.dataset.sniffed;
+          }
+          if (el.tagName === "SELECT") { el.selectedIndex = 0; }
           if (el.classList.contains("error")) { el.textContent = ""; }
         });
+        Array.prototype.forEach.call(row.querySelectorAll(".kept"), function (kept) { kept.remove(); });
+        var described = row.querySelector("input[type=file]");
+        described.setAttribute("aria-describedby", described.getAttribute("aria-describedby").split(" ")[0]);
         Array.prototype.forEach.call(row.querySelectorAll("label.sr-only"), function (label) {
           label.textContent = label.textContent.replace(/\d+$/, String(i + 1));
         });
@@ -113,8 +148,12 @@
           span.textContent = span.dataset.none || "";
         });
         rows.appendChild(row);
+        Array.prototype.forEach.call(row.querySelectorAll("input"), function (el) {
+          el.addEventListener("input", function () { if (el.getAttribute("aria-invalid")) { show(form, el); } });
+          el.addEventListener("blur", function () { if (el.value) { show(form, el); } });
+        });
         var file = row.querySelector("input[type=file]");
-        file.addEventListener("change", function () { show(form, file); });
+        file.addEventListener("change", function () { sniff(file).then(function () { show(form, file); }); });
         row.querySelector("input").focus();
         if (i + 1 >= max) { add.disabled = true; }
       });
