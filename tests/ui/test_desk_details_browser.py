@@ -19,7 +19,7 @@ pytest.importorskip("playwright.async_api", reason="pip install playwright (the 
 from playwright.async_api import Browser, expect
 
 from tests.harness import EdgeHandle, Net
-from tests.ui.browser import CHROMIUM, Tab, chromium, shots_dir
+from tests.ui.browser import CHROMIUM, Tab
 from tests.ui.conftest import add_staff
 from tests.ui.seed import create
 
@@ -28,17 +28,6 @@ pytestmark = pytest.mark.skipif(
     reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium fonts-noto-core")
 
 TRIED = re.compile(r"thử lúc (\d\d:\d\d:\d\d): máy chủ tỉnh không nhận kết nối")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    return shots_dir(tmp_path)
 
 
 async def tab(browser: Browser, edge: EdgeHandle, shots: Path, user: str) -> Tab:
@@ -126,7 +115,7 @@ async def test_a_refused_page_the_file_box_and_catalogue_values_speak_the_page_l
     button = page.locator("label.file-button[for=doc_file_0]")
     await expect(button).to_have_text("Chọn tệp…")
     await expect(page.locator(".file-pick .file-name").first).to_have_text("Chưa chọn tệp")
-    await expect(pick).to_have_accessible_name(re.compile(r"^Tệp quét 1"))
+    await expect(pick).to_have_accessible_name(re.compile(r"^Tệp quét.* 1 Chọn tệp…$"))
     await pick.focus()  # still reached by Tab, and opens the chooser with Space
     assert await pick.evaluate("el => document.activeElement === el")
     await pick.set_input_files(files=[{"name": "giay-chung-sinh.pdf", "mimeType":
@@ -144,3 +133,31 @@ async def test_a_refused_page_the_file_box_and_catalogue_values_speak_the_page_l
     await expect(page.locator("#doc_kind_0")).to_have_attribute("lang", "vi")
     await expect(page.locator(".vi-note")).to_contain_text("in Vietnamese")
     clerk.assert_clean()
+
+
+LINES = """el => Array.from(el.querySelectorAll('.keep')).map(k => {
+  const rects = Array.from(k.getClientRects());
+  return [k.textContent, rects.length, Math.round(rects[0].top)];
+})"""
+
+
+async def test_the_letterhead_wraps_the_office_name_between_its_halves(
+        net: Net, browser: Browser, shots: Path) -> None:
+    edge = await net.add_edge("02245", "Xã Côn Lôn")
+    await add_staff(edge)
+    dossier = await create(edge, 1)
+    t = await tab(browser, edge, shots, "clerk1")
+    for what in ("receipt",):  # form 02 prints the same letterhead (print_base.html)
+        await t.goto(f"/dossiers/{dossier['id']}/{what}")
+        # on screen the sheet is drawn 210 mm wide; printed, A4 less its margins (174 mm)
+        for media, width in (("screen", 1366), ("print", 658)):
+            await t.page.set_viewport_size({"width": width, "height": 768})
+            await t.page.emulate_media(media=media)  # type: ignore[arg-type]
+            office = t.page.locator(".sheet .letterhead .office").first
+            (head, n1, top1), (tail, n2, top2) = await office.evaluate(LINES)
+            assert (head, tail) == ("BỘ PHẬN TIẾP NHẬN", "VÀ TRẢ KẾT QUẢ")
+            assert n1 == n2 == 1 and top2 > top1, (what, media, n1, n2, top1, top2)
+    await t.page.emulate_media(media="screen")
+    await t.page.set_viewport_size({"width": 1366, "height": 768})
+    await t.shot("letterhead")
+    t.assert_clean()
