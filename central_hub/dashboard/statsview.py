@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 import weakref
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from central_hub import stats
-from central_hub.dashboard.common import Hub, hub_of
+from central_hub.dashboard.common import PAGE, Hub, hub_of, paginate
 from central_hub.nodes import fleet
 from central_hub.stats import Period
 from central_hub.store import HubStore
@@ -27,6 +27,8 @@ from service.web import json_response
 log = logging.getLogger(__name__)
 
 MAX_DAYS = 3 * 366
+K = TypeVar("K")
+V = TypeVar("V")
 # what the date boxes take (the browser checks it, `parse_day` decides): dd/mm/yyyy as shown, or
 # the ISO date of a link; text boxes, because Chromium shows type="date" as mm/dd/yyyy
 DAY_PATTERN = r"\d{1,2}\/\d{1,2}\/\d{4}|\d{4}-\d{2}-\d{2}"
@@ -64,45 +66,63 @@ def parse_query(hub: Hub, query: Any,
     return Period(first, last), commune, by
 
 
-class FactsCache:
-    """The facts of the last few periods asked for, kept while the hub log does not move: every
-    change to a dossier is an event with a new position, and reading the facts (each dossier's
-    state and moves) is most of a report's cost at national scale (100,000 dossiers)."""
+class StatsCache:
+    """Reports kept while they cannot have changed: the facts of the last few periods asked
+    for, while the hub log stays at the same position (every change to a dossier is an event with
+    a new position), and each report until the hub's clock reaches the next moment that could
+    change it (`stats.steady_until`). At national scale (100,000 dossiers) reading the facts and
+    counting them is most of a report's cost; the answer is the same as computed afresh."""
 
     size = 8
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[int, int, str | None], tuple[int, list[fleet.Facts]]] = {}
+        self._facts: dict[tuple[int, int, str | None], tuple[int, list[fleet.Facts]]] = {}
+        self._reports: dict[tuple[Any, ...], tuple[int, int, int | None, dict[str, Any]]] = {}
 
     async def facts(self, store: HubStore, period: Period,
-                    commune: str | None) -> list[fleet.Facts]:
-        """`fleet.stats_facts` for the period, reused if nothing was logged since."""
+                    commune: str | None) -> tuple[int, list[fleet.Facts]]:
+        """(log position, `fleet.stats_facts` for the period), reused if nothing was logged."""
         key = (period.start_ms, period.end_ms, commune)
         position = await store.log_size()
-        kept = self._kept.pop(key, None)
+        kept = self._facts.pop(key, None)
         if kept is None or kept[0] != position:
             kept = (position, await fleet.stats_facts(store, period.start_ms, period.end_ms,
                                                       commune))
-        self._kept[key] = kept  # most recently used last
-        while len(self._kept) > self.size:
-            del self._kept[next(iter(self._kept))]
-        return kept[1]
+        return self._keep(self._facts, key, kept)
+
+    async def report(self, hub: Hub, period: Period, commune: str | None, by: str,
+                     lang: str) -> dict[str, Any]:
+        """The report (`stats.report`), reused while nothing it counts can have changed."""
+        position, facts = await self.facts(hub.store, period, commune)
+        now = hub.store.now_ms()
+        key = (period.start_ms, period.end_ms, commune, by, lang)
+        kept = self._reports.pop(key, None)
+        if kept is None or kept[0] != position or not kept[1] <= now < (kept[2] or now + 1):
+            periods = stats.split(period, by)
+            names = {p.code: (p.name_vi if lang == "vi" else p.name_en)
+                     for p in hub.store.catalogue.procedures}
+            data = stats.report(facts, periods, now,
+                                commune_names=await fleet.commune_names(hub.store),
+                                procedure_names=names)
+            data.update(commune=commune, by=by)
+            kept = (position, now, stats.steady_until(facts, periods, now), data)
+        return self._keep(self._reports, key, kept)[3]
+
+    def _keep(self, table: dict[K, V], key: K, value: V) -> V:
+        table[key] = value  # most recently used last
+        while len(table) > self.size:
+            del table[next(iter(table))]
+        return value
 
 
-_CACHES: weakref.WeakKeyDictionary[HubStore, FactsCache] = weakref.WeakKeyDictionary()
+_CACHES: weakref.WeakKeyDictionary[HubStore, StatsCache] = weakref.WeakKeyDictionary()
 
 
 async def compute(hub: Hub, period: Period, commune: str | None, by: str,
                   lang: str = "vi") -> dict[str, Any]:
-    """The report for a period, split by `by`."""
-    facts = await _CACHES.setdefault(hub.store, FactsCache()).facts(hub.store, period, commune)
-    names = {p.code: (p.name_vi if lang == "vi" else p.name_en)
-             for p in hub.store.catalogue.procedures}
-    data = stats.report(facts, stats.split(period, by), hub.store.now_ms(),
-                        commune_names=await fleet.commune_names(hub.store),
-                        procedure_names=names)
-    data.update(commune=commune, by=by)
-    return data
+    """The report for a period, split by `by` (never to be changed by the caller: it is kept)."""
+    return await _CACHES.setdefault(hub.store, StatsCache()).report(hub, period, commune, by,
+                                                                   lang)
 
 
 def headers(t: Messages) -> dict[str, str]:
@@ -135,8 +155,18 @@ async def page(request: web.Request) -> web.Response:
                ("stats.this_quarter", quarter1, today),
                ("stats.this_year", today.replace(month=1, day=1), today)]
     query = urlencode({k: v for k, v in values.items() if v})
+    # a country has 3,321 communes: the table shows PAGE rows a page, every period's total
+    # counts them all (the CSV has every row)
+    rows = data["rows"] if data else []
+    page_no, pages = paginate(request.query, len(rows), PAGE)
+    on_page = rows[(page_no - 1) * PAGE:page_no * PAGE]
+    periods = {r["period"] for r in on_page}
+    totals = [x for x in data["totals"] if not on_page or x["period"] in periods] if data else []
     return await hub.renderer.page(
         request, "stats.html", status=422 if error else 200, data=data, error=error,
+        rows=on_page, totals=totals, page=page_no, pages=pages,
+        link=lambda **kw: f"/stats?{query}&page={kw['page']}" if query else
+        f"/stats?page={kw['page']}",
         bad=bad, values=shown, query=query, day_pattern=DAY_PATTERN, groupings=stats.GROUPINGS,
         counts=stats.COUNTS,
         presets=[(key, f"/stats?from={a.isoformat()}&to={b.isoformat()}")
