@@ -29,7 +29,7 @@ class Progress:
     events: int = 0  # in the batch being sent
     started_ms: int | None = None
     ended_ms: int | None = None  # the last attempt's end
-    problem: str = ""  # how the last attempt failed ("" if it did not)
+    problem: str = ""  # how the last attempt failed, if we know ("" if it did not, or not known)
 
     def begin(self, now_ms: int) -> None:
         """An attempt starts: it connects first."""
@@ -49,6 +49,10 @@ class Progress:
     def failed(self, problem: str) -> None:
         """Say how the attempt failed (one of PROBLEMS)."""
         self.problem = problem if problem in PROBLEMS else "network"
+
+    def lost(self, os_error: object) -> None:
+        """The connection could not be made (`os_error`: why, from the operating system)."""
+        self.failed("refused" if isinstance(os_error, ConnectionRefusedError) else "network")
 
     def end(self, now_ms: int) -> None:
         """The attempt is over (its problem, if any, was said before)."""

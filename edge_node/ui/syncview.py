@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from edge_node.ui.clockcheck import error_text
 from edge_node.ui.desk import Desk, desk_of
 from protocol.calendar import local
 from service.ui import csrf, formats
@@ -62,8 +63,9 @@ def _attempt(progress: dict[str, Any], t: Messages) -> str:
 
 
 def _tried(progress: dict[str, Any], t: Messages) -> str:
-    """How the last attempt failed and when ("" if it did not)."""
-    problem, ended = progress.get("problem"), progress.get("ended_ms")
+    """How the last (failed) attempt failed and when (a fault of the link if nothing more is
+    known; "" if no attempt ended in this process)."""
+    problem, ended = progress.get("problem") or "network", progress.get("ended_ms")
     if not problem or not isinstance(ended, int):
         return ""
     return t("sync.tried", at=local(ended).strftime("%H:%M:%S"), why=t(f"sync.problem.{problem}"))
@@ -95,7 +97,7 @@ def describe(status: dict[str, Any], t: Messages, now_ms: int) -> dict[str, Any]
     else:  # restarted, not tried yet
         level = "busy" if n else "ok"
         text = t("sync.last", when=when, pending=pending)
-    if state in ("offline", "error") and (tried := _tried(progress, t)):
+    if state == "offline" and (tried := _tried(progress, t)):
         text = f"{text} · {tried}"
     if status.get("requested") and state != "syncing":
         text = f"{t('sync.requested')} · {text}"
@@ -104,15 +106,19 @@ def describe(status: dict[str, Any], t: Messages, now_ms: int) -> dict[str, Any]
         text = f"{text} · {t('sync.blobs', n=blobs)}"
     clock = ""
     if status.get("clock_warning"):
-        clock = t("sync.clock", minutes=round(abs(int(status.get("clock_offset_ms") or 0)) / 60000))
+        clock = t("sync.clock", offset=error_text(int(status.get("clock_offset_ms") or 0), t.lang))
+    n_checks = int(status.get("clock_checks") or 0)
+    checks = t("sync.clock_checks", n=n_checks) if n_checks else ""
     rejected = len(status.get("rejected") or [])
     warning = status.get("warning")
     if clock:
         level = "danger"
+    elif checks:
+        level = max(level, "warn", key=LEVELS.index)
     elif warning and warning.get("code") not in CALM:
         level = max(level, "warn", key=LEVELS.index)
     return {"level": level, "poll_s": BUSY_POLL_S if busy else POLL_S, "parts": {
-        "state": text, "clock": clock, "warning": warning_text(warning, t),
+        "state": text, "clock": clock, "checks": checks, "warning": warning_text(warning, t),
         "rejected": t("sync.rejected", n=rejected) if rejected else ""}}
 
 
