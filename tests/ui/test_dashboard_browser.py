@@ -231,6 +231,9 @@ async def test_dates_read_dd_mm_yyyy_the_header_names_the_province_and_nothing_i
         await page.set_viewport_size({"width": width, "height": 768})
         needed, room = await page.locator("#top-q").evaluate(PLACEHOLDER_FITS)
         assert needed <= room, (width, needed, room)  # "Tìm hồ sơ ở mọi xã…" whole
+        wide = await page.evaluate(
+            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert wide[0] <= wide[1], (width, wide)  # the header does not push the page sideways
     await page.set_viewport_size({"width": 1366, "height": 768})
 
     await t.goto(f"/nodes/{edge.config.node}")
