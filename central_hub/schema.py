@@ -1,14 +1,22 @@
-"""The hub's own tables, beside the log's (service/schema.py): communes and nodes, their exchanges,
-enrollment, the chain head of every origin, who may fetch which blob, quarantined events, and the
-trust records (certificates, security alerts).
+"""The hub database's own tables, beside the log's (service/schema.py), and the migrations that
+bring a database to this code's version (service/migrations.py runs them at open): communes and
+nodes, their exchanges, enrollment, the chain head of every origin, who may fetch which blob,
+quarantined events, and the trust records (certificates, security alerts).
 """
 
 from __future__ import annotations
 
 import logging
 
+from central_hub.nodes.fleet import FLEET_SCHEMA
+from service import accounts, clock_flags
+from service.migrations import Migration, Plan
+from service.schema import SCHEMA as LOG_SCHEMA
+
 log = logging.getLogger(__name__)
 
+# Version 1 of the hub's own tables (the log's are service/schema.py's, the fleet's
+# central_hub/nodes/fleet.py's): never edit them, add a migration to MIGRATIONS.
 HUB_SCHEMA = """
 CREATE TABLE IF NOT EXISTS communes (code TEXT PRIMARY KEY, name TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS nodes (
@@ -84,3 +92,11 @@ CREATE TABLE IF NOT EXISTS security_events (
     detail TEXT NOT NULL
 );
 """
+
+MIGRATIONS = Plan("hub", (
+    Migration(1, "the first release's tables",
+              (LOG_SCHEMA, HUB_SCHEMA, TRUST_SCHEMA, FLEET_SCHEMA, accounts.SCHEMA)),
+    Migration(2, "a session's last activity in sessions", (accounts.SESSION_ACTIVITY,)),
+    Migration(3, "users' full name and position", (accounts.STAFF_NAMES,)),
+    Migration(4, "the clock-check flag's suspects and dossiers", (clock_flags.SCHEMA,)),
+))

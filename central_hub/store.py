@@ -22,7 +22,7 @@ from typing import Any
 from central_hub.blobrefs import BlobRefs
 from central_hub.ingest import Ingest
 from central_hub.nodes.sessions import Sessions
-from central_hub.schema import HUB_SCHEMA, TRUST_SCHEMA
+from central_hub.schema import MIGRATIONS
 from central_hub.trust_store import TOKEN_TTL_MS as TOKEN_TTL_MS
 from central_hub.trust_store import Enrollment as Enrollment
 from central_hub.trust_store import Node as Node
@@ -34,10 +34,11 @@ from protocol.events import Event
 from protocol.refdata import DEFAULT_REFDATA
 from protocol.refdata import KINDS as REF_KINDS
 from service.blobs import BlobStore
-from service.db import PgConnection, is_pg_url
+from service.db import PgConnection, is_pg_url, redact
 from service.dossier_store import DossierStore
 from service.eventlog import EventLog
 from service.hubtime import HubTime
+from service.migrations import upgrade
 from service.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class HubStore:
         else:
             conn, reader = await connect(path, synchronous="FULL"), None
         try:
-            await conn.executescript(HUB_SCHEMA + TRUST_SCHEMA)
+            await upgrade(conn, MIGRATIONS, redact(db) if is_pg_url(db) else str(path))
             store = cls(conn, reader or await connect(path))
         except BaseException:
             await conn.close()

@@ -18,11 +18,6 @@ from service.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS blobs (
-    sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, direction TEXT NOT NULL, done INTEGER NOT NULL
-);
-"""
 
 
 class BlobQueue:

@@ -16,15 +16,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edge_node.blobqueue import SCHEMA as QUEUE_SCHEMA
 from edge_node.blobqueue import BlobQueue
-from edge_node.syncstore import SCHEMA as SYNC_SCHEMA
+from edge_node.schema import MIGRATIONS
 from edge_node.syncstore import EdgeSync
 from service import clock_flags
 from service.blobs import BlobStore
 from service.dossier_store import DossierStore
 from service.eventlog import EventLog
 from service.hubtime import HubTime
+from service.migrations import upgraded
 from service.sqlite import connect
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,8 @@ class EdgeStore:
     @classmethod
     async def open(cls, path: Path, node: str, commune: str, agency: str) -> EdgeStore:
         """Open (creating if needed) the edge database at `path`."""
-        conn = await connect(path, synchronous="FULL")
+        conn = await upgraded(await connect(path, synchronous="FULL"), MIGRATIONS, str(path))
         try:
-            await conn.executescript(QUEUE_SCHEMA + SYNC_SCHEMA)
             store = cls(conn, await connect(path), node, commune, agency,
                         BlobStore(path.parent / "blobs"))
         except BaseException:

@@ -29,6 +29,7 @@ from edge_node.hubtime import HubClock
 from edge_node.identity import Identity
 from edge_node.identity import recover as recover_certificate
 from edge_node.identity import renew as renew_certificate
+from edge_node.progress import Progress
 from protocol import APP_VERSION
 from protocol.errors import (
     AuthError,
@@ -89,6 +90,7 @@ class SyncClient(Generic[S]):
         self.state = "offline"  # protocol.session.SESSION_TRANSITIONS
         self.last_error: str | None = None
         self.rejected_total = 0
+        self.progress = Progress()  # what the attempt under way does, for the desk
         self.data_dir = "."
         self._identity: Identity | None = None
         self.hub_clock = HubClock()  # what certificate dates are judged by (service.certclock)
@@ -122,7 +124,8 @@ class SyncClient(Generic[S]):
                 raise ValidationError("refusing plain http:// to a hub that is not on this "
                                       "machine; use https:// or set insecure_http", field="hub_url")
             self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=("User-Agent", "Accept-Encoding"))
+                connector=connector, skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                trace_configs=[self.progress.trace()])
             self._own_session = True
         return self._session
 
@@ -205,6 +208,7 @@ class SyncClient(Generic[S]):
         if outgoing is None:
             outgoing = await self.prepare(batch)
         body, batch = outgoing.body, outgoing.batch
+        self.progress.sending(batch.count)
         started = time.monotonic()
         post = asyncio.ensure_future(self._post(body))
         following: Batch | None = None
@@ -242,7 +246,8 @@ class SyncClient(Generic[S]):
         """One HTTP request to the hub with the node credential; errors mapped to ours (2xx
         answers are returned, everything else raises)."""
         http = await self._http()
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, connect=15)
+        limit = self.config.request_timeout_s  # connecting too: a refused connection fails at once
+        timeout = aiohttp.ClientTimeout(total=limit, connect=min(15.0, limit))
         headers = {"Content-Type": CONTENT_TYPE}
         if self.config.credential:  # plain-HTTP development hubs; over HTTPS the certificate
             headers["Authorization"] = f"Bearer {self.config.credential}"
@@ -255,6 +260,7 @@ class SyncClient(Generic[S]):
                 retry_after = resp.headers.get("Retry-After", "")
         except TimeoutError as exc:
             self.batch_bytes = self.sizes.after_timeout(self.batch_bytes)
+            self.progress.failed("timeout")
             raise ReadTimeout(f"hub did not answer within {self.config.request_timeout_s:.0f} s") \
                 from exc
         except aiohttp.ClientConnectorCertificateError as exc:
@@ -264,6 +270,7 @@ class SyncClient(Generic[S]):
                 raise hubtime.our_certificate_refused(exc, self.identity,
                                                       self.hub_clock) from exc
             if isinstance(exc, aiohttp.ClientConnectorError):
+                self.progress.lost(exc.os_error)
                 raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: "
                                    f"{exc.os_error}") from exc
             raise NetworkError(f"link to the hub failed: {exc.__class__.__name__}: {exc}") from exc
@@ -280,6 +287,7 @@ class SyncClient(Generic[S]):
         result = SessionResult()
         sync = self.store.sync
         self.state = next_state(self.state, "start")
+        self.progress.begin(self.store.time.now_ms())
         try:
             await self.store.settle_clock()  # a clock gone back is flagged even offline
             await self.learn_hub_time()
@@ -315,6 +323,8 @@ class SyncClient(Generic[S]):
         except SyncError as exc:
             self.state, self.last_error = next_state(self.state, "refused"), exc.message
             raise
+        finally:
+            self.progress.end(self.store.time.now_ms())
         self.state, self.last_error = next_state(self.state, "done"), None
         result.pending_after, _ = await sync.pending_stats()
         return result

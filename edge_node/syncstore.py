@@ -30,11 +30,6 @@ from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rejected (
-    seq INTEGER PRIMARY KEY, code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL
-);
-"""
 WARNING_KEYS = ("sync_warning", "sync_warning_code", "sync_warning_at", "sync_warning_until")
 REREAD_KEY = "reread_hub_seen"
 SESSION_KEYS = ("ack", "cursor", "hub_epoch", *WARNING_KEYS, REREAD_KEY)

@@ -36,7 +36,7 @@ from protocol.stamp import stamp
 from service import clock_flags, crashpoints
 from service.db import advisory_lock, is_postgres
 from service.hubtime import HubTime
-from service.schema import DOSSIER_COLUMNS, SCHEMA, UPSERT_DOSSIER, dossier_row
+from service.schema import DOSSIER_COLUMNS, UPSERT_DOSSIER, dossier_row
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,8 @@ class EventLog:
         self._pending_clock: Clock | None = None  # advanced by `receive`, not yet committed
 
     async def setup(self) -> None:
-        """Create the tables; load this node's head in its own chain and its clock."""
-        await self.conn.executescript(SCHEMA)
-        await self.conn.executescript(clock_flags.SCHEMA)
+        """Load this node's head in its own chain and its clock (the opener has brought the
+        tables to this code's schema version: service/migrations.py)."""
         self.own_seq, self.own_hash = await self.own_head()
         self.clock = Clock(int(await self.get_meta("hlc", 0)))
 

@@ -1,9 +1,8 @@
-"""The tables both sides keep: meta, reference data, the event log, its fold (`dossiers`) and codes.
+"""The tables both sides keep: meta, reference data, the event log and its fold (`dossiers`).
 
 `events` is the log: one row per event, `pos` its position in this replica's log (commit order),
 `body` its canonical bytes. `dossiers` is materialized from it (`dossier_row`: the folded state and
-the columns the lists filter and sort on) and always rebuildable from it. `code_counter` numbers
-the dossiers taken in per day.
+the columns the lists filter and sort on) and always rebuildable from it.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ from protocol.text import search_key
 
 log = logging.getLogger(__name__)
 
+# Version 1 of the log's tables, on both sides (service/migrations.py): never edit it, add a
+# migration to the plans of edge_node/schema.py and central_hub/schema.py.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refdata (
@@ -63,7 +64,6 @@ CREATE INDEX IF NOT EXISTS dossiers_procedure ON dossiers(procedure, received_at
 -- until a page is full (every filter column is here too), ~35 ms for 100,000 dossiers at worst.
 CREATE INDEX IF NOT EXISTS dossiers_search ON dossiers(received_at DESC, id DESC, name_fold, code,
     citizen_id, status, procedure, commune, due_at, conflicts);
-CREATE TABLE IF NOT EXISTS code_counter (day TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 """
 UPSERT_DOSSIER = (
     "INSERT INTO dossiers(id, commune, code, procedure, status, name, name_fold, citizen_id, "

@@ -8,16 +8,20 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from central_hub.nodes.health import DEFAULT_RULES, HealthRules, Reason, backlog_age_s, evaluate
-from central_hub.store import HubStore
 from protocol import codec
 from protocol.calendar import iso
 from service.sqlite import transaction
 
+if TYPE_CHECKING:  # the hub's schema (central_hub/schema.py) imports this module's
+    from central_hub.store import HubStore
+
 log = logging.getLogger(__name__)
 
+# Version 1 of the fleet's tables, in the hub's database (central_hub/schema.py): never edit it,
+# add a migration there.
 FLEET_SCHEMA = """
 CREATE INDEX IF NOT EXISTS node_sessions_at ON node_sessions(at);
 CREATE TABLE IF NOT EXISTS node_history (
@@ -64,12 +68,6 @@ ERROR_KINDS = (("credential", "auth"), ("protocol", "version"), ("version", "ver
                ("hash chain", "chain"), ("origin", "identity"), ("node id", "identity"),
                ("limit", "too_large"), ("too large", "too_large"), ("zstd", "corrupt"),
                ("decod", "corrupt"), ("not valid", "corrupt"))
-
-
-async def setup(store: HubStore) -> None:
-    """Create the fleet's tables next to the hub's (idempotent)."""
-    async with store.lock:
-        await store.conn.executescript(FLEET_SCHEMA)
 
 
 def local_day_start(ms: int) -> int:
@@ -123,6 +121,7 @@ async def node_items(store: HubStore, rules: HealthRules = DEFAULT_RULES,
             if not stats["pending_events"]:
                 stats["oldest_pending_age_s"] = 0
         health, reasons = evaluate(row, now, rules)
+        why = [r.plain() for r in reasons]
         items.append({
             "node": row["node"],
             "commune": row["commune"],
@@ -152,8 +151,8 @@ async def node_items(store: HubStore, rules: HealthRules = DEFAULT_RULES,
             "link_up_bps": (links or {}).get(row["node"]),
             "revoked": row["revoked_at"] is not None,
             "health": health,
-            "reasons": [r.text() for r in reasons] if reasons else [],
-            "why": [r.plain() for r in reasons] if reasons else [],
+            "reasons": [w["text"] for w in why],
+            "why": why,
         })
     return items
 
@@ -187,6 +186,15 @@ async def health_states(store: HubStore) -> dict[str, HealthState]:
             "SELECT node, health, since, not_ok_since, reasons FROM node_health") as cur:
         return {r[0]: HealthState(r[0], r[1], r[2], r[3], json.loads(r[4]))
                 for r in await cur.fetchall()}
+
+
+async def not_ok_states(store: HubStore) -> dict[str, tuple[str, int, int | None]]:
+    """(health, since, not_ok_since) of every node recorded as not ok (what `/alerts` lists:
+    the reasons it shows are the current ones, so the recorded ones are not read)."""
+    async with store.reader.execute(
+            "SELECT node, health, since, not_ok_since FROM node_health "
+            "WHERE health<>'ok'") as cur:
+        return {r[0]: (r[1], r[2], r[3]) for r in await cur.fetchall()}
 
 
 async def record_changes(store: HubStore, changes: list[Change]) -> list[int]:
