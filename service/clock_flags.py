@@ -30,8 +30,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from protocol import codec
 from protocol.calendar import iso
@@ -40,10 +41,8 @@ from protocol.errors import NotFound
 from protocol.events import CLOCK_CHECK, Event
 from protocol.hlc import wall_ms
 from protocol.merge import DossierState, from_plain
+from service.hubtime import HubTime
 from service.sqlite import transaction
-
-if TYPE_CHECKING:
-    from service.dossier_store import DossierStore
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +60,32 @@ CREATE TABLE IF NOT EXISTS clock_suspects (
 );
 CREATE TABLE IF NOT EXISTS clock_checks (dossier TEXT PRIMARY KEY);
 """
+
+
+class Log(Protocol):
+    """What is used here of the event log (`service.eventlog.EventLog`)."""
+
+    conn: Any
+    lock: Any
+
+    async def get_meta(self, key: str, default: Any = None) -> Any: ...
+
+
+class DossierStore(Protocol):
+    """What is used here of the dossier API (`service.dossier_store.DossierStore`), which calls
+    into this module from its writes: a protocol, so neither module imports the other's class."""
+
+    scope: str | None
+    time: HubTime
+    reader: Any
+
+    @property
+    def log(self) -> Log: ...
+    def now_ms(self) -> int: ...
+    async def amend(self, dossier_id: str, actor: str,
+                    make: Callable[[DossierState | None], Draft | None],
+                    commune: str | None = None) -> DossierState | None: ...
+    async def view(self, dossier_id: str, commune: str | None = None) -> dict[str, Any]: ...
 
 
 def _boot_id() -> str:
