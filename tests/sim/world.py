@@ -50,7 +50,7 @@ from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
 from protocol import codec, lifecycle
 from protocol.calendar import VN_TZ
-from protocol.errors import Conflict, NotFound, StoreError, TransportError
+from protocol.errors import Conflict, NotFound, StoreError, TransportError, ValidationError
 from protocol.merge import DossierState, digest, from_plain
 from protocol.refdata import DEFAULT_HOLIDAYS_DATA, parse_holidays
 from service import crashpoints
@@ -299,8 +299,8 @@ class World:
     async def _write(self, who: Replica, op: str, dossier: str, call: Any) -> str:
         try:
             view = await call
-        except Conflict as exc:
-            outcome = f"409 {exc.message}"
+        except (Conflict, ValidationError) as exc:  # refused as staff see it (409, 422)
+            outcome = f"{exc.status} {exc.message}"
         else:
             who.remember(view)
             outcome = _set_outcome(view)
