@@ -20,11 +20,12 @@ from typing import Any
 import aiosqlite
 
 from protocol import codec
+from protocol.attachments import attach_draft
 from protocol.calendar import Calendar, is_overdue, local
 from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue, parse_catalogue
 from protocol.commands import (
     Draft,
-    attach_draft,
+    apology_draft,
     comment_draft,
     resolve_draft,
     set_draft,
@@ -474,6 +475,11 @@ class DossierStore:
     async def comment(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
         """Add a comment."""
         return await self._command(dossier_id, actor, lambda s: comment_draft(body, s))
+
+    async def apologize(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
+        """An apology with a new appointment (form 04); the due date stays."""
+        return await self._command(
+            dossier_id, actor, lambda s: apology_draft(body, s, self.calendar, self.now_ms()))
 
     async def attach(self, dossier_id: str, info: dict[str, Any], actor: str) -> dict[str, Any]:
         """Record a verified blob as an attachment of the dossier."""

@@ -4,59 +4,44 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from central_hub import stats
 from central_hub.dashboard.common import Hub, hub_of
 from central_hub.nodes import fleet
-from central_hub.stats import Period
+from protocol import stats
 from protocol.calendar import local
 from protocol.errors import ValidationError
+from protocol.stats import Period
+from service import reports
 from service.api import answers, bodies
 from service.api.spec import operation
-from service.ui.formats import parse_day
 from service.ui.i18n import Messages
 from service.web import json_response
 
 log = logging.getLogger(__name__)
 
-MAX_DAYS = 3 * 366
-
-
-def _day(raw: str, name: str) -> date:
-    parsed = parse_day(raw)
-    if parsed is None:
-        raise ValidationError(f"{name} must be a date (YYYY-MM-DD or dd/mm/yyyy)", field=name)
-    return date.fromisoformat(parsed)
-
 
 def parse_query(hub: Hub, query: Any) -> tuple[Period, str | None, str]:
     """(period, commune or None, grouping) from `from`, `to`, `commune`, `by`; this month to
     today by default."""
-    today = local(hub.store.now_ms()).date()
-    first = _day(query["from"], "from") if query.get("from") else today.replace(day=1)
-    last = _day(query["to"], "to") if query.get("to") else today
-    if last < first:
-        raise ValidationError("to must not be before from", field="to")
-    if (last - first).days >= MAX_DAYS:
-        raise ValidationError(f"a period of at most {MAX_DAYS} days", field="to")
+    period = reports.parse_period(query, local(hub.store.now_ms()).date())
     commune = (query.get("commune") or "").strip() or None
     if commune is not None and not (commune.isdigit() and len(commune) == 5):
         raise ValidationError("commune must be a 5-digit code", field="commune")
     by = query.get("by") or "none"
     if by not in stats.GROUPINGS:
         raise ValidationError(f"by must be one of {', '.join(stats.GROUPINGS)}", field="by")
-    return Period(first, last), commune, by
+    return period, commune, by
 
 
 async def compute(hub: Hub, period: Period, commune: str | None, by: str,
                   lang: str = "vi") -> dict[str, Any]:
     """The report for a period, split by `by`."""
-    facts = await fleet.stats_facts(hub.store, period.start_ms, period.end_ms, commune)
+    facts = await reports.stats_facts(hub.store, period.start_ms, period.end_ms, commune)
     names = {p.code: (p.name_vi if lang == "vi" else p.name_en)
              for p in hub.store.catalogue.procedures}
     data = stats.report(facts, stats.split(period, by), hub.store.now_ms(),

@@ -145,6 +145,9 @@ def nav(request: web.Request, t: Messages) -> list[dict[str, Any]]:
                       "current": path.startswith("/dossiers/new")})
     items.append({"href": "/dossiers", "label": t("nav.list"), "key": "l",
                   "current": path == "/dossiers"})
+    if may(role, "register"):
+        items.append({"href": "/register", "label": t("nav.register"), "key": "",
+                      "current": path == "/register"})
     if may(role, "statistics"):
         items.append({"href": "/stats", "label": t("nav.stats"), "key": "",
                       "current": path == "/stats"})

@@ -1,4 +1,6 @@
-"""Dossier pages: the searchable list, one dossier with its history, transitions, conflicts and files."""
+"""Dossier pages: the searchable list, one dossier with its history, transitions (a supplement with
+its deadline, a hand-over with who collected the result), conflicts, files, and apologies with a
+new appointment (form 04)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,15 @@ from edge_node.roles import PERMITS, may, transition_action
 from edge_node.ui.desk import conflict_marks, desk_of, show_value
 from edge_node.ui.documents import COUNT_RE
 from edge_node.ui.history import last_supplement_request, timeline
+from edge_node.ui.printing import RECEIPTLESS
 from protocol import lifecycle
-from protocol.commands import DOC_KINDS, MAX_ATTACHMENT
+from protocol.attachments import DOC_KINDS, MAX_ATTACHMENT
 from protocol.errors import Conflict, ValidationError
 from protocol.events import MAX_DOC_COUNT
+from protocol.forms import APOLOGY_STATUSES, DEFAULT_SUPPLEMENT_DAYS
 from service.blobs import sniff
 from service.ui import csrf
+from service.ui.formats import moment, parse_day
 from service.ui.forms import read_form
 from service.ui.render import flash, redirect
 from service.ui.session import need, page_user
@@ -83,6 +88,9 @@ async def dossier_page(request: web.Request) -> web.Response:
     files = [{**a, "here": a["sha256"] is not None and desk.store.blobs.has(a["sha256"])}
              for a in view["attachments"]]
     final = view["status"] in lifecycle.FINAL
+    calendar, today = desk.store.calendar, desk.store.today()
+    due = moment(view["due_at"])
+    after_due = max(today, due.date()) if due else today
     return await desk.renderer.page(
         request, "dossier.html", d=view, proc=proc, fields=fields, conflicts=conflicts,
         marks={c["field"]: c for c in conflicts}, moves=moves, files=files,
@@ -91,7 +99,11 @@ async def dossier_page(request: web.Request) -> web.Response:
         can_edit=may(user.role, "amend" if final else "edit"),
         amend_hint=final and may(user.role, "edit") and not may(user.role, "amend"),
         can_attach=may(user.role, "attach"), can_comment=may(user.role, "comment"),
-        doc_kinds=DOC_KINDS, max_count=MAX_DOC_COUNT, final=final)
+        doc_kinds=DOC_KINDS, max_count=MAX_DOC_COUNT, final=final,
+        receipt=view["status"] not in RECEIPTLESS,
+        can_apologize=view["status"] in APOLOGY_STATUSES and may(user.role, "apology"),
+        apology_day=calendar.next_working_day(after_due),
+        supplement_day=calendar.add_working_days(today, DEFAULT_SUPPLEMENT_DAYS))
 
 
 def _back(dossier_id: str) -> str:
@@ -99,13 +111,15 @@ def _back(dossier_id: str) -> str:
 
 
 async def _act(request: web.Request, action: str, body: dict[str, Any],
-               ok_key: str, **params: Any) -> web.StreamResponse:
-    """Run one write on the dossier, then come back to it with a notice either way."""
+               ok_key: str, errors: dict[str, str] | None = None,
+               **params: Any) -> web.StreamResponse:
+    """Run one write on the dossier, then come back to it with a notice either way (`errors`:
+    the notice for a refusal naming a field, instead of the protocol's own words)."""
     desk = desk_of(request)
     user = page_user(request)
     dossier_id = request.match_info["id"]
     method = {"transition": desk.store.transition, "resolve": desk.store.resolve,
-              "comment": desk.store.comment}[action]
+              "comment": desk.store.comment, "apology": desk.store.apologize}[action]
     response = redirect(_back(dossier_id))
     try:
         await method(dossier_id, body, user.username)
@@ -113,7 +127,11 @@ async def _act(request: web.Request, action: str, body: dict[str, Any],
         flash(response, "dossier.stale", "error")
         return response
     except ValidationError as exc:
-        flash(response, "dossier.invalid", "error", detail=exc.message)
+        key = (errors or {}).get(exc.field or "")
+        if key:
+            flash(response, key, "error")
+        else:
+            flash(response, "dossier.invalid", "error", detail=exc.message)
         return response
     desk.loop.kick()
     flash(response, ok_key, **params)
@@ -127,15 +145,43 @@ async def transition(request: web.Request) -> web.StreamResponse:
     target = str(form.get("to", ""))
     need(request, PERMITS[transition_action(target)], "change this status")
     note = str(form.get("note", "")).strip()
-    if target == "supplement_requested" and not note:
+    body: dict[str, Any] = {"to": target, "base": str(form.get("base", "")) or None,
+                            "note": note}
+    problem = None
+    if target == "supplement_requested":  # form 02: what to bring, and by when
+        body["supplement_by"] = parse_day(str(form.get("supplement_by", "")))
+        problem = None if note else "dossier.note_required"
+        problem = problem or (None if body["supplement_by"] else "dossier.deadline_required")
+    elif target == "returned":  # the hand-over: who took the result, on which ID document
+        body["handover"] = {k: " ".join(str(form.get(k, "")).split())
+                            for k in ("collected_by", "id_document")}
+        problem = None if all(body["handover"].values()) else "dossier.handover_required"
+    if problem:
         response = redirect(_back(request.match_info["id"]))
-        flash(response, "dossier.note_required", "error")
+        flash(response, problem, "error")
         return response
     t = desk_of(request).renderer.t(request)
     _, vi, en = lifecycle.STATUSES.get(target, (0, target, target))
-    return await _act(request, "transition",
-                      {"to": target, "base": str(form.get("base", "")) or None, "note": note},
-                      "dossier.moved", status=vi if t.lang == "vi" else en)
+    return await _act(request, "transition", body, "dossier.moved",
+                      {"supplement_by": "dossier.deadline_rule"},
+                      status=vi if t.lang == "vi" else en)
+
+
+async def apology(request: web.Request) -> web.StreamResponse:
+    """POST /dossiers/{id}/apology: form 04, a new appointment for a dossier that will be late."""
+    form = await request.post()
+    csrf.check(request, form)
+    need(request, PERMITS["apology"], "apologize with a new appointment")
+    day = parse_day(str(form.get("new_due_day", "")))
+    hour = str(form.get("new_due_time", "")).strip() or "17:00"
+    reason = str(form.get("reason", "")).strip()
+    if not reason or day is None:
+        response = redirect(_back(request.match_info["id"]))
+        flash(response, "dossier.apology_reason" if not reason else "dossier.apology_date",
+              "error")
+        return response
+    return await _act(request, "apology", {"new_due": f"{day}T{hour}", "reason": reason},
+                      "dossier.apologized", {"new_due": "dossier.apology_date"})
 
 
 async def resolve(request: web.Request) -> web.StreamResponse:
@@ -200,5 +246,6 @@ def routes() -> list[web.RouteDef]:
         web.post("/dossiers/{id}/transition", transition),
         web.post("/dossiers/{id}/resolve", resolve),
         web.post("/dossiers/{id}/comments", comment),
+        web.post("/dossiers/{id}/apology", apology),
         web.post("/dossiers/{id}/attachments", attach),
     ]

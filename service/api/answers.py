@@ -144,10 +144,42 @@ class HistoryLine(Answer):
     at: str | None
 
 
+class Refusal(Answer):
+    """A refusal (form 03): at the counter, or of an online submission."""
+
+    reasons: str
+    actor: str
+    at: str | None
+    at_counter: bool
+
+
+class ApologyView(Answer):
+    """An apology with its new appointment (form 04)."""
+
+    new_due: str | None
+    reason: str
+    actor: str
+    at: str | None
+    event: str
+
+
+class HandoverView(Answer):
+    """The hand-over of the result (the move to returned)."""
+
+    collected_by: str | None
+    id_document: str | None
+    actor: str
+    at: str | None
+
+
 class Dossier(DossierSummary):
-    """A dossier with its history."""
+    """A dossier with its history, and what the one-stop forms recorded in it."""
 
     history: list[HistoryLine]
+    refusal: Refusal | None
+    apologies: list[ApologyView]
+    appointment_at: str | None  # the latest apology's new date; due_at stays the legal one
+    handover: HandoverView | None
 
 
 class DossierPage(Answer):

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from protocol.commands import ATTACHMENT_TYPES, MAX_ATTACHMENT
+from protocol.attachments import ATTACHMENT_TYPES, MAX_ATTACHMENT
 from protocol.errors import NotFound, ValidationError
 from protocol.lifecycle import STATUSES
 from service.accounts import User
@@ -43,6 +43,7 @@ class DossierService(Protocol):
     async def transition(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def resolve(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def comment(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
+    async def apologize(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def attach(self, dossier_id: str, info: dict[str, Any],
                      actor: str) -> dict[str, Any]: ...
     @property
@@ -141,4 +142,9 @@ def dossier_routes(store: DossierService, on_write: Callable[[], None] = lambda:
         web.post("/api/dossiers/{id}/comments", writer(
             "comment", store.comment, bodies.Comment, "Comment on a dossier",
             "Comments never conflict.")),
+        web.post("/api/dossiers/{id}/apology", writer(
+            "apology", store.apologize, bodies.Apology, "Apologize with a new appointment",
+            "Form 04, for a dossier that will be late: the new date is recorded and shown; the "
+            "due date stays (the dossier still counts as late). 409 unless it is being "
+            "processed.")),
     ]

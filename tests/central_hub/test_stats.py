@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from central_hub.stats import COUNTS
 from protocol.calendar import VN_TZ, iso, to_ms
+from protocol.stats import COUNTS
 from tests.central_hub.operator import operator
 from tests.harness import EdgeHandle, Net
 

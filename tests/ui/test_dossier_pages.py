@@ -76,7 +76,8 @@ async def test_supplement_request_prints_form_02(
     assert "Hãy ghi các giấy tờ cần bổ sung" in page.text
     page = await clerk.post(f"/dossiers/{d['id']}/transition", {
         "to": "supplement_requested", "base": d["version"],
-        "note": "Giấy chứng sinh (bản chính)\n\nCăn cước của người đi đăng ký"})
+        "note": "Giấy chứng sinh (bản chính)\n\nCăn cước của người đi đăng ký",
+        "supplement_by": edge.store.today().strftime("%d/%m/%Y")})
     assert "Yêu cầu bổ sung giấy tờ" in page.text and 'id="print-supplement"' in page.text
     slip = await clerk.get(f"/dossiers/{d['id']}/supplement")
     assert slip.status == 200

@@ -1,0 +1,119 @@
+"""What the period reports read, the same on the edge and the hub: the facts statistics count
+(`protocol.stats`) and the dossiers of the register (form 06), from the `dossiers` table and the
+event log through a store's reader (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any, Protocol
+
+from protocol import codec
+from protocol.errors import ValidationError
+from protocol.events import Event
+from protocol.merge import from_plain
+from protocol.stats import CLOSED, Facts, Period
+from protocol.views import dossier_view
+from service.ui.formats import parse_day
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500
+MAX_REGISTER = 20_000
+MAX_DAYS = 3 * 366
+
+
+def _day(raw: str, name: str) -> date:
+    parsed = parse_day(raw)
+    if parsed is None:
+        raise ValidationError(f"{name} must be a date (YYYY-MM-DD or dd/mm/yyyy)", field=name)
+    return date.fromisoformat(parsed)
+
+
+def parse_period(query: Any, today: date, *, default_first: date | None = None) -> Period:
+    """The period of `from` and `to` (dd/mm/yyyy or YYYY-MM-DD; this month to today by default,
+    or `default_first` to today), at most three years."""
+    first = _day(query["from"], "from") if query.get("from") else \
+        (default_first or today.replace(day=1))
+    last = _day(query["to"], "to") if query.get("to") else today
+    if last < first:
+        raise ValidationError("to must not be before from", field="to")
+    if (last - first).days >= MAX_DAYS:
+        raise ValidationError(f"a period of at most {MAX_DAYS} days", field="to")
+    return Period(first, last)
+
+
+class Reading(Protocol):
+    """What these reads need of a store: its reader connection and its corrected time."""
+
+    reader: Any
+
+    def now_ms(self) -> int: ...
+
+
+async def _events(store: Reading, ids: list[str], kinds: tuple[str, ...]) -> dict[str, list[Event]]:
+    """The events of these kinds of these dossiers, in log order, by dossier."""
+    out: dict[str, list[Event]] = {i: [] for i in ids}
+    kind_marks = ",".join("?" * len(kinds))
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i:i + CHUNK]
+        async with store.reader.execute(
+                f"SELECT dossier, body FROM events WHERE dossier IN ({','.join('?' * len(chunk))})"
+                f" AND kind IN ({kind_marks}) ORDER BY pos", [*chunk, *kinds]) as cur:
+            for dossier, body in await cur.fetchall():
+                out[dossier].append(codec.decode_stored(body))
+    return out
+
+
+async def stats_facts(store: Reading, start_ms: int, end_ms: int,
+                      commune: str | None = None) -> list[Facts]:
+    """The dossiers that count in [start, end): received before its end and not closed before
+    its start (a dossier untouched since before the start in a closed status is skipped)."""
+    marks = ",".join("?" * len(CLOSED))
+    sql = ("SELECT id, commune, procedure, received_at, due_at, status, state FROM dossiers "
+           "WHERE received_at IS NOT NULL AND received_at < ? AND NOT (received_at < ? AND "
+           f"status IN ({marks}) AND updated_hlc < ?)")
+    args: list[Any] = [end_ms, start_ms, *CLOSED, start_ms << 16]
+    if commune:
+        sql += " AND commune=?"
+        args.append(commune)
+    async with store.reader.execute(sql, args) as cur:
+        rows = list(await cur.fetchall())
+    events = await _events(store, [r[0] for r in rows], ("transition", "comment"))
+    out = []
+    for dossier, commune_code, procedure, received, due, status, state in rows:
+        reached: dict[str, int] = {}
+        moves, apologies = [], []
+        for event in events[dossier]:
+            at = event.hlc >> 16
+            if event.kind == "comment":
+                if isinstance(event.payload.get("apology"), dict):
+                    apologies.append(at)
+                continue
+            to = str(event.payload.get("to"))
+            moves.append((at, to))
+            if to not in reached or at < reached[to]:
+                reached[to] = at
+        # Refused with no move to it: refused at the counter (form 03), at its receipt.
+        initial = "refused" if status == "refused" and "refused" not in reached else "accepted"
+        header = codec.unpack_stored(state).get("header") or {}
+        out.append(Facts(commune_code, procedure or "", header.get("channel") or "counter",
+                         int(received), due if isinstance(due, int) else None, reached,
+                         tuple(sorted(moves)), initial, tuple(sorted(apologies))))
+    return out
+
+
+async def register_views(store: Reading, start_ms: int, end_ms: int,
+                         commune: str | None = None) -> list[dict[str, Any]]:
+    """The dossiers received in [start, end), oldest first, each as its full view (history and
+    what the forms recorded): the rows of the register (form 06)."""
+    sql = ("SELECT id, state FROM dossiers WHERE received_at >= ? AND received_at < ?"
+           + (" AND commune=?" if commune else "") + " ORDER BY received_at, id LIMIT ?")
+    args: list[Any] = [start_ms, end_ms, *([commune] if commune else []), MAX_REGISTER]
+    async with store.reader.execute(sql, args) as cur:
+        rows = list(await cur.fetchall())
+    histories = await _events(store, [r[0] for r in rows],
+                              ("create", "set", "transition", "resolve", "comment"))
+    now = store.now_ms()
+    return [dossier_view(from_plain(codec.unpack_stored(state)), now, histories[dossier])
+            for dossier, state in rows]
