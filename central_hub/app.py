@@ -23,7 +23,7 @@ from central_hub.nodes.monitor import Monitor, NodeSnapshot
 from central_hub.store import HubStore, Node
 from central_hub.tls import Authority
 from protocol import APP_VERSION
-from protocol.codec import DEFAULT_LIMITS
+from protocol.codec import DEFAULT_LIMITS, inflate_bound
 from protocol.errors import NotFound, SyncError, TransportError, ValidationError
 from protocol.messages import encode_error
 from service.accounts import Accounts
@@ -31,6 +31,8 @@ from service.api import answers
 from service.api.openapi import openapi_route
 from service.api.spec import operation
 from service.blobs import MAX_BLOB, check_sha
+from service.budget import BODIES
+from service.clock_api import clock_check_routes
 from service.db import PgConnection, is_pg_url
 from service.sqlite import connect
 from service.web import (
@@ -131,12 +133,13 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         outcome_label = "ok"
         try:
             node = await guard.node(request)
-            async with admission.slot(node.node):
+            async with admission.slot(node.node), BODIES.hold() as hold:
                 if request.transport is None or request.transport.is_closing():
                     raise ClientGone("the node went away while its exchange waited")
                 read_from = time.monotonic()
-                body = await read_body(request, DEFAULT_LIMITS.max_body)
+                body = await read_body(request, DEFAULT_LIMITS.max_body, hold)
                 metrics.meter(node.node, len(body), time.monotonic() - read_from)
+                await hold.grow(inflate_bound(body))  # what decoding it may allocate
                 outcome = await exchange.serve(store, node, body, config.max_want_bytes)
             snapshot.touch(node.node)
             monitor.kick()
@@ -182,8 +185,9 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         await node_of(request, sha)
         offset = _int(request, "offset", 0, MAX_BLOB)
         size = _int(request, "size", 1, MAX_BLOB)
-        chunk = await read_body(request, MAX_CHUNK)
-        have = await store.blobs.append(sha, offset, chunk, size)
+        async with BODIES.hold() as hold:
+            chunk = await read_body(request, MAX_CHUNK, hold)
+            have = await store.blobs.append(sha, offset, chunk, size)
         return json_response({"have": have, "complete": have == size})
 
     async def blob_get(request: web.Request) -> web.Response:
@@ -222,6 +226,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         web.put("/v1/blobs/{sha}", blob_put),
         web.get("/v1/blobs/{sha}/data", blob_get),
         *dossier_routes(store, on_write=snapshot.invalidate),
+        *clock_check_routes(store, on_write=snapshot.invalidate),
         *account_routes(accounts),
         web.get("/api/nodes", nodes),
         web.get("/healthz", healthz),

@@ -1,13 +1,14 @@
 """The wire codec: msgpack with a canonical form for hashing, zstd framing, and hard limits.
 
 Only this module touches msgpack and zstd. Every decode checks the compressed size, the
-decompressed size (read incrementally, never trusted from the frame header), element counts and
+decompressed size (bounded by the limit whatever the frame headers say), element counts and
 nesting depth before anything is built from the data.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -15,13 +16,12 @@ from typing import Any
 import msgpack
 import zstandard
 
-from protocol.errors import RemoteProtocolError, TooLarge
+from protocol.errors import RemoteProtocolError, SyncError, TooLarge
 from protocol.events import Event, uuid_bytes, uuid_str
 
 log = logging.getLogger(__name__)
 
 ZSTD_LEVEL = 6
-_SLICE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,32 +114,135 @@ def compress(data: bytes, level: int = ZSTD_LEVEL) -> bytes:
     return zstandard.ZstdCompressor(level=level).compress(data)
 
 
+# zstd framing (RFC 8878): frames of a 4-byte magic, a header, blocks of a 3-byte header each.
+_ZSTD_MAGIC = 0xFD2FB528
+_SKIPPABLE, _SKIPPABLE_MASK = 0x184D2A50, 0xFFFFFFF0
+_UNKNOWN = (1 << 64) - 1  # ZSTD_CONTENTSIZE_UNKNOWN
+_RLE, _COMPRESSED = 1, 2
+_BLOCK_MAX = 128 * 1024
+MAX_WINDOW = 8 * 1024 * 1024  # decoder memory for a frame that does not declare its size
+MAX_BLOCKS = 65_536  # per body: bounds the header walk (a real body has one per 128 KiB)
+
+
+def _truncated() -> RemoteProtocolError:
+    return RemoteProtocolError("truncated zstd body")
+
+
+def _ceiling(data: bytes, limit: int) -> int:
+    """Walk the frame and block headers of a body, inflating nothing, and return how much it can
+    inflate to at most. A truncated body is refused here, and one over `limit` by its headers:
+    at the first frame header declaring too much, or once the sizes that raw and RLE blocks
+    state exactly add up past the limit."""
+    pos, end, total, blocks, most = 0, len(data), 0, 0, 0
+    too_large = TooLarge(f"body decompresses beyond the limit of {limit} bytes")
+    while pos < end:
+        if pos + 8 > end:
+            raise _truncated()  # no frame is shorter than a magic and 4 more bytes
+        magic = int.from_bytes(data[pos:pos + 4], "little")
+        if magic & _SKIPPABLE_MASK == _SKIPPABLE:
+            pos += 8 + int.from_bytes(data[pos + 4:pos + 8], "little")
+            blocks += 1
+            continue
+        if magic != _ZSTD_MAGIC:
+            raise RemoteProtocolError("corrupt zstd body: unknown frame descriptor")
+        try:
+            head = zstandard.frame_header_size(data[pos:pos + 5])
+            if pos + head > end:
+                raise _truncated()
+            params = zstandard.get_frame_parameters(data[pos:pos + head])
+        except zstandard.ZstdError as exc:
+            raise RemoteProtocolError(f"corrupt zstd body: {exc}") from exc
+        pos += head
+        declared = None if params.content_size == _UNKNOWN else params.content_size
+        if declared is not None and total + declared > limit:
+            raise too_large  # the honest header of a bomb: refused before any work
+        if declared is None and params.window_size > MAX_WINDOW:
+            raise TooLarge(f"zstd window of {params.window_size} bytes is over the limit of "
+                           f"{MAX_WINDOW}")
+        block_max = min(params.window_size, _BLOCK_MAX)
+        exact = ceiling = 0
+        last = False
+        while not last:
+            if pos + 3 > end:
+                raise _truncated()
+            header = int.from_bytes(data[pos:pos + 3], "little")
+            last, kind, size = bool(header & 1), (header >> 1) & 3, header >> 3
+            if kind > _COMPRESSED or size > block_max:
+                raise RemoteProtocolError("corrupt zstd body: bad block header")
+            pos += 3 + (1 if kind == _RLE else size)
+            exact += 0 if kind == _COMPRESSED else size
+            ceiling += block_max if kind == _COMPRESSED else size
+            blocks += 1
+            if pos > end:
+                raise _truncated()
+            if blocks > MAX_BLOCKS:
+                raise TooLarge(f"zstd body has more than {MAX_BLOCKS} blocks")
+            if total + exact > limit:
+                raise too_large  # RLE and raw blocks state their sizes: nothing to inflate
+        pos += 4 if params.has_checksum else 0
+        if declared is not None and not exact <= declared <= ceiling:
+            raise RemoteProtocolError("corrupt zstd body: the frame header's content size "
+                                      "does not match its blocks")
+        most += ceiling if declared is None else declared
+        total += exact if declared is None else declared
+    if pos > end:
+        raise _truncated()
+    return most
+
+
+def inflate_bound(data: bytes, limits: Limits = DEFAULT_LIMITS) -> int:
+    """How many bytes `decompress(data, limits)` allocates for its output, from the headers
+    alone (0 when it refuses `data` before inflating): what a server holds against its memory
+    budget before it decodes a body."""
+    try:
+        return min(limits.max_decompressed, _ceiling(data, limits.max_decompressed)) + 1
+    except SyncError:
+        return 0
+
+
 def decompress(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
-    """zstd-decompress under both size limits, reading at most one byte past the limit."""
+    """zstd-decompress under both size limits into one buffer of at most `max_decompressed + 1`
+    bytes, whatever the frame headers say, returned without a copy.
+
+    The frame and block headers are walked first (`_ceiling`): a body whose headers declare too
+    much is refused before any work, a truncated one before any allocation. The buffer is then
+    as large as the frames can inflate to (declared sizes, block ceilings), or the limit, plus
+    one byte: inflating all frames into it fills it only if they are over the limit. A frame
+    whose header lies about its size fails inside zstd, bounded by the buffer."""
     if len(data) > limits.max_body:
         raise TooLarge(f"body of {len(data)} bytes exceeds the limit of {limits.max_body}")
-    # Feed the input in small slices: one slice can expand to at most ~32,768× its size, so
-    # memory stays bounded by the limit plus one slice's worth, whatever the frames declare.
-    out = bytearray()
-    pos, end = 0, len(data)
-    if end == 0:
+    if not data:
         raise RemoteProtocolError("empty body")
+    limit = limits.max_decompressed
+    size = min(limit, _ceiling(data, limit)) + 1
+    out = io.BytesIO()
     try:
-        while pos < end:
-            frame = zstandard.ZstdDecompressor().decompressobj()
-            while not frame.eof:
-                if pos >= end:
-                    raise RemoteProtocolError("truncated zstd body")
-                piece = data[pos:pos + _SLICE]
-                pos += len(piece)
-                out += frame.decompress(piece)
-                if len(out) > limits.max_decompressed:
-                    raise TooLarge("body decompresses beyond the limit of "
-                                   f"{limits.max_decompressed} bytes")
-            pos -= len(frame.unused_data)  # the start of the next frame
+        out.seek(size - 1)
+        out.write(b"\0")  # the whole buffer at once, filled in place below
+        with out.getbuffer() as view:
+            filled = _inflate(data, view)
+        if filled == size:
+            raise TooLarge(f"body decompresses beyond the limit of {limit} bytes")
+        out.truncate(filled)
+        return out.getvalue()  # BytesIO hands over its own buffer when it is exactly full
+    finally:
+        out.close()  # a refusal keeps no buffer alive through its traceback
+
+
+def _inflate(data: bytes, view: memoryview) -> int:
+    """Inflate every frame of `data` (walked: complete, nothing after) into `view`; return how
+    many bytes were written, stopping when `view` is full."""
+    filled = 0
+    try:
+        # a frame that declares its size is inflated in one pass straight into `view`; only one
+        # that does not needs zstd's own window, kept to MAX_WINDOW
+        decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+        with decompressor.stream_reader(data, read_across_frames=True) as reader:
+            while filled < len(view) and (n := reader.readinto(view[filled:])):
+                filled += n
     except zstandard.ZstdError as exc:
         raise RemoteProtocolError(f"corrupt zstd body: {exc}") from exc
-    return bytes(out)
+    return filled
 
 
 def encode_body(value: Any) -> bytes:

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from edge_node.roles import PERMITS, may, transition_action
+from edge_node.ui.clockcheck import error_text
 from edge_node.ui.desk import conflict_marks, desk_of, show_value
 from edge_node.ui.documents import COUNT_RE
 from edge_node.ui.history import last_supplement_request, timeline
@@ -103,7 +104,9 @@ async def dossier_page(request: web.Request) -> web.Response:
         receipt=view["status"] not in RECEIPTLESS,
         can_apologize=view["status"] in APOLOGY_STATUSES and may(user.role, "apology"),
         apology_day=calendar.next_working_day(after_due),
-        supplement_day=calendar.add_working_days(today, DEFAULT_SUPPLEMENT_DAYS))
+        supplement_day=calendar.add_working_days(today, DEFAULT_SUPPLEMENT_DAYS),
+        clock_text=error_text(view["clock_check"]["error_ms"], t.lang)
+        if view.get("clock_check") else "")
 
 
 def _back(dossier_id: str) -> str:

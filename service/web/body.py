@@ -7,6 +7,7 @@ mean (catalogue fields, the lifecycle) is checked afterwards by protocol/command
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from protocol.errors import TooLarge, ValidationError
+from service.budget import BODIES, Hold
 from service.web.errors import Malformed
 
 log = logging.getLogger(__name__)
@@ -30,27 +32,44 @@ _WORDS = {"str": "text", "int": "a whole number", "float": "a number", "bool": "
           "object": "an object", "array": "a list", "null": "null"}
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int, hold: Hold) -> bytes:
     """The whole request body, refused with TooLarge past `limit` (read to the end: a single
-    `content.read(n)` returns only what has arrived so far)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLarge(f"body of {request.content_length} bytes is over the limit of {limit}")
-    buf = bytearray()
-    while chunk := await request.content.read(1 << 16):
-        buf += chunk
-        if len(buf) > limit:
-            raise TooLarge(f"body over the limit of {limit} bytes")
-    return bytes(buf)
+    `content.read(n)` returns only what has arrived so far). What it may cost is held through
+    `hold` before reading: its Content-Length, read into one buffer of that size and returned
+    without a copy; without a length, twice `limit` (a growing buffer may be copied as it grows)."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise TooLarge(f"body of {length} bytes is over the limit of {limit}")
+    reserved = 2 * limit if length is None else length
+    await hold.grow(reserved)
+    buf = io.BytesIO()
+    try:
+        if length:
+            buf.seek(length - 1)
+            buf.write(b"\0")  # the whole buffer at once, filled in place below
+            buf.seek(0)
+        while chunk := await request.content.read(1 << 16):
+            if buf.tell() + len(chunk) > limit:
+                raise TooLarge(f"body over the limit of {limit} bytes")
+            buf.write(chunk)
+        buf.truncate()  # a client that went away sent less than it announced
+        body = buf.getvalue()  # the buffer itself, not a copy: it is exactly full
+    finally:
+        buf.close()  # a refusal keeps no buffer alive through its traceback
+    hold.shrink(reserved - len(body))
+    return body
 
 
 async def json_body(request: web.Request) -> Any:
     """The request's JSON body as plain values: 413 past `MAX_JSON`, 400 if it is not JSON. An
-    empty body reads as `null`."""
-    raw = await read_body(request, MAX_JSON)
-    try:
-        return msgspec.json.decode(raw or b"null")
-    except msgspec.DecodeError as exc:
-        raise Malformed(f"body is not valid JSON: {exc}") from exc
+    empty body reads as `null`. It is held against the process's memory budget while it is read
+    and decoded (service/budget.py)."""
+    async with BODIES.hold() as hold:
+        raw = await read_body(request, MAX_JSON, hold)
+        try:
+            return msgspec.json.decode(raw or b"null")
+        except msgspec.DecodeError as exc:
+            raise Malformed(f"body is not valid JSON: {exc}") from exc
 
 
 def convert(value: Any, kind: type[T]) -> T:

@@ -1,10 +1,14 @@
-"""The wire codec: canonical bytes (golden), the own-batch hash chain, and every hard limit."""
+"""The wire codec: canonical bytes (golden), the own-batch hash chain, and every hard limit; the
+bounded decompressor at its exact limit, across frames, and against lying, truncated, corrupt
+and bomb-shaped bodies, with its allocations measured (tracemalloc)."""
 
 from __future__ import annotations
 
 import itertools
 import time
+import tracemalloc
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -15,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.codec import (
+    MAX_BLOCKS,
+    MAX_WINDOW,
     Limits,
     canonical,
     compress,
@@ -27,6 +33,7 @@ from protocol.codec import (
     event_from_list,
     event_hash,
     event_to_list,
+    inflate_bound,
     pack,
     pack_canonical,
     sorted_value,
@@ -35,6 +42,15 @@ from protocol.codec import (
 from protocol.errors import RemoteProtocolError, TooLarge
 from protocol.events import Event
 from protocol.hlc import pack as hlc_pack
+from tests.security.bombs import (
+    GiB,
+    MiB,
+    behind_a_valid_frame,
+    honest_bomb,
+    lying_header,
+    pattern_bomb,
+    zeros_bomb,
+)
 
 DOSSIER = "01943a2b-7c00-7abc-8def-0123456789ab"
 T = 1_767_600_000_000
@@ -489,3 +505,184 @@ def test_decompress_refuses_a_truncated_frame() -> None:
     for cut in (1, 4, len(body) // 2):
         with pytest.raises(RemoteProtocolError):
             decompress(body[:-cut])
+
+
+# -- the bounded decompressor ------------------------------------------------------------------
+
+SMALL = Limits(max_decompressed=MiB)
+
+
+def streamed(data: bytes) -> bytes:
+    """A frame without a content size in its header, as a streaming compressor writes it."""
+    compressor = zstandard.ZstdCompressor().compressobj()
+    return compressor.compress(data) + compressor.flush()
+
+
+def with_checksum(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor(write_checksum=True).compress(data)
+
+
+def traced(call: Callable[[], object]) -> tuple[object, int]:
+    """(what `call` returned or raised, the peak of Python allocations during it)."""
+    tracemalloc.start()
+    try:
+        try:
+            result: object = call()
+        except (RemoteProtocolError, TooLarge) as exc:
+            result = exc
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("frame", [compress, streamed, with_checksum],
+                         ids=["declared", "streamed", "checksum"])
+def test_the_limit_is_exact_for_every_kind_of_frame(frame: Callable[[bytes], bytes]) -> None:
+    data = bytes(range(256)) * (MiB // 256)
+    assert decompress(frame(data), SMALL) == data
+    with pytest.raises(TooLarge, match="decompresses beyond the limit"):
+        decompress(frame(data + b"!"), SMALL)
+
+
+def test_the_limit_is_exact_across_frames() -> None:
+    half = b"x" * (MiB // 2)
+    for first, second in itertools.product([compress, streamed], repeat=2):
+        assert decompress(first(half) + second(half), SMALL) == half + half
+        with pytest.raises(TooLarge):
+            decompress(first(half) + second(half + b"!"), SMALL)
+
+
+def test_many_frames_of_both_kinds_and_skippable_frames_decode() -> None:
+    skippable = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"notes"
+    parts = [bytes([i]) * (1000 + i) for i in range(20)]
+    body = skippable + b"".join((compress if i % 2 else streamed)(p) + skippable
+                                for i, p in enumerate(parts))
+    assert decompress(body) == b"".join(parts)
+    assert decompress(compress(b"") + compress(b"a")) == b"a"
+
+
+def test_output_allocation_is_bounded_by_the_limit_whatever_the_bomb() -> None:
+    for bomb in (pattern_bomb(64 * MiB), behind_a_valid_frame(pattern_bomb(64 * MiB)),
+                 streamed(b"a" * 4 * MiB) + pattern_bomb(64 * MiB)):
+        result, peak = traced(lambda bomb=bomb: decompress(bomb, SMALL))
+        assert isinstance(result, TooLarge), result
+        assert peak < MiB + 64 * 1024, peak  # the limit + 1 byte, and bookkeeping
+
+
+def test_a_refusal_keeps_nothing_inflated_alive() -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLarge) as info:
+            decompress(pattern_bomb(64 * MiB))
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert info.value.__traceback__ is not None  # kept, as a server keeps it while answering
+    assert held < 256 * 1024, held
+
+
+def test_a_header_that_honestly_declares_too_much_is_refused_before_any_work() -> None:
+    bomb = honest_bomb(GiB)
+    result, peak = traced(lambda: decompress(bomb))
+    assert isinstance(result, TooLarge) and peak < 16 * 1024, (result, peak)
+    # the header alone decides: what follows it is never looked at
+    header = bomb[:zstandard.frame_header_size(bomb[:5])]
+    with pytest.raises(TooLarge):
+        decompress(header + b"\xff" * 100)
+    started = time.perf_counter()
+    for _ in range(1000):
+        with pytest.raises(TooLarge):
+            decompress(bomb)
+    assert time.perf_counter() - started < 0.5  # well under a millisecond each
+    assert inflate_bound(bomb) == 0
+
+
+def test_rle_blocks_past_the_limit_are_refused_from_their_headers() -> None:
+    bomb = zeros_bomb(GiB)
+    result, peak = traced(lambda: decompress(bomb))
+    assert isinstance(result, TooLarge) and peak < 16 * 1024, (result, peak)
+
+
+@pytest.mark.parametrize("declared", [1000, MiB // 2, 0])
+def test_a_lying_header_is_bounded_by_what_it_declares(declared: int) -> None:
+    bomb = lying_header(pattern_bomb(64 * MiB), declared)
+    assert zstandard.frame_content_size(bomb) == declared
+    result, peak = traced(lambda: decompress(bomb, SMALL))
+    assert isinstance(result, RemoteProtocolError), result  # TooLarge is one too
+    assert peak < declared + 64 * 1024, peak
+
+
+def test_a_header_declaring_more_than_its_blocks_hold_is_corrupt() -> None:
+    body = lying_header(streamed(b"a" * 100), 10 * MiB)  # one small block cannot hold 10 MiB
+    with pytest.raises(RemoteProtocolError, match="does not match its blocks"):
+        decompress(body)
+
+
+@pytest.mark.parametrize("frame", [compress, streamed, with_checksum],
+                         ids=["declared", "streamed", "checksum"])
+def test_every_truncation_is_refused_as_truncated_or_corrupt(
+        frame: Callable[[bytes], bytes]) -> None:
+    first = frame(b"".join(msgpack.packb(i) for i in range(300)))
+    body = first + frame(b"second frame")
+    for cut in range(1, len(body)):
+        if cut == len(first):
+            continue  # a whole first frame is a valid body
+        with pytest.raises(RemoteProtocolError) as info:
+            decompress(body[:cut])
+        assert not isinstance(info.value, TooLarge), cut
+        assert "truncated" in info.value.message or "corrupt" in info.value.message, cut
+
+
+def test_a_truncated_bomb_is_refused_before_inflating() -> None:
+    bomb = pattern_bomb(64 * MiB)
+    result, peak = traced(lambda: decompress(bomb[:-1]))
+    assert isinstance(result, RemoteProtocolError) and "truncated" in str(result), result
+    assert peak < 64 * 1024, peak
+
+
+@pytest.mark.parametrize("body", [
+    compress(b"valid") + b"trailing garbage",
+    compress(b"valid") + b"\x28\xb5\x2f\xfd" + b"\xff" * 20,
+    b"\x28\xb5\x2f\xfd\x20\x05" + (7 << 0).to_bytes(3, "little") + b"xxxxx",  # block type 3
+    b"\x28\xb5\x2f\xfd\x20\x05" + ((5 << 3) | 1).to_bytes(3, "little") + b"xxx",  # short
+], ids=["trailing-garbage", "bad-second-frame", "reserved-block-type", "short-raw-block"])
+def test_corrupt_framing_is_a_remote_error(body: bytes) -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        decompress(body)
+    assert not isinstance(info.value, TooLarge)
+
+
+def test_corrupt_compressed_content_is_a_remote_error() -> None:
+    body = bytearray(with_checksum(bytes(range(256)) * 4000))
+    body[len(body) // 2] ^= 0x55
+    with pytest.raises(RemoteProtocolError) as info:
+        decompress(bytes(body))
+    assert not isinstance(info.value, TooLarge)
+
+
+def test_a_frame_needing_a_large_window_is_refused() -> None:
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=24)
+    compressor = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    body = compressor.compress(b"a" * 1000) + compressor.flush()
+    assert zstandard.get_frame_parameters(body).window_size > MAX_WINDOW
+    with pytest.raises(TooLarge, match="window"):
+        decompress(body)
+
+
+def test_too_many_blocks_are_refused_quickly() -> None:
+    empty_raw = (0).to_bytes(3, "little")
+    head = streamed(b"a")[:6]  # magic, descriptor, window: a frame without a content size
+    body = head + empty_raw * (MAX_BLOCKS + 1) + (1).to_bytes(3, "little")
+    started = time.perf_counter()
+    with pytest.raises(TooLarge, match="blocks"):
+        decompress(body)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_inflate_bound_is_what_decompress_allocates() -> None:
+    data = bytes(range(256)) * 4000
+    assert inflate_bound(compress(data)) == len(data) + 1
+    assert len(data) < inflate_bound(streamed(data)) <= len(data) + 128 * 1024 + 1
+    assert inflate_bound(compress(data) + compress(data)) == 2 * len(data) + 1
+    assert inflate_bound(pattern_bomb(64 * MiB)) == Limits().max_decompressed + 1
+    assert inflate_bound(b"not zstd") == 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,14 +52,55 @@ FUZZ_SETTINGS: dict[str, Any] = {
 
 
 @dataclass
+class Corpus:
+    """Valid bodies the hub has applied, the msgpack inside each, and each decoded."""
+
+    nodes: int  # how many nodes may send them (the mutants pick one)
+    bodies: list[bytes]
+    plain: list[bytes]
+    trees: list[Any]
+
+    @classmethod
+    def of(cls, nodes: int, bodies: list[bytes]) -> Corpus:
+        plain = [zstandard.ZstdDecompressor().decompress(b) for b in bodies]
+        return cls(nodes, bodies, plain, [msgpack.unpackb(p, raw=False) for p in plain])
+
+
+@dataclass
 class World:
     hub: HubStore
     nodes: list[Node]
     credentials: list[str]
-    bodies: list[bytes]
-    plain: list[bytes]  # the msgpack inside each body
-    trees: list[Any]  # each body decoded
+    corpus: Corpus
     digest: Callable[[], dict[str, str]]
+
+
+async def node_bodies(edge_db: Path, node: str, commune: str,
+                      apply: Callable[[bytes], Awaitable[None]]) -> list[bytes]:
+    """Write HELD events at `node`, have `apply` deliver all of them to the hub, and return two
+    bodies carrying the first CARRIED (from the start and from seq 4)."""
+    edge = await EdgeStore.open(edge_db, node, commune, node)
+    try:
+        for i in range(4):  # 12 events; the bodies carry only the first 9 (see above)
+            view = await edge.create(birth(name=f"Trần Thị {i}"), "clerk")
+            view = await edge.edit(view["id"], {"base": view["version"],
+                                                "set": {"applicant.address": "Thôn Bản"}},
+                                   "clerk")
+            await edge.comment(view["id"], {"text": "Đủ giấy tờ"}, "clerk")
+        full, _, _ = await edge.pending_batch(0, 1 << 20)
+        await apply(encode_request(SyncRequest(node=node, events=[], batch=full, cursor=0,
+                                               want_bytes=4096, clock_ms=wall_clock_ms())))
+        bodies = []
+        for after in (0, 4):
+            batch, _, _ = await edge.pending_batch(after, 1 << 20)
+            batch["ev"] = batch["ev"][:CARRIED - after]
+            bodies.append(encode_request(SyncRequest(
+                node=node, events=[], batch=batch, cursor=after, want_bytes=4096,
+                clock_ms=wall_clock_ms(), stats={"pending_events": 9, "last_error": ""},
+                ref={"procedures": 1})))
+        return bodies
+    finally:
+        await edge.close()
 
 
 async def _world(root: Path) -> World:
@@ -71,28 +112,12 @@ async def _world(root: Path) -> World:
         node = Node(enrolled.node, enrolled.commune)
         nodes.append(node)
         credentials.append(enrolled.credential)
-        edge = await EdgeStore.open(root / f"{node.node}.db", node.node, commune, node.node)
-        try:
-            for i in range(4):  # 12 events; the bodies carry only the first 9 (see above)
-                view = await edge.create(birth(name=f"Trần Thị {i}"), "clerk")
-                view = await edge.edit(view["id"], {"base": view["version"],
-                                                    "set": {"applicant.address": "Thôn Bản"}},
-                                       "clerk")
-                await edge.comment(view["id"], {"text": "Đủ giấy tờ"}, "clerk")
-            full, _, _ = await edge.pending_batch(0, 1 << 20)
-            outcome = await serve(hub, node, encode_request(SyncRequest(
-                node=node.node, events=[], batch=full, cursor=0, want_bytes=4096,
-                clock_ms=wall_clock_ms())))
+
+        async def apply(body: bytes, node: Node = node) -> None:
+            outcome = await serve(hub, node, body)
             assert outcome.error is None and decode_response(outcome.body).ack == HELD
-            for after in (0, 4):
-                batch, _, _ = await edge.pending_batch(after, 1 << 20)
-                batch["ev"] = batch["ev"][:CARRIED - after]
-                bodies.append(encode_request(SyncRequest(
-                    node=node.node, events=[], batch=batch, cursor=after, want_bytes=4096,
-                    clock_ms=wall_clock_ms(), stats={"pending_events": 9, "last_error": ""},
-                    ref={"procedures": 1})))
-        finally:
-            await edge.close()
+
+        bodies += await node_bodies(root / f"{node.node}.db", node.node, commune, apply)
     bodies.append(encode_request(SyncRequest(node=nodes[0].node, events=[], cursor=3,
                                              want_bytes=100, clock_ms=wall_clock_ms())))
     reader = sqlite3.connect(f"file:{root / 'hub.db'}?mode=ro", uri=True)
@@ -100,9 +125,7 @@ async def _world(root: Path) -> World:
     def digest() -> dict[str, str]:
         return {name: repr(list(reader.execute(sql))) for name, sql in APPLIED.items()}
 
-    plain = [zstandard.ZstdDecompressor().decompress(b) for b in bodies]
-    trees = [msgpack.unpackb(p, raw=False) for p in plain]
-    return World(hub, nodes, credentials, bodies, plain, trees, digest)
+    return World(hub, nodes, credentials, Corpus.of(len(nodes), bodies), digest)
 
 
 # -- mutations ----------------------------------------------------------------------------------
@@ -201,28 +224,28 @@ def structural(draw: st.DrawFn, tree: Any, paths: list[tuple[Any, ...]]) -> byte
     return zstandard.ZstdCompressor().compress(packed)
 
 
-def mutants(world: World) -> st.SearchStrategy[tuple[int, bytes]]:
+def mutants(corpus: Corpus) -> st.SearchStrategy[tuple[int, bytes]]:
     """(node index, body) pairs: mutated at the compressed, msgpack or structure level."""
-    n = len(world.bodies)
-    paths = [list(_paths(t)) for t in world.trees]
+    n = len(corpus.bodies)
+    paths = [list(_paths(t)) for t in corpus.trees]
     compress = zstandard.ZstdCompressor().compress
 
     @st.composite
     def one(draw: st.DrawFn) -> tuple[int, bytes]:
-        node = draw(st.integers(0, len(world.nodes) - 1))
+        node = draw(st.integers(0, corpus.nodes - 1))
         i, j = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
         level = draw(st.sampled_from(["zstd", "msgpack", "splice", "splice-msgpack", "tree",
                                       "tree", "tree"]))
         if level == "zstd":
-            body = draw(byte_mutation(world.bodies[i]))
+            body = draw(byte_mutation(corpus.bodies[i]))
         elif level == "msgpack":
-            body = compress(draw(byte_mutation(world.plain[i])))
+            body = compress(draw(byte_mutation(corpus.plain[i])))
         elif level == "splice":
-            body = splice(world.bodies[i], world.bodies[j], draw(INDEX), draw(INDEX))
+            body = splice(corpus.bodies[i], corpus.bodies[j], draw(INDEX), draw(INDEX))
         elif level == "splice-msgpack":
-            body = compress(splice(world.plain[i], world.plain[j], draw(INDEX), draw(INDEX)))
+            body = compress(splice(corpus.plain[i], corpus.plain[j], draw(INDEX), draw(INDEX)))
         else:
-            body = draw(structural(world.trees[i], paths[i]))
+            body = draw(structural(corpus.trees[i], paths[i]))
         return node, body
 
     return one()
@@ -247,7 +270,7 @@ def test_mutated_bodies_apply_nothing_in_process(tmp_path: Path) -> None:
         seen = {"refused": 0, "replayed": 0}
 
         @settings(max_examples=EXAMPLES, **FUZZ_SETTINGS)
-        @given(mutants(world))
+        @given(mutants(world.corpus))
         def check(case: tuple[int, bytes]) -> None:
             node, body = case
             outcome = loop.run_until_complete(serve(world.hub, world.nodes[node], body))
@@ -263,7 +286,7 @@ def test_mutated_bodies_apply_nothing_in_process(tmp_path: Path) -> None:
         try:
             check()
             # still serving: a valid replay is answered as before
-            outcome = loop.run_until_complete(serve(world.hub, world.nodes[0], world.bodies[0]))
+            outcome = loop.run_until_complete(serve(world.hub, world.nodes[0], world.corpus.bodies[0]))
             assert outcome.error is None
             assert seen["refused"] > EXAMPLES // 2, seen
         finally:
@@ -292,7 +315,7 @@ def test_mutated_bodies_over_http_get_only_4xx(tmp_path: Path) -> None:
                 return resp.status
 
         @settings(max_examples=HTTP_EXAMPLES, **FUZZ_SETTINGS)
-        @given(mutants(world))
+        @given(mutants(world.corpus))
         def check(case: tuple[int, bytes]) -> None:
             node, body = case
             status = loop.run_until_complete(post(body, world.credentials[node]))
@@ -301,7 +324,7 @@ def test_mutated_bodies_over_http_get_only_4xx(tmp_path: Path) -> None:
 
         try:
             check()
-            assert loop.run_until_complete(post(world.bodies[0], world.credentials[0])) == 200
+            assert loop.run_until_complete(post(world.corpus.bodies[0], world.credentials[0])) == 200
         finally:
             loop.run_until_complete(http.close())
             loop.run_until_complete(server.close())  # closes the store and accounts too

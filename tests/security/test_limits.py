@@ -1,7 +1,8 @@
 """Hostile input against a real `central-hub serve` process: a 64 MiB body, zstd and gzip bombs,
 100,000-deep nesting and element-count bombs are each refused in under a second with under
-64 MiB of extra memory (the hub process's peak RSS, VmHWM, measured before and after); the hub
-stays up and applies nothing. Then the per-node request rate."""
+64 MiB of extra memory (the hub process's peak RSS, VmHWM, reset before each attack through
+/proc/PID/clear_refs and read after it), and the memory is given back (RSS after); the hub stays
+up and applies nothing. Then the per-node request rate. Many bombs at once: test_bombs.py."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from protocol.errors import ServerBusy
 from protocol.messages import SyncRequest, encode_request
 from service.dossier_store import wall_clock_ms
 from tests.harness import birth
+from tests.security.bombs import GiB, honest_bomb, pattern_bomb, zeros_bomb
+from tests.security.memory import ProcessMemory
 from tests.security.tlsnet import TlsNet, applied_digest
 from tests.served import serve
 
@@ -39,15 +42,13 @@ class Served:
     node: str
     credential: str
 
-    def peak_rss(self) -> int:
-        """The hub process's peak resident memory so far (VmHWM), in bytes."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmHWM")
+    @property
+    def memory(self) -> ProcessMemory:
+        return ProcessMemory(self.proc.pid)
 
 
-def _cli(*args: str) -> str:
+def hub_cli(*args: str) -> str:
+    """Run a `central-hub` subcommand in-process; its output."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert hub_main(list(args)) == 0
@@ -57,8 +58,8 @@ def _cli(*args: str) -> str:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data = tmp_path_factory.mktemp("limits") / "hub"
-    _cli("init", "--data", str(data))
-    token = _cli("enroll", "--data", str(data), "--commune", "02245")
+    hub_cli("init", "--data", str(data))
+    token = hub_cli("enroll", "--data", str(data), "--commune", "02245")
     with serve(data) as hub:
         async def enroll() -> tuple[str, str]:
             async with aiohttp.ClientSession() as http, http.post(
@@ -118,12 +119,6 @@ def _zeros(total: int, size: int = MiB) -> Iterator[bytes]:
         yield block
 
 
-def zstd_bomb(expanded: int) -> bytes:
-    compressor = zstandard.ZstdCompressor(level=3).compressobj()
-    out = [compressor.compress(block) for block in _zeros(expanded, 4 * MiB)]
-    return b"".join(out) + compressor.flush()
-
-
 def gzip_bomb(expanded: int) -> bytes:
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
     out = [compressor.compress(block) for block in _zeros(expanded, 4 * MiB)]
@@ -148,12 +143,13 @@ def _valid(served: Served) -> bytes:
 
 
 def test_hostile_bodies_are_refused_fast_and_small(served: Served) -> None:
-    async def scenario() -> list[tuple[str, int, float, int]]:
+    async def scenario() -> None:
         status, _ = await _raw(served.port, _head("/v1/sync", served, len(_valid(served))),
                                iter([_valid(served)]))
         assert status == 200  # warm: the code paths a valid request takes are loaded
         claim, many = element_bomb()
-        zbomb, gbomb = zstd_bomb(1024 * MiB), gzip_bomb(1024 * MiB)
+        rle, honest = zeros_bomb(GiB), honest_bomb(GiB)
+        zbomb, gbomb = pattern_bomb(GiB), gzip_bomb(GiB)
         attacks: list[tuple[str, str, bytes, Iterator[bytes], set[int]]] = [
             ("64 MiB body", "/v1/sync", _head("/v1/sync", served, 64 * MiB),
              _zeros(64 * MiB, 256 * 1024), {413}),
@@ -161,6 +157,10 @@ def test_hostile_bodies_are_refused_fast_and_small(served: Served) -> None:
              _chunked(_zeros(64 * MiB, 256 * 1024)), {413}),
             ("zstd bomb (1 GiB)", "/v1/sync", _head("/v1/sync", served, len(zbomb)),
              iter([zbomb]), {413}),
+            ("zstd RLE bomb (1 GiB)", "/v1/sync", _head("/v1/sync", served, len(rle)),
+             iter([rle]), {413}),
+            ("zstd honest header (1 GiB)", "/v1/sync", _head("/v1/sync", served, len(honest)),
+             iter([honest]), {413}),
             ("gzip bomb on /v1/sync", "/v1/sync",
              _head("/v1/sync", served, len(gbomb), Content_Encoding="gzip"), iter([gbomb]),
              {415}),
@@ -178,28 +178,29 @@ def test_hostile_bodies_are_refused_fast_and_small(served: Served) -> None:
             ("300,000-entry map", "/v1/sync", _head("/v1/sync", served, len(many)),
              iter([many]), {413}),
         ]
-        results = []
         for name, _path, head, chunks, expected in attacks:
-            peak = served.peak_rss()
+            await asyncio.sleep(0.1)
+            base = served.memory.rss()
+            served.memory.reset_peak()
             status, elapsed = await _raw(served.port, head, chunks)
-            grown = served.peak_rss() - peak
-            results.append((name, status, elapsed, grown))
+            await asyncio.sleep(0.1)
+            grown, kept = served.memory.peak() - base, served.memory.rss() - base
+            print(f"{name:28} {status} {elapsed * 1000:7.1f} ms  +{grown / MiB:5.1f} MiB peak RSS"
+                  f"  +{kept / MiB:5.1f} MiB after")  # shown with -s; handy when tuning limits
             assert status in expected, (name, status)
             assert elapsed < 1.0, (name, elapsed)
             assert grown < 64 * MiB, (name, grown / MiB)
+            assert kept < 8 * MiB, (name, kept / MiB)  # given back after the refusal
         status, _ = await _raw(served.port, _head("/v1/sync", served, len(_valid(served))),
                                iter([_valid(served)]))
         assert status == 200  # still up and serving
-        return results
 
     before = applied_digest(served.data / "hub.db", ("events", "dossiers", "origins",
                                                      "quarantine"))
-    results = asyncio.run(scenario())
+    asyncio.run(scenario())
     assert served.proc.poll() is None
     assert applied_digest(served.data / "hub.db", ("events", "dossiers", "origins",
                                                    "quarantine")) == before
-    for name, status, elapsed, grown in results:  # shown with -s; handy when tuning limits
-        print(f"{name:28} {status} {elapsed * 1000:7.1f} ms  +{grown / MiB:5.1f} MiB peak RSS")
 
 
 async def test_a_node_over_its_request_rate_gets_429_with_retry_after(tmp_path: Path) -> None:
@@ -231,6 +232,10 @@ async def test_a_node_over_its_request_rate_gets_429_with_retry_after(tmp_path: 
 
 def test_bombs_are_what_they_claim() -> None:
     """The test's own payloads: the bombs really are small and really do expand."""
-    assert len(zstd_bomb(64 * MiB)) < 64 * 1024
+    assert len(zeros_bomb(64 * MiB)) < 64 * 1024
+    assert len(pattern_bomb(64 * MiB)) < 16 * 1024
+    assert zstandard.frame_content_size(honest_bomb(64 * MiB)) == 64 * MiB
+    assert len(zstandard.ZstdDecompressor().decompressobj().decompress(
+        pattern_bomb(64 * MiB))) == 64 * MiB
     assert len(gzip_bomb(64 * MiB)) < 128 * 1024
     assert len(zlib.decompressobj(31).decompress(gzip_bomb(8 * MiB))) == 8 * MiB
