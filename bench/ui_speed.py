@@ -297,7 +297,11 @@ async def measure(data: Path, config: EdgeConfig, repeat: int) -> list[tuple[str
                      ("dossier with conflict", f"/dossiers/{conflicted[0] if conflicted else did}"),
                      ("receipt (form 01)", f"/dossiers/{did}/receipt"),
                      ("new dossier form", "/dossiers/new?procedure=1.001193"),
-                     ("edit form", f"/dossiers/{did}/edit"), ("statistics", "/stats")]
+                     ("edit form", f"/dossiers/{did}/edit"), ("statistics", "/stats"),
+                     ("list: page 1000 (by number)", "/dossiers?page=1000"),
+                     ("list: back from page 50", None),
+                     ("register (today)", "/register"),
+                     ("control slip (form 05)", f"/dossiers/{did}/control")]
             searches = [("name, no diacritics (common)", "/dossiers?q=nguyen+van"),
                         ("name, no diacritics (exact person)", "/dossiers?q=" + name.replace(" ", "+")),
                         ("name, nobody", "/dossiers?q=zzzz+khong+co"),
@@ -313,9 +317,14 @@ async def measure(data: Path, config: EdgeConfig, repeat: int) -> list[tuple[str
                 assert found
                 url = found.group(1).replace("&amp;", "&")
             pages[5] = ("list: page 50", url)
+            async with http.get(base + url) as resp:
+                back = re.search(r'href="(/dossiers\?before=[^"]+)"', await resp.text())
+            pages[-3] = ("list: back from page 50", back.group(1).replace("&amp;", "&")
+                         if back else None)
             for kind, table in (("page", pages), ("search", searches)):
                 for label, path in table:
-                    assert path is not None
+                    if path is None:  # a page this version does not have
+                        continue
                     await timed(http, base + path, 2)  # warm: first touch reads from disk
                     results.append((kind, label, await timed(http, base + path, repeat)))
     finally:

@@ -48,7 +48,8 @@ CLOSED = ("resolved", "refused", "withdrawn", "stopped", "returned")
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What statistics need of one dossier: where, what, how it came in, when it reached each
-    status (the first time), its moves, and when apologies (form 04) were issued."""
+    status (the first time), its moves, and when apologies (form 04) were issued. A reader may
+    leave out what a period cannot count (`service.reports.stats_facts`)."""
 
     commune: str
     procedure: str

@@ -68,23 +68,33 @@ async def _events(store: Reading, ids: list[str], kinds: tuple[str, ...]) -> dic
 async def stats_facts(store: Reading, start_ms: int, end_ms: int,
                       commune: str | None = None) -> list[Facts]:
     """The dossiers that count in [start, end): received before its end and not closed before
-    its start (a dossier untouched since before the start in a closed status is skipped)."""
+    its start (a dossier untouched since before the start in a closed status is skipped).
+
+    Only what the period can count is read: the moves and apologies of dossiers changed since
+    its start (one untouched since is open, and its one move is its status now), and the channel
+    of those received in it."""
     marks = ",".join("?" * len(CLOSED))
-    sql = ("SELECT id, commune, procedure, received_at, due_at, status, state FROM dossiers "
+    since = start_ms << 16  # an hlc
+    sql = ("SELECT id, commune, procedure, received_at, due_at, status, updated_hlc, "
+           "CASE WHEN received_at >= ? THEN state END FROM dossiers "
            "WHERE received_at IS NOT NULL AND received_at < ? AND NOT (received_at < ? AND "
            f"status IN ({marks}) AND updated_hlc < ?)")
-    args: list[Any] = [end_ms, start_ms, *CLOSED, start_ms << 16]
+    args: list[Any] = [start_ms, end_ms, start_ms, *CLOSED, since]
     if commune:
         sql += " AND commune=?"
         args.append(commune)
     async with store.reader.execute(sql, args) as cur:
         rows = list(await cur.fetchall())
-    events = await _events(store, [r[0] for r in rows], ("transition", "comment"))
+    events = await _events(store, [r[0] for r in rows if r[6] >= since],
+                           ("transition", "comment"))
     out = []
-    for dossier, commune_code, procedure, received, due, status, state in rows:
+    for dossier, commune_code, procedure, received, due, status, updated, state in rows:
         reached: dict[str, int] = {}
-        moves, apologies = [], []
-        for event in events[dossier]:
+        moves: list[tuple[int, str]] = []
+        apologies: list[int] = []
+        if dossier not in events:
+            moves.append((updated >> 16, str(status)))
+        for event in events.get(dossier, ()):
             at = event.hlc >> 16
             if event.kind == "comment":
                 if isinstance(event.payload.get("apology"), dict):
@@ -96,7 +106,7 @@ async def stats_facts(store: Reading, start_ms: int, end_ms: int,
                 reached[to] = at
         # Refused with no move to it: refused at the counter (form 03), at its receipt.
         initial = "refused" if status == "refused" and "refused" not in reached else "accepted"
-        header = codec.unpack_stored(state).get("header") or {}
+        header = (codec.unpack_stored(state).get("header") or {}) if state else {}
         out.append(Facts(commune_code, procedure or "", header.get("channel") or "counter",
                          int(received), due if isinstance(due, int) else None, reached,
                          tuple(sorted(moves)), initial, tuple(sorted(apologies))))

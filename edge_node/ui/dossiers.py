@@ -35,30 +35,53 @@ PAGE_SIZE = 50
 
 
 async def listing(request: web.Request) -> web.StreamResponse:
-    """GET /dossiers: search by code, name (without diacritics) or citizen ID; filters; paging."""
+    """GET /dossiers: search by code, name (without diacritics) or citizen ID; filters; the
+    total, and pages both ways (keyset cursors for the neighbours, numbers for the rest)."""
     desk = desk_of(request)
     query = request.query
     q = query.get("q", "").strip()[:100]
     status = query.get("status") if query.get("status") in lifecycle.STATUSES else ""
     procedure = query.get("procedure") if desk.procedure(query.get("procedure")) else ""
     overdue, conflicts = query.get("overdue") == "1", query.get("conflicts") == "1"
-    after = query.get("after") or None
-    page = await desk.store.search(
-        q=q or None, status=status or None, procedure=procedure or None,
-        overdue_at=desk.store.now_ms() if overdue else None, conflicts_only=conflicts,
-        limit=PAGE_SIZE, after=after)
-    if q and not after and len(page.items) == 1 and page.items[0]["code"] == q:
+    after, before = query.get("after") or None, query.get("before") or None
+    number = int(query["page"]) if query.get("page", "").isdigit() else 1
+    filters: dict[str, Any] = {
+        "q": q or None, "status": status or None, "procedure": procedure or None,
+        "overdue_at": desk.store.now_ms() if overdue else None, "conflicts_only": conflicts}
+    total = await desk.store.count(**filters)
+    pages = max(1, -(-total // PAGE_SIZE))
+    number = min(max(number, 1), pages)
+    page = await desk.store.search(**filters, limit=PAGE_SIZE, after=after, before=before,
+                                   offset=0 if after or before else (number - 1) * PAGE_SIZE)
+    if q and not (after or before) and len(page.items) == 1 and page.items[0]["code"] == q:
         return redirect(f"/dossiers/{page.items[0]['id']}")  # a scanned receipt QR code
     params = {k: v for k, v in (("q", q), ("status", status), ("procedure", procedure),
                                 ("overdue", "1" if overdue else ""),
                                 ("conflicts", "1" if conflicts else "")) if v}
-    next_url = f"/dossiers?{urlencode({**params, 'after': page.next})}" if page.next else None
-    first_url = f"/dossiers?{urlencode(params)}" if after else None
+
+    def url(**extra: Any) -> str:
+        return "/dossiers?" + urlencode({**params, **extra})
+
     return await desk.renderer.page(
         request, "dossier_list.html", items=page.items, q=q, status_filter=status,
-        procedure=procedure, overdue=overdue, conflicts=conflicts, next_url=next_url,
-        first_url=first_url, statuses=list(lifecycle.STATUSES),
-        procedures=desk.store.catalogue.procedures, filtered=bool(params))
+        procedure=procedure, overdue=overdue, conflicts=conflicts, statuses=list(lifecycle.STATUSES),
+        procedures=desk.store.catalogue.procedures, filtered=bool(params), total=total,
+        number=number, pages=pages, first_shown=(number - 1) * PAGE_SIZE + 1 if page.items else 0,
+        next_url=url(after=page.next, page=number + 1) if page.next else None,
+        prev_url=url(before=page.prev, page=number - 1) if page.prev and number > 1 else None,
+        page_links=[(n, url(page=n) if n else "") for n in page_numbers(number, pages)])
+
+
+def page_numbers(current: int, pages: int, around: int = 2) -> list[int]:
+    """The page numbers to offer: the first, the last, and a few around the current one; 0
+    stands for a gap ("…")."""
+    shown = sorted({1, pages, *range(max(1, current - around), min(pages, current + around) + 1)})
+    out: list[int] = []
+    for n in shown:
+        if out and n > out[-1] + 1:
+            out.append(0)
+        out.append(n)
+    return out
 
 
 async def dossier_page(request: web.Request) -> web.Response:

@@ -195,10 +195,12 @@ class Dossier(DossierSummary):
 
 
 class DossierPage(Answer):
-    """One page of dossiers; pass `next` as `after` for the following one (null: the last)."""
+    """One page of dossiers; pass `next` as `after` for the following one (null: the last), and
+    `prev` as `before` for the one before it (null: the first)."""
 
     items: list[DossierSummary]
     next: str | None
+    prev: str | None
 
 
 class Rejection(Answer):

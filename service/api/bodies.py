@@ -148,6 +148,7 @@ class DossierQuery(Body):
     conflicts: Annotated[bool, Meta(description="only dossiers with open conflicts")] = False
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 50
     after: Annotated[str, Meta(description="the `next` of the previous page")] | None = None
+    before: Annotated[str, Meta(description="a page's `prev`: the page before it")] | None = None
 
 
 class ClockCheckQuery(Body):

@@ -37,7 +37,8 @@ class DossierService(Protocol):
 
     async def search(self, *, status: str | None = ..., q: str | None = ...,
                    commune: str | None = ..., conflicts_only: bool = ...,
-                   limit: int = ..., after: str | None = ...) -> Any: ...
+                   limit: int = ..., after: str | None = ...,
+                   before: str | None = ...) -> Any: ...
     async def view(self, dossier_id: str, commune: str | None = ...) -> dict[str, Any]: ...
     async def edit(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def transition(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
@@ -64,8 +65,8 @@ def dossier_routes(store: DossierService, on_write: Callable[[], None] = lambda:
             raise ValidationError(f"unknown status {query.status!r}", field="status")
         page = await store.search(status=query.status, q=query.q, commune=query.commune,
                                   conflicts_only=query.conflicts, limit=query.limit,
-                                  after=query.after)
-        return json_response({"items": page.items, "next": page.next})
+                                  after=query.after, before=query.before)
+        return json_response({"items": page.items, "next": page.next, "prev": page.prev})
 
     @operation("One dossier with its history", tag="dossiers", answer=answers.Dossier)
     async def one(request: web.Request) -> web.Response:

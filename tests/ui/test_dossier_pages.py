@@ -61,7 +61,16 @@ async def test_keyset_paging(edge: EdgeHandle, staff: Callable[[], Staff]) -> No
     second = await clerk.get(match.group(1).replace("&amp;", "&"))
     assert len(codes(second.text)) == 3 and 'rel="next"' not in second.text
     assert set(codes(first.text) + codes(second.text)) == {d["code"] for d in made}
-    assert "Trang đầu" in second.text
+    assert 'rel="prev"' in second.text and "Trang 2/2" in second.text
+    assert "Tìm thấy 53 hồ sơ" in first.text and "hồ sơ 1–50" in first.text
+    back = re.search(r'href="(/dossiers\?before=[^"]+)" class="button" rel="prev"', second.text)
+    assert back
+    again = await clerk.get(back.group(1).replace("&amp;", "&"))
+    assert codes(again.text) == codes(first.text) and 'rel="prev"' not in again.text
+    numbered = await clerk.get("/dossiers?page=2")
+    assert codes(numbered.text) == codes(second.text) and "hồ sơ 51–53" in numbered.text
+    assert 'aria-current="page">2<' in numbered.text
+    assert codes((await clerk.get("/dossiers?page=99")).text) == codes(second.text)  # the last
 
 
 async def test_supplement_request_prints_form_02(
@@ -142,3 +151,28 @@ async def test_an_unknown_dossier_is_a_404_page(staff: Callable[[], Staff]) -> N
                  "/dossiers/not-an-id/receipt"):
         page = await clerk.get(path)
         assert page.status == 404 and "Không tìm thấy" in page.text, path
+
+
+async def test_the_api_pages_back_with_prev(edge: EdgeHandle) -> None:
+    """GET /api/dossiers: `prev` as `before` walks back over the pages `next` walked."""
+    for i in range(7):
+        await create(edge, i)
+    forward, after = [], None
+    while True:
+        status, page = await edge.api.get("/api/dossiers?limit=3" + (f"&after={after}" if after
+                                                                      else ""))
+        assert status == 200, page
+        forward.append([d["id"] for d in page["items"]])
+        after = page["next"]
+        if after is None:
+            break
+    assert [len(p) for p in forward] == [3, 3, 1]
+    backward, before = [forward[-1]], page["prev"]
+    while before is not None:
+        status, page = await edge.api.get(f"/api/dossiers?limit=3&before={before}")
+        assert status == 200, page
+        backward.insert(0, [d["id"] for d in page["items"]])
+        before = page["prev"]
+    assert backward == forward
+    status, answer = await edge.api.get("/api/dossiers?before=garbage")
+    assert status == 422 and answer["field"] == "before", answer
