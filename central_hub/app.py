@@ -20,6 +20,7 @@ from central_hub.nodeauth import NodeGuard
 from central_hub.nodes import fleet
 from central_hub.nodes.health import DEFAULT_RULES, HealthRules
 from central_hub.nodes.monitor import Monitor, NodeSnapshot
+from central_hub.schema import MIGRATIONS
 from central_hub.store import HubStore, Node
 from central_hub.tls import Authority
 from protocol import APP_VERSION
@@ -33,7 +34,8 @@ from service.api.spec import operation
 from service.blobs import MAX_BLOB, check_sha
 from service.budget import BODIES
 from service.clock_api import clock_check_routes
-from service.db import PgConnection, is_pg_url
+from service.db import PgConnection, is_pg_url, redact
+from service.migrations import upgraded
 from service.sqlite import connect
 from service.web import (
     account_routes,
@@ -67,12 +69,11 @@ async def open_accounts(data_dir: Path, db: str = "sqlite") -> Accounts:
     small pool; each statement commits on its own, as with SQLite here)."""
     if is_pg_url(db):
         writer, reader = await PgConnection.open(db, pool_size=2)
+        await upgraded(writer, MIGRATIONS, redact(db))  # closes the pool if refused
         await writer.release()
-        accounts = Accounts(reader, ROLES)  # type: ignore[arg-type]
-    else:
-        accounts = Accounts(await connect(data_dir / "hub.db"), ROLES)
-    await accounts.setup()
-    return accounts
+        return Accounts(reader, ROLES)  # type: ignore[arg-type]
+    path = data_dir / "hub.db"
+    return Accounts(await upgraded(await connect(path), MIGRATIONS, str(path)), ROLES)
 
 
 async def open_store(data_dir: Path, config: HubConfig) -> HubStore:

@@ -15,6 +15,7 @@ from edge_node.disk import MB, DiskGuard, is_disk_full
 from edge_node.hubtime import CLOCK_WARNING_MS
 from edge_node.loop import SyncLoop
 from edge_node.roles import ROLES, authorize
+from edge_node.schema import MIGRATIONS
 from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
 from edge_node.ui import mount_desk
@@ -27,6 +28,7 @@ from service.api import answers, bodies
 from service.api.openapi import openapi_route
 from service.api.spec import operation
 from service.clock_api import clock_check_routes
+from service.migrations import upgraded
 from service.sqlite import connect
 from service.web import (
     Handler,
@@ -48,9 +50,8 @@ CLIENT = web.AppKey("sync_client", SyncClient)
 
 async def open_accounts(data_dir: Path, idle_s: float = IDLE_S) -> Accounts:
     """Staff accounts live in the edge database, on their own connection."""
-    accounts = Accounts(await connect(data_dir / "edge.db"), ROLES, idle_s)
-    await accounts.setup()
-    return accounts
+    path = data_dir / "edge.db"
+    return Accounts(await upgraded(await connect(path), MIGRATIONS, str(path)), ROLES, idle_s)
 
 
 async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:

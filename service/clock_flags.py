@@ -47,6 +47,8 @@ THRESHOLD_MS = 2 * 60 * 1000  # as the clock warning (GET /api/sync, hub health)
 ACTOR = "clock-check"
 LEGAL_KINDS = ("create", "transition")  # the events that set received_at / due_at
 
+# Migration 4 of both databases (edge_node/schema.py, central_hub/schema.py): never edit it, add a
+# migration there.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS clock_suspects (
     seq INTEGER PRIMARY KEY, dossier TEXT NOT NULL, basis TEXT NOT NULL,

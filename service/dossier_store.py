@@ -46,6 +46,8 @@ from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
 
+# Version 1 of the log's tables, on both sides (service/migrations.py): never edit it, add a
+# migration to the plans of edge_node/schema.py and central_hub/schema.py.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refdata (
@@ -204,9 +206,8 @@ class DossierStore:
     # -- lifetime -------------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        """Create tables and load this node's position in its own chain and its clock."""
-        await self.conn.executescript(SCHEMA)
-        await self.conn.executescript(clock_flags.SCHEMA)
+        """Load this node's position in its own chain and its clock (the opener has brought
+        the tables to this code's schema version: service/migrations.py)."""
         self.own_seq, self.own_hash = await self._own_head()
         self.clock = Clock(int(await self.get_meta("hlc", 0)))
         async with self.conn.execute("SELECT kind, version, data FROM refdata") as cur:
