@@ -9,7 +9,7 @@ from aiohttp import web
 from edge_node.roles import PERMITS, ROLES
 from edge_node.ui.desk import desk_of
 from protocol.errors import ValidationError
-from service.accounts import USERNAME_RE
+from service.accounts import NAME_MAX, USERNAME_RE, check_name
 from service.ui import csrf
 from service.ui.render import flash, redirect
 from service.ui.session import need
@@ -24,7 +24,8 @@ async def users_page(request: web.Request, errors: dict[str, str] | None = None,
     me = need(request, PERMITS["users"], "manage staff accounts")
     return await desk.renderer.page(request, "users.html", status=status,
                                     users=await desk.accounts.users(), roles=ROLES, me=me,
-                                    errors=errors or {}, values=values or {})
+                                    errors=errors or {}, values=values or {},
+                                    name_max=NAME_MAX)
 
 
 async def add_user(request: web.Request) -> web.StreamResponse:
@@ -44,9 +45,18 @@ async def add_user(request: web.Request) -> web.StreamResponse:
         errors["role"] = "users.bad_role"
     if len(password) < 8:
         errors["password"] = "password.short"
+    full_name, position = str(form.get("full_name", "")), str(form.get("position", ""))
+    for key, value in (("full_name", full_name), ("position", position)):
+        try:
+            check_name(value, key)
+        except ValidationError:
+            errors[key] = "users.bad_name"
     if errors:
-        return await users_page(request, errors, 422, {"username": username, "role": role})
+        return await users_page(request, errors, 422, {"username": username, "role": role,
+                                                       "full_name": full_name,
+                                                       "position": position})
     await desk.accounts.add_user(username, password, role)
+    await desk.accounts.set_profile(username, full_name, position)
     response = redirect("/users")
     flash(response, "users.added", username=username)
     return response
@@ -61,7 +71,10 @@ async def change_user(request: web.Request) -> web.StreamResponse:
     username, action = request.match_info["username"], request.match_info["action"]
     response = redirect("/users")
     try:
-        if action == "password":
+        if action == "profile":  # the name and position forms are signed with
+            await desk.accounts.set_profile(username, str(form.get("full_name", "")),
+                                            str(form.get("position", "")))
+        elif action == "password":
             await desk.accounts.reset_password(username, str(form.get("password", "")))
         elif action == "role":
             if username == me.username:

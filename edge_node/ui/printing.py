@@ -15,7 +15,7 @@ import segno
 from aiohttp import web
 from markupsafe import Markup
 
-from edge_node.ui.desk import Desk, conflict_marks, desk_of, procedure_name, status_label
+from edge_node.ui.desk import Desk, conflict_marks, desk_of, procedure_name, signers, status_label
 from edge_node.ui.history import last_supplement_request
 from edge_node.ui.intake import limit_text
 from protocol import stats
@@ -47,7 +47,7 @@ def _when_parts(iso: str | None) -> dict[str, str]:
             "year": moment.strftime("%Y")}
 
 
-def _common(request: web.Request, desk: Desk, view: dict[str, Any]) -> dict[str, Any]:
+async def _common(request: web.Request, desk: Desk, view: dict[str, Any]) -> dict[str, Any]:
     proc = desk.procedure(view["procedure_code"])
     creator = (view.get("created_by") or {}).get("actor") or ""
     conflicts = conflict_marks(desk, desk.renderer.t(request), view)
@@ -59,6 +59,7 @@ def _common(request: web.Request, desk: Desk, view: dict[str, Any]) -> dict[str,
         "limit": limit_text(desk, proc, "vi") if proc else "", "creator": creator,
         "qr": qr_svg(view["code"] or view["id"], f"Mã hồ sơ {view['code']}"),
         "copies": COPIES, "status_vi": lambda status: status_label(status, "vi"),
+        "signer": await signers(desk),
     }
 
 
@@ -69,7 +70,7 @@ async def receipt(request: web.Request) -> web.Response:
     if view["status"] in RECEIPTLESS:
         raise NotFound(f"a {view['status']} dossier has no receipt")
     return await desk.renderer.page(
-        request, "print_receipt.html", **_common(request, desk, view),
+        request, "print_receipt.html", **await _common(request, desk, view),
         documents=view["attachments"],
         received=_when_parts(view["received_at"]), due=_when_parts(view["due_at"]))
 
@@ -82,7 +83,7 @@ async def supplement(request: web.Request) -> web.Response:
     if entry is None:
         raise NotFound("this dossier has no request to supplement")
     return await desk.renderer.page(
-        request, "print_supplement.html", **_common(request, desk, view), request_entry=entry,
+        request, "print_supplement.html", **await _common(request, desk, view), request_entry=entry,
         requested=_when_parts(entry.get("at")),
         items=[line.strip() for line in str(entry.get("note") or "").splitlines() if line.strip()],
         deadline=formats.iso_day(entry.get("supplement_by")))
@@ -95,7 +96,7 @@ async def refusal(request: web.Request) -> web.Response:
     if view.get("refusal") is None:
         raise NotFound("this dossier was not refused")
     return await desk.renderer.page(
-        request, "print_refusal.html", **_common(request, desk, view), refusal=view["refusal"],
+        request, "print_refusal.html", **await _common(request, desk, view), refusal=view["refusal"],
         refused=_when_parts(view["refusal"]["at"]), reasons=view["refusal"]["reasons"].splitlines())
 
 
@@ -107,7 +108,7 @@ async def apology(request: web.Request) -> web.Response:
         raise NotFound("this dossier has no apology")
     latest = view["apologies"][-1]
     return await desk.renderer.page(
-        request, "print_apology.html", **_common(request, desk, view), apology=latest,
+        request, "print_apology.html", **await _common(request, desk, view), apology=latest,
         issued=_when_parts(latest["at"]), received=_when_parts(view["received_at"]),
         due=_when_parts(view["due_at"]), new_due=_when_parts(latest["new_due"]))
 
@@ -144,7 +145,7 @@ async def control(request: web.Request) -> web.Response:
     if view["status"] in RECEIPTLESS:
         raise NotFound(f"a {view['status']} dossier has no processing to control")
     return await desk.renderer.page(
-        request, "print_control.html", **{**_common(request, desk, view), "copies": ONE_COPY},
+        request, "print_control.html", **{**await _common(request, desk, view), "copies": ONE_COPY},
         received=_when_parts(view["received_at"]), due=_when_parts(view["due_at"]),
         steps=control_steps(view), print_hint="print.hint_one")
 

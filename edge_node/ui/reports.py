@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from edge_node.roles import PERMITS
-from edge_node.ui.desk import Desk, desk_of, status_label
+from edge_node.ui.desk import Desk, desk_of, signers, status_label
 from protocol import lifecycle, register, stats
 from protocol.errors import ValidationError
 from protocol.stats import Period
@@ -112,14 +112,14 @@ async def register_print(request: web.Request) -> web.Response:
     period = reports.parse_period(request.query, today, default_first=today)
     return await desk.renderer.page(
         request, "print_register.html", rows=await _register(desk, period, "vi"),
-        period=period, back=f"/register?{_query(period)}", **_sheet(desk, today),
+        period=period, back=f"/register?{_query(period)}", **await _sheet(desk, today),
         status_vi=lambda s: status_label(s, "vi"))
 
 
-def _sheet(desk: Desk, today: date) -> dict[str, Any]:
+async def _sheet(desk: Desk, today: date) -> dict[str, Any]:
     return {"tv": desk.renderer.messages["vi"], "agency": desk.agency_name(),
             "commune_name": desk.place_name(), "dated": _dated(today), "copies": ("",),
-            "print_hint": "print.hint_one", "conflicts": []}
+            "print_hint": "print.hint_one", "conflicts": [], "signer": await signers(desk)}
 
 
 def _csv(text: str, name: str) -> web.Response:
@@ -173,13 +173,13 @@ async def stats_csv(request: web.Request) -> web.Response:
 async def stats_print(request: web.Request) -> web.Response:
     """GET /stats/print: the period report on A4 landscape, in Vietnamese, to sign."""
     desk = desk_of(request)
-    need(request, PERMITS["statistics"], "read statistics")
+    user = need(request, PERMITS["statistics"], "read statistics")
     today = desk.store.today()
     period = reports.parse_period(request.query, today)
     return await desk.renderer.page(
         request, "print_report.html", data=await _report(desk, period, "vi"), period=period,
-        counts=stats.COUNTS, tail=TAIL, back=f"/stats?{_query(period)}",
-        **_sheet(desk, today))
+        counts=stats.COUNTS, tail=TAIL, back=f"/stats?{_query(period)}", maker=user.username,
+        **await _sheet(desk, today))
 
 
 def routes() -> list[web.RouteDef]:

@@ -68,7 +68,8 @@ async def test_a_refusal_needs_only_a_name_and_reasons_and_never_gets_a_receipt(
     slip = await clerk.get(f"/dossiers/{did}/refusal")
     assert slip.status == 200 and "PHIẾU TỪ CHỐI TIẾP NHẬN GIẢI QUYẾT HỒ SƠ" in slip.text
     assert slip.text.count("<li>Thiếu giấy chứng sinh</li>") == 2  # two copies
-    assert "Ma Văn Dũng" in slip.text and "clerk1" in slip.text
+    assert "Ma Văn Dũng" in slip.text and "clerk1" not in slip.text  # no login on paper
+    assert slip.text.count('<span class="signer blank">') == 2  # a line to sign by hand
     d = await create(edge, 2)
     assert (await clerk.get(f"/dossiers/{d['id']}/refusal")).status == 404
 
@@ -220,3 +221,42 @@ async def test_the_register_and_the_report_are_counted_at_the_edge_offline(
     assert "Từ chối tiếp nhận" in rows[0] and "Phiếu xin lỗi, hẹn lại" in rows[0]
     assert (await leader.get("/stats/print")).status == 200
     assert (await leader.get("/register?from=31/02/2026")).status == 422
+
+
+async def test_forms_are_signed_with_the_staff_name_and_position(
+        edge: EdgeHandle, staff: Callable[[], Staff]) -> None:
+    admin = await clerk_of(staff, "admin1")
+    await admin.get("/users")
+    page = await admin.post("/users/clerk1/profile", {
+        "full_name": " Hoàng Thị Hoa ", "position": "Công chức Tư pháp - Hộ tịch"})
+    assert "Đã lưu họ tên và chức vụ của clerk1" in page.text
+    assert 'value="Hoàng Thị Hoa"' in page.text
+    page = await admin.post("/users/leader1/profile", {"full_name": "x" * 101, "position": ""})
+    assert "Không thực hiện được" in page.text
+    page = await admin.post("/users", {"username": "clerk2", "role": "clerk",
+                                       "password": "correct-horse-2",
+                                       "full_name": "Bàn Văn Tiến", "position": "Văn thư"})
+    assert 'value="Bàn Văn Tiến"' in page.text and 'value="Văn thư"' in page.text
+    page = await admin.post("/users", {"username": "clerk3", "role": "clerk",
+                                       "password": "correct-horse-3", "full_name": "a\tb"})
+    assert page.status == 422 and "Một dòng, tối đa 100 ký tự" in page.text
+
+    clerk = await clerk_of(staff)
+    made = await intake(clerk, BIRTH)
+    did = dossier_id(made.url)
+    receipt = await clerk.get(f"/dossiers/{did}/receipt")
+    signed = receipt.text.split("NGƯỜI TIẾP NHẬN HỒ SƠ")[1].split("</td>")[0]
+    assert '<span class="signer">Hoàng Thị Hoa</span>' in signed
+    assert "Công chức Tư pháp - Hộ tịch" in signed and "clerk1" not in receipt.text
+    _, view = await edge.api.get(f"/api/dossiers/{did}")
+    await move(edge, view, "processing")
+    control = await clerk.get(f"/dossiers/{did}/control")
+    assert "Giao: Hoàng Thị Hoa (Công chức Tư pháp - Hộ tịch)" in control.text
+    leader = await clerk_of(staff, "leader1")
+    refused = await intake(leader, {"procedure_code": "1.001193", "action": "refuse",
+                                    "applicant.full_name": "Ma Văn Dũng",
+                                    "refuse_reasons": "Thiếu tờ khai"})
+    slip = await leader.get(f"/dossiers/{dossier_id(refused.url)}/refusal")
+    assert '<span class="signer blank">' in slip.text and "leader1" not in slip.text
+    report = await leader.get("/stats/print")
+    assert "NGƯỜI LẬP BÁO CÁO" in report.text

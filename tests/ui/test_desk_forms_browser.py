@@ -80,7 +80,7 @@ async def test_a_refusal_at_the_counter_prints_form_03_and_never_a_receipt(
     first, second = await printed(page, 2)
     for text in ("PHIẾU TỪ CHỐI TIẾP NHẬN GIẢI QUYẾT HỒ SƠ", view["code"], "Ma Văn Dũng",
                  "Thiếu giấy chứng sinh", "Người đi đăng ký không phải cha, mẹ của trẻ",
-                 "NGƯỜI TIẾP NHẬN HỒ SƠ", "clerk1", "Bản lưu tại Bộ phận một cửa"):
+                 "NGƯỜI TIẾP NHẬN HỒ SƠ", "Bản lưu tại Bộ phận một cửa"):
         assert text in first, (text, first)
     assert "Bản giao người nộp hồ sơ" in second
     await t.goto(f"/dossiers/{did}/receipt")
@@ -115,7 +115,7 @@ async def test_an_apology_prints_form_04_and_the_dossier_still_counts_late(
                  d["applicant"]["full_name"], "Chờ xác minh nơi cư trú của người mẹ",
                  f"09 giờ 30 phút, ngày {day:%d} tháng {day:%m} năm {day:%Y}",
                  f"17 giờ 00 phút, ngày {due[8:10]} tháng {due[5:7]} năm {due[:4]}",
-                 "NGƯỜI LẬP PHIẾU", "clerk1"):
+                 "NGƯỜI LẬP PHIẾU"):
         assert text in first, (text, first)
     _, view = await edge.api.get(f"/api/dossiers/{d['id']}")
     assert view["due_at"] == d["due_at"] and view["appointment_at"]
@@ -229,3 +229,31 @@ async def test_a_likely_duplicate_is_flagged_with_a_link_and_received_deliberate
     await expect(page.locator("ol.timeline")).to_contain_text("dù có thể trùng với")
     t.assert_clean()
 
+
+
+async def test_the_users_page_names_staff_and_form_01_is_signed_with_it(
+        edge: EdgeHandle, browser: Browser, shots: Path) -> None:
+    admin = await tab(browser, edge.api.base, shots, "admin1")
+    page = admin.page
+    await page.get_by_role("link", name="Người dùng").click()
+    await page.locator("#name-clerk1").fill("Hoàng Thị Hoa")
+    await page.locator("#position-clerk1").fill("Công chức Tư pháp - Hộ tịch")
+    await page.locator("#position-clerk1").press("Enter")
+    await expect(page.locator(".flash")).to_contain_text("Đã lưu họ tên và chức vụ của clerk1")
+    await expect(page.locator("#name-clerk1")).to_have_value("Hoàng Thị Hoa")
+    await admin.shot("users-identity", full_page=True)
+    admin.assert_clean()
+
+    t = await tab(browser, edge.api.base, shots, "clerk1")
+    page = t.page
+    await t.goto("/dossiers/new?procedure=1.001193")
+    await fill_birth(page)
+    await page.get_by_role("button", name=re.compile("Lưu hồ sơ")).click()
+    await page.wait_for_url(re.compile(r"\?new=1$"))
+    await page.keyboard.press("Enter")  # the receipt, focused
+    await page.wait_for_url(re.compile(r"/receipt$"))
+    first, _ = await printed(page, 2)
+    signed = first.split("NGƯỜI TIẾP NHẬN HỒ SƠ")[1]
+    assert "Hoàng Thị Hoa" in signed and "Công chức Tư pháp - Hộ tịch" in signed, signed
+    assert "clerk1" not in first
+    t.assert_clean()
