@@ -169,15 +169,17 @@ def report(facts: Iterable[Facts], periods: list[Period], now_ms: int, *,
         at = min(end, now_ms)
         cells: dict[tuple[str, str], dict[str, int]] = {}
         total = _empty()
-        for f in facts:
-            row = _empty()
-            _count(row, f, start, end, at)
-            if any(row.values()):
-                cell = cells.setdefault((f.commune, f.procedure), _empty())
-                for key, value in row.items():
-                    cell[key] += value
-                    total[key] += value
+        for f in facts:  # counted straight into its cell; a cell where nothing counts is dropped
+            cell = cells.get((f.commune, f.procedure))
+            if cell is None:
+                cell = cells[(f.commune, f.procedure)] = _empty()
+            _count(cell, f, start, end, at)
+        for cell in cells.values():
+            for key, value in cell.items():
+                total[key] += value
         for (commune, procedure), cell in sorted(cells.items()):
+            if not any(cell.values()):
+                continue
             rows.append(_finish({
                 "period": period.label, "commune": commune,
                 "commune_name": commune_names.get(commune, commune), "procedure": procedure,
