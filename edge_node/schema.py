@@ -29,4 +29,6 @@ MIGRATIONS = Plan("edge", (
     Migration(4, "the clock-check flag's suspects and dossiers", (clock_flags.SCHEMA,)),
     Migration(5, "dossiers by their last change, for the period reports",
               (reports.UPDATED_INDEX,)),
+    Migration(6, "the search text holds searchable form values and the phone",
+              (dossier_store.refill_search_text,)),
 ))

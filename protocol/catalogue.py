@@ -121,6 +121,11 @@ class Catalogue:
                 return p
         return None
 
+    def searchable(self, code: str | None) -> tuple[str, ...]:
+        """The names of the procedure's searchable fields (none if it is unknown here)."""
+        proc = self.get(code) if code else None
+        return tuple(f.name for f in proc.fields if f.searchable) if proc else ()
+
 
 def parse_catalogue(data: dict[str, Any]) -> Catalogue:
     """Build a catalogue from plain data (TOML/JSON shape), naming the first bad field."""

@@ -37,12 +37,14 @@ from protocol.hlc import Clock
 from protocol.lifecycle import STATUSES
 from protocol.merge import DossierState, apply, from_plain, to_plain
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
-from protocol.text import search_key
+from protocol.stats import Period
+from protocol.text import SEPARATOR, search_key, search_text
 from protocol.views import dossier_view
 from service import clock_flags, crashpoints
 from service.blobs import BlobStore
 from service.db import advisory_lock, index_hint, is_postgres
 from service.sqlite import transaction
+from service.ui.formats import parse_day
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,8 @@ UPSERT_DOSSIER = (
 MAX_PAGE = 10_000
 MAX_OFFSET = 1_000_000
 CITIZEN_ID_RE = re.compile(r"^\d{12}$")
+PHONE_RE = re.compile(r"^(\+84|0)\d{9,10}$")
+PHONE_JUNK = re.compile(r"[\s.\-()]")
 FULL_CODE_RE = re.compile(r"^\S+-\d{6}-\d{4,}$")
 CHUNK = 500
 WRITE_CHUNK = 500
@@ -147,8 +151,39 @@ def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
-def dossier_row(state: DossierState) -> tuple[Any, ...]:
-    """The `dossiers` row for a state (commune … state blob)."""
+def search_text_of(state: DossierState, catalogue: Catalogue) -> str:
+    """A dossier's search text: its name, searchable form values and phone, folded."""
+    fields = catalogue.searchable((state.header or {}).get("procedure"))
+    return search_text(state.value("applicant.full_name") or "",
+                       [state.value(f"fields.{f}") for f in fields],
+                       state.value("applicant.phone"))
+
+
+async def refill_search_text(conn: Any) -> None:
+    """Migration step: the search text of every row, now with its searchable form values and
+    phone (rows written before held the name alone), by the catalogue the database holds."""
+    catalogue = DEFAULT_CATALOGUE
+    async with conn.execute("SELECT version, data FROM refdata WHERE kind='procedures'") as cur:
+        row = await cur.fetchone()
+    if row is not None:
+        catalogue = parse_catalogue({**codec.unpack(row[1]), "version": int(row[0])})
+    last = ""
+    while True:  # in slices, by id: a national hub does not fit in one fetch
+        async with conn.execute("SELECT id, state FROM dossiers WHERE id > ? ORDER BY id "
+                                "LIMIT 2000", (last,)) as cur:
+            rows = list(await cur.fetchall())
+        if not rows:
+            return
+        last = rows[-1][0]
+        await conn.executemany("UPDATE dossiers SET name_fold=? WHERE id=?", [
+            (search_text_of(from_plain(codec.unpack_stored(blob)), catalogue), dossier)
+            for dossier, blob in rows])
+
+
+def dossier_row(state: DossierState, catalogue: Catalogue = DEFAULT_CATALOGUE
+                ) -> tuple[Any, ...]:
+    """The `dossiers` row for a state (commune … state blob); `name_fold` is its search text
+    (`protocol.text.search_text`, with the catalogue's searchable fields of its procedure)."""
     header = state.header or {}
     name = state.value("applicant.full_name") or ""
     due = state.value("due_at")
@@ -159,7 +194,7 @@ def dossier_row(state: DossierState) -> tuple[Any, ...]:
         header.get("procedure"),
         state.value("status"),
         name,
-        search_key(name),
+        search_text_of(state, catalogue),
         state.value("applicant.citizen_id"),
         header.get("received_at"),
         due if isinstance(due, int) else None,
@@ -413,11 +448,20 @@ class DossierStore:
             elif FULL_CODE_RE.match(term):
                 where.append("code=?")
                 args.append(term)
+            elif PHONE_RE.match(phone := PHONE_JUNK.sub("", term)):  # its subscriber digits
+                where.append("name_fold LIKE ? ESCAPE '\\'")
+                args.append("%" + phone[-9:] + "%")
+                scan = index_hint(self.reader, "dossiers_search")
+            elif (day := parse_day(term)) is not None:  # received that day, or a form's date
+                one = Period(date.fromisoformat(day), date.fromisoformat(day))
+                where.append("(name_fold LIKE ? OR (received_at >= ? AND received_at < ?))")
+                args += [f"%{SEPARATOR}{day}%", one.start_ms, one.end_ms]
+                scan = index_hint(self.reader, "dossiers_search")
             elif any(ch.isdigit() for ch in term):  # the beginning of a code (names have none)
                 where.append("code LIKE ? ESCAPE '\\'")
                 args.append(_like(term) + "%")
                 scan = index_hint(self.reader, "dossiers_search")
-            else:  # part of a name, with or without diacritics
+            else:  # part of a name (the applicant's or a searchable field's), diacritics optional
                 where.append("name_fold LIKE ? ESCAPE '\\'")
                 args.append("%" + _like(search_key(term)) + "%")
                 scan = index_hint(self.reader, "dossiers_search")
@@ -581,7 +625,7 @@ class DossierStore:
                     commune = (state.header or {}).get("commune") or ""
                     event_rows.append((event.origin, event.seq, event.hlc, event.dossier, commune,
                                        event.kind, digest, codec.canonical(event)))
-                dossier_rows = [dossier_row(s) for s in touched.values()]
+                dossier_rows = [dossier_row(s, self.catalogue) for s in touched.values()]
                 if writing is not None:
                     await writing
                 writing = asyncio.ensure_future(self._write_rows(event_rows, dossier_rows))
@@ -658,7 +702,8 @@ class DossierStore:
                     event = codec.decode_stored(body)
                     states[event.dossier] = apply(states.get(event.dossier), event)
             await self.conn.executemany(UPSERT_DOSSIER,
-                                        [dossier_row(s) for s in states.values()])
+                                        [dossier_row(s, self.catalogue)
+                                         for s in states.values()])
         return len(states)
 
     async def dossier_rows(self) -> dict[str, tuple[Any, ...]]:

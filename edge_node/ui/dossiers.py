@@ -13,7 +13,7 @@ from aiohttp import web
 
 from edge_node.roles import PERMITS, may, transition_action
 from edge_node.ui.clockcheck import error_text
-from edge_node.ui.desk import conflict_marks, desk_of, show_value
+from edge_node.ui.desk import Desk, conflict_marks, desk_of, show_value
 from edge_node.ui.documents import COUNT_RE
 from edge_node.ui.history import last_supplement_request, timeline
 from edge_node.ui.printing import RECEIPTLESS
@@ -22,9 +22,10 @@ from protocol.attachments import DOC_KINDS, MAX_ATTACHMENT
 from protocol.errors import Conflict, ValidationError
 from protocol.events import MAX_DOC_COUNT
 from protocol.forms import APOLOGY_STATUSES, DEFAULT_SUPPLEMENT_DAYS
+from protocol.text import search_key
 from service.blobs import sniff
 from service.ui import csrf
-from service.ui.formats import moment, parse_day
+from service.ui.formats import iso_day, moment, parse_day
 from service.ui.forms import read_form
 from service.ui.render import flash, redirect
 from service.ui.session import need, page_user
@@ -55,6 +56,10 @@ async def listing(request: web.Request) -> web.StreamResponse:
                                    offset=0 if after or before else (number - 1) * PAGE_SIZE)
     if q and not (after or before) and len(page.items) == 1 and page.items[0]["code"] == q:
         return redirect(f"/dossiers/{page.items[0]['id']}")  # a scanned receipt QR code
+    if q:
+        t = desk.renderer.t(request)
+        for item in page.items:
+            item["matched"] = matched_field(desk, item, q, t.lang)
     params = {k: v for k, v in (("q", q), ("status", status), ("procedure", procedure),
                                 ("overdue", "1" if overdue else ""),
                                 ("conflicts", "1" if conflicts else "")) if v}
@@ -70,6 +75,22 @@ async def listing(request: web.Request) -> web.StreamResponse:
         next_url=url(after=page.next, page=number + 1) if page.next else None,
         prev_url=url(before=page.prev, page=number - 1) if page.prev and number > 1 else None,
         page_links=[(n, url(page=n) if n else "") for n in page_numbers(number, pages)])
+
+
+def matched_field(desk: Desk, item: dict[str, Any], q: str, lang: str) -> str:
+    """The searchable form field a text search found the dossier by ("Họ, chữ đệm, tên: Nguyễn
+    Văn Bình"), when it was not the applicant's name; empty otherwise."""
+    key, day = search_key(q), parse_day(q)
+    if key in search_key(item["applicant"].get("full_name") or ""):
+        return ""
+    proc = desk.procedure(item["procedure_code"])
+    for spec in proc.fields if proc else ():
+        value = item["fields"].get(spec.name)
+        if spec.searchable and isinstance(value, str) and (
+                value == day or (day is None and key and key in search_key(value))):
+            label = spec.label_vi if lang == "vi" else spec.label_en
+            return f"{label}: {iso_day(value) if spec.type == 'date' else value}"
+    return ""
 
 
 def page_numbers(current: int, pages: int, around: int = 2) -> list[int]:

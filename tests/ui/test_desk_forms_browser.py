@@ -257,3 +257,41 @@ async def test_the_users_page_names_staff_and_form_01_is_signed_with_it(
     assert "Hoàng Thị Hoa" in signed and "Công chức Tư pháp - Hộ tịch" in signed, signed
     assert "clerk1" not in first
     t.assert_clean()
+
+
+async def test_the_list_pages_both_ways_and_finds_a_dossier_by_the_childs_name(
+        edge: EdgeHandle, browser: Browser, shots: Path) -> None:
+    for i in range(52):
+        await create(edge, i)
+    child = await create(edge, 60, child_full_name="Lò Văn Khánh", child_birth_date="2025-09-30")
+    t = await tab(browser, edge.api.base, shots, "clerk1")
+    page = t.page
+    await page.keyboard.press("Alt+l")
+    await page.wait_for_url(re.compile(r"/dossiers$"))
+    await expect(page.locator("#list-total")).to_contain_text("Tìm thấy 53 hồ sơ")
+    await expect(page.locator("#list-total")).to_contain_text("Trang 1/2")
+    rows = page.locator("table.dossiers tbody tr")
+    await expect(rows).to_have_count(50)
+    newest = await rows.first.locator("td.code").inner_text()
+    await expect(page.locator('a[rel="prev"]')).to_have_count(0)
+    await page.locator('a[rel="next"]').click()
+    await expect(rows).to_have_count(3)
+    await expect(page.locator("#list-total")).to_contain_text("hồ sơ 51–53 · Trang 2/2")
+    await t.shot("list-paging", full_page=True)
+    await page.locator('a[rel="prev"]').click()
+    await expect(rows).to_have_count(50)
+    await expect(rows.first.locator("td.code")).to_have_text(newest)
+    await page.get_by_role("link", name="Trang 2").click()
+    await expect(page.locator('.pager [aria-current="page"]')).to_have_text("2")
+
+    await expect(page.locator("#q")).to_be_focused()  # the list's own search box
+    await page.keyboard.type("lo van khanh")
+    await page.keyboard.press("Enter")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text(child["code"])
+    await expect(rows.first).to_contain_text("Họ, chữ đệm, tên: Lò Văn Khánh")
+    await page.locator("#q").fill("30/09/2025")
+    await page.locator("#q").press("Enter")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("Ngày, tháng, năm sinh: 30/09/2025")
+    t.assert_clean()

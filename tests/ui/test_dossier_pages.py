@@ -176,3 +176,31 @@ async def test_the_api_pages_back_with_prev(edge: EdgeHandle) -> None:
     assert backward == forward
     status, answer = await edge.api.get("/api/dossiers?before=garbage")
     assert status == 422 and answer["field"] == "before", answer
+
+
+async def test_search_by_a_name_or_date_in_the_form_by_phone_and_by_day(
+        edge: EdgeHandle, staff: Callable[[], Staff]) -> None:
+    """Item 18.8: people ask by the child's name; the catalogue's searchable fields are found."""
+    binh = await create(edge, 1, child_full_name="Lò Văn Bình", child_birth_date="2025-10-02")
+    other = await create(edge, 2, child_full_name="Hà Thị Mây", mother_full_name="Lò Thị Bình")
+    status, changed = await edge.api.patch(f"/api/dossiers/{other['id']}", {
+        "set": {"applicant.phone": "0987 654 321"}, "base": other["version"]})
+    assert status == 200, changed
+    clerk = staff()
+    await clerk.login("clerk1")
+    page = await clerk.get("/dossiers?q=lo+van+binh")  # the child's name, no diacritics
+    assert codes(page.text) == [binh["code"]]
+    assert "Họ, chữ đệm, tên: Lò Văn Bình" in page.text  # why it was found
+    page = await clerk.get("/dossiers?q=02/10/2025")  # the child's date of birth
+    assert codes(page.text) == [binh["code"]] and "Ngày, tháng, năm sinh: 02/10/2025" in page.text
+    page = await clerk.get("/dossiers?q=lo+thi+binh")  # the mother's name: not searchable
+    assert codes(page.text) == []
+    page = await clerk.get("/dossiers?q=0987.654.321")  # by phone, however it is typed
+    assert codes(page.text) == [other["code"]]
+    page = await clerk.get("/dossiers?q=%2B84987654321")
+    assert codes(page.text) == [other["code"]]
+    today = edge.store.today().strftime("%d/%m/%Y")
+    page = await clerk.get("/dossiers?q=" + today)  # received that day
+    assert set(codes(page.text)) == {binh["code"], other["code"]}
+    status, found = await edge.api.get("/api/dossiers?q=lo+van+binh")
+    assert status == 200 and [d["code"] for d in found["items"]] == [binh["code"]]
