@@ -286,6 +286,10 @@ async def measure(data: Path, config: EdgeConfig, repeat: int) -> list[tuple[str
                 row = await cur.fetchone()
             assert row
             did, code, cid, name = row
+            state = await store.load_state(did, committed=True)
+            assert state is not None
+            child = str(state.value("fields.child_full_name") or name)
+            phone = str(state.value("applicant.phone") or "0912345678")
             async with store.reader.execute(
                     "SELECT id FROM dossiers WHERE conflicts > 0 LIMIT 1") as cur:
                 conflicted = await cur.fetchone()
@@ -308,6 +312,9 @@ async def measure(data: Path, config: EdgeConfig, repeat: int) -> list[tuple[str
                         ("citizen id", "/dossiers?q=" + cid),
                         ("dossier code (QR scan)", "/dossiers?q=" + code),
                         ("code prefix (a day)", "/dossiers?q=" + code.rsplit("-", 1)[0]),
+                        ("child's name (in the form)", "/dossiers?q=" + child.replace(" ", "+")),
+                        ("phone", "/dossiers?q=" + phone),
+                        ("a date (received, or in the form)", "/dossiers?q=20/11/2025"),
                         ("API: name", "/api/dossiers?q=nguyen+van&limit=50"),
                         ("API: citizen id", "/api/dossiers?q=" + cid)]
             url = "/dossiers"

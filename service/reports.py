@@ -76,8 +76,9 @@ async def stats_facts(store: Reading, start_ms: int, end_ms: int,
     """The dossiers that count in [start, end): received before its end and not closed before
     its start (a dossier untouched since before the start in a closed status is skipped).
 
-    Only what the period can count is read: the creates, moves and apologies of dossiers
-    changed since its start (one untouched since is open, and its one move is its status now)."""
+    Only what the period can count is read: the moves and apologies of dossiers changed since
+    its start (one untouched since is open, and its one move is its status now), and the create
+    (how it came in) of those received in it."""
     marks = ",".join("?" * len(CLOSED))
     opened = [s for s in STATUSES if s not in CLOSED]
     since = start_ms << 16  # an hlc
@@ -98,7 +99,10 @@ async def stats_facts(store: Reading, start_ms: int, end_ms: int,
     async with store.reader.execute(sql, args) as cur:
         rows = list(await cur.fetchall())
     events = await _events(store, [r[0] for r in rows if r[6] >= since],
-                           ("create", "transition", "comment"))
+                           ("transition", "comment"))
+    for dossier, create in (await _events(store, [r[0] for r in rows if r[3] >= start_ms],
+                                          ("create",))).items():
+        events[dossier] = create + events[dossier]
     out = []
     for dossier, commune_code, procedure, received, due, status, updated in rows:
         reached: dict[str, int] = {}

@@ -49,11 +49,18 @@ async def listing(request: web.Request) -> web.StreamResponse:
     filters: dict[str, Any] = {
         "q": q or None, "status": status or None, "procedure": procedure or None,
         "overdue_at": desk.store.now_ms() if overdue else None, "conflicts_only": conflicts}
-    total = await desk.store.count(**filters)
-    pages = max(1, -(-total // PAGE_SIZE))
-    number = min(max(number, 1), pages)
+    # A page asked for by number needs the total first (past the last, the last is shown); the
+    # first page counts only when it is full (a search that finds a few walks its index once).
+    total = await desk.store.count(**filters) if number > 1 and not (after or before) else None
+    if total is not None:
+        number = min(number, max(1, -(-total // PAGE_SIZE)))
+    number = max(number, 1)
     page = await desk.store.search(**filters, limit=PAGE_SIZE, after=after, before=before,
                                    offset=0 if after or before else (number - 1) * PAGE_SIZE)
+    if total is None:
+        total = len(page.items) if number == 1 and not (page.next or page.prev) else \
+            await desk.store.count(**filters)
+    pages = max(1, -(-total // PAGE_SIZE))
     if q and not (after or before) and len(page.items) == 1 and page.items[0]["code"] == q:
         return redirect(f"/dossiers/{page.items[0]['id']}")  # a scanned receipt QR code
     if q:
