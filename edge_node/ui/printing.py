@@ -63,12 +63,19 @@ async def _common(request: web.Request, desk: Desk, view: dict[str, Any]) -> dic
     }
 
 
-async def receipt(request: web.Request) -> web.Response:
-    """GET /dossiers/{id}/receipt: form 01, ready to print (never for a refused dossier)."""
+async def _received(request: web.Request, form: str) -> tuple[Desk, dict[str, Any]]:
+    """The dossier of a form only a received dossier has (01, 05): NotFound for one refused or
+    not yet accepted."""
     desk = desk_of(request)
     view = await desk.store.view(request.match_info["id"])
     if view["status"] in RECEIPTLESS:
-        raise NotFound(f"a {view['status']} dossier has no receipt")
+        raise NotFound(f"a {view['status']} dossier has no {form}")
+    return desk, view
+
+
+async def receipt(request: web.Request) -> web.Response:
+    """GET /dossiers/{id}/receipt: form 01, ready to print (never for a refused dossier)."""
+    desk, view = await _received(request, "receipt")
     return await desk.renderer.page(
         request, "print_receipt.html", **await _common(request, desk, view),
         documents=view["attachments"],
@@ -140,10 +147,7 @@ def _ms(iso: str | None) -> int | None:
 
 async def control(request: web.Request) -> web.Response:
     """GET /dossiers/{id}/control: form 05, the processing control slip."""
-    desk = desk_of(request)
-    view = await desk.store.view(request.match_info["id"])
-    if view["status"] in RECEIPTLESS:
-        raise NotFound(f"a {view['status']} dossier has no processing to control")
+    desk, view = await _received(request, "processing to control")
     return await desk.renderer.page(
         request, "print_control.html", **{**await _common(request, desk, view), "copies": ONE_COPY},
         received=_when_parts(view["received_at"]), due=_when_parts(view["due_at"]),
