@@ -5,12 +5,12 @@ event log through a store's reader (SQLite or PostgreSQL)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from protocol import codec
 from protocol.errors import ValidationError
-from protocol.events import Event
 from protocol.lifecycle import STATUSES
 from protocol.merge import from_plain
 from protocol.stats import CLOSED, Facts, Period
@@ -19,6 +19,8 @@ from service.db import index_hint
 from service.ui.formats import parse_day
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CHUNK = 500
 MAX_REGISTER = 20_000
@@ -57,9 +59,10 @@ class Reading(Protocol):
     def now_ms(self) -> int: ...
 
 
-async def _events(store: Reading, ids: list[str], kinds: tuple[str, ...]) -> dict[str, list[Event]]:
-    """The events of these kinds of these dossiers, in log order, by dossier."""
-    out: dict[str, list[Event]] = {i: [] for i in ids}
+async def _events(store: Reading, ids: list[str], kinds: tuple[str, ...],
+                  decode: Callable[[bytes], T]) -> dict[str, list[T]]:
+    """These dossiers' events of these kinds, in log order, each decoded by `decode`."""
+    out: dict[str, list[T]] = {i: [] for i in ids}
     kind_marks = ",".join("?" * len(kinds))
     for i in range(0, len(ids), CHUNK):
         chunk = ids[i:i + CHUNK]
@@ -67,7 +70,7 @@ async def _events(store: Reading, ids: list[str], kinds: tuple[str, ...]) -> dic
                 f"SELECT dossier, body FROM events WHERE dossier IN ({','.join('?' * len(chunk))})"
                 f" AND kind IN ({kind_marks}) ORDER BY pos", [*chunk, *kinds]) as cur:
             for dossier, body in await cur.fetchall():
-                out[dossier].append(codec.decode_stored(body))
+                out[dossier].append(decode(body))
     return out
 
 
@@ -98,10 +101,11 @@ async def stats_facts(store: Reading, start_ms: int, end_ms: int,
                        since, *CLOSED, start_ms, *more]
     async with store.reader.execute(sql, args) as cur:
         rows = list(await cur.fetchall())
+    changes = codec.stored_change  # (hlc, kind, payload): no Event built for each
     events = await _events(store, [r[0] for r in rows if r[6] >= since],
-                           ("transition", "comment"))
+                           ("transition", "comment"), changes)
     for dossier, create in (await _events(store, [r[0] for r in rows if r[3] >= start_ms],
-                                          ("create",))).items():
+                                          ("create",), changes)).items():
         events[dossier] = create + events[dossier]
     out = []
     for dossier, commune_code, procedure, received, due, status, updated in rows:
@@ -111,12 +115,12 @@ async def stats_facts(store: Reading, start_ms: int, end_ms: int,
         channel, initial = "counter", "accepted"
         if dossier not in events:
             moves.append((updated >> 16, str(status)))
-        for event in events.get(dossier, ()):
-            at, payload = event.hlc >> 16, event.payload
-            if event.kind == "create":  # how it came in; `refused`: at the counter (form 03)
+        for hlc, kind, payload in events.get(dossier, ()):
+            at = hlc >> 16
+            if kind == "create":  # how it came in; `refused`: at the counter (form 03)
                 channel = payload.get("channel") or channel
                 initial = "refused" if payload.get("status") == "refused" else initial
-            elif event.kind == "comment":
+            elif kind == "comment":
                 if isinstance(payload.get("apology"), dict):
                     apologies.append(at)
             else:
@@ -140,7 +144,8 @@ async def register_views(store: Reading, start_ms: int, end_ms: int,
     async with store.reader.execute(sql, args) as cur:
         rows = list(await cur.fetchall())
     histories = await _events(store, [r[0] for r in rows],
-                              ("create", "set", "transition", "resolve", "comment"))
+                              ("create", "set", "transition", "resolve", "comment"),
+                              codec.decode_stored)
     now = store.now_ms()
     return [dossier_view(from_plain(codec.unpack_stored(state)), now, histories[dossier])
             for dossier, state in rows]
