@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "hub.toml"
 LOG_FORMATS = ("text", "json")
+# The name a province's code is shown with when hub.toml gives no `province_name`.
+PROVINCE_NAMES = {"08": "Tỉnh Tuyên Quang"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,7 @@ class HubConfig:
     port: int = 8700
     max_want_bytes: int = 4 * 1024 * 1024
     province: str = "08"
+    province_name: str = ""  # as the dashboard's header shows it; "" = PROVINCE_NAMES[province]
     public_url: str = ""
     log_format: str = "text"
     health: HealthRules = DEFAULT_RULES
@@ -54,8 +57,16 @@ class HubConfig:
     sync_inflight: int = 8
     sync_waiting: int = 64
 
+    @property
+    def province_title(self) -> str:
+        """The province as people name it: `Tỉnh Tuyên Quang` (its code if not known)."""
+        return self.province_name.strip() or PROVINCE_NAMES.get(self.province) \
+            or f"Tỉnh {self.province}"
+
     def validate(self) -> None:
         """Raise ValidationError naming the first bad field."""
+        if len(self.province_name) > 80:
+            raise ValidationError("province_name: at most 80 characters", field="province_name")
         if self.db != "sqlite" and not is_pg_url(self.db):
             raise ValidationError(
                 "db must be sqlite (the embedded store in the data dir) or a postgresql:// URL",

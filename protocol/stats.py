@@ -190,6 +190,16 @@ def report(facts: Iterable[Facts], periods: list[Period], now_ms: int, *,
             "rows": rows, "totals": totals}
 
 
+def steady_until(facts: Iterable[Facts], periods: list[Period], now_ms: int) -> int | None:
+    """Until when a report made at `now_ms` stays the same (None: for good). Time enters it only
+    by comparing `min(end, now)` with the facts' moments (received, due, each move) and the
+    periods' ends, so it can read otherwise only once now reaches the next of those."""
+    moments = (m for f in facts for m in (f.received_at, f.due_at, *f.reached.values(),
+                                          *(at for at, _ in f.moves)) if m is not None)
+    ends = (p.end_ms for p in periods)
+    return min((m for src in (moments, ends) for m in src if m >= now_ms), default=None)
+
+
 def to_csv(data: dict[str, Any], headers: dict[str, str] | None = None) -> str:
     """The report's rows, then a total line per period, as CSV (`csv_text`)."""
     return csv_text(COLUMNS, [*data["rows"], *data["totals"]], headers)

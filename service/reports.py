@@ -17,6 +17,7 @@ from protocol.stats import CLOSED, Facts, Period
 from protocol.views import dossier_view
 from service.db import index_hint
 from service.ui.formats import parse_day
+from service.ui.i18n import Messages
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +32,29 @@ UPDATED_INDEX = "CREATE INDEX IF NOT EXISTS dossiers_updated ON dossiers(updated
 MAX_DAYS = 3 * 366
 
 
-def _day(raw: str, name: str) -> date:
+def _day(raw: str, name: str, t: Messages | None) -> date:
     parsed = parse_day(raw)
     if parsed is None:
-        raise ValidationError(f"{name} must be a date (YYYY-MM-DD or dd/mm/yyyy)", field=name)
+        raise ValidationError(
+            t("stats.err.date", field=t(f"stats.{name}"), value=raw) if t else
+            f"{name} must be a date (YYYY-MM-DD or dd/mm/yyyy)", field=name)
     return date.fromisoformat(parsed)
 
 
-def parse_period(query: Any, today: date, *, default_first: date | None = None) -> Period:
-    """The period of `from` and `to` (dd/mm/yyyy or YYYY-MM-DD; this month to today by default,
-    or `default_first` to today), at most three years."""
-    first = _day(query["from"], "from") if query.get("from") else \
+def parse_period(query: Any, today: date, *, default_first: date | None = None,
+                 t: Messages | None = None) -> Period:
+    """The period of `from` and `to` (dd/mm/yyyy as the pages show, or YYYY-MM-DD; this month to
+    today by default, or `default_first` to today), at most three years. Errors in English, or
+    in `t`'s language for a page (its `stats.err.*` messages)."""
+    first = _day(query["from"], "from", t) if query.get("from") else \
         (default_first or today.replace(day=1))
-    last = _day(query["to"], "to") if query.get("to") else today
+    last = _day(query["to"], "to", t) if query.get("to") else today
     if last < first:
-        raise ValidationError("to must not be before from", field="to")
+        raise ValidationError(t("stats.err.order") if t else "to must not be before from",
+                              field="to")
     if (last - first).days >= MAX_DAYS:
-        raise ValidationError(f"a period of at most {MAX_DAYS} days", field="to")
+        raise ValidationError(t("stats.err.long", days=MAX_DAYS) if t else
+                              f"a period of at most {MAX_DAYS} days", field="to")
     return Period(first, last)
 
 

@@ -36,7 +36,7 @@ def _period(desk: Desk, request: web.Request, default_first: date | None
     """The period asked for, or the error; with the values to show in the form."""
     try:
         period = reports.parse_period(request.query, desk.store.today(),
-                                      default_first=default_first)
+                                      default_first=default_first, t=desk.renderer.t(request))
     except ValidationError as exc:
         return None, exc.message, {k: request.query.get(k, "") for k in ("from", "to")}
     return period, None, {"from": period.first.strftime("%d/%m/%Y"),
