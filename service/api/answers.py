@@ -11,13 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import msgspec
+from service.api.answer import Answer
+from service.api.form_answers import ApologyView, HandoverView, Refusal
 
 log = logging.getLogger(__name__)
-
-
-class Answer(msgspec.Struct, kw_only=True):
-    """A JSON answer."""
 
 
 class Error(Answer):
@@ -153,34 +150,6 @@ class HistoryLine(Answer):
     actor: str | None
     origin: str
     where: str
-    at: str | None
-
-
-class Refusal(Answer):
-    """A refusal (form 03): at the counter, or of an online submission."""
-
-    reasons: str
-    actor: str
-    at: str | None
-    at_counter: bool
-
-
-class ApologyView(Answer):
-    """An apology with its new appointment (form 04)."""
-
-    new_due: str | None
-    reason: str
-    actor: str
-    at: str | None
-    event: str
-
-
-class HandoverView(Answer):
-    """The hand-over of the result (the move to returned)."""
-
-    collected_by: str | None
-    id_document: str | None
-    actor: str
     at: str | None
 
 
