@@ -6,7 +6,7 @@ import logging
 
 from central_hub.nodes.fleet import FLEET_SCHEMA
 from central_hub.trust_store import TRUST_SCHEMA
-from service import accounts, clock_flags, dossier_store, reports
+from service import accounts, clock_flags, dossier_store, reports, search_text
 from service.migrations import Migration, Plan
 
 log = logging.getLogger(__name__)
@@ -78,5 +78,5 @@ MIGRATIONS = Plan("hub", (
     Migration(5, "dossiers by their last change, for the period reports",
               (reports.UPDATED_INDEX,)),
     Migration(6, "the search text holds searchable form values and the phone",
-              (dossier_store.refill_search_text,)),
+              (search_text.refill_search_text,)),
 ))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from service import accounts, clock_flags, dossier_store, reports
+from service import accounts, clock_flags, dossier_store, reports, search_text
 from service.migrations import Migration, Plan
 
 log = logging.getLogger(__name__)
@@ -30,5 +30,5 @@ MIGRATIONS = Plan("edge", (
     Migration(5, "dossiers by their last change, for the period reports",
               (reports.UPDATED_INDEX,)),
     Migration(6, "the search text holds searchable form values and the phone",
-              (dossier_store.refill_search_text,)),
+              (search_text.refill_search_text,)),
 ))

@@ -38,11 +38,12 @@ from protocol.lifecycle import STATUSES
 from protocol.merge import DossierState, apply, from_plain, to_plain
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
 from protocol.stats import Period
-from protocol.text import SEPARATOR, search_key, search_text
+from protocol.text import SEPARATOR, search_key
 from protocol.views import dossier_view
 from service import clock_flags, crashpoints
 from service.blobs import BlobStore
 from service.db import advisory_lock, index_hint, is_postgres
+from service.search_text import search_text_of
 from service.sqlite import transaction
 from service.ui.formats import parse_day
 
@@ -149,35 +150,6 @@ def _like(text: str) -> str:
 def wall_clock_ms() -> int:
     """The machine's clock in ms; stores add their offset to it."""
     return int(time.time() * 1000)
-
-
-def search_text_of(state: DossierState, catalogue: Catalogue) -> str:
-    """A dossier's search text: its name, searchable form values and phone, folded."""
-    fields = catalogue.searchable((state.header or {}).get("procedure"))
-    return search_text(state.value("applicant.full_name") or "",
-                       [state.value(f"fields.{f}") for f in fields],
-                       state.value("applicant.phone"))
-
-
-async def refill_search_text(conn: Any) -> None:
-    """Migration step: the search text of every row, now with its searchable form values and
-    phone (rows written before held the name alone), by the catalogue the database holds."""
-    catalogue = DEFAULT_CATALOGUE
-    async with conn.execute("SELECT version, data FROM refdata WHERE kind='procedures'") as cur:
-        row = await cur.fetchone()
-    if row is not None:
-        catalogue = parse_catalogue({**codec.unpack(row[1]), "version": int(row[0])})
-    last = ""
-    while True:  # in slices, by id: a national hub does not fit in one fetch
-        async with conn.execute("SELECT id, state FROM dossiers WHERE id > ? ORDER BY id "
-                                "LIMIT 2000", (last,)) as cur:
-            rows = list(await cur.fetchall())
-        if not rows:
-            return
-        last = rows[-1][0]
-        await conn.executemany("UPDATE dossiers SET name_fold=? WHERE id=?", [
-            (search_text_of(from_plain(codec.unpack_stored(blob)), catalogue), dossier)
-            for dossier, blob in rows])
 
 
 def dossier_row(state: DossierState, catalogue: Catalogue = DEFAULT_CATALOGUE

@@ -8,7 +8,7 @@ from contextlib import closing
 
 from edge_node.schema import MIGRATIONS as EDGE
 from protocol.text import search_key
-from service.dossier_store import refill_search_text
+from service.search_text import refill_search_text
 from tests.harness import Net, birth
 
 
