@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from service import accounts, clock_flags
+from service import accounts, clock_flags, reports, search_text
 from service.migrations import Migration, Plan
 from service.schema import SCHEMA as LOG_SCHEMA
 
@@ -28,4 +28,8 @@ MIGRATIONS = Plan("edge", (
     Migration(2, "a session's last activity in sessions", (accounts.SESSION_ACTIVITY,)),
     Migration(3, "users' full name and position", (accounts.STAFF_NAMES,)),
     Migration(4, "the clock-check flag's suspects and dossiers", (clock_flags.SCHEMA,)),
+    Migration(5, "dossiers by their last change, for the period reports",
+              (reports.UPDATED_INDEX,)),
+    Migration(6, "the search text holds searchable form values and the phone",
+              (search_text.refill_search_text,)),
 ))

@@ -17,11 +17,12 @@ from datetime import date
 from typing import Any
 
 from protocol import codec
+from protocol.attachments import attach_draft
 from protocol.calendar import Calendar, local
-from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue, parse_catalogue
+from protocol.catalogue import Catalogue, parse_catalogue
 from protocol.commands import (
     Draft,
-    attach_draft,
+    apology_draft,
     comment_draft,
     create_draft,
     resolve_draft,
@@ -50,7 +51,6 @@ class DossierStore:
         self.reader = log.reader
         self.scope = scope  # the only commune this node may touch (None: all, at the hub)
         self.agency = agency  # prefix of the codes of dossiers taken in here (None: none are)
-        self.catalogue: Catalogue = DEFAULT_CATALOGUE
         self.calendar = Calendar.of(h.day for h in DEFAULT_HOLIDAYS)
         self.ref_versions: dict[str, int] = {}  # kinds held from the hub's reference data
         self._blobs: BlobStore | None = None
@@ -65,6 +65,11 @@ class DossierStore:
     @blobs.setter
     def blobs(self, value: BlobStore) -> None:
         self._blobs = value
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The procedure catalogue in force (validation; the rows' search text too)."""
+        return self.log.catalogue
 
     def now_ms(self) -> int:
         """Corrected time (service/hubtime.py)."""
@@ -85,7 +90,7 @@ class DossierStore:
     def use_refdata(self, kind: str, version: int, data: dict[str, Any]) -> None:
         """Adopt reference data (already validated) for validation and due dates."""
         if kind == "procedures":
-            self.catalogue = parse_catalogue({**data, "version": version})
+            self.log.catalogue = parse_catalogue({**data, "version": version})
         elif kind == "holidays":
             self.calendar = Calendar.of(h.day for h in parse_holidays(data))
         else:
@@ -125,13 +130,22 @@ class DossierStore:
     async def search(self, *, status: str | None = None, q: str | None = None,
                      commune: str | None = None, conflicts_only: bool = False,
                      limit: int = 50, after: str | None = None, procedure: str | None = None,
-                     overdue_at: int | None = None) -> search.Page:
-        """Dossiers newest first, filtered, keyset-paged (`after` is the previous `next`).
-        `overdue_at` (a time in ms) keeps only dossiers overdue at that time."""
+                     overdue_at: int | None = None, before: str | None = None,
+                     offset: int = 0) -> search.Page:
+        """Dossiers newest first, filtered, keyset-paged both ways (`after` a page's `next`,
+        `before` its `prev`; else `offset` from the newest): `service/search.py`."""
         return await search.search(
             self.reader, self.now_ms(), status=status, q=q, commune=commune,
             conflicts_only=conflicts_only, limit=limit, after=after, procedure=procedure,
-            overdue_at=overdue_at)
+            overdue_at=overdue_at, before=before, offset=offset)
+
+    async def count(self, *, status: str | None = None, q: str | None = None,
+                    commune: str | None = None, conflicts_only: bool = False,
+                    procedure: str | None = None, overdue_at: int | None = None) -> int:
+        """How many dossiers `search` finds with these filters."""
+        return await search.count(self.reader, status=status, q=q, commune=commune,
+                                  conflicts_only=conflicts_only, procedure=procedure,
+                                  overdue_at=overdue_at)
 
     async def count_conflicts(self, commune: str | None = None) -> int:
         """How many dossiers have an open conflict."""
@@ -229,6 +243,11 @@ class DossierStore:
         """Settle a conflict with one value."""
         return await self._command(
             dossier_id, actor, lambda s: resolve_draft(body, s, self.catalogue, self.today()))
+
+    async def apologize(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
+        """An apology with a new appointment (form 04); the due date stays."""
+        return await self._command(
+            dossier_id, actor, lambda s: apology_draft(body, s, self.calendar, self.now_ms()))
 
     async def comment(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
         """Add a comment."""

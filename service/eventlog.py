@@ -27,6 +27,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from protocol import codec
+from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue
 from protocol.commands import Draft
 from protocol.errors import NotFound, StoreError
 from protocol.events import Event
@@ -88,6 +89,9 @@ class EventLog:
         self.origin = origin
         self.time = time
         self.book = book
+        # the procedures whose searchable fields the rows' search text holds (the node's
+        # reference data: service/dossier_store.py adopts it here)
+        self.catalogue: Catalogue = DEFAULT_CATALOGUE
         self.clock = Clock()
         self.own_seq = 0
         self.own_hash = b""
@@ -231,7 +235,7 @@ class EventLog:
                     commune = (state.header or {}).get("commune") or ""
                     event_rows.append((event.origin, event.seq, event.hlc, event.dossier, commune,
                                        event.kind, digest, codec.canonical(event)))
-                dossier_rows = [dossier_row(s) for s in touched.values()]
+                dossier_rows = [dossier_row(s, self.catalogue) for s in touched.values()]
                 if writing is not None:
                     await writing
                 writing = asyncio.ensure_future(self._write_rows(event_rows, dossier_rows))
@@ -339,7 +343,8 @@ class EventLog:
                     event = codec.decode_stored(body)
                     states[event.dossier] = apply(states.get(event.dossier), event)
             await self.conn.executemany(UPSERT_DOSSIER,
-                                        [dossier_row(s) for s in states.values()])
+                                        [dossier_row(s, self.catalogue)
+                                         for s in states.values()])
         return len(states)
 
     async def dossier_rows(self) -> dict[str, tuple[Any, ...]]:

@@ -11,8 +11,9 @@ import logging
 from typing import Any
 
 from protocol import codec
+from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue
 from protocol.merge import DossierState, to_plain
-from protocol.text import search_key
+from service.search_text import search_text_of
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ DOSSIER_COLUMNS = ("id, commune, code, procedure, status, name, name_fold, citiz
                    "received_at, due_at, conflicts, updated_hlc, state")
 
 
-def dossier_row(state: DossierState) -> tuple[Any, ...]:
-    """The `dossiers` row for a state (commune … state blob)."""
+def dossier_row(state: DossierState, catalogue: Catalogue = DEFAULT_CATALOGUE
+                ) -> tuple[Any, ...]:
+    """The `dossiers` row for a state (commune … state blob); `name_fold` is its search text
+    (`service/search_text.py`, with the catalogue's searchable fields of its procedure)."""
     header = state.header or {}
     name = state.value("applicant.full_name") or ""
     due = state.value("due_at")
@@ -89,7 +92,7 @@ def dossier_row(state: DossierState) -> tuple[Any, ...]:
         header.get("procedure"),
         state.value("status"),
         name,
-        search_key(name),
+        search_text_of(state, catalogue),
         state.value("applicant.citizen_id"),
         header.get("received_at"),
         due if isinstance(due, int) else None,

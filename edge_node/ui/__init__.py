@@ -13,7 +13,17 @@ from edge_node.config import EdgeConfig
 from edge_node.loop import SyncLoop
 from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
-from edge_node.ui import admin, clockcheck, dossiers, edit, home, intake, printing, syncview
+from edge_node.ui import (
+    admin,
+    clockcheck,
+    dossiers,
+    edit,
+    home,
+    intake,
+    printing,
+    reports,
+    syncview,
+)
 from edge_node.ui.desk import DESK, Desk, nav, procedure_name, status_label
 from service.accounts import Accounts
 from service.dossier_store import DossierStore
@@ -50,5 +60,5 @@ def mount_desk(app: web.Application, *, store: DossierStore, accounts: Accounts,
     renderer.hooks.append(context)
     app.router.add_routes([*home.routes(), *syncview.routes(), *intake.routes(),
                            *dossiers.routes(), *edit.routes(), *printing.routes(), *admin.routes(),
-                           *clockcheck.routes()])
+                           *reports.routes(), *clockcheck.routes()])
     return desk

@@ -55,6 +55,19 @@ class Applicant(Body, forbid_unknown_fields=True):
 
 
 
+class Refusal(Body):
+    """A refusal at the counter (form 03): the dossier is recorded as `refused`, no due date."""
+
+    reasons: Annotated[str, Meta(min_length=1, max_length=2000, description="one per line")]
+
+
+class Handover(Body):
+    """Who collected the result, and the ID document they showed (the move to returned)."""
+
+    collected_by: Annotated[str, Meta(min_length=1, max_length=100)]
+    id_document: Annotated[str, Meta(min_length=1, max_length=100)]
+
+
 class NewDossier(Body):
     """POST /api/dossiers: a dossier received at the desk."""
 
@@ -63,6 +76,10 @@ class NewDossier(Body):
     fields: Annotated[dict[str, Any], Meta(
         description="the procedure's form fields, by name (GET /api/procedures)")] = {}
     channel: Annotated[str, Meta(extra_json_schema={"enum": list(CHANNELS)})] = "counter"
+    refuse: Refusal | None = None
+    duplicates: Annotated[list[str], Meta(max_length=20, description=(
+        "codes of likely duplicates the desk showed and the clerk went on past (kept in the "
+        "history)"))] | None = None
 
 
 class Edit(Body):
@@ -83,6 +100,10 @@ class Transition(Body):
     to: Status
     base: Version | None = None
     note: Note | None = None
+    handover: Handover | None = None
+    supplement_by: Annotated[str, Meta(description=(
+        "form 02's deadline for the documents, YYYY-MM-DD (the move to supplement_requested)"
+    ))] | None = None
 
 
 class Resolve(Body):
@@ -97,6 +118,14 @@ class Comment(Body):
     """POST /api/dossiers/{id}/comments."""
 
     text: Annotated[str, Meta(min_length=1, max_length=MAX_NOTE)]
+
+
+class Apology(Body):
+    """POST /api/dossiers/{id}/apology: form 04."""
+
+    new_due: Annotated[str, Meta(description=(
+        "the new appointment: a working day YYYY-MM-DD (at 17:00) or YYYY-MM-DDTHH:MM"))]
+    reason: Annotated[str, Meta(min_length=1, max_length=2000)]
 
 
 class Upload(Body):
@@ -119,6 +148,7 @@ class DossierQuery(Body):
     conflicts: Annotated[bool, Meta(description="only dossiers with open conflicts")] = False
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 50
     after: Annotated[str, Meta(description="the `next` of the previous page")] | None = None
+    before: Annotated[str, Meta(description="a page's `prev`: the page before it")] | None = None
 
 
 class ClockCheckQuery(Body):

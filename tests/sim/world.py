@@ -299,8 +299,10 @@ class World:
     async def _write(self, who: Replica, op: str, dossier: str, call: Any) -> str:
         try:
             view = await call
-        except (Conflict, ValidationError) as exc:  # refused as staff see it (409, 422)
-            outcome = f"{exc.status} {exc.message}"
+        except Conflict as exc:
+            outcome = f"409 {exc.message}"
+        except ValidationError as exc:  # an edit of a closed dossier without its reason
+            outcome = f"422 {exc.message}"
         else:
             who.remember(view)
             outcome = _set_outcome(view)
