@@ -26,20 +26,11 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "bench"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(ROOT) not in sys.path:  # run as `python bench/…` from anywhere
+    sys.path.insert(0, str(ROOT))
 
-from sync_throughput import (  # noqa: E402
-    DossierFaker,
-    Processes,
-    acli,
-    free_port,
-    run_main,
-    wait_ready,
-    work_dir,
-)
-
+from bench.dossier_faker import DossierFaker  # noqa: E402
+from bench.processes import Processes, acli, free_port, run_main, wait_ready, work_dir  # noqa: E402
 from edge_node import config as edge_config  # noqa: E402
 from tests.faults.linkproxy import LinkProxy, Toxics  # noqa: E402
 

@@ -5,11 +5,11 @@
                                          [--batch 500] [--profile 25]
 
 Each node writes `--dossiers` creates and then edits spread over them (`--events` in all per
-node), hash-chained as an edge writes them; the hub's `HubStore.ingest_from` takes them in batches
-of `--batch` (with `--http-body`: the whole `exchange.serve`, i.e. decoding a real request body,
+node), hash-chained as an edge writes them; the hub's `HubStore.ingest.accept` takes them in
+batches of `--batch` (with `--http-body`: the whole `exchange.serve`, i.e. decoding a real request body,
 checking it, ingesting, reading the scope, recording the session). Prints events/s (wall), this
 process's CPU µs per event (PostgreSQL's own CPU is in its server processes, not counted), and with
-`--profile N` the N costliest functions by own time. `bench/fleet.py` measures the same hub over
+`--profile N` the N costliest functions by own time. `bench/fleet` measures the same hub over
 HTTP with a thousand communes; this isolates the per-event work.
 """
 
@@ -73,7 +73,7 @@ async def main() -> None:
         work: list[tuple[Node, list[Event]]] = []
         for i in range(args.nodes):
             commune = f"{2200 + i:05d}"
-            enrollment = await hub.enroll(await hub.create_enroll_token(commune, None))
+            enrollment = await hub.trust.enroll(await hub.trust.create_enroll_token(commune, None))
             node = Node(enrollment.node, enrollment.commune)
             work.append((node, chain(node, hub.now_ms(), args.dossiers, args.events)))
         total = sum(len(events) for _, events in work)
@@ -90,12 +90,12 @@ async def main() -> None:
                 outcome = await exchange.serve(hub, node, bodies[i], 4 << 20)
                 assert outcome.error is None, outcome.error
             else:
-                await hub.ingest_from(node, batch)
-        await hub.flush_sessions()
+                await hub.ingest.accept(node, batch)
+        await hub.sessions.flush()
         if profile:
             profile.disable()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        path = "exchange.serve (request bodies)" if args.http_body else "HubStore.ingest_from"
+        path = "exchange.serve (request bodies)" if args.http_body else "HubStore.ingest.accept"
         store = "SQLite" if args.db == "sqlite" else "PostgreSQL"
         print(f"{store}, {path}: {total:,} events from {args.nodes} nodes in batches of "
               f"{args.batch}: {wall:.2f} s wall, {total / wall:,.0f} events/s; this process "

@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/…` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from bench.sync_throughput import DossierFaker, machine, run_main  # noqa: E402
+from bench.dossier_faker import DossierFaker  # noqa: E402
+from bench.processes import machine, run_main  # noqa: E402
 from tests.faults.netns import Link, LinkUnavailable, unavailable  # noqa: E402
 from tests.faults.procs import Procs, intake_offline, netns_nodes  # noqa: E402
 

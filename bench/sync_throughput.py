@@ -19,29 +19,30 @@ import dataclasses
 import json
 import logging
 import os
-import platform
-import random
 import resource
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Coroutine, Iterator
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import psutil  # type: ignore[import-untyped]
-from faker import Faker
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/…` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from bench.dossier_faker import DossierFaker  # noqa: E402
+from bench.processes import (  # noqa: E402
+    Processes,
+    cli,
+    free_port,
+    machine,
+    run_main,
+    vm_hwm,
+    wait_ready,
+    work_dir,
+)
 from edge_node import config as edge_config  # noqa: E402
 from edge_node.store import EdgeStore  # noqa: E402
 from edge_node.sync import SyncClient  # noqa: E402
@@ -54,209 +55,6 @@ T = TypeVar("T")
 TARGET_RATE = 10_000.0
 TARGET_BYTES = 150.0
 TARGET_EDIT = 100.0
-
-# -- realistic dossiers ---------------------------------------------------------------------------
-
-VILLAGES = ("Nà Khá", "Khuổi Phầy", "Bản Tát", "Nà Mỏ", "Khuôn Khiển", "Phiêng Mơ", "Nà Chác",
-            "Bản Va", "Khau Làn", "Nặm Đăm", "Thôm Mẻ", "Nà Lầu")
-ETHNICITIES = ("Tày",) * 5 + ("Dao",) * 3 + ("Kinh",) * 2 + ("H'Mông", "Nùng", "Sán Chay")
-MIDDLE_MALE = ("Văn", "Văn", "Đức", "Minh", "Hữu", "Quang", "Công", "Xuân", "Thành")
-MIDDLE_FEMALE = ("Thị", "Thị", "Thị", "Ngọc", "Thu", "Thanh", "Hồng", "Kim")
-PHONE_PREFIXES = ("032", "033", "034", "035", "036", "037", "038", "039", "070", "076", "077",
-                  "078", "079", "081", "082", "083", "084", "085", "086", "088", "089", "090",
-                  "091", "093", "094", "096", "097", "098")
-
-
-class DossierFaker:
-    """Birth-registration bodies (CONTRACT §7 POST /api/dossiers) for a mountain commune."""
-
-    def __init__(self, seed: int, commune: str = "Côn Lôn", province_code: str = "008") -> None:
-        self.fake = Faker("vi_VN")
-        self.fake.seed_instance(seed)
-        self.rng = random.Random(seed)
-        self.commune = commune
-        self.province_code = province_code
-
-    def person(self, male: bool, family: str | None = None) -> str:
-        """A Vietnamese full name: family, middle, given."""
-        middle = self.rng.choice(MIDDLE_MALE if male else MIDDLE_FEMALE)
-        given = self.fake.first_name_male() if male else self.fake.first_name_female()
-        return f"{family or self.fake.last_name()} {middle} {given}"
-
-    def citizen_id(self, birth_year: int, male: bool) -> str:
-        """A 12-digit personal ID: province, century/sex digit, year, serial."""
-        century = (birth_year // 100 - 19) * 2 + (0 if male else 1)
-        serial = self.rng.randrange(1_000_000)
-        return f"{self.province_code}{century}{birth_year % 100:02d}{serial:06d}"
-
-    def phone(self) -> str:
-        """A Vietnamese mobile number."""
-        return self.rng.choice(PHONE_PREFIXES) + f"{self.rng.randrange(10_000_000):07d}"
-
-    def address(self) -> str:
-        """A village address in the commune."""
-        return f"Thôn {self.rng.choice(VILLAGES)}, xã {self.commune}, tỉnh Tuyên Quang"
-
-    def birth(self, today: date | None = None) -> dict[str, Any]:
-        """One birth registration filed by the father or the mother."""
-        today = today or date.today()
-        father_year = self.rng.randint(1980, 2004)
-        mother_year = self.rng.randint(1985, 2006)
-        family = self.fake.last_name()
-        father = self.person(True, family)
-        mother = self.person(False)
-        by_father = self.rng.random() < 0.6
-        male_child = self.rng.random() < 0.51
-        born = today - timedelta(days=self.rng.randint(1, 60))
-        ethnicity = self.rng.choice(ETHNICITIES)
-        return {
-            "procedure_code": "1.001193",
-            "applicant": {
-                "full_name": father if by_father else mother,
-                "citizen_id": self.citizen_id(father_year if by_father else mother_year,
-                                              by_father),
-                "phone": self.phone(),
-                "address": self.address(),
-            },
-            "fields": {
-                "relationship": "Cha" if by_father else "Mẹ",
-                "child_full_name": self.person(male_child, family),
-                "child_birth_date": born.isoformat(),
-                "child_sex": "Nam" if male_child else "Nữ",
-                "child_ethnicity": ethnicity,
-                "child_nationality": "Việt Nam",
-                "child_birth_place": self.rng.choice(
-                    (f"Trạm y tế xã {self.commune}", "Bệnh viện Đa khoa khu vực Na Hang",
-                     "Bệnh viện Đa khoa tỉnh Tuyên Quang", "Tại nhà")),
-                "mother_full_name": mother,
-                "mother_birth_year": str(mother_year),
-                "father_full_name": father,
-                "father_birth_year": str(father_year),
-            },
-        }
-
-
-# -- processes ------------------------------------------------------------------------------------
-
-def free_port(preferred: int = 0) -> int:
-    """`preferred` if nothing listens there, else any free port."""
-    for port in (preferred, 0) if preferred else (0,):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise RuntimeError("no free port")
-
-
-def cli(*args: str, stdin: str | None = None) -> str:
-    """Run `python -m <args>` (central_hub / edge_node) and return its stdout; fail loudly."""
-    done = subprocess.run([sys.executable, "-m", *args], input=stdin, capture_output=True,
-                          text=True, cwd=ROOT, timeout=60, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:2])} failed ({done.returncode}): "
-                           f"{done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout.strip()
-
-
-async def acli(*args: str, stdin: str | None = None) -> str:
-    """`cli` without blocking the event loop (the proxies in this process keep forwarding)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate((stdin or "").encode()), 120)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:2])} failed ({proc.returncode}): "
-                           f"{err.decode().strip() or out.decode().strip()}")
-    return out.decode().strip()
-
-
-class Processes:
-    """Child server processes, each in its own session so Ctrl-C reaches only us; stopped on exit."""
-
-    def __init__(self) -> None:
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, name: str, args: list[str], logfile: Path) -> subprocess.Popen[bytes]:
-        """Start `python -m <args>` with its output in `logfile`."""
-        with logfile.open("ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        self.procs.append((name, proc))
-        return proc
-
-    def stop(self) -> None:
-        """SIGTERM every child (a clean aiohttp shutdown), then SIGKILL what lingers."""
-        for _, proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 10
-        for _, proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
-
-
-async def wait_ready(url: str, proc: subprocess.Popen[bytes], logfile: Path,
-                     within: float = 30.0) -> None:
-    """Poll `url` until it answers; a clear error (with the log tail) if the process died."""
-    deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                tail = logfile.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{url}: the process exited ({proc.returncode}):\n{tail}")
-            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status < 500:
-                        return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {within:.0f} s")
-
-
-def run_main(coro: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run`, where Ctrl-C and SIGTERM cancel the main task so every `finally` runs
-    (proxies closed, sessions closed); then raise KeyboardInterrupt."""
-    async def guarded() -> T:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        return await coro
-
-    try:
-        return asyncio.run(guarded())
-    except asyncio.CancelledError:
-        raise KeyboardInterrupt from None
-
-
-@contextlib.contextmanager
-def work_dir(data: Path | None, keep: bool) -> Iterator[Path]:
-    """`data` (kept), or a fresh temporary dir removed afterwards unless `keep`."""
-    if data is not None:
-        data.mkdir(parents=True, exist_ok=True)
-        yield data
-        return
-    root = Path(tempfile.mkdtemp(prefix="commune-sync-"))
-    try:
-        yield root
-    finally:
-        if keep:
-            print(f"data kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-
 
 # -- the benchmark --------------------------------------------------------------------------------
 
@@ -284,15 +82,6 @@ class PeakRss:
             self.peak = max(self.peak, self.proc.memory_info().rss)
         if self._task is not None:
             self._task.cancel()
-
-
-def vm_hwm(pid: int) -> int:
-    """The kernel's lifetime peak RSS of a process (VmHWM), 0 if unknown."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def cpu_s(proc: psutil.Process) -> float:
@@ -348,10 +137,10 @@ async def bench(args: argparse.Namespace, root: Path, procs: Processes) -> dict[
             started = time.perf_counter()
             versions: dict[str, str] = {}
             for body in bodies:
-                view = await store.create(body, "clerk")
+                view = await store.dossiers.create(body, "clerk")
                 versions[view["id"]] = view["version"]
             intake_s = time.perf_counter() - started
-            pending, _ = await store.pending_stats()
+            pending, _ = await store.sync.pending_stats()
 
             print("sync: one session through the proxy…", flush=True)
             with PeakRss(hub.pid) as hub_rss:
@@ -366,12 +155,12 @@ async def bench(args: argparse.Namespace, root: Path, procs: Processes) -> dict[
             print(f"edits: one field on {m} dossiers, then one sync…", flush=True)
             chosen = faker.rng.sample(sorted(versions), m)
             for dossier_id in chosen:
-                await store.edit(dossier_id, {"set": {"applicant.phone": faker.phone()},
+                await store.dossiers.edit(dossier_id, {"set": {"applicant.phone": faker.phone()},
                                               "base": versions[dossier_id]}, "clerk")
             with PeakRss(hub.pid) as hub_rss_edits:
                 edits = await timed_sync(client, proxy, hub.pid)
-            last = (await store.view(chosen[0]))["version"]
-            await store.edit(chosen[0], {"set": {"applicant.phone": faker.phone()},
+            last = (await store.dossiers.view(chosen[0]))["version"]
+            await store.dossiers.edit(chosen[0], {"set": {"applicant.phone": faker.phone()},
                                          "base": last}, "clerk")
             single = await timed_sync(client, proxy, hub.pid)
         finally:
@@ -454,17 +243,6 @@ def report(r: dict[str, Any]) -> None:
         print(f"  {a:<{width}}  {b:>{vwidth}}  {c}")
     print()
     print(json.dumps(r, ensure_ascii=False))
-
-
-def machine() -> str:
-    """CPU count and model, for the record."""
-    model = platform.processor() or "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} CPU(s), {model}, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:

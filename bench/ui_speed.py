@@ -6,7 +6,7 @@ Targets (issue 5): with 100,000 dossiers every page renders in < 200 ms and a se
 The shortcut that makes filling fast: events are built here in time order (creates, transitions,
 a few edits and commune/province conflicts) with `protocol.commands.create_draft` for the real
 payloads and due dates, stamped as the node's own chain (seq, hlc = the event's time, prev hash), and
-applied through `DossierStore._apply_events` in transactions of BATCH events: the same fold and the
+applied through `EventLog.append` in transactions of BATCH events: the same fold and the
 same rows as live writes, without one transaction, one lock round and one HTTP request per event.
 The node's clock, ack and per-day code counters are then set as if it had synced. No hub runs: the
 sync indicator honestly shows the hub as unreachable.
@@ -125,7 +125,7 @@ def plan(store: EdgeStore, n: int, now: int, seed: int) -> list[tuple[int, int, 
     """(time, dossier index, kind, payload) for N dossiers received over three years, in order."""
     maker = Maker(seed)
     rng = maker.rng
-    catalogue = store.catalogue
+    catalogue = store.dossiers.catalogue
     codes = [c for c, w in PROCEDURES for _ in range(w)]
     days = 3 * 365
     today_start = to_ms(datetime.combine(local(now).date(), datetime.min.time(), VN_TZ))
@@ -152,7 +152,7 @@ def plan(store: EdgeStore, n: int, now: int, seed: int) -> list[tuple[int, int, 
                 maker.fields(proc.code, local(received - 3 * DAY).date().isoformat()),
                 local(received).date()), "counter"),
             commune=COMMUNE, code=f"{AGENCY}-{yymmdd}-{counters[yymmdd]:04d}",
-            received_ms=received, calendar=store.calendar)
+            received_ms=received, calendar=store.dossiers.calendar)
         items.append((received, i, "create", draft.payload))
         due = int(draft.payload["due_at"])
         age_days = (now - received) / DAY
@@ -218,7 +218,7 @@ async def fill(store: EdgeStore, n: int, seed: int) -> tuple[int, float]:
 
     async def flush() -> None:
         async with store.lock, transaction(store.conn):
-            await store._apply_events(batch)
+            await store.log.append(batch)
         batch.clear()
 
     for t, i, kind, payload in items:
@@ -237,9 +237,9 @@ async def fill(store: EdgeStore, n: int, seed: int) -> tuple[int, float]:
     if batch:
         await flush()
     async with store.lock, transaction(store.conn):
-        await store.set_meta("hlc", last_hlc)
-        await store.set_meta("ack", seq[NODE])
-        await store.set_meta("last_success_at", now - 5 * 60_000)
+        await store.log.set_meta("hlc", last_hlc)
+        await store.log.set_meta("ack", seq[NODE])
+        await store.log.set_meta("last_success_at", now - 5 * 60_000)
         async with store.conn.execute("SELECT code FROM dossiers") as cur:
             days: dict[str, int] = {}
             for (code,) in await cur.fetchall():
@@ -286,7 +286,7 @@ async def measure(data: Path, config: EdgeConfig, repeat: int) -> list[tuple[str
                 row = await cur.fetchone()
             assert row
             did, code, cid, name = row
-            state = await store.load_state(did, committed=True)
+            state = await store.dossiers.load_state(did, committed=True)
             assert state is not None
             child = str(state.value("fields.child_full_name") or name)
             phone = str(state.value("applicant.phone") or "0912345678")

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from service.web import Unavailable
+from protocol.errors import Unavailable
 
 
 class HubBusy(Unavailable):

@@ -25,8 +25,8 @@ from central_hub.store import HubStore, Node
 from central_hub.tls import Authority
 from protocol import APP_VERSION
 from protocol.codec import DEFAULT_LIMITS, inflate_bound
-from protocol.errors import NotFound, SyncError, TransportError, ValidationError
-from protocol.messages import encode_error
+from protocol.errors import NotFound, SyncError, TransportError, ValidationError, status_of
+from protocol.messages import CONTENT_TYPE, encode_error
 from service.accounts import Accounts
 from service.api import answers
 from service.api.openapi import openapi_route
@@ -45,7 +45,6 @@ from service.web import (
     json_response,
     read_body,
     retry_headers,
-    status_of,
 )
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,6 @@ class ClientGone(TransportError):
     """The client closed its connection before its exchange started: nothing to do."""
 
 MAX_CHUNK = 2 * 1024 * 1024
-CONTENT_TYPE = "application/vnd.commune-sync+zstd"
 STORE = web.AppKey("store", HubStore)
 METRICS = web.AppKey("metrics", HubMetrics)
 MONITOR = web.AppKey("monitor", Monitor)
@@ -163,7 +161,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
     async def node_of(request: web.Request, sha: str) -> Node:
         node = await guard.node(request)
         check_sha(sha)
-        if not await store.blob_allowed(sha, node.commune):
+        if not await store.refs.allowed(sha, node.commune):
             raise NotFound("no attachment of this commune names that blob")
         return node
 
@@ -207,7 +205,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
 
     @operation("The latest security alerts", tag="fleet", answer=answers.SecurityEvents)
     async def security(request: web.Request) -> web.Response:
-        return json_response({"items": await store.security_events()})
+        return json_response({"items": await store.trust.security_events()})
 
     @operation("Liveness", tag="health", answer=answers.HubHealth, public=True)
     async def healthz(request: web.Request) -> web.Response:
@@ -226,8 +224,8 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         web.get("/v1/blobs/{sha}", blob_status),
         web.put("/v1/blobs/{sha}", blob_put),
         web.get("/v1/blobs/{sha}/data", blob_get),
-        *dossier_routes(store, on_write=snapshot.invalidate),
-        *clock_check_routes(store, on_write=snapshot.invalidate),
+        *dossier_routes(store.dossiers, on_write=snapshot.invalidate),
+        *clock_check_routes(store.dossiers, on_write=snapshot.invalidate),
         *account_routes(accounts),
         web.get("/api/nodes", nodes),
         web.get("/healthz", healthz),

@@ -30,7 +30,7 @@ from protocol import APP_VERSION
 from protocol.errors import StoreError, ValidationError
 from service import atomic
 from service.blobs import SHA_RE
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from service import pki
 from service.cli import EXIT_ERROR, EXIT_OK, Parser, add_account
 from service.cli import run as run_cli
 from service.db import is_pg_url, redact
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from service.loopback import is_loopback
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ async def cmd_enroll(args: Any) -> int:
         if tls.has_tls(args.data):
             fingerprint = pki.fingerprint(pki.load_cert(
                 (tls.tls_dir(args.data) / tls.CA_CERT).read_bytes()))
-        print(await store.create_enroll_token(args.commune, args.name, fingerprint))
+        print(await store.trust.create_enroll_token(args.commune, args.name, fingerprint))
     finally:
         await store.close()
     return EXIT_OK
@@ -245,7 +245,7 @@ async def cmd_operator_add(args: Any) -> int:
 async def cmd_revoke(args: Any) -> int:
     store = await _open(args.data)
     try:
-        await store.revoke(args.node)
+        await store.trust.revoke(args.node)
     finally:
         await store.close()
     print(f"node {args.node} revoked")
@@ -258,7 +258,7 @@ async def cmd_verify(args: Any) -> int:
         report = await audit(store)
         first = report.first
         if first is not None:
-            await store.alert("audit_failed", first.describe(), origin=first.origin,
+            await store.trust.alert("audit_failed", first.describe(), origin=first.origin,
                               seq=first.seq)
     finally:
         await store.close()
@@ -311,7 +311,7 @@ async def cmd_procedures_import(args: Any) -> int:
     text, fmt = _read(args.file)
     store = await _open(args.data)
     try:
-        catalogue = import_procedures(text, fmt, store.catalogue)
+        catalogue = import_procedures(text, fmt, store.dossiers.catalogue)
         version = await store.publish("procedures", catalogue_to_plain(catalogue))
     finally:
         await store.close()

@@ -39,7 +39,7 @@ async def log_epoch(store: HubStore) -> str:
         await store.conn.execute(
             "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
             (EPOCH_KEY, secrets.token_hex(8)))
-        epoch = await store.get_meta(EPOCH_KEY)
+        epoch = await store.log.get_meta(EPOCH_KEY)
     return str(epoch)
 
 
@@ -50,9 +50,9 @@ async def rotate_epoch(store: HubStore) -> str:
     epoch = secrets.token_hex(8)
     origin = f"{HUB_ORIGIN}.{epoch}"
     async with store.lock, transaction(store.conn):
-        await store.set_meta(EPOCH_KEY, epoch)
-        await store.set_meta(RESTORED_KEY, store.now_ms())
-        await store.set_meta(ORIGIN_KEY, origin)
-    store.origin, store.own_seq, store.own_hash = origin, 0, b""
+        await store.log.set_meta(EPOCH_KEY, epoch)
+        await store.log.set_meta(RESTORED_KEY, store.now_ms())
+        await store.log.set_meta(ORIGIN_KEY, origin)
+    store.log.write_as(origin, (0, b""))
     log.warning("log epoch rotated to %s: every edge reads the log again from the start", epoch)
     return epoch

@@ -22,6 +22,7 @@ from protocol import is_hub_origin
 from protocol.errors import AuthError, SyncError
 from protocol.events import Event
 from protocol.messages import SyncResponse, decode_request, encode_error, encode_response
+from protocol.session import read_from, want_bytes
 from service import crashpoints
 
 log = logging.getLogger(__name__)
@@ -46,32 +47,34 @@ async def serve(store: HubStore, node: Node, body: bytes,
     try:
         req = decode_request(body)
         if req.node != node.node:
-            await store.alert("node_mismatch", f"request names node {req.node!r}",
-                              node=node.node)
+            await store.trust.alert("node_mismatch", f"request names node {req.node!r}",
+                                    node=node.node)
             raise AuthError("node id in the request does not match the credential")
-        ack, rejections = await store.ingest_from(node, await _hold_back(store, node, req.events))
+        events_in = await _hold_back(store, node, req.events)
+        ack, rejections = await store.ingest.accept(node, events_in)
         crashpoints.hit("hub.after_commit")
-        want = min(max(req.want_bytes, 1024), max_want)
         epoch = await log_epoch(store)
-        start, reset = req.cursor, False
-        if (req.epoch and req.epoch != epoch) or (req.cursor and req.cursor > await store.log_size()):
+        start, reset = read_from(req.cursor, req.epoch, epoch,
+                                 await store.log_size() if req.cursor else 0)
+        if reset:
             log.warning("%s: cursor %d is of another log (epoch %r, this log's %r): answering "
                         "from the start", node.node, req.cursor, req.epoch, epoch)
-            start, reset = 0, True
-        events, cursor, more = await store.read_scope(node, start, want)
+        events, cursor, more = await store.read_scope(node, start,
+                                                      want_bytes(req.want_bytes, max_want))
         payload = encode_response(SyncResponse(
             ack, events, cursor, more, store.now_ms(), rejections,
             refdata=await store.refdata_newer(req.ref), epoch=epoch, reset=reset))
     except SyncError as exc:
         log.warning("sync refused for %s: %s", node.node, exc.message)
-        await store.record_session(node, app="?", protocol=0, stats={}, ok=False,
-                                   error=exc.message, bytes_in=len(body), bytes_out=0,
-                                   duration_ms=int((time.monotonic() - started) * 1000))
+        await store.sessions.record(node, app="?", protocol=0, stats={}, ok=False,
+                                    error=exc.message, bytes_in=len(body), bytes_out=0,
+                                    duration_ms=int((time.monotonic() - started) * 1000))
         return Outcome(encode_error(exc.code, exc.message), exc)
-    await store.record_session(node, app=req.app, protocol=req.protocol, stats=req.stats,
-                               ok=True, error=None, bytes_in=len(body), bytes_out=len(payload),
-                               events_in=len(req.events), events_out=len(events),
-                               duration_ms=int((time.monotonic() - started) * 1000))
+    await store.sessions.record(node, app=req.app, protocol=req.protocol, stats=req.stats,
+                                ok=True, error=None, bytes_in=len(body),
+                                bytes_out=len(payload), events_in=len(req.events),
+                                events_out=len(events),
+                                duration_ms=int((time.monotonic() - started) * 1000))
     return Outcome(payload, None, len(req.events), len(events))
 
 
@@ -92,11 +95,12 @@ async def _hold_back(store: HubStore, node: Node, events: list[Event]) -> list[E
         if not others or event.dossier in created:
             continue
         if event.dossier not in unknown:
-            unknown[event.dossier] = await store.load_state(event.dossier, committed=True) is None
+            state = await store.dossiers.load_state(event.dossier, committed=True)
+            unknown[event.dossier] = state is None
         if not unknown[event.dossier]:
             continue
         if live is None:
-            live = {n["node"] for n in await store.nodes() if not n["revoked_at"]}
+            live = {n["node"] for n in await store.sessions.nodes() if not n["revoked_at"]}
         if any(o in live for o in others):
             log.warning("%s seq %d held back: its dossier was written by %s, who has not sent "
                         "it again since the restore", node.node, event.seq,

@@ -29,9 +29,9 @@ from central_hub.ratelimit import TokenBuckets
 from central_hub.store import HubStore, Node
 from central_hub.tls import Authority, check_lan_names, peer_certificate
 from protocol import APP_VERSION
-from protocol.errors import AuthError, NotFound, RemoteProtocolError, ValidationError
+from protocol.errors import AuthError, NotFound, RateLimited, RemoteProtocolError, ValidationError
 from service import pki
-from service.web import RateLimited, json_body, json_response, token_of
+from service.web import json_body, json_response, token_of
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,13 @@ class NodeGuard:
             if cert is None:
                 raise AuthError("a node certificate is required (mutual TLS)")
             node_id = pki.node_of(cert)
-            commune = await self.store.certificate_node(node_id, pki.serial_of(cert))
+            commune = await self.store.trust.certificate_node(node_id, pki.serial_of(cert))
             node = Node(node_id, commune)
         else:
             token = token_of(request)
             if not token:
                 raise AuthError("node credential required")
-            node = await self.store.authenticate(token)
+            node = await self.store.trust.authenticate(token)
         self._limit(self.buckets, node.node)
         return node
 
@@ -90,7 +90,7 @@ class NodeGuard:
             if body.get("csr") is not None:
                 raise ValidationError("this hub serves plain HTTP and issues no certificates; "
                                       "enroll over https://", field="csr")
-            result = await self.store.enroll(body["token"])
+            result = await self.store.trust.enroll(body["token"])
             extra: dict[str, Any] = {"credential": result.credential}
         else:
             if not isinstance(body.get("csr"), str):
@@ -104,7 +104,7 @@ class NodeGuard:
                 return issued.pem, issued.serial, issued.not_after_ms
 
             lan_csr = self._lan_request(body)  # checked before the token is spent
-            result = await self.store.enroll_certificate(body["token"], issue)
+            result = await self.store.trust.enroll_certificate(body["token"], issue)
             extra = {"certificate": result.certificate, "ca": authority.ca_pem,
                      **self._lan_certificate(authority, lan_csr, body, result.node)}
         log.info("node %s enrolled for commune %s", result.node, result.commune)
@@ -166,17 +166,17 @@ class NodeGuard:
         authority.check_issued(old, self.store.now_ms())
         node_id = pki.node_of(old)
         try:
-            await self.store.recoverable_node(node_id, pki.serial_of(old))
+            await self.store.trust.recoverable_node(node_id, pki.serial_of(old))
             pki.check_renewal_proof(old, csr, proof)
         except AuthError as exc:
-            await self.store.alert("recovery_refused", exc.message, node=node_id)
+            await self.store.trust.alert("recovery_refused", exc.message, node=node_id)
             raise
         self._limit(self.buckets, node_id)
         return await self._issue(authority, node_id, csr, "recovered")
 
     async def _issue(self, authority: Authority, node: str, csr: Any, how: str) -> web.Response:
         issued = authority.issue(csr, node, self.store.now_ms())
-        await self.store.record_certificate(node, issued.serial, issued.not_after_ms)
+        await self.store.trust.record_certificate(node, issued.serial, issued.not_after_ms)
         log.info("node %s %s its certificate (serial %s)", node, how, issued.serial)
         return json_response({"node": node, "certificate": issued.pem, "ca": authority.ca_pem,
                               "hub_time": self.store.now_ms()})

@@ -214,9 +214,9 @@ async def reissue_refdata(store: HubStore) -> dict[str, int]:
     fresh = {kind: ref["version"] + REFDATA_STEP for kind, ref in current.items()}
     async with store.lock, transaction(store.conn):
         for kind, ref in current.items():
-            await store.save_refdata(kind, fresh[kind], ref["data"])
+            await store.dossiers.save_refdata(kind, fresh[kind], ref["data"])
     for kind, ref in current.items():
-        store.use_refdata(kind, fresh[kind], ref["data"])
+        store.dossiers.use_refdata(kind, fresh[kind], ref["data"])
     return fresh
 
 

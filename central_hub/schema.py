@@ -1,19 +1,22 @@
-"""The hub database's tables and their migrations (service/migrations.py runs them at open)."""
+"""The hub database's own tables, beside the log's (service/schema.py), and the migrations that
+bring a database to this code's version (service/migrations.py runs them at open): communes and
+nodes, their exchanges, enrollment, the chain head of every origin, who may fetch which blob,
+quarantined events, and the trust records (certificates, security alerts).
+"""
 
 from __future__ import annotations
 
 import logging
 
 from central_hub.nodes.fleet import FLEET_SCHEMA
-from central_hub.trust_store import TRUST_SCHEMA
-from service import accounts, clock_flags, dossier_store, reports, search_text
+from service import accounts, clock_flags, reports, search_text
 from service.migrations import Migration, Plan
+from service.schema import SCHEMA as LOG_SCHEMA
 
 log = logging.getLogger(__name__)
 
-# Version 1 of the hub's own tables (the log's are service/dossier_store.py's, the trust records'
-# central_hub/trust_store.py's, the fleet's central_hub/nodes/fleet.py's): never edit it, add a
-# migration to MIGRATIONS.
+# Version 1 of the hub's own tables (the log's are service/schema.py's, the fleet's
+# central_hub/nodes/fleet.py's): never edit them, add a migration to MIGRATIONS.
 HUB_SCHEMA = """
 CREATE TABLE IF NOT EXISTS communes (code TEXT PRIMARY KEY, name TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS nodes (
@@ -68,10 +71,31 @@ CREATE TABLE IF NOT EXISTS quarantine (
     code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (origin, seq)
 );
 """
+TRUST_SCHEMA = """
+CREATE TABLE IF NOT EXISTS node_certs (
+    serial TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    not_after INTEGER NOT NULL,
+    first_used_at INTEGER,
+    revoked_at INTEGER,
+    reason TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS node_certs_node ON node_certs(node, issued_at);
+CREATE TABLE IF NOT EXISTS security_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    node TEXT,
+    origin TEXT,
+    seq INTEGER,
+    detail TEXT NOT NULL
+);
+"""
 
 MIGRATIONS = Plan("hub", (
     Migration(1, "the first release's tables",
-              (dossier_store.SCHEMA, HUB_SCHEMA, TRUST_SCHEMA, FLEET_SCHEMA, accounts.SCHEMA)),
+              (LOG_SCHEMA, HUB_SCHEMA, TRUST_SCHEMA, FLEET_SCHEMA, accounts.SCHEMA)),
     Migration(2, "a session's last activity in sessions", (accounts.SESSION_ACTIVITY,)),
     Migration(3, "users' full name and position", (accounts.STAFF_NAMES,)),
     Migration(4, "the clock-check flag's suspects and dossiers", (clock_flags.SCHEMA,)),

@@ -15,36 +15,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from protocol.errors import AuthError, NotFound, ValidationError
+from service.eventlog import EventLog
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
 
 ALERT_EVERY_MS = 60_000
 TOKEN_TTL_MS = 72 * 3600 * 1000
-TRUST_SCHEMA = """
-CREATE TABLE IF NOT EXISTS node_certs (
-    serial TEXT PRIMARY KEY,
-    node TEXT NOT NULL,
-    issued_at INTEGER NOT NULL,
-    not_after INTEGER NOT NULL,
-    first_used_at INTEGER,
-    revoked_at INTEGER,
-    reason TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS node_certs_node ON node_certs(node, issued_at);
-CREATE TABLE IF NOT EXISTS security_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    node TEXT,
-    origin TEXT,
-    seq INTEGER,
-    detail TEXT NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +63,13 @@ def check_commune(code: str) -> str:
 
 
 class TrustStore:
-    """Certificates, alerts and audit reads; mixed into `HubStore` (same connections)."""
+    """Certificates, alerts and audit reads: a part of `HubStore`, over the log's connection."""
 
-    conn: aiosqlite.Connection
-    reader: aiosqlite.Connection
-    lock: Any
-
-    def now_ms(self) -> int:  # provided by DossierStore (first in HubStore's bases)
-        raise NotImplementedError
+    def __init__(self, log: EventLog) -> None:
+        self.conn = log.conn
+        self.reader = log.reader
+        self.lock = log.lock
+        self.now_ms = log.time.now_ms
 
     # -- enrollment and credentials -------------------------------------------------------------
 
@@ -258,6 +235,14 @@ class TrustStore:
                 (now, kind, node, origin, seq, detail[:500], kind, node, now - ALERT_EVERY_MS))
         log.warning("security alert %s node=%s origin=%s seq=%s: %s", kind, node, origin, seq,
                     detail[:200])
+
+    async def record_alert(self, at: int, kind: str, detail: str, *, node: str, origin: str,
+                           seq: int) -> None:
+        """Record a security alert inside the caller's transaction (it goes with what it is
+        about, e.g. a quarantine), without the once-a-minute limit of `alert`."""
+        await self.conn.execute(
+            "INSERT INTO security_events(at, kind, node, origin, seq, detail) "
+            "VALUES (?,?,?,?,?,?)", (at, kind, node, origin, seq, detail))
 
     async def security_events(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest security alerts, newest first (for the dashboard)."""

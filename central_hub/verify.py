@@ -77,7 +77,7 @@ def _check_body(origin: str, seq: int, digest: bytes, body: bytes, prev: bytes) 
 async def _audit_origin(store: HubStore, origin: str, head: tuple[int, bytes] | None,
                         report: Report) -> Finding | None:
     expect, prev, last_pos = 1, b"", 0
-    async for table, seq, pos, digest, body in store.audit_rows(origin):
+    async for table, seq, pos, digest, body in store.trust.audit_rows(origin):
         report.events += table == "events"
         report.quarantined += table == "quarantine"
         if seq < expect:
@@ -102,7 +102,7 @@ async def _audit_origin(store: HubStore, origin: str, head: tuple[int, bytes] | 
 async def audit(store: HubStore) -> Report:
     """Audit every origin's chain in the hub's log."""
     report = Report()
-    for origin, head in sorted((await store.audit_origins()).items()):
+    for origin, head in sorted((await store.trust.audit_origins()).items()):
         report.origins += 1
         finding = await _audit_origin(store, origin, head, report)
         if finding is not None:

@@ -54,24 +54,24 @@ async def open_accounts(data_dir: Path, idle_s: float = IDLE_S) -> Accounts:
     return Accounts(await upgraded(await connect(path), MIGRATIONS, str(path)), ROLES, idle_s)
 
 
-async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
+async def sync_status(store: EdgeStore, client: SyncClient[EdgeStore]) -> dict[str, Any]:
     """What `GET /api/sync` answers, also used by `edge-node status`."""
-    pending, oldest = await store.pending_stats()
-    last = await store.get_meta("last_success_at")
-    back = await clock_flags.went_back(store)  # offline, the clock went back: say so already
-    offset = store.clock_offset_ms if back is None else back
+    pending, oldest = await store.sync.pending_stats()
+    last = await store.log.get_meta("last_success_at")
+    back = await clock_flags.went_back(store.dossiers)  # offline, the clock went back: say so
+    offset = store.time.offset_ms if back is None else back
     return {
         "state": client.state,
         "pending_events": pending,
-        "pending_blobs": await store.pending_blobs(),
+        "pending_blobs": await store.queue.pending(),
         "oldest_pending_age_s": oldest,
         "last_success_at": iso(int(last)) if last else None,
         "last_error": client.last_error,
         "clock_offset_ms": offset,
         "clock_warning": abs(offset) > CLOCK_WARNING_MS,
-        "clock_checks": await clock_flags.count_flagged(store),  # dossiers to check: clock
-        "rejected": await store.rejections(),
-        "warning": await store.sync_warning(),  # e.g. the hub was restored from a backup
+        "clock_checks": await clock_flags.count_flagged(store.dossiers),  # to check: clock
+        "rejected": await store.sync.rejections(),
+        "warning": await store.sync.warning(),  # e.g. the hub was restored from a backup
         "progress": client.progress.plain(),  # the attempt under way, or how the last one ended
     }
 
@@ -100,19 +100,20 @@ def disk_floor(guard: Callable[[], DiskGuard]) -> Any:
     return middleware
 
 
-def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: SyncLoop,
-              config: EdgeConfig) -> web.Application:
+def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient[EdgeStore],
+              loop: SyncLoop, config: EdgeConfig) -> web.Application:
     """The aiohttp application for one edge node."""
     app = web.Application(middlewares=[error_middleware, auth_middleware(accounts)],
                           client_max_size=2 * 1024 * 1024)
     app[STORE], app[LOOP], app[CLIENT] = store, loop, client
+    dossiers = store.dossiers
 
     @operation("Receive a dossier at the desk", tag="dossiers", body=bodies.NewDossier,
                answer=answers.Dossier, status=201,
                guard=lambda request, plain: authorize(current_user(request), "intake", plain))
     async def create(request: web.Request, body: bodies.NewDossier) -> web.Response:
         """Status `accepted`, with its receipt code and due date; invalid input stores nothing."""
-        view = await store.create(bodies.as_dict(body), current_user(request).username)
+        view = await dossiers.create(bodies.as_dict(body), current_user(request).username)
         loop.kick()
         return json_response(view, status=201)
 
@@ -128,18 +129,18 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
     @operation("The procedure catalogue and its forms", tag="reference",
                answer=answers.Procedures)
     async def catalogue(request: web.Request) -> web.Response:
-        return json_response({"version": store.ref_versions.get("procedures", 0), "items": [
+        return json_response({"version": dossiers.ref_versions.get("procedures", 0), "items": [
             {"code": p.code, "name_vi": p.name_vi, "name_en": p.name_en,
              "limit_days": p.limit_days, "same_day_cutoff": p.same_day_cutoff,
              "fields": [{"name": f.name, "label_vi": f.label_vi, "label_en": f.label_en,
                          "type": f.type, "required": f.required, "choices": list(f.choices)}
                         for f in p.fields]}
-            for p in store.catalogue.procedures]})
+            for p in dossiers.catalogue.procedures]})
 
     @operation("The holiday calendar", tag="reference", answer=answers.Holidays)
     async def holidays(request: web.Request) -> web.Response:
-        return json_response({"version": store.ref_versions.get("holidays", 0),
-                              "items": sorted(d.isoformat() for d in store.calendar.holidays)})
+        return json_response({"version": dossiers.ref_versions.get("holidays", 0),
+                              "items": sorted(d.isoformat() for d in dossiers.calendar.holidays)})
 
     @operation("The dossier lifecycle", tag="reference", answer=answers.Statuses)
     async def statuses(request: web.Request) -> web.Response:
@@ -155,8 +156,8 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
 
     app.add_routes([
         web.post("/api/dossiers", create),
-        *dossier_routes(store, on_write=loop.kick, authorize=authorize),
-        *clock_check_routes(store, on_write=loop.kick, authorize=authorize),
+        *dossier_routes(dossiers, on_write=loop.kick, authorize=authorize),
+        *clock_check_routes(dossiers, on_write=loop.kick, authorize=authorize),
         *account_routes(accounts),
         web.get("/api/sync", get_sync),
         web.post("/api/sync", post_sync),
@@ -166,7 +167,7 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
         web.get("/healthz", healthz),
         openapi_route(TITLE),
     ])
-    mount_desk(app, store=store, accounts=accounts, client=client, loop=loop, config=config,
+    mount_desk(app, store=dossiers, accounts=accounts, client=client, loop=loop, config=config,
                sync_status=lambda: sync_status(store, client))
     # innermost, so the desk's error pages render a refusal in the user's language
     app.middlewares.append(disk_floor(lambda: client.disk))

@@ -13,15 +13,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
 from protocol.errors import Conflict, NotFound, RemoteProtocolError
+from protocol.session import BLOB_CHUNK, BLOB_CHUNK_START
 from service import crashpoints
 
 log = logging.getLogger(__name__)
-
-MIN_CHUNK = 16 * 1024
-MAX_CHUNK = 1024 * 1024
-QUICK_S, SLOW_S = 2.0, 10.0
 
 
 @dataclass(slots=True)
@@ -38,16 +36,10 @@ class BlobStats:
 class BlobMover:
     """Uploads and downloads the blobs an edge store has queued."""
 
-    def __init__(self, client: SyncClient) -> None:
+    def __init__(self, client: SyncClient[EdgeStore]) -> None:
         self.client = client
         self.store = client.store
-        self.chunk = 64 * 1024
-
-    def _adapt(self, elapsed: float) -> None:
-        if elapsed > SLOW_S:
-            self.chunk = max(MIN_CHUNK, self.chunk // 2)
-        elif elapsed < QUICK_S:
-            self.chunk = min(MAX_CHUNK, self.chunk * 2)
+        self.chunk = BLOB_CHUNK_START
 
     async def _json(self, method: str, path: str, body: bytes | None = None,
                     params: dict[str, int] | None = None) -> dict[str, object]:
@@ -63,14 +55,14 @@ class BlobMover:
     async def run(self, should_yield: Callable[[], Awaitable[bool]]) -> BlobStats:
         """Move everything queued, or until `should_yield` says events are waiting."""
         stats = BlobStats()
-        for sha, size in await self.store.blobs_to_move("up"):
+        for sha, size in await self.store.queue.to_move("up"):
             if not await self._upload(sha, size, stats, should_yield):
                 stats.yielded = True
                 return stats
         if self.client.disk.low():  # a scan may be megabytes: keep the space for intake
             log.warning("disk below the floor: not fetching scans from the hub")
             return stats
-        for sha, size in await self.store.blobs_to_move("down"):
+        for sha, size in await self.store.queue.to_move("down"):
             try:
                 if not await self._download(sha, size, stats, should_yield):
                     stats.yielded = True
@@ -95,16 +87,16 @@ class BlobMover:
                 continue
             stats.bytes_up += len(chunk)
             crashpoints.hit("edge.blob.after_chunk")
-            self._adapt(time.monotonic() - started)
+            self.chunk = BLOB_CHUNK.after(self.chunk, time.monotonic() - started)
             have = int(str(answer["have"]))
-        await self.store.blob_done(sha, "up")
+        await self.store.queue.done(sha, "up")
         stats.uploaded += 1
         return True
 
     async def _download(self, sha: str, size: int, stats: BlobStats,
                         should_yield: Callable[[], Awaitable[bool]]) -> bool:
         if self.store.blobs.has(sha):
-            await self.store.blob_done(sha, "down")
+            await self.store.queue.done(sha, "down")
             return True
         have = self.store.blobs.have(sha)
         while have < size:
@@ -117,8 +109,8 @@ class BlobMover:
             if not data:
                 raise RemoteProtocolError("hub sent an empty blob chunk")
             stats.bytes_down += len(data)
-            self._adapt(time.monotonic() - started)
+            self.chunk = BLOB_CHUNK.after(self.chunk, time.monotonic() - started)
             have = await self.store.blobs.append(sha, have, data, size)
-        await self.store.blob_done(sha, "down")
+        await self.store.queue.done(sha, "down")
         stats.downloaded += 1
         return True

@@ -139,8 +139,9 @@ async def cmd_status(args: Any) -> int:
         status = await sync_status(store, client)
         status.pop("state")
         status.update(node=config.node, commune=config.commune, hub=config.hub_url,
-                      dossiers=await store.dossier_count(), ack=await store.ack(),
-                      cursor=await store.cursor(), conflicts_open=await store.count_conflicts())
+                      dossiers=await store.dossier_count(), ack=await store.sync.ack(),
+                      cursor=await store.sync.cursor(),
+                      conflicts_open=await store.dossiers.count_conflicts())
         identity = Identity(args.data)
         if identity.exists():
             status["certificate_expires_at"] = iso(pki.expires_ms(identity.certificate()))

@@ -17,8 +17,9 @@ from edge_node.config import EdgeConfig
 from edge_node.identity import Identity
 from edge_node.store import EdgeStore
 from protocol.errors import AuthError, NetworkError, RemoteProtocolError, ValidationError
+from protocol.session import hub_clock_at
 from service import certclock, pki
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from service.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,8 @@ async def enroll(data: Path, hub_url: str, token: str, ca_file: Path | None = No
                                      config.agency)
         hub_time = answer.get("hub_time")
         if isinstance(hub_time, int):  # start with corrected time, before the first sync
-            await store.set_meta("clock_correction_ms", hub_time - (t_sent + t_received) // 2)
+            correction = hub_clock_at(hub_time, (t_received - t_sent) / 1000) - t_received
+            await store.log.set_meta("clock_correction_ms", correction)
         await store.close()
         accounts = await open_accounts(data)
         await accounts.conn.close()

@@ -22,7 +22,7 @@ import aiohttp
 from protocol.errors import AuthError, NetworkError, RemoteProtocolError
 from service import certclock
 from service.certclock import TimeView
-from service.dossier_store import DossierStore
+from service.hubtime import HubTime
 
 if TYPE_CHECKING:
     from edge_node.identity import Identity
@@ -37,15 +37,16 @@ CLOCK_WARNING_MS = 2 * 60 * 1000  # GET /api/sync's clock_warning, the hub's clo
 class HubClock:
     """The time a node's TLS contexts judge certificate dates by (`view`)."""
 
-    def __init__(self, store: DossierStore | None = None) -> None:
-        self.store = store
+    def __init__(self, hub_time: HubTime | None = None) -> None:
+        self.time = hub_time  # the node's corrected clock (service.hubtime), once it has one
         self.floor_ms = 0  # the hub's time at the last successful exchange (kept in meta)
         self._anchor: tuple[int, float] | None = None  # (hub ms, monotonic s) without a store
 
-    async def load(self, store: DossierStore) -> None:
-        """Read the floor kept by the last successful exchange."""
-        self.store = store
-        self.floor_ms = max(self.floor_ms, int(await store.get_meta("last_success_at", 0) or 0))
+    def load(self, hub_time: HubTime, floor_ms: int) -> None:
+        """Follow the node's corrected clock, with the floor kept by the last successful
+        exchange."""
+        self.time = hub_time
+        self.floor_ms = max(self.floor_ms, floor_ms)
 
     def raise_floor(self, hub_ms: int) -> None:
         """An exchange succeeded on a checked connection at `hub_ms`: that time has passed."""
@@ -54,14 +55,14 @@ class HubClock:
     @property
     def known(self) -> bool:
         """True once this process knows the hub's time."""
-        if self.store is not None:
-            return self.store.hub_time_known
+        if self.time is not None:
+            return self.time.anchored
         return self._anchor is not None
 
     def now_ms(self) -> int | None:
         """The hub's time now, if known."""
-        if self.store is not None:
-            return self.store.now_ms() if self.store.hub_time_known else None
+        if self.time is not None:
+            return self.time.now_ms() if self.time.anchored else None
         if self._anchor is None:
             return None
         hub_ms, mono = self._anchor
@@ -77,8 +78,8 @@ class HubClock:
 
     def anchor(self, hub_ms: int, rtt_s: float, at_mono: float) -> None:
         """Adopt the hub's time read about half a round trip before `at_mono`."""
-        if self.store is not None:
-            self.store.set_hub_time(hub_ms, rtt_s, at_mono)
+        if self.time is not None:
+            self.time.set_hub_time(hub_ms, rtt_s, at_mono)
         else:
             self._anchor = (hub_ms + int(rtt_s * 500), at_mono)
 
@@ -157,11 +158,11 @@ def cert_refusal(exc: BaseException, clock: HubClock) -> AuthError:
                      f"at enrollment): {exc}")
 
 
-async def learn(clock: HubClock, store: DossierStore, ca_file: Path, hub: str,
+async def learn(clock: HubClock, hub_time: HubTime, floor_ms: int, ca_file: Path, hub: str,
                 timeout_s: float) -> None:
     """Once per process: load the floor, then probe the hub's time (no-op once it is known)."""
-    if clock.store is None:
-        await clock.load(store)
+    if clock.time is None:
+        clock.load(hub_time, floor_ms)
     if clock.known:
         return
     offset = await probe(hub, ca_file.read_text("ascii"), clock, timeout_s)

@@ -8,8 +8,10 @@ import logging
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from edge_node.blobsync import BlobMover, BlobStats
+from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient, backoff
 from protocol.errors import SyncError, TransportError
+from protocol.session import next_state
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +19,7 @@ log = logging.getLogger(__name__)
 class SyncLoop:
     """Background sync: right after local writes, every interval, and with backoff when down."""
 
-    def __init__(self, client: SyncClient) -> None:
+    def __init__(self, client: SyncClient[EdgeStore]) -> None:
         self.client = client
         self.mover = BlobMover(client)
         self.kicked = asyncio.Event()
@@ -59,7 +61,7 @@ class SyncLoop:
             return BlobStats()
 
     async def _events_waiting(self) -> bool:
-        pending, _ = await self.client.store.pending_stats()
+        pending, _ = await self.client.store.sync.pending_stats()
         return pending > 0 or self.kicked.is_set()
 
     def _note_retry_after(self, state: RetryCallState) -> None:
@@ -110,5 +112,6 @@ class SyncLoop:
                 await self._wait(config.backoff_cap_s)
             except Exception:
                 log.exception("sync loop error")
-                self.client.state, self.client.last_error = "error", "internal error; see the log"
+                self.client.state = next_state(self.client.state, "fault")
+                self.client.last_error = "internal error; see the log"
                 await self._wait(config.backoff_cap_s)

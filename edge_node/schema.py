@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from service import accounts, clock_flags, dossier_store, reports, search_text
+from service import accounts, clock_flags, reports, search_text
 from service.migrations import Migration, Plan
+from service.schema import SCHEMA as LOG_SCHEMA
 
 log = logging.getLogger(__name__)
 
-# Version 1 of the edge's own tables (the log's are service/dossier_store.py's): never edit it, add
+# Version 1 of the edge's own tables (the log's are service/schema.py's): never edit it, add
 # a migration to MIGRATIONS.
 EDGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS code_counter (day TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
@@ -23,7 +24,7 @@ CREATE TABLE IF NOT EXISTS rejected (
 
 MIGRATIONS = Plan("edge", (
     Migration(1, "the first release's tables",
-              (dossier_store.SCHEMA, EDGE_SCHEMA, accounts.SCHEMA)),
+              (LOG_SCHEMA, EDGE_SCHEMA, accounts.SCHEMA)),
     Migration(2, "a session's last activity in sessions", (accounts.SESSION_ACTIVITY,)),
     Migration(3, "users' full name and position", (accounts.STAFF_NAMES,)),
     Migration(4, "the clock-check flag's suspects and dossiers", (clock_flags.SCHEMA,)),

@@ -1,9 +1,11 @@
 """The sync client: one round trip carries both ways; a session loops until nothing is pending.
 
-Transport failures are mapped to `TransportError` (retried with capped, jittered exponential
-backoff by tenacity); protocol, version and auth errors are not retried blindly: they are shown to
-staff and the loop waits for a kick or the cap. The batch size follows the link: it doubles after a
-quick success and halves after a timeout or a slow round trip.
+The shell around `protocol/session.py`: it reads what to send from the edge's database, posts it,
+and hands the answer to the database, which commits what the session rules say it does. Transport
+failures are mapped to `TransportError` (retried with capped, jittered exponential backoff by
+tenacity); a refusal is mapped by the error registry (`protocol.errors.from_answer`): protocol,
+version and auth errors are not retried blindly, they are shown to staff and the loop waits for a
+kick or the cap. The batch size follows the link (`protocol.session.Adaptive`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 from tenacity.stop import stop_after_attempt, stop_never
 
 from edge_node import hubtime, lan
+from edge_node.clientstore import Batch, ClientStore, Exchange, Outgoing, SessionResult
 from edge_node.config import EdgeConfig
 from edge_node.disk import DiskGuard
 from edge_node.hubtime import HubClock
@@ -28,72 +30,35 @@ from edge_node.identity import Identity
 from edge_node.identity import recover as recover_certificate
 from edge_node.identity import renew as renew_certificate
 from edge_node.progress import Progress
-from edge_node.store import EdgeStore
 from protocol import APP_VERSION
 from protocol.errors import (
     AuthError,
-    Conflict,
     NetworkError,
-    NotFound,
     ReadTimeout,
     RemoteProtocolError,
-    ServerBusy,
     SyncError,
     TransportError,
     ValidationError,
-    VersionMismatch,
+    from_answer,
 )
-from protocol.messages import SyncRequest, decode_error, decode_response, encode_request
-from service import certclock, clock_flags, crashpoints
+from protocol.messages import (
+    CONTENT_TYPE,
+    SyncRequest,
+    decode_error,
+    decode_response,
+    encode_request,
+)
+from protocol.session import MIN_BATCH, Adaptive, next_state, session_done
+from service import certclock, crashpoints
 from service.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "application/vnd.commune-sync+zstd"
-MIN_BATCH = 4 * 1024
-SLOW_S = 10.0
-QUICK_S = 2.0
 MIN_WANT = 1024  # the least the hub sends back (below the hard disk floor)
-
 
 # Sends a request body, returns the response body; raises TransportError or a protocol error.
 Transport = Callable[[bytes], Awaitable[bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Own events in compact wire form, ready to send."""
-
-    plain: dict[str, Any]
-    first: int
-    last: int
-
-    @property
-    def count(self) -> int:
-        """How many events."""
-        return self.last - self.first + 1 if self.last else 0
-
-
-class Exchange(NamedTuple):
-    """What one round trip did."""
-
-    sent: int
-    received: int
-    more: bool
-    bytes_up: int
-    bytes_down: int
-
-
-@dataclass(slots=True)
-class SessionResult:
-    """What one sync session did."""
-
-    sent: int = 0
-    received: int = 0
-    round_trips: int = 0
-    bytes_up: int = 0
-    bytes_down: int = 0
-    pending_after: int = 0
+S = TypeVar("S", bound=ClientStore)
 
 
 def backoff(cap_s: float) -> Callable[[RetryCallState], float]:
@@ -109,10 +74,10 @@ def backoff(cap_s: float) -> Callable[[RetryCallState], float]:
     return wait
 
 
-class SyncClient:
+class SyncClient(Generic[S]):
     """Talks to the hub for one edge store."""
 
-    def __init__(self, store: EdgeStore, config: EdgeConfig,
+    def __init__(self, store: S, config: EdgeConfig,
                  session: aiohttp.ClientSession | None = None,
                  transport: Transport | None = None) -> None:
         self.store = store
@@ -120,8 +85,9 @@ class SyncClient:
         self.config = config
         self._session = session
         self._own_session = session is None
+        self.sizes = Adaptive(MIN_BATCH, config.batch_bytes_max)
         self.batch_bytes = config.batch_bytes
-        self.state = "offline"
+        self.state = "offline"  # protocol.session.SESSION_TRANSITIONS
         self.last_error: str | None = None
         self.rejected_total = 0
         self.progress = Progress()  # what the attempt under way does, for the desk
@@ -173,7 +139,8 @@ class SyncClient:
         """Over HTTPS, before this process's first exchange: learn the hub's time by a probe
         that sends nothing, so certificate dates are judged by it (edge_node.hubtime)."""
         if self.transport is None and self.identity is not None and self.identity.exists():
-            await hubtime.learn(self.hub_clock, self.store, self.identity.ca_file,
+            await hubtime.learn(self.hub_clock, self.store.time,
+                                await self.store.sync.last_success(), self.identity.ca_file,
                                 self.config.hub_url, self.config.request_timeout_s)
 
     async def ensure_identity(self) -> None:
@@ -183,7 +150,7 @@ class SyncClient:
         identity = self.identity
         if identity is None or self.transport is not None or not identity.exists():
             return
-        due = identity.due(self.store.now_ms())
+        due = identity.due(self.store.time.now_ms())
         if due == "ok":
             return
         hub = self.config.hub_url.rstrip("/")
@@ -211,41 +178,36 @@ class SyncClient:
 
     async def stats(self) -> dict[str, Any]:
         """Health figures sent to the hub with every request."""
-        pending, oldest = await self.store.pending_stats()
-        disk_free = self.disk.free()
-        return {
-            "pending_events": pending,
-            "pending_blobs": await self.store.pending_blobs(),
-            "oldest_pending_age_s": oldest,
-            "disk_free": disk_free,
-            "disk_floor": self.config.disk_floor_mb * 1024 * 1024,  # the hub shows a refusal
-            "clock_offset_ms": self.store.clock_offset_ms,
-            "conflicts_open": await self.store.count_conflicts(),
-            "dossiers": await self.store.dossier_count(),
-            "last_error": self.last_error or "",
-            "app_version": APP_VERSION,
-            "contact_every_s": max(1, round(self.config.sync_interval_s)),
-        }
+        return {**await self.store.health(), "disk_free": self.disk.free(),
+                "disk_floor": self.config.disk_floor_mb * 1024 * 1024,  # the hub shows a refusal
+                "last_error": self.last_error or "", "app_version": APP_VERSION,
+                "contact_every_s": max(1, round(self.config.sync_interval_s))}
 
     async def _batch(self, after: int) -> Batch:
-        batch, first, last = await self.store.pending_batch(after, self.batch_bytes)
+        batch, first, last = await self.store.sync.pending_batch(after, self.batch_bytes)
         return Batch(batch, first, last)
 
-    async def exchange(self, batch: Batch | None = None,
-                       prefetch: bool = False) -> tuple[Exchange, Batch | None]:
-        """One round trip sending `batch` (or the events after the ack). With `prefetch`, the
-        batch after this one is read and encoded while the hub works; it is returned for the
-        next round trip and is valid if the hub acks everything sent."""
-        acked = await self.store.ack()
+    async def prepare(self, batch: Batch | None = None) -> Outgoing:
+        """The next request: `batch` (or the events after the ack) and where this node stands."""
+        sync = self.store.sync
+        acked = await sync.ack()
         if batch is None:
             batch = await self._batch(acked)
         request = SyncRequest(
-            node=self.config.node, events=[], batch=batch.plain, cursor=await self.store.cursor(),
+            node=self.config.node, events=[], batch=batch.plain, cursor=await sync.cursor(),
             want_bytes=MIN_WANT if self.disk.very_low() else self.config.want_bytes,
-            clock_ms=self.store.wall(),
-            stats=await self.stats(), ref=dict(self.store.ref_versions),
-            epoch=await self.store.hub_epoch())
-        body = encode_request(request)
+            clock_ms=self.store.time.wall(),
+            stats=await self.stats(), ref=sync.refdata_held(), epoch=await sync.hub_epoch())
+        return Outgoing(encode_request(request), batch, acked)
+
+    async def exchange(self, batch: Batch | None = None, prefetch: bool = False,
+                       outgoing: Outgoing | None = None) -> tuple[Exchange, Batch | None]:
+        """One round trip sending `outgoing` (or `batch`, or the events after the ack). With
+        `prefetch`, the batch after this one is read and encoded while the hub works; it is
+        returned for the next round trip and is valid if the hub acks everything sent."""
+        if outgoing is None:
+            outgoing = await self.prepare(batch)
+        body, batch = outgoing.body, outgoing.batch
         self.progress.sending(batch.count)
         started = time.monotonic()
         post = asyncio.ensure_future(self._post(body))
@@ -263,19 +225,15 @@ class SyncClient:
             response = decode_response(payload)
         except RemoteProtocolError as exc:  # a body garbled in transit: safe to retry
             raise NetworkError(f"response garbled in transit: {exc.message}") from exc
-        received = await self.store.apply_response(response, received_at - started, received_at,
-                                                   sent_after=acked)
+        received = await self.store.sync.apply_response(
+            response, received_at - started, received_at, sent_after=outgoing.acked)
         self.rejected_total += len(response.rejections)
-        self._adapt(time.monotonic() - started, bool(batch.count))
+        self.batch_bytes = self.sizes.after(self.batch_bytes, time.monotonic() - started,
+                                            bool(batch.count))
         if response.ack < batch.last:
             following = None  # the hub holds less than we sent: resend from its ack
-        return Exchange(batch.count, received, response.more, len(body), len(payload)), following
-
-    def _adapt(self, elapsed: float, sent_any: bool) -> None:
-        if elapsed > SLOW_S:
-            self.batch_bytes = max(MIN_BATCH, self.batch_bytes // 2)
-        elif sent_any and elapsed < QUICK_S:
-            self.batch_bytes = min(self.config.batch_bytes_max, self.batch_bytes * 2)
+        return Exchange(batch.count, received, response.more, len(body), len(payload),
+                        max(0, response.ack - outgoing.acked), received_at - started), following
 
     async def _post(self, body: bytes) -> bytes:
         if self.transport is not None:
@@ -301,7 +259,7 @@ class SyncClient:
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After", "")
         except TimeoutError as exc:
-            self.batch_bytes = max(MIN_BATCH, self.batch_bytes // 2)
+            self.batch_bytes = self.sizes.after_timeout(self.batch_bytes)
             self.progress.failed("timeout")
             raise ReadTimeout(f"hub did not answer within {self.config.request_timeout_s:.0f} s") \
                 from exc
@@ -319,63 +277,56 @@ class SyncClient:
         if 200 <= status < 300:
             return status, payload
         code, message = decode_error(payload)
-        if status == 404:
-            raise NotFound(message)
-        if status == 409:
-            raise Conflict(message)
-        if status >= 500 or status == 429:
-            raise ServerBusy(f"hub answered {status}: {message}",
-                             float(retry_after) if retry_after.isdigit() else None)
-        if status in (401, 403):
-            raise AuthError(f"hub refused this node's credential: {message}")
-        if status == 426 or code == "version":
-            raise VersionMismatch(message)
-        raise RemoteProtocolError(f"hub refused the request ({status} {code}): {message}")
+        raise from_answer(status, code, message,
+                          float(retry_after) if retry_after.isdigit() else None)
 
-    async def session_once(self) -> SessionResult:
-        """Exchange until nothing is pending either way (or a round trip fails)."""
+    async def session_once(self, first: Outgoing | None = None,
+                           on_trip: Callable[[Exchange], None] | None = None) -> SessionResult:
+        """Exchange until nothing is pending either way (or a round trip fails). `first`: the
+        first request, prepared beforehand; `on_trip` is told what each round trip did."""
         result = SessionResult()
-        self.state = "syncing"
-        self.progress.begin(self.store.now_ms())
+        sync = self.store.sync
+        self.state = next_state(self.state, "start")
+        self.progress.begin(self.store.time.now_ms())
         try:
-            await clock_flags.settle(self.store)  # a clock gone back is flagged even offline
+            await self.store.settle_clock()  # a clock gone back is flagged even offline
             await self.learn_hub_time()
-            await clock_flags.settle(self.store)
+            await self.store.settle_clock()
             await self.ensure_identity()
             following: Batch | None = None
             while True:
-                ack_before = await self.store.ack()
+                ack_before = await sync.ack()
                 if following is not None and not following.count:
                     following = None
-                step, following = await self.exchange(following, prefetch=True)
-                sent, received, more, up, down = step
-                result.sent += sent
-                result.received += received
+                step, following = await self.exchange(following, prefetch=True, outgoing=first)
+                first = None
+                if on_trip is not None:
+                    on_trip(step)
+                result.sent += step.sent
+                result.received += step.received
                 result.round_trips += 1
-                result.bytes_up += up
-                result.bytes_down += down
-                self.hub_clock.raise_floor(self.store.now_ms())  # on a date-checked link
-                if await clock_flags.settle(self.store):
+                result.bytes_up += step.bytes_up
+                result.bytes_down += step.bytes_down
+                self.hub_clock.raise_floor(self.store.time.now_ms())  # on a date-checked link
+                if await self.store.settle_clock():
                     continue  # flags for stamps now known to be off: send them too
-                pending, _ = await self.store.pending_stats()
-                ack_after = await self.store.ack()
-                stalled = sent > 0 and ack_after == ack_before
-                rewound = ack_after < ack_before  # a restored hub: send the rest again
-                if not more and not rewound and (pending == 0 or sent == 0 or stalled):
-                    break
-                if more and not rewound and (pending == 0 or stalled) and self.disk.very_low():
-                    log.warning("disk below the hard floor: not pulling the hub's events")
+                pending, _ = await sync.pending_stats()
+                pull = not (step.more and self.disk.very_low())
+                if session_done(sent=step.sent, more=step.more, ack_before=ack_before,
+                                ack_after=await sync.ack(), pending=pending, pull=pull):
+                    if step.more:
+                        log.warning("disk below the hard floor: not pulling the hub's events")
                     break
         except TransportError as exc:
-            self.state, self.last_error = "offline", exc.message
+            self.state, self.last_error = next_state(self.state, "transport"), exc.message
             raise
         except SyncError as exc:
-            self.state, self.last_error = "error", exc.message
+            self.state, self.last_error = next_state(self.state, "refused"), exc.message
             raise
         finally:
-            self.progress.end(self.store.now_ms())
-        self.state, self.last_error = "online", None
-        result.pending_after, _ = await self.store.pending_stats()
+            self.progress.end(self.store.time.now_ms())
+        self.state, self.last_error = next_state(self.state, "done"), None
+        result.pending_after, _ = await sync.pending_stats()
         return result
 
     async def session(self, attempts: int | None = None,

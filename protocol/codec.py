@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -342,14 +343,20 @@ def encode_own_batch(events: list[Event]) -> dict[str, Any]:
     return {"start": first.seq, "prev": first.prev, "ev": rows}
 
 
-def own_batch_from_stored(bodies: list[bytes]) -> tuple[dict[str, Any], int, int]:
-    """The compact own batch built straight from stored canonical rows (no Event objects);
-    return (batch, first seq, last seq). The rows must be one origin's contiguous events."""
+def own_batch_from_stored(bodies: Iterable[bytes], max_bytes: int | None = None
+                          ) -> tuple[dict[str, Any], int, int]:
+    """The compact own batch built straight from stored canonical rows (no Event objects), of
+    the first rows up to `max_bytes` of them (at least one); return (batch, first seq, last seq).
+    The rows must be one origin's contiguous events."""
     rows: list[list[Any]] = []
     first = last = 0
     prev0 = b""
     last_hlc = 0
+    size = 0
     for body in bodies:
+        size += len(body)
+        if rows and max_bytes is not None and size > max_bytes:
+            break
         _, seq, hlc, dossier, actor, kind, payload, deps, prev = msgpack.unpackb(body)
         if not rows:
             first, prev0 = seq, prev

@@ -48,6 +48,7 @@ STAT_KEYS = {
 }
 MIN_PROTOCOL = 1
 MAX_EPOCH_CHARS = 64
+CONTENT_TYPE = "application/vnd.commune-sync+zstd"  # of every body below, both ways
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from protocol import codec
 from protocol.calendar import iso
@@ -40,6 +41,8 @@ from protocol.errors import NotFound
 from protocol.events import CLOCK_CHECK, Event
 from protocol.hlc import wall_ms
 from protocol.merge import DossierState, from_plain
+from service.hubtime import HubTime
+from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,32 @@ CREATE TABLE IF NOT EXISTS clock_suspects (
 );
 CREATE TABLE IF NOT EXISTS clock_checks (dossier TEXT PRIMARY KEY);
 """
+
+
+class Log(Protocol):
+    """What is used here of the event log (`service.eventlog.EventLog`)."""
+
+    conn: Any
+    lock: Any
+
+    async def get_meta(self, key: str, default: Any = None) -> Any: ...
+
+
+class DossierStore(Protocol):
+    """What is used here of the dossier API (`service.dossier_store.DossierStore`), which calls
+    into this module from its writes: a protocol, so neither module imports the other's class."""
+
+    scope: str | None
+    time: HubTime
+    reader: Any
+
+    @property
+    def log(self) -> Log: ...
+    def now_ms(self) -> int: ...
+    async def amend(self, dossier_id: str, actor: str,
+                    make: Callable[[DossierState | None], Draft | None],
+                    commune: str | None = None) -> DossierState | None: ...
+    async def view(self, dossier_id: str, commune: str | None = None) -> dict[str, Any]: ...
 
 
 def _boot_id() -> str:
@@ -88,49 +117,49 @@ async def note_events(conn: Any, events: list[Event]) -> None:
                                "ON CONFLICT DO NOTHING", [(i,) for i in ids])
 
 
-async def note_stamp(store: Any, event: Event) -> None:
-    """Note a local write stamped with a suspect clock (inside its transaction; a
-    `DossierStore`). Only edges judge their clock: the hub's is the reference."""
-    if store.scope is None or store.hub_time_known or event.kind not in LEGAL_KINDS:
+async def note_stamp(store: DossierStore, event: Event) -> None:
+    """Note a local write stamped with a suspect clock (inside its transaction). Only edges
+    judge their clock: the hub's is the reference."""
+    if store.scope is None or store.time.anchored or event.kind not in LEGAL_KINDS:
         return  # the hub's clock is the reference; by the hub's time, a stamp is right
     now, passed = store.now_ms(), await _passed(store)
     basis = "behind" if passed and now < passed - THRESHOLD_MS else "saved"
-    await store.conn.execute(
+    await store.log.conn.execute(
         "INSERT INTO clock_suspects VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(seq) DO NOTHING",
-        (event.seq, event.dossier, basis, store.correction_ms,
+        (event.seq, event.dossier, basis, store.time.correction_ms,
          now - passed if basis == "behind" else 0, now, BOOT, _mono_ms()))
 
 
-async def _passed(store: Any) -> int:
+async def _passed(store: DossierStore) -> int:
     """A time known to have passed: the hub's at the last successful exchange (0: none)."""
-    return int(await store.get_meta("last_success_at", 0) or 0)
+    return int(await store.log.get_meta("last_success_at", 0) or 0)
 
 
-async def went_back(store: Any) -> int | None:
+async def went_back(store: DossierStore) -> int | None:
     """Before the hub's time is learned: when corrected time is more than `THRESHOLD_MS` below
     the time of this node's previous write, the machine's clock went back; return the
     estimated offset of this machine's clock then (ms, a bound: at least that far behind)."""
-    if store.scope is None or store.hub_time_known:
+    if store.scope is None or store.time.anchored:
         return None
     passed = await _passed(store)
     if not passed or store.now_ms() >= passed - THRESHOLD_MS:
         return None
-    return int(min(store.clock_offset_ms, store.wall() - passed))
+    return int(min(store.time.offset_ms, store.time.wall() - passed))
 
 
-def _decide(row: tuple[Any, ...], store: Any) -> int | None:
+def _decide(row: tuple[Any, ...], store: DossierStore) -> int | None:
     """The clock error to flag a suspect stamp with, 0 to forget it, None: not yet known."""
     _, _, basis, correction, error, stamp, boot, mono = row
-    if not store.hub_time_known:
+    if not store.time.anchored:
         return int(error) if basis == "behind" else None
     if boot == BOOT:  # the true time of the write: the hub's now, less the monotonic time since
         off = int(stamp) - (store.now_ms() - (_mono_ms() - int(mono)))
     else:
-        off = int(correction) - int(store.correction_ms)
+        off = int(correction) - int(store.time.correction_ms)
     return off if abs(off) > THRESHOLD_MS else 0
 
 
-async def settle(store: Any) -> int:
+async def settle(store: DossierStore) -> int:
     """Flag the dossiers whose suspect stamps are now known to be off (own commune only: a node
     writes only its commune's dossiers); return how many flags were written."""
     if store.scope is None:
@@ -152,20 +181,20 @@ async def settle(store: Any) -> int:
     written = 0
     for dossier, error in errors.items():
         written += await _flag(store, dossier, error)
-    if decided:
-        async with store.lock:
-            await store.conn.executemany("DELETE FROM clock_suspects WHERE seq=?",
-                                         [(s,) for s in decided])
+    if decided:  # one transaction: a statement each would be an fsync each (10,000 after intake)
+        async with store.log.lock, transaction(store.log.conn):
+            await store.log.conn.executemany("DELETE FROM clock_suspects WHERE seq=?",
+                                             [(s,) for s in decided])
     if written:
         log.warning("%d dossier(s) flagged for a clock check (legal times stamped with a clock "
                     "off by up to %d s)", written, max(abs(e) for e in errors.values()) // 1000)
     return written
 
 
-async def _flag(store: Any, dossier: str, error_ms: int) -> int:
+async def _flag(store: DossierStore, dossier: str, error_ms: int) -> int:
     flagged = 0
 
-    async def prepare(state: DossierState | None) -> Draft | None:
+    def draft(state: DossierState | None) -> Draft | None:
         nonlocal flagged
         if state is None or state.header is None or state.value(CLOCK_CHECK) \
                 or state.header.get("commune") != store.scope:
@@ -174,17 +203,17 @@ async def _flag(store: Any, dossier: str, error_ms: int) -> int:
         return Draft("set", {"set": {CLOCK_CHECK: error_ms}}, dict(state.vv))
 
     try:
-        await store.write(dossier, ACTOR, prepare)
+        await store.amend(dossier, ACTOR, draft)
     except NotFound:
         return 0
     return flagged
 
 
-async def clear(store: Any, dossier_id: str, actor: str) -> dict[str, Any]:
+async def clear(store: DossierStore, dossier_id: str, actor: str) -> dict[str, Any]:
     """Staff checked the dossier's legal times: clear its flag (a no-op if none stands);
     return the dossier's view."""
 
-    async def prepare(state: DossierState | None) -> Draft | None:
+    def draft(state: DossierState | None) -> Draft | None:
         if state is None or state.header is None:
             raise NotFound("no such dossier")
         if not state.registers.get(CLOCK_CHECK) or (
@@ -192,11 +221,11 @@ async def clear(store: Any, dossier_id: str, actor: str) -> dict[str, Any]:
             return None
         return Draft("set", {"set": {CLOCK_CHECK: None}}, dict(state.vv))
 
-    await store.write(dossier_id, actor, prepare, commune=store.scope)
+    await store.amend(dossier_id, actor, draft, commune=store.scope)
     return dict(await store.view(dossier_id))
 
 
-async def flagged(store: Any, commune: str | None = None, limit: int = 500
+async def flagged(store: DossierStore, commune: str | None = None, limit: int = 500
                   ) -> list[dict[str, Any]]:
     """The dossiers whose clock-check flag stands (newest received first)."""
     sql = ("SELECT d.id, d.commune, d.code, d.received_at, d.due_at, d.state FROM clock_checks c "
@@ -224,6 +253,6 @@ async def flagged(store: Any, commune: str | None = None, limit: int = 500
     return out
 
 
-async def count_flagged(store: Any, commune: str | None = None) -> int:
+async def count_flagged(store: DossierStore, commune: str | None = None) -> int:
     """How many dossiers carry a standing clock-check flag."""
     return len(await flagged(store, commune, limit=1_000_000))

@@ -17,7 +17,8 @@ from protocol import codec
 from protocol.calendar import VN_TZ, to_ms
 from protocol.merge import from_plain
 from protocol.views import dossier_view
-from service.dossier_store import DossierStore, overdue_statuses
+from service.dossier_store import DossierStore
+from service.search import overdue_statuses
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,12 @@ from central_hub.store import HubStore
 from edge_node.app import CLIENT, LOOP, STORE
 from edge_node.app import make_app as make_edge_app
 from edge_node.app import open_accounts as open_edge_accounts
+from edge_node.clientstore import SessionResult
 from edge_node.config import EdgeConfig
 from edge_node.enroll import enroll
 from edge_node.loop import SyncLoop
 from edge_node.store import EdgeStore
-from edge_node.sync import SessionResult, SyncClient
+from edge_node.sync import SyncClient
 
 PASSWORD = "correct-horse-1"
 # The harness's desk user ("clerk") may do every desk action, approval and conflict resolution
@@ -175,7 +176,7 @@ class Net:
     async def add_edge(self, commune: str, name: str | None = None,
                        **overrides: Any) -> EdgeHandle:
         assert self.hub is not None
-        token = await self.hub.store.create_enroll_token(commune, name)
+        token = await self.hub.store.trust.create_enroll_token(commune, name)
         data = self.root / f"edge-{commune}-{len(self.edges)}"
         config = await enroll(data, self.hub.url, token)
         return await self.serve_edge(data, config, **overrides)

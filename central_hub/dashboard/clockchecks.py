@@ -24,7 +24,7 @@ async def listing(request: web.Request) -> web.Response:
     hub = hub_of(request)
     t = hub.renderer.t(request)
     commune = request.query.get("commune", "").strip()
-    items = await clock_flags.flagged(hub.store, commune or None)
+    items = await clock_flags.flagged(hub.store.dossiers, commune or None)
     for item in items:
         side = "behind" if item["error_ms"] < 0 else "ahead"
         item["error_text"] = t(f"clockcheck.{side}",
@@ -41,7 +41,7 @@ async def clear(request: web.Request) -> web.StreamResponse:
     dossier_id = request.match_info["id"]
     response = redirect(safe_next(str(form.get("next", "")), f"/dossiers/{dossier_id}"))
     try:
-        view = await clock_flags.clear(hub.store, dossier_id, user_name(request))
+        view = await clock_flags.clear(hub.store.dossiers, dossier_id, user_name(request))
     except NotFound:
         flash(response, "clockcheck.gone", "warn")
         return response

@@ -132,7 +132,7 @@ def status_name(t: Messages, status: str | None) -> str:
 
 def procedure_name(hub: Hub, t: Messages, code: str | None) -> str:
     """A procedure's name in the language (its code if unknown)."""
-    proc = hub.store.catalogue.get(code) if code else None
+    proc = hub.store.dossiers.catalogue.get(code) if code else None
     if proc is None:
         return code or ""
     return proc.name_vi if t.lang == "vi" else proc.name_en
@@ -142,7 +142,7 @@ def field_label(hub: Hub, t: Messages, procedure: str | None, path: str) -> str:
     """A written path as people read it: `applicant.address`, `fields.child_sex`, `status`."""
     group, _, key = path.partition(".")
     if group == "fields":
-        proc = hub.store.catalogue.get(procedure) if procedure else None
+        proc = hub.store.dossiers.catalogue.get(procedure) if procedure else None
         spec = proc.field(key) if proc else None
         if spec is not None:
             return spec.label_vi if t.lang == "vi" else spec.label_en

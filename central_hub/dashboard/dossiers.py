@@ -37,9 +37,9 @@ async def conflicts(request: web.Request) -> web.Response:
     """GET /conflicts: dossiers in conflict across communes, newest first."""
     hub = hub_of(request)
     f = _filters(request)
-    page = await hub.store.search(conflicts_only=True, commune=f["commune"] or None,
+    page = await hub.store.dossiers.search(conflicts_only=True, commune=f["commune"] or None,
                                   limit=QUEUE_PAGE, after=request.query.get("after") or None)
-    total = await hub.store.count_conflicts(f["commune"] or None)
+    total = await hub.store.dossiers.count_conflicts(f["commune"] or None)
     more = "/conflicts?" + urlencode({"commune": f["commune"], "after": page.next}) \
         if page.next else None
     return await hub.renderer.page(
@@ -56,7 +56,7 @@ async def search(request: web.Request) -> web.Response:
     more = None
     searched = any(f.values())
     try:
-        page = await hub.store.search(q=f["q"] or None, commune=f["commune"] or None,
+        page = await hub.store.dossiers.search(q=f["q"] or None, commune=f["commune"] or None,
                                       status=f["status"] or None, limit=SEARCH_PAGE,
                                       after=request.query.get("after") or None)
         items = page.items
@@ -72,7 +72,7 @@ async def search(request: web.Request) -> web.Response:
 async def dossier(request: web.Request) -> web.Response:
     """GET /dossiers/{id}: one dossier, its conflicts with resolve, files and history."""
     hub = hub_of(request)
-    view = await hub.store.view(request.match_info["id"])
+    view = await hub.store.dossiers.view(request.match_info["id"])
     names = await fleet.commune_names(hub.store)
     return await hub.renderer.page(request, "dossier.html", d=view,
                                    commune_name=names.get(view["commune"] or "", ""))
@@ -86,7 +86,7 @@ async def resolve(request: web.Request) -> web.StreamResponse:
     dossier_id = request.match_info["id"]
     back = safe_next(str(form.get("next", "")), f"/dossiers/{dossier_id}")
     field = str(form.get("field", ""))
-    view = await hub.store.view(dossier_id)
+    view = await hub.store.dossiers.view(dossier_id)
     values = next((c["values"] for c in view["conflicts"] if c["field"] == field), None)
     response = redirect(back)
     if values is None:
@@ -100,7 +100,7 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         flash(response, "conflicts.pick", "error")
         return response
     try:
-        await hub.store.resolve(dossier_id, {"field": field, "value": values[choice]["value"],
+        await hub.store.dossiers.resolve(dossier_id, {"field": field, "value": values[choice]["value"],
                                              "base": str(form.get("base", ""))},
                                 user_name(request))
         hub.nodes.invalidate()  # the commune's count of conflicts changed

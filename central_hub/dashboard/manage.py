@@ -56,7 +56,7 @@ async def enroll(request: web.Request) -> web.Response:
     except ValidationError:
         return await _page(request, status=422, errors={"commune": "nodes.bad_commune"},
                            values={"commune": commune, "name": name or ""})
-    token = await hub.store.create_enroll_token(commune, name)
+    token = await hub.store.trust.create_enroll_token(commune, name)
     hub.nodes.invalidate()
     names = await fleet.commune_names(hub.store)
     log.info("enrollment token issued for commune %s", commune, extra={"commune": commune})
@@ -72,7 +72,7 @@ async def revoke(request: web.Request) -> web.StreamResponse:
     node = request.match_info["node"]
     response = redirect("/nodes")
     try:
-        await hub.store.revoke(node)
+        await hub.store.trust.revoke(node)
         hub.nodes.invalidate()
     except NotFound:
         flash(response, "nodes.unknown", "error", node=node)

@@ -83,7 +83,7 @@ class StatsCache:
         if kept is None or kept[0] != position or not kept[1] <= now < (kept[2] or now + 1):
             periods = stats.split(period, by)
             names = {p.code: (p.name_vi if lang == "vi" else p.name_en)
-                     for p in hub.store.catalogue.procedures}
+                     for p in hub.store.dossiers.catalogue.procedures}
             data = stats.report(facts, periods, now,
                                 commune_names=await fleet.commune_names(hub.store),
                                 procedure_names=names)

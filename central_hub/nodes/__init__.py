@@ -1,1 +1,2 @@
-"""What the hub knows of its nodes: health rules, fleet rows, the monitor, the exchange history."""
+"""What the hub knows of its nodes: health rules, fleet rows, the monitor, the exchange history,
+and the records of their exchanges (`sessions`)."""

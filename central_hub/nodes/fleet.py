@@ -91,7 +91,7 @@ def error_kind(message: str | None) -> str:
 
 async def node_rows(store: HubStore, node: str | None = None) -> list[dict[str, Any]]:
     """Every node (or one) with what it last reported (`HubStore.nodes`)."""
-    return await store.nodes(node)
+    return await store.sessions.nodes(node)
 
 
 async def roll_call(store: HubStore) -> tuple[int, ...]:

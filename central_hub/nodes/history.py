@@ -60,7 +60,7 @@ async def downsample(store: HubStore, now_ms: int, *, raw_hours: int = 48,
                      hourly_days: int = 30, days: int = 30) -> dict[str, int]:
     """Sum exchanges older than `raw_hours` up into hours, hours older than `hourly_days` into
     days, and drop what is older than `days`; return how many rows each step removed."""
-    await store.flush_sessions()
+    await store.sessions.flush()
     done = {"sessions": 0, "hours": 0, "days": 0}
     raw_cut = (now_ms - raw_hours * HOUR_MS) // HOUR_MS * HOUR_MS
     hour_cut = local_day_start(now_ms - hourly_days * DAY_MS)
@@ -97,7 +97,7 @@ async def series(store: HubStore, node: str, start: int, end: int,
                  bucket_ms: int) -> list[dict[str, Any]]:
     """Per-bucket sums for a node's charts over [start, end): exchanges ok and failed, bytes in
     and out, the highest backlog; buckets without any exchange are absent."""
-    await store.flush_sessions()
+    await store.sessions.flush()
     off = LOCAL_OFFSET_MS
     b = bucket_ms
     out: dict[int, dict[str, Any]] = {}
@@ -128,7 +128,7 @@ async def series(store: HubStore, node: str, start: int, end: int,
 
 async def recent_sessions(store: HubStore, node: str, limit: int = 20) -> list[dict[str, Any]]:
     """A node's latest exchanges as the hub saw them, newest first."""
-    await store.flush_sessions()
+    await store.sessions.flush()
     async with store.reader.execute(
             "SELECT at, ok, error, bytes_in, bytes_out, events_in, events_out, pending_events, "
             "duration_ms FROM node_sessions WHERE node=? ORDER BY at DESC LIMIT ?",
@@ -143,7 +143,7 @@ async def recent_sessions(store: HubStore, node: str, limit: int = 20) -> list[d
 async def node_window(store: HubStore, node: str, since_ms: int) -> dict[str, Any]:
     """What a node's exchanges since `since_ms` add up to: errors by kind (failed exchanges and
     events the hub quarantined), volume and time spent."""
-    await store.flush_sessions()
+    await store.sessions.flush()
     async with store.reader.execute(
             "SELECT ok, error, bytes_in, bytes_out, duration_ms FROM node_sessions "
             "WHERE node=? AND at>=?", (node, since_ms)) as cur:

@@ -26,6 +26,7 @@ from edge_node.ui import (
 )
 from edge_node.ui.desk import DESK, Desk, nav, procedure_name, status_label
 from service.accounts import Accounts
+from service.dossier_store import DossierStore
 from service.ui.mount import mount
 from service.worklists import Worklists
 
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 
 
-def mount_desk(app: web.Application, *, store: EdgeStore, accounts: Accounts,
-               client: SyncClient, loop: SyncLoop, config: EdgeConfig,
+def mount_desk(app: web.Application, *, store: DossierStore, accounts: Accounts,
+               client: SyncClient[EdgeStore], loop: SyncLoop, config: EdgeConfig,
                sync_status: Callable[[], Awaitable[dict[str, Any]]]) -> Desk:
     """Add the desk's pages to an edge node's app (the JSON API stays as it is)."""
     renderer = mount(app, accounts, name="desk", folder=HERE, title_key="app.title")

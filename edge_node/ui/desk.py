@@ -20,6 +20,7 @@ from edge_node.sync import SyncClient
 from protocol import lifecycle
 from protocol.catalogue import Procedure
 from service.accounts import Accounts
+from service.dossier_store import DossierStore
 from service.ui import formats
 from service.ui.i18n import Messages
 from service.ui.render import Renderer
@@ -35,9 +36,9 @@ UNIT_WORDS = ("xã", "phường", "thị trấn", "đặc khu")
 class Desk:
     """The parts of one edge node the pages work with."""
 
-    store: EdgeStore
+    store: DossierStore
     accounts: Accounts
-    client: SyncClient
+    client: SyncClient[EdgeStore]
     loop: SyncLoop
     config: EdgeConfig
     renderer: Renderer

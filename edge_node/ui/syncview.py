@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 LEVELS = ("ok", "busy", "warn", "danger")
 POLL_S, BUSY_POLL_S = 5, 1
-# Warning codes (edge_node.store) that end by themselves and ask nothing of staff: they leave the
-# level to the link's state. Any other (a reused id, an unknown code) turns the bar "warn".
+# Warning codes (protocol.notices.WARNINGS) that end by themselves and ask nothing of staff: they
+# leave the level to the link's state. Any other (a reused id, an unknown code) turns the bar "warn".
 CALM = frozenset({"hub_restored", "hub_log_reset"})
 
 

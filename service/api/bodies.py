@@ -16,7 +16,7 @@ from msgspec import Meta
 
 from protocol.commands import CHANNELS, MAX_NOTE
 from protocol.lifecycle import STATUSES
-from service.dossier_store import MAX_PAGE
+from service.search import MAX_PAGE
 
 log = logging.getLogger(__name__)
 

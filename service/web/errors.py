@@ -1,7 +1,8 @@
 """Our errors as HTTP answers: the one error→status map and the JSON error body.
 
-Every `SyncError` becomes `{"error", "message", "field"}` with the status `status_of` gives it;
-`STATUS_OF` is the one place that maps errors to statuses (the sync endpoint uses it too).
+Every `SyncError` becomes `{"error", "message", "field"}` with the status `status_of` gives it:
+the status its class declares in the one registry of errors (`protocol/errors.py: ERRORS`), which
+the edge also reads answers by (`from_answer`).
 """
 
 from __future__ import annotations
@@ -13,72 +14,23 @@ from typing import Any
 
 from aiohttp import web
 
-from protocol.errors import (
-    AuthError,
-    Conflict,
-    DiskFull,
-    Forbidden,
-    NotFound,
-    RemoteProtocolError,
-    SyncError,
-    TooLarge,
-    ValidationError,
-    VersionMismatch,
-)
+from protocol.errors import ERRORS, SyncError, ValidationError
+from protocol.errors import RateLimited as RateLimited
+from protocol.errors import Unavailable as Unavailable
+from protocol.errors import UnsupportedEncoding as UnsupportedEncoding
+from protocol.errors import status_of as status_of
 
 log = logging.getLogger(__name__)
-
-
-class RateLimited(SyncError):
-    """Too many requests from one caller: retry after `retry_after_s` (HTTP 429)."""
-
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class Unavailable(RateLimited):
-    """The server is overloaded: retry after `retry_after_s` (HTTP 503)."""
-
-    code = "unavailable"
-
-
-class UnsupportedEncoding(SyncError):
-    """A request body in a content encoding we do not use (HTTP 415)."""
-
-    code = "unsupported_encoding"
 
 
 class Malformed(ValidationError):
     """A body that cannot be parsed (JSON, a multipart form): a 400 rather than a 422."""
 
-
-# First match wins: a subclass comes before its base.
-STATUS_OF: list[tuple[type[SyncError], int]] = [
-    (DiskFull, 507),
-    (UnsupportedEncoding, 415),
-    (Unavailable, 503),
-    (RateLimited, 429),
-    (Malformed, 400),
-    (TooLarge, 413),
-    (VersionMismatch, 426),
-    (ValidationError, 422),
-    (NotFound, 404),
-    (Conflict, 409),
-    (Forbidden, 403),
-    (AuthError, 401),
-    (RemoteProtocolError, 400),
-]
+    status = 400
 
 
-def status_of(exc: SyncError) -> int:
-    """The HTTP status for one of our errors."""
-    for cls, status in STATUS_OF:
-        if isinstance(exc, cls):
-            return status
-    return 400
+# code -> HTTP status, from the one registry (protocol/errors.py: each error class's `status`)
+STATUS_OF: dict[str, int] = {code: cls.status for code, cls in ERRORS.items()}
 
 
 def retry_headers(exc: SyncError) -> dict[str, str]:

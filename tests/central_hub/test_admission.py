@@ -105,18 +105,18 @@ async def test_a_burst_past_the_queue_gets_503_with_retry_after_and_nothing_half
     for edge in edges:
         for i in range(3):
             await edge.api.post("/api/dossiers", birth(f"Nguyễn Văn {i}"))
-    slow = hub.store.ingest_from
+    slow = hub.store.ingest.accept
 
     async def ingest_slowly(*args: Any, **kw: Any) -> Any:
         await asyncio.sleep(0.3)  # an exchange that takes a while: the others pile up
         return await slow(*args, **kw)
 
-    monkeypatch.setattr(hub.store, "ingest_from", ingest_slowly)
+    monkeypatch.setattr(hub.store.ingest, "accept", ingest_slowly)
     statuses: list[int] = []
     assert bare.http is not None
 
     async def push(edge: Any) -> None:
-        batch = await edge.store.pending(1 << 20)
+        batch = await edge.store.sync.pending(1 << 20)
         body = encode_request(SyncRequest(edge.config.node, batch, 0, 1 << 20,
                                           edge.store.now_ms()))
         async with bare.http.post(hub.url + "/v1/sync", data=body, headers={
@@ -131,7 +131,7 @@ async def test_a_burst_past_the_queue_gets_503_with_retry_after_and_nothing_half
         applied = (await cur.fetchone() or (0,))[0]
     assert applied == 3 * statuses.count(200)  # a refused exchange applied nothing
     # the refused ones come back later and everything lands once
-    monkeypatch.setattr(hub.store, "ingest_from", slow)
+    monkeypatch.setattr(hub.store.ingest, "accept", slow)
     for edge in edges:
         for _ in range(5):
             try:
@@ -141,6 +141,6 @@ async def test_a_burst_past_the_queue_gets_503_with_retry_after_and_nothing_half
                 continue
             if not result.pending_after:
                 break
-        assert (await edge.store.pending_stats())[0] == 0
+        assert (await edge.store.sync.pending_stats())[0] == 0
     async with hub.store.reader.execute("SELECT count(*) FROM dossiers") as cur:
         assert (await cur.fetchone()) == (18,)

@@ -41,7 +41,7 @@ async def hub_counts(net: Net) -> tuple[int, int, int]:
 async def credential(net: Net, commune: str = "02245") -> tuple[str, str]:
     """Enroll a node over HTTP; return (node, credential)."""
     assert net.hub is not None
-    token = await net.hub.store.create_enroll_token(commune, None)
+    token = await net.hub.store.trust.create_enroll_token(commune, None)
     status, body = await net.hub.api.post("/v1/enroll", {"token": token}, token="")
     assert status == 200, body
     return body["node"], body["credential"]
@@ -118,7 +118,7 @@ async def test_a_node_that_never_synced_is_critical_with_a_reason(net: Net) -> N
 
 async def test_an_enrollment_token_works_once(net: Net) -> None:
     assert net.hub is not None
-    token = await net.hub.store.create_enroll_token("02245", "Xã Côn Lôn")
+    token = await net.hub.store.trust.create_enroll_token("02245", "Xã Côn Lôn")
     status, first = await net.hub.api.post("/v1/enroll", {"token": token}, token="")
     assert status == 200, first
     assert first["commune"] == "02245" and first["node"] and first["credential"]

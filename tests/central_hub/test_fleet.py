@@ -212,7 +212,7 @@ async def test_enroll_shows_a_one_time_token_and_revoke_locks_the_node_out(
     token = re.search(r'id="enroll-token">([^<]+)<', page.text)
     assert token and token.group(1).startswith("enr_")
     assert "set-cookie" not in {k.lower() for k in page.headers if "flash" in page.headers[k]}
-    enrolled = await net.hub.store.enroll(token.group(1))
+    enrolled = await net.hub.store.trust.enroll(token.group(1))
     assert enrolled.commune == "02227"
     await op.get("/nodes")
     done = await op.post(f"/nodes/{edge.config.node}/revoke", {})

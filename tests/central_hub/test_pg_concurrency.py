@@ -53,7 +53,7 @@ async def test_a_reader_sees_every_event_exactly_once_while_writers_commit_concu
         events, at = chain.events, 0
         while at < len(events):
             size = rng.randint(1, 40)
-            ack, _ = await store.ingest_from(node, events[at:at + size])
+            ack, _ = await store.ingest.accept(node, events[at:at + size])
             at = ack
             await asyncio.sleep(0)
 
@@ -100,17 +100,17 @@ async def test_positions_are_committed_in_order_even_when_a_writer_is_slow(
     cb.create(COMMUNES[1])
     slow = stores[0]
     release, holding = asyncio.Event(), asyncio.Event()
-    original = slow.on_events
+    original = slow.refs.note  # the last step of an append, inside its transaction
 
-    async def hold(events: list) -> None:  # type: ignore[type-arg]
-        await original(events)
+    async def hold(events: list, states: dict) -> None:  # type: ignore[type-arg]
+        await original(events, states)
         holding.set()
         await release.wait()  # positions taken, transaction open
 
-    slow.on_events = hold  # type: ignore[method-assign]
-    first = asyncio.create_task(slow.ingest_from(a, ca.events))
+    slow.refs.note = hold  # type: ignore[method-assign]
+    first = asyncio.create_task(slow.ingest.accept(a, ca.events))
     await asyncio.wait_for(holding.wait(), 30)
-    second = asyncio.create_task(stores[1].ingest_from(b, cb.events))
+    second = asyncio.create_task(stores[1].ingest.accept(b, cb.events))
     await asyncio.sleep(0.5)
     assert not second.done(), "a second writer committed while positions below were open"
     async with stores[2].reader.execute("SELECT count(*) FROM events") as cur:
@@ -128,7 +128,7 @@ async def test_a_batch_delivered_to_two_processes_at_once_applies_once(
     d = chain.create(COMMUNES[0]).dossier
     for i in range(200):
         chain.edit(d, {node.node: len(chain.events)}, address=f"Thôn {i}")
-    results = await asyncio.gather(*(s.ingest_from(node, chain.events) for s in stores))
+    results = await asyncio.gather(*(s.ingest.accept(node, chain.events) for s in stores))
     assert [ack for ack, _ in results] == [201] * 4
     async with stores[0].reader.execute(
             "SELECT count(*), count(DISTINCT seq) FROM events WHERE origin=?",
@@ -136,7 +136,7 @@ async def test_a_batch_delivered_to_two_processes_at_once_applies_once(
         assert (await cur.fetchone()) == (201, 201)
     report = await audit(stores[0])
     assert report.ok, report.first
-    view = await stores[1].view(d)
+    view = await stores[1].dossiers.view(d)
     assert view["applicant"]["address"] == "Thôn 199"
     assert len(view["history"]) == 201
 
@@ -146,13 +146,13 @@ async def test_operator_edits_at_two_processes_keep_the_hub_chain_whole(
     node = await enrolled(stores[0], COMMUNES[0])
     chain = Chain(node.node, stores[0].now_ms())
     dossiers = [chain.create(COMMUNES[0]).dossier for _ in range(6)]
-    assert (await stores[0].ingest_from(node, chain.events))[0] == 6
+    assert (await stores[0].ingest.accept(node, chain.events))[0] == 6
 
     async def edits(store: HubStore, k: int) -> None:
         for i in range(15):
             d = dossiers[(k + i) % len(dossiers)]
-            version = (await store.view(d))["version"]
-            await store.comment(d, {"text": f"ghi chú {k}-{i}", "version": version}, "op")
+            version = (await store.dossiers.view(d))["version"]
+            await store.dossiers.comment(d, {"text": f"ghi chú {k}-{i}", "version": version}, "op")
 
     await asyncio.gather(*(edits(s, k) for k, s in enumerate(stores)))
     async with stores[0].reader.execute(
@@ -172,7 +172,7 @@ async def test_two_nodes_of_a_commune_editing_one_dossier_at_two_processes_lose_
     two = await enrolled(stores[0], COMMUNES[0])
     first, second = Chain(one.node, stores[0].now_ms()), Chain(two.node, stores[0].now_ms())
     d = first.create(COMMUNES[0]).dossier
-    assert (await stores[0].ingest_from(one, first.events))[0] == 1
+    assert (await stores[0].ingest.accept(one, first.events))[0] == 1
     for i in range(150):
         first.edit(d, {one.node: len(first.events)}, address=f"Thôn {i}")
         second.edit(d, {one.node: 1}, phone=f"09{i:08d}")
@@ -180,11 +180,11 @@ async def test_two_nodes_of_a_commune_editing_one_dossier_at_two_processes_lose_
     async def push(store: HubStore, node: Node, chain: Chain, start: int) -> None:
         at = start
         while at < len(chain.events):
-            at, _ = await store.ingest_from(node, chain.events[at:at + 5])
+            at, _ = await store.ingest.accept(node, chain.events[at:at + 5])
 
     await asyncio.gather(push(stores[1], one, first, 1), push(stores[2], two, second, 0))
-    incremental = await stores[0].dossier_rows()
-    await stores[3].rebuild()
-    assert await stores[0].dossier_rows() == incremental
-    view = await stores[0].view(d)
+    incremental = await stores[0].log.dossier_rows()
+    await stores[3].log.rebuild()
+    assert await stores[0].log.dossier_rows() == incremental
+    view = await stores[0].dossiers.view(d)
     assert len(view["history"]) == 301

@@ -122,19 +122,19 @@ async def play(edges: dict[str, EdgeHandle]) -> dict[str, dict[str, Any]]:
     """Write the plan at the communes with their clocks set to each step's time."""
     clock = [0]
     for edge in edges.values():
-        edge.store.wall = lambda: clock[0]
+        edge.store.time.wall = lambda: clock[0]
     views: dict[str, dict[str, Any]] = {}
     for when, commune, key, action, arg in PLAN:
         clock[0] = when
         store = edges[commune].store
         if action == "create":
             procedure, channel = arg
-            views[key] = await store.create({
+            views[key] = await store.dossiers.create({
                 "procedure_code": procedure, "channel": channel, "fields": FIELDS[procedure],
                 "applicant": {"full_name": f"Người nộp {key}", "citizen_id": "008090001234",
                               "phone": "0912345678", "address": "Thôn Nà Khá"}}, "clerk1")
         else:
-            views[key] = await store.transition(
+            views[key] = await store.dossiers.transition(
                 views[key]["id"], {"to": arg, "base": views[key]["version"]}, "clerk1")
     for edge in edges.values():
         await edge.sync()

@@ -1,4 +1,4 @@
-"""HubStore.ingest_from and read_scope on a real SQLite file: acks, gaps, replays, chains, scope."""
+"""HubStore.ingest.accept and read_scope on a real SQLite file: acks, gaps, replays, chains, scope."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ async def hub(tmp_path: Path, hub_db: str) -> AsyncIterator[HubStore]:
 
 async def enrolled(hub: HubStore, commune: str) -> Node:
     """A node enrolled the real way, so it has a row in `nodes`."""
-    token = await hub.create_enroll_token(commune, None)
-    result = await hub.enroll(token)
+    token = await hub.trust.create_enroll_token(commune, None)
+    result = await hub.trust.enroll(token)
     return Node(result.node, result.commune)
 
 
@@ -85,10 +85,10 @@ async def test_contiguous_batch_is_applied_and_acked(hub: HubStore) -> None:
     d = chain.create(A)
     chain.edit(d.dossier, {node.node: 1}, address="Thôn A")
     chain.edit(d.dossier, {node.node: 2}, phone="0912345678")
-    ack, rejections = await hub.ingest_from(node, chain.events)
+    ack, rejections = await hub.ingest.accept(node, chain.events)
     assert (ack, rejections) == (3, [])
     assert await event_ids(hub) == [(node.node, 1), (node.node, 2), (node.node, 3)]
-    view = await hub.view(d.dossier)
+    view = await hub.dossiers.view(d.dossier)
     assert view["applicant"]["address"] == "Thôn A"
     assert view["applicant"]["phone"] == "0912345678"
     assert view["commune"] == A
@@ -106,16 +106,16 @@ async def test_a_batch_that_starts_after_a_gap_applies_nothing_and_acks_the_pref
     for i in range(5):
         chain.edit(d.dossier, {node.node: i + 1}, address=f"Thôn {i}")
     # nothing held yet and the batch starts at 2
-    assert await hub.ingest_from(node, chain.events[1:4]) == (0, [])
+    assert await hub.ingest.accept(node, chain.events[1:4]) == (0, [])
     assert await event_ids(hub) == []
-    assert await hub.ingest_from(node, chain.events[:2]) == (2, [])
+    assert await hub.ingest.accept(node, chain.events[:2]) == (2, [])
     # held 1..2, batch 4..6: nothing, ack stays 2
-    assert await hub.ingest_from(node, chain.events[3:]) == (2, [])
+    assert await hub.ingest.accept(node, chain.events[3:]) == (2, [])
     assert await event_ids(hub) == [(node.node, 1), (node.node, 2)]
     # the edge resends from the ack and everything lands once
-    assert await hub.ingest_from(node, chain.events[2:]) == (6, [])
+    assert await hub.ingest.accept(node, chain.events[2:]) == (6, [])
     assert [s for _, s in await event_ids(hub)] == [1, 2, 3, 4, 5, 6]
-    assert (await hub.view(d.dossier))["applicant"]["address"] == "Thôn 4"
+    assert (await hub.dossiers.view(d.dossier))["applicant"]["address"] == "Thôn 4"
 
 
 async def test_a_replayed_batch_applies_nothing_new_and_acks_the_same(hub: HubStore) -> None:
@@ -123,18 +123,18 @@ async def test_a_replayed_batch_applies_nothing_new_and_acks_the_same(hub: HubSt
     chain = Chain(node.node, hub.now_ms())
     d = chain.create(A)
     chain.edit(d.dossier, {node.node: 1}, address="Thôn A")
-    assert await hub.ingest_from(node, chain.events) == (2, [])
-    rows_before = await hub.dossier_rows()
+    assert await hub.ingest.accept(node, chain.events) == (2, [])
+    rows_before = await hub.log.dossier_rows()
     log_before = await hub.log_size()
     for _ in range(2):
-        assert await hub.ingest_from(node, chain.events) == (2, [])
-        assert await hub.ingest_from(node, chain.events[1:]) == (2, [])
-        assert await hub.ingest_from(node, []) == (2, [])
+        assert await hub.ingest.accept(node, chain.events) == (2, [])
+        assert await hub.ingest.accept(node, chain.events[1:]) == (2, [])
+        assert await hub.ingest.accept(node, []) == (2, [])
     assert await hub.log_size() == log_before
-    assert await hub.dossier_rows() == rows_before
+    assert await hub.log.dossier_rows() == rows_before
     # a batch overlapping what is held applies only the new tail
     chain.edit(d.dossier, {node.node: 2}, address="Thôn B")
-    assert await hub.ingest_from(node, chain.events) == (3, [])
+    assert await hub.ingest.accept(node, chain.events) == (3, [])
     assert [s for _, s in await event_ids(hub)] == [1, 2, 3]
 
 
@@ -144,25 +144,25 @@ async def test_an_event_that_does_not_follow_the_stored_chain_is_refused_whole(
     chain = Chain(node.node, hub.now_ms())
     d = chain.create(A)
     chain.edit(d.dossier, {node.node: 1}, address="Thôn A")
-    assert await hub.ingest_from(node, chain.events) == (2, [])
+    assert await hub.ingest.accept(node, chain.events) == (2, [])
     # a fork: another history of seq 2, then its continuation
     fork = Chain(node.node, hub.now_ms())
     fork.events.append(chain.events[0])
     fork.edit(d.dossier, {node.node: 1}, address="Thôn giả")
     fork.edit(d.dossier, {node.node: 2}, address="Thôn giả 2")
     with pytest.raises(RemoteProtocolError):
-        await hub.ingest_from(node, fork.events[2:])
+        await hub.ingest.accept(node, fork.events[2:])
     # a random prev
     bad = Event(node.node, 3, hlc.pack(hub.now_ms(), 9), d.dossier, "clerk", "set",
                 {"set": {"applicant.address": "X"}}, {node.node: 2}, os.urandom(32))
     with pytest.raises(RemoteProtocolError):
-        await hub.ingest_from(node, [bad])
+        await hub.ingest.accept(node, [bad])
     assert [s for _, s in await event_ids(hub)] == [1, 2]
     assert await scalar(hub, "SELECT last_seq FROM origins WHERE origin=?", node.node) == 2
-    assert (await hub.view(d.dossier))["applicant"]["address"] == "Thôn A"
+    assert (await hub.dossiers.view(d.dossier))["applicant"]["address"] == "Thôn A"
     # the true continuation still goes in
     chain.edit(d.dossier, {node.node: 2}, address="Thôn B")
-    assert await hub.ingest_from(node, chain.events[2:]) == (3, [])
+    assert await hub.ingest.accept(node, chain.events[2:]) == (3, [])
 
 
 async def test_a_gap_inside_a_batch_acks_only_the_contiguous_prefix(hub: HubStore) -> None:
@@ -174,11 +174,11 @@ async def test_a_gap_inside_a_batch_acks_only_the_contiguous_prefix(hub: HubStor
     for i in range(3):
         chain.edit(d.dossier, {node.node: i + 1}, address=f"Thôn {i}")
     holed = [chain.events[0], chain.events[1], chain.events[3]]  # 1, 2, 4
-    ack, _ = await hub.ingest_from(node, holed)
+    ack, _ = await hub.ingest.accept(node, holed)
     assert ack == 2
     assert [s for _, s in await event_ids(hub)] == [1, 2]
     # seq 3 and 4 must still be accepted when the edge resends from its ack
-    assert (await hub.ingest_from(node, chain.events[2:]))[0] == 4
+    assert (await hub.ingest.accept(node, chain.events[2:]))[0] == 4
     assert [s for _, s in await event_ids(hub)] == [1, 2, 3, 4]
 
 
@@ -188,7 +188,7 @@ async def test_a_create_for_another_commune_is_rejected_and_quarantined(hub: Hub
     ok = chain.create(A, "Lý Thị Mai")
     foreign = chain.create(B, "Đặng Văn Tú")
     follow = chain.edit(foreign.dossier, {node.node: 2}, address="Thôn C")
-    ack, rejections = await hub.ingest_from(node, chain.events)
+    ack, rejections = await hub.ingest.accept(node, chain.events)
     assert ack == 3  # acked past the rejected events: the edge does not resend them
     assert [(r.seq, r.code) for r in rejections] == [(2, "scope"), (3, "unknown_dossier")]
     assert all(r.reason for r in rejections)
@@ -203,9 +203,9 @@ async def test_a_create_for_another_commune_is_rejected_and_quarantined(hub: Hub
     assert quarantined[1][2] == codec.canonical(follow)
     # the chain moved past them: the next event is accepted
     chain.edit(ok.dossier, {node.node: 1}, address="Thôn D")
-    assert await hub.ingest_from(node, chain.events[3:]) == (4, [])
+    assert await hub.ingest.accept(node, chain.events[3:]) == (4, [])
     # operators see the rejections on the node
-    row = next(n for n in await hub.nodes() if n["node"] == node.node)
+    row = next(n for n in await hub.sessions.nodes() if n["node"] == node.node)
     assert row["rejected_events"] == 2
 
 
@@ -213,14 +213,14 @@ async def test_an_edit_of_another_communes_dossier_is_rejected(hub: HubStore) ->
     a, b = await enrolled(hub, A), await enrolled(hub, B)
     b_chain = Chain(b.node, hub.now_ms())
     theirs = b_chain.create(B, "Đặng Văn Tú")
-    assert await hub.ingest_from(b, b_chain.events) == (1, [])
-    before = await hub.dossier_rows()
+    assert await hub.ingest.accept(b, b_chain.events) == (1, [])
+    before = await hub.log.dossier_rows()
     a_chain = Chain(a.node, hub.now_ms())
     a_chain.edit(theirs.dossier, {b.node: 1}, address="Thôn của xã khác")
-    ack, rejections = await hub.ingest_from(a, a_chain.events)
+    ack, rejections = await hub.ingest.accept(a, a_chain.events)
     assert ack == 1
     assert [(r.seq, r.code) for r in rejections] == [(1, "scope")]
-    assert await hub.dossier_rows() == before
+    assert await hub.log.dossier_rows() == before
     assert await event_ids(hub) == [(b.node, 1)]
     assert await scalar(hub, "SELECT code FROM quarantine WHERE origin=?", a.node) == "scope"
 
@@ -231,7 +231,7 @@ async def test_events_must_carry_the_nodes_own_origin(hub: HubStore) -> None:
     impostor = Chain(a2.node, hub.now_ms())
     impostor.create(A)
     try:
-        ack, rejections = await hub.ingest_from(a, impostor.events)
+        ack, rejections = await hub.ingest.accept(a, impostor.events)
     except RemoteProtocolError:
         pass
     else:
@@ -246,14 +246,14 @@ async def test_read_scope_returns_only_the_communes_events_never_the_nodes_own(
     c1, c2, cb = Chain(a1.node, now), Chain(a2.node, now), Chain(b.node, now)
     d1 = c1.create(A, "Lý Thị Mai")
     c1.edit(d1.dossier, {a1.node: 1}, address="Thôn A")
-    assert (await hub.ingest_from(a1, c1.events))[0] == 2
+    assert (await hub.ingest.accept(a1, c1.events))[0] == 2
     d2 = c2.create(A, "Hoàng Văn Nam")
     c2.edit(d1.dossier, {a1.node: 2}, phone="0987654321")  # same commune: allowed
-    assert await hub.ingest_from(a2, c2.events) == (2, [])
+    assert await hub.ingest.accept(a2, c2.events) == (2, [])
     db = cb.create(B, "Đặng Văn Tú")
-    assert await hub.ingest_from(b, cb.events) == (1, [])
-    await hub.edit(d1.dossier, {"set": {"fields.child_home_town": "Na Hang"}}, "op")
-    await hub.edit(db.dossier, {"set": {"fields.child_home_town": "Lâm Bình"}}, "op")
+    assert await hub.ingest.accept(b, cb.events) == (1, [])
+    await hub.dossiers.edit(d1.dossier, {"set": {"fields.child_home_town": "Na Hang"}}, "op")
+    await hub.dossiers.edit(db.dossier, {"set": {"fields.child_home_town": "Lâm Bình"}}, "op")
 
     events, cursor, more = await hub.read_scope(a1, 0, 1024 * 1024)
     got = [(e.origin, e.seq) for e in events]
@@ -282,7 +282,7 @@ async def test_read_scope_pages_by_bytes_without_skipping(hub: HubStore) -> None
     d = chain.create(A)
     for i in range(9):
         chain.edit(d.dossier, {other.node: i + 1}, address=f"Thôn {i}")
-    assert (await hub.ingest_from(other, chain.events))[0] == 10
+    assert (await hub.ingest.accept(other, chain.events))[0] == 10
     seen: list[int] = []
     cursor, rounds, more = 0, 0, True
     cursors = []
@@ -312,16 +312,16 @@ async def test_concurrent_batches_share_a_commit_and_a_refused_one_rolls_back_al
                    {"set": {"applicant.address": "Thôn giả"}}, {bad.origin: 1}, b"\0" * 32)
     batches = [c.events for c in chains]
     batches[3] = [bad.events[0], forged]
-    before = hub.groups_committed
-    results = await asyncio.gather(*(hub.ingest_from(n, b) for n, b in zip(nodes, batches,
+    before = hub.ingest.groups_committed
+    results = await asyncio.gather(*(hub.ingest.accept(n, b) for n, b in zip(nodes, batches,
                                                                               strict=True)),
                                    return_exceptions=True)
     assert isinstance(results[3], RemoteProtocolError)
     assert [r for i, r in enumerate(results) if i != 3] == [(2, [])] * 7
     if isinstance(hub.conn, PgConnection):  # one transaction each: PostgreSQL groups WAL flushes
-        assert hub.groups_committed == before
+        assert hub.ingest.groups_committed == before
     else:  # SQLite: they shared commits
-        assert hub.groups_committed - before < len(nodes)
+        assert hub.ingest.groups_committed - before < len(nodes)
     held = await event_ids(hub)
     assert len(held) == 14 and not any(o == nodes[3].node for o, _ in held)
-    assert [e["kind"] for e in await hub.security_events()] == ["chain_broken"]
+    assert [e["kind"] for e in await hub.trust.security_events()] == ["chain_broken"]

@@ -77,15 +77,15 @@ async def test_two_workers_on_postgresql_survive_a_killed_worker_and_converge(
             stores: list[EdgeStore] = [e.app[STORE] for e in edges]
             for store in stores:
                 for i in range(25):
-                    await store.create(birth(f"Nguyễn Văn {i}"), "clerk")
+                    await store.dossiers.create(birth(f"Nguyễn Văn {i}"), "clerk")
             await asyncio.gather(*(sync_until_quiet(e) for e in edges))
             # the two nodes of one commune now edit the same dossiers, at once, while a worker
             # dies by SIGKILL; the supervisor starts another
-            shared = [d["id"] for d in (await stores[0].search(limit=25)).items]
+            shared = [d["id"] for d in (await stores[0].dossiers.search(limit=25)).items]
 
             async def edit(store: EdgeStore, field: str) -> None:
                 for n, dossier in enumerate(shared):
-                    await store.edit(dossier, {"set": {f"applicant.{field}": value(field, n)}},
+                    await store.dossiers.edit(dossier, {"set": {f"applicant.{field}": value(field, n)}},
                                      "clerk")
 
             await asyncio.gather(sync_until_quiet(edges[1]))
@@ -106,9 +106,9 @@ async def test_two_workers_on_postgresql_survive_a_killed_worker_and_converge(
 
             # converged: the two nodes of the first commune agree with each other and the hub
             a, b = stores[0], stores[1]
-            assert await a.dossier_rows() == await b.dossier_rows()
+            assert await a.log.dossier_rows() == await b.log.dossier_rows()
             for dossier in shared:
-                view = await a.view(dossier)
+                view = await a.dossiers.view(dossier)
                 n = shared.index(dossier)
                 assert view["applicant"]["address"] == value("address", n)
                 assert view["applicant"]["phone"] == value("phone", n)

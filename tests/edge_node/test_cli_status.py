@@ -28,10 +28,10 @@ async def hub_acks_less(data: Path) -> int:
                                  CONFIG.agency)
     try:
         for name in ("Nguyễn Văn An", "Lý Thị Mai"):
-            await store.create(birth(name), "clerk")
+            await store.dossiers.create(birth(name), "clerk")
         now = store.now_ms()
         for ack, sent_after in ((2, 0), (1, 2)):
-            await store.apply_response(SyncResponse(ack=ack, events=[], cursor=1, more=False,
+            await store.sync.apply_response(SyncResponse(ack=ack, events=[], cursor=1, more=False,
                                                     hub_time_ms=now), 0.0, time.monotonic(),
                                        sent_after=sent_after)
         return now

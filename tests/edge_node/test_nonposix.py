@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.sync_throughput import ROOT, free_port
+from bench.processes import ROOT, free_port
 from tests.faults.procs import PASSWORD, Procs, hub_setup, ready, serve_hub
 from tests.harness import birth
 

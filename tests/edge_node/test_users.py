@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from bench.sync_throughput import ROOT
+from bench.processes import ROOT
 from tests.harness import PASSWORD, Net
 
 

@@ -1,7 +1,7 @@
 """Real hub and edge processes for the fault tests: set up, started (optionally armed with a crash
 point, optionally inside a network namespace), killed by pid, and always stopped at the end.
 
-The building blocks come from `bench/sync_throughput.py` (`acli`, `free_port`, `wait_ready`); this
+The building blocks come from `bench/processes.py` (`acli`, `free_port`, `wait_ready`); this
 adds what fault tests need on top: an environment per process (`COMMUNE_SYNC_CRASH`), a command
 prefix (`ip netns exec NS`), telling a crash-point death from a kill of ours, and setting up nodes
 without a process per step (the hub's enrollment tokens are made before it serves; an edge enrolls
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.sync_throughput import ROOT, acli, free_port, wait_ready
+from bench.processes import ROOT, acli, free_port, wait_ready
 from central_hub.store import HubStore
 from edge_node import config as edge_config
 from edge_node.app import open_accounts
@@ -128,7 +128,7 @@ async def hub_setup(data: Path, communes: list[str]) -> list[str]:
     await acli("central_hub", "init", "--data", str(data))
     store = await HubStore.open(data / "hub.db")
     try:
-        return [await store.create_enroll_token(c, f"Xã {c}") for c in communes]
+        return [await store.trust.create_enroll_token(c, f"Xã {c}") for c in communes]
     finally:
         await store.close()
 
@@ -202,10 +202,10 @@ async def intake_offline(edge_dir: Path, bodies: list[dict[str, Any]],
     store = await EdgeStore.open(edge_dir / edge_config.DB_FILE, config.node, config.commune,
                                  config.agency)
     try:
-        views = [await store.create(body, CLERK) for body in bodies]
+        views = [await store.dossiers.create(body, CLERK) for body in bodies]
         for i, data in scans:
             sha = await store.blobs.put(data)
-            await store.attach(views[i]["id"], {"sha256": sha, "name": f"scan-{i}.png",
+            await store.dossiers.attach(views[i]["id"], {"sha256": sha, "name": f"scan-{i}.png",
                                                 "mime": "image/png", "size": len(data),
                                                 "label": "Giấy chứng sinh"}, CLERK)
     finally:

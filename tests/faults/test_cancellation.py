@@ -19,23 +19,23 @@ async def test_a_cancelled_write_leaves_the_store_usable(tmp_path: Path) -> None
     try:
         broken: list[str] = []
         for step in range(80):  # cancel at every moment of a write, one after another
-            task = asyncio.create_task(store.create(birth(citizen_id=unique_citizen_id()),
+            task = asyncio.create_task(store.dossiers.create(birth(citizen_id=unique_citizen_id()),
                                                     "clerk"))
             await asyncio.sleep(step * 0.0005)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             try:
-                await store.create(birth(citizen_id=unique_citizen_id()), "clerk")
+                await store.dossiers.create(birth(citizen_id=unique_citizen_id()), "clerk")
             except Exception as exc:  # the next clerk's dossier must still be taken in
                 broken.append(f"cancelled after {step * 0.5:.1f} ms: {exc}")
                 break
             conn = sqlite3.connect(tmp_path / "edge.db")
             top = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
             conn.close()
-            if top != store.own_seq:
+            if top != store.log.own_seq:
                 broken.append(f"cancelled after {step * 0.5:.1f} ms: the log ends at seq {top}, "
-                              f"the store believes {store.own_seq}")
+                              f"the store believes {store.log.own_seq}")
                 break
         assert not broken, broken
     finally:

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bench.sync_throughput import free_port
+from bench.processes import free_port
 from tests.faults.procs import CLERK, PASSWORD, Procs, acli, edge_setup, hub_setup, ready, serve_hub
 from tests.harness import birth
 

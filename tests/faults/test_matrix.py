@@ -213,7 +213,7 @@ async def test_reply_lost_after_the_hub_committed(tmp_path: Path) -> None:
         for toxic in (Toxics(reset=True), Toxics(black_hole=True)):
             views = [await s.clerk.create() for _ in range(5)]
             assert all(views)
-            ack_before = await s.edge.store.ack()
+            ack_before = await s.edge.store.sync.ack()
             s.proxy.set_toxics("downstream", toxic)
             await s.edge.client.close()  # a fresh connection: the toxic acts on this request
             assert await broken(s.edge.sync)
@@ -221,10 +221,10 @@ async def test_reply_lost_after_the_hub_committed(tmp_path: Path) -> None:
                 assert view is not None
                 status, _ = await s.net.hub.api.get(f"/api/dossiers/{view['id']}")
                 assert status == 200
-            assert await s.edge.store.ack() == ack_before  # … but not known to be, here
+            assert await s.edge.store.sync.ack() == ack_before  # … but not known to be, here
             s.proxy.clear()
             await busy_retry(s.edge.sync)
-            assert await s.edge.store.ack() == s.edge.store.own_seq
+            assert await s.edge.store.sync.ack() == s.edge.store.log.own_seq
             assert check(s.hub, s.edges, s.acked) == []
 
 
@@ -258,15 +258,15 @@ async def test_responses_cut_at_50_offsets(tmp_path: Path) -> None:
             await shape()
             await s.edge.client.close()
             s.proxy.set_toxics("downstream", Toxics(limit_data=offset))
-            ack, cursor = await s.edge.store.ack(), await s.edge.store.cursor()
+            ack, cursor = await s.edge.store.sync.ack(), await s.edge.store.sync.cursor()
             if await broken(s.edge.sync):
                 cut += 1
-                assert (await s.edge.store.ack(), await s.edge.store.cursor()) == (ack, cursor)
+                assert (await s.edge.store.sync.ack(), await s.edge.store.sync.cursor()) == (ack, cursor)
             s.proxy.clear()
             await s.edge.client.close()
             await busy_retry(s.edge.sync)
             where = f"after a cut at byte {offset} of {length}"
-            assert await s.edge.store.ack() == s.edge.store.own_seq, where
+            assert await s.edge.store.sync.ack() == s.edge.store.log.own_seq, where
             if offset in offsets[::10]:  # the whole check costs more than a round
                 assert check(s.hub, s.edges, s.acked) == [], where
         assert check(s.hub, s.edges, s.acked) == []
@@ -308,8 +308,8 @@ async def test_requests_cut_at_50_offsets(tmp_path: Path) -> None:
             await s.edge.client.close()
             await busy_retry(round_trip)
             where = f"after a cut at byte {offset} of {length}"
-            assert await s.edge.store.ack() == s.edge.store.own_seq, where
-            assert not await s.edge.store.blobs_to_move("up"), where
+            assert await s.edge.store.sync.ack() == s.edge.store.log.own_seq, where
+            assert not await s.edge.store.queue.to_move("up"), where
             if offset in offsets[::10]:  # the whole check costs more than a round
                 assert check(s.hub, s.edges, s.acked, blobs=True) == [], where
         assert check(s.hub, s.edges, s.acked, blobs=True) == []

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.sync_throughput import DossierFaker
+from bench.dossier_faker import DossierFaker
 from tests.faults.checker import Acked, Replica, check, converge
 from tests.faults.netns import Link
 from tests.faults.procs import Procs, intake_offline, netns_nodes, serve_edge

@@ -3,7 +3,7 @@
 Every answer that tells a person "saved" is recorded in an `Acked` for the checker: a dossier
 answered 201, an edit answered 200, an attachment answered 201. Transport errors (the edge process
 died under the clerk) are counted, never raised: the point of the fault tests is what happens then.
-Bodies come from `bench/sync_throughput.py: DossierFaker`; each gets a citizen ID never used before
+Bodies come from `bench/dossier_faker.py: DossierFaker`; each gets a citizen ID never used before
 in this process, so a duplicated dossier shows up as a citizen ID held twice.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.sync_throughput import DossierFaker
+from bench.dossier_faker import DossierFaker
 from tests.faults.checker import Acked
 
 log = logging.getLogger(__name__)

@@ -131,7 +131,7 @@ async def test_events_never_wait_behind_blobs(net: Net) -> None:
     await edge.api.post("/api/dossiers", birth("Người đến sau"))
 
     async def events_waiting() -> bool:
-        return (await edge.store.pending_stats())[0] > 0
+        return (await edge.store.sync.pending_stats())[0] > 0
 
     stats = await BlobMover(edge.client).run(events_waiting)
     assert stats.yielded and stats.bytes_up == 0

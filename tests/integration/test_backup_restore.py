@@ -120,7 +120,7 @@ async def edge_log(store: EdgeStore) -> list[tuple[str, int, bytes]]:
 async def digests(store: Any, ids: list[str]) -> dict[str, str]:
     out = {}
     for dossier in ids:
-        state = await store.load_state(dossier, committed=True)
+        state = await store.dossiers.load_state(dossier, committed=True)
         assert state is not None, dossier
         out[dossier] = digest(state)
     return out
@@ -170,10 +170,10 @@ async def test_restore_from_an_older_backup_loses_nothing_acknowledged(net: Net,
     assert (await sync(a1)).pending_after == 0
     assert (await BlobMover(a1.client).run(never)).uploaded == 1
     await sync(a2)
-    assert a1.store.ref_versions["holidays"] == a2.store.ref_versions["holidays"] == 2
-    acked = {edge.config.node: await edge.store.ack() for edge in (a1, a2)}
-    assert acked == {a1.config.node: a1.store.own_seq, a2.config.node: a2.store.own_seq}
-    old_cursor = await a1.store.cursor()
+    assert a1.store.dossiers.ref_versions["holidays"] == a2.store.dossiers.ref_versions["holidays"] == 2
+    acked = {edge.config.node: await edge.store.sync.ack() for edge in (a1, a2)}
+    assert acked == {a1.config.node: a1.store.log.own_seq, a2.config.node: a2.store.log.own_seq}
+    old_cursor = await a1.store.sync.cursor()
     sha = hashlib.sha256(PNG).hexdigest()
     assert net.hub.store.blobs.has(sha)
 
@@ -189,10 +189,10 @@ async def test_restore_from_an_older_backup_loses_nothing_acknowledged(net: Net,
     # A1 first: the hub's lower ack makes it send its events again, in the same session; its
     # edit of A2's dossier waits for A2 to send that dossier again (held back, not refused)
     await sync(a1)
-    warning = await a1.store.sync_warning()
+    warning = await a1.store.sync.warning()
     assert warning is not None and REWOUND in warning["message"]
     assert warning["code"] == "hub_restored"
-    assert await a1.store.ack() == a1.store.own_seq - 1
+    assert await a1.store.sync.ack() == a1.store.log.own_seq - 1
     # A2 sends its dossier again, and takes a new one: both land at positions A1's old cursor
     # had passed
     _, d5 = await a2.api.post("/api/dossiers", birth("Hoàng Thị Cúc"))
@@ -218,7 +218,7 @@ async def test_restore_from_an_older_backup_loses_nothing_acknowledged(net: Net,
     # every replica holds the same events and the same dossiers, A2's new one included
     for edge in (a1, a2):
         assert sorted(await edge_log(edge.store)) == sorted(held), edge.config.node
-        assert await edge.store.ack() == edge.store.own_seq
+        assert await edge.store.sync.ack() == edge.store.log.own_seq
     dossiers = [d["id"] for d in (d1, d2, d3, d4, d5)]
     expected = await digests(hub.store, dossiers)
     assert await digests(a1.store, dossiers) == expected
@@ -228,8 +228,8 @@ async def test_restore_from_an_older_backup_loses_nothing_acknowledged(net: Net,
     _, view = await a2.api.get(f"/api/dossiers/{d4['id']}")
     assert view["applicant"]["address"] == "Thôn Khuổi Phầy" and view["conflicts"] == []
     # the restored reference data is everyone's again, though the edges had a newer version
-    assert hub.store.ref_versions["holidays"] > 2
-    assert a1.store.ref_versions == a2.store.ref_versions == hub.store.ref_versions
+    assert hub.store.dossiers.ref_versions["holidays"] > 2
+    assert a1.store.dossiers.ref_versions == a2.store.dossiers.ref_versions == hub.store.dossiers.ref_versions
     # all sent and read again, the scan checked again: the warning has ended by itself
     _, status_body = await a1.api.get("/api/sync")
     assert status_body["warning"] is None
@@ -249,7 +249,7 @@ async def restored_after_growth(net: Net, tmp_path: Path, later: int
         await a2.api.post("/api/dossiers", birth(f"Người {i}"))
     await sync(a2)
     await sync(a1)
-    old_cursor = await a1.store.cursor()
+    old_cursor = await a1.store.sync.cursor()
     port = await stop_hub(net)
     await restore(net, tmp_path / "backup")
     return a1, a2, d1, old_cursor, await start_hub(net, port)
@@ -299,7 +299,7 @@ async def test_hub_edits_after_the_backup_stay_at_the_edges_and_new_ones_take_a_
     assert view["applicant"]["phone"] == "0987654321"  # the new one arrived: no id reused
     _, at_hub = await hub.api.get(f"/api/dossiers/{d1['id']}")
     assert at_hub["fields"].get("child_home_town") != "Na Hang"  # lost there (documented)
-    warning = await a1.store.sync_warning()
+    warning = await a1.store.sync.warning()
     assert warning is not None and warning["code"] == "hub_edits_lost", warning
     assert d1["code"] in warning["message"]
     # the hub's chains audit clean: the old one ends at the backup, the new one starts at 1
@@ -318,11 +318,11 @@ async def test_a_cursor_past_the_log_end_is_read_from_the_start(net: Net, tmp_pa
     while the edge's cursor is past the restored log's end."""
     a1, a2, d1, old_cursor, hub = await restored_after_growth(net, tmp_path, 3)
     async with hub.store.lock:  # undo the rotation: as if only the database had been copied back
-        await hub.store.set_meta(hub_epoch.EPOCH_KEY, await a1.store.hub_epoch())
+        await hub.store.log.set_meta(hub_epoch.EPOCH_KEY, await a1.store.sync.hub_epoch())
     assert await hub.store.log_size() < old_cursor
     # A1 syncs first, while its cursor is past the log's end: it is reset
     await sync(a1)
-    assert await a1.store.cursor() < old_cursor
+    assert await a1.store.sync.cursor() < old_cursor
     # A2's dossiers come back at positions below A1's old cursor, and reach A1
     assert (await sync(a2)).pending_after == 0
     await sync(a1)

@@ -36,7 +36,7 @@ from edge_node.sync import SyncClient
 from protocol.calendar import VN_TZ
 from protocol.errors import AuthError
 from service import certclock, pki
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from tests.faults.linkproxy import LinkProxy
 from tests.faults.procs import Proc, Procs, free_port, ready
 from tests.harness import PASSWORD, birth
@@ -108,7 +108,7 @@ async def make_hub(root: Path, communes: list[str], **config: Any) -> tuple[Path
     await accounts.conn.close()
     store = await HubStore.open(data / "hub.db")
     try:
-        tokens = [await store.create_enroll_token(c, f"Xã {c}", fingerprint) for c in communes]
+        tokens = [await store.trust.create_enroll_token(c, f"Xã {c}", fingerprint) for c in communes]
     finally:
         await store.close()
     return data, tokens
@@ -181,7 +181,7 @@ async def sync_in_process(data: Path, config: edge_config.EdgeConfig,
     client = SyncClient(store, config)
     client.data_dir = str(data)
     try:
-        view = await store.create(body, "clerk") if body else None
+        view = await store.dossiers.create(body, "clerk") if body else None
         await client.session_once()
         return view["id"] if view else None
     finally:
@@ -379,7 +379,7 @@ async def test_a_hub_certificate_expired_by_the_hubs_clock_is_refused(tmp_path: 
         store = await HubStore.open(data / "hub.db")
         fingerprint = pki.fingerprint(pki.load_cert((tls.tls_dir(data) / tls.CA_CERT)
                                                     .read_bytes()))
-        fresh = await store.create_enroll_token("02245", "Xã", fingerprint)
+        fresh = await store.trust.create_enroll_token("02245", "Xã", fingerprint)
         await store.close()
         with pytest.raises(AuthError, match="expired"):
             await enroll(tmp_path / "new", hub.url, fresh)
@@ -430,7 +430,7 @@ async def test_an_edge_enrolls_with_its_clock_27_years_behind(tmp_path: Path,
         store = await EdgeStore.open(edge_dir / edge_config.DB_FILE, config.node,
                                      config.commune, config.agency)
         try:  # it starts with the hub's time: the correction is the 27 years
-            correction = int(await store.get_meta("clock_correction_ms"))
+            correction = int(await store.log.get_meta("clock_correction_ms"))
         finally:
             await store.close()
         assert abs(correction + skew_s * 1000) < 1000

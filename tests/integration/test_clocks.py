@@ -8,14 +8,14 @@ from edge_node.store import EdgeStore
 from protocol.calendar import VN_TZ
 from protocol.hlc import wall_ms
 from service import clock_flags
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from tests.harness import Net, birth
 
 DAY_MS = 24 * 3600 * 1000
 
 
 def skew(edge, ms: int) -> None:  # type: ignore[no-untyped-def]
-    edge.store.wall = lambda: wall_clock_ms() + ms
+    edge.store.time.wall = lambda: wall_clock_ms() + ms
 
 
 def parse(ts: str) -> int:
@@ -33,7 +33,7 @@ async def check_skewed_edge(net: Net, skew_ms: int) -> None:
     # before any exchange in this process, the edge trusts its clock plus the last correction;
     # the first exchange teaches it the hub's time
     await edge.sync()
-    offset = edge.store.clock_offset_ms
+    offset = edge.store.time.offset_ms
     assert abs(offset - skew_ms) < 5_000, offset
     status, d = await edge.api.post("/api/dossiers", birth())
     assert status == 201
@@ -68,7 +68,7 @@ async def check_skewed_edge(net: Net, skew_ms: int) -> None:
     _, sync = await edge.api.get("/api/sync")
     assert sync["clock_warning"] is True
     # the hub's own clock was not dragged forward by a peer running ahead
-    assert wall_ms(net.hub.store.clock.last) < wall_clock_ms() + 60_000
+    assert wall_ms(net.hub.store.log.clock.last) < wall_clock_ms() + 60_000
 
 
 async def test_edge_clock_a_day_ahead(net: Net) -> None:
@@ -122,7 +122,7 @@ async def test_events_stamped_ahead_are_accepted_flagged_and_ordered(net: Net) -
     _, view = await net.hub.api.get(f"/api/dossiers/{d['id']}")
     assert abs(view["clock_check"]["error_ms"] - DAY_MS) < 5_000
     assert any("ahead of the hub" in r for r in nodes["items"][0]["reasons"])
-    assert wall_ms(net.hub.store.clock.last) < wall_clock_ms() + 60_000
+    assert wall_ms(net.hub.store.log.clock.last) < wall_clock_ms() + 60_000
     # a later edit at the hub still sorts after the create it has seen
     _, view = await net.hub.api.get(f"/api/dossiers/{d['id']}")
     await net.hub.api.patch(f"/api/dossiers/{d['id']}",
@@ -142,12 +142,12 @@ async def test_a_clock_gone_back_is_flagged_before_any_contact(net: Net) -> None
     restarted = await EdgeStore.open(edge.data / "edge.db", edge.config.node, edge.config.commune,
                                      edge.config.agency)
     try:
-        restarted.wall = lambda: wall_clock_ms() - 30 * DAY_MS
-        back = await clock_flags.went_back(restarted)
+        restarted.time.wall = lambda: wall_clock_ms() - 30 * DAY_MS
+        back = await clock_flags.went_back(restarted.dossiers)
         assert back is not None and abs(back + 30 * DAY_MS) < 60_000
-        d = await restarted.create(birth(child_birth_date="2026-10-20"), "clerk")
-        assert await clock_flags.settle(restarted) == 1  # flagged offline, at once
-        flagged = await clock_flags.flagged(restarted)
+        d = await restarted.dossiers.create(birth(child_birth_date="2026-10-20"), "clerk")
+        assert await restarted.settle_clock() == 1  # flagged offline, at once
+        flagged = await clock_flags.flagged(restarted.dossiers)
         assert [f["id"] for f in flagged] == [d["id"]]
         assert flagged[0]["error_ms"] < -30 * DAY_MS + 60_000  # at least a month behind
     finally:

@@ -28,7 +28,7 @@ async def test_offline_intake_reaches_hub_exactly_once(net: Net) -> None:
         raise AssertionError("sync should fail while the link is cut")
     except Exception as exc:
         assert "cannot reach" in str(exc) or "link" in str(exc)
-    assert (await edge.store.pending_stats())[0] == 5
+    assert (await edge.store.sync.pending_stats())[0] == 5
 
     edge.heal()
     result = await edge.sync()
@@ -165,9 +165,9 @@ async def test_rebuild_equals_incremental_on_both_sides(net: Net) -> None:
                              {"set": {"applicant.address": f"Thôn {i}"}, "base": d["version"]})
     await edge.sync()
     for store in (edge.store, net.hub.store):
-        before = await store.dossier_rows()
-        assert await store.rebuild() == 3
-        assert await store.dossier_rows() == before
+        before = await store.log.dossier_rows()
+        assert await store.log.rebuild() == 3
+        assert await store.log.dossier_rows() == before
 
 
 async def test_replicas_converge_to_same_state(net: Net) -> None:
@@ -184,6 +184,6 @@ async def test_replicas_converge_to_same_state(net: Net) -> None:
     for _ in range(2):
         await a1.sync()
         await a2.sync()
-    rows = [await s.dossier_rows() for s in (a1.store, a2.store, net.hub.store)]
+    rows = [await s.log.dossier_rows() for s in (a1.store, a2.store, net.hub.store)]
     states = [r[d["id"]][-1] for r in rows]
     assert states[0] == states[1] == states[2]

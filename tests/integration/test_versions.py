@@ -56,11 +56,11 @@ async def test_a_refused_exchange_keeps_the_nodes_last_report(net: Net) -> None:
     edge = await net.add_edge("02245")
     await edge.api.post("/api/dossiers", birth())
     await edge.sync()
-    [before] = await net.hub.store.nodes()
+    [before] = await net.hub.store.sessions.nodes()
     assert before["stats"]["dossiers"] == 1 and before["app_version"]
     with pytest.raises(Exception, match="hub refused"):
         await edge.client.request("POST", "/v1/sync", b"not a sync body")
-    [after] = await net.hub.store.nodes()
+    [after] = await net.hub.store.sessions.nodes()
     assert after["last_error"] and after["sessions_failed"] == before["sessions_failed"] + 1
     # … but the node's last real report is kept, not wiped by the refused one
     assert after["stats"] == before["stats"]

@@ -21,7 +21,8 @@ FORBIDDEN_CALLS = frozenset({
 })
 EXPECTED_MODULES = {
     "errors", "hlc", "events", "codec", "merge", "lifecycle", "catalogue", "calendar", "commands",
-    "views", "messages", "stats", "forms", "attachments", "duplicates",
+    "views", "messages", "stats", "forms", "attachments", "duplicates", "session", "notices",
+    "scope", "stamp",
 }
 
 

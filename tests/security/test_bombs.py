@@ -26,7 +26,7 @@ from edge_node.enroll import enroll
 from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
 from protocol.messages import SyncRequest, encode_request
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from tests.harness import birth
 from tests.security.bombs import (
     GiB,
@@ -153,7 +153,7 @@ async def _edge_keeps_syncing(client: SyncClient, until: asyncio.Event,
                               sessions: list[float]) -> None:
     """Write a dossier and sync it, again and again until `until` is set (at least twice)."""
     while not until.is_set() or len(sessions) < 2:
-        await client.store.create(birth(name=f"Lê Văn {len(sessions)}"), "clerk")
+        await client.store.dossiers.create(birth(name=f"Lê Văn {len(sessions)}"), "clerk")
         started = time.monotonic()
         result = await client.session_once()
         sessions.append(time.monotonic() - started)

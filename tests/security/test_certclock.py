@@ -7,7 +7,7 @@ import pytest
 from central_hub import tls
 from service import certclock, pki
 from service.certclock import TimeView, check_dates
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 
 DAY_MS = 86_400_000
 

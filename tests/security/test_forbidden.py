@@ -22,7 +22,7 @@ from protocol.errors import AuthError, RemoteProtocolError, TransportError
 from protocol.events import Event, uuid7
 from protocol.messages import SyncRequest, decode_error, decode_response, encode_request
 from service import atomic, pki
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from tests.harness import Net, birth
 from tests.security.tlsnet import TlsEdge, TlsNet, applied_digest, count
 
@@ -48,21 +48,21 @@ def own_event(edge: TlsEdge, kind: str, dossier: str, payload: dict[str, Any],
               prev: bytes | None = None) -> Event:
     """An event as `edge` would stamp it next (correct seq and chain)."""
     store = edge.store
-    return Event(edge.config.node, store.own_seq + seq_offset, (wall_clock_ms() << 16) + 1,
+    return Event(edge.config.node, store.log.own_seq + seq_offset, (wall_clock_ms() << 16) + 1,
                  dossier, "mallory", kind, codec.sorted_value(payload), deps or {},
-                 store.own_hash if prev is None else prev)
+                 store.log.own_hash if prev is None else prev)
 
 
 async def created(edge: TlsEdge) -> dict[str, Any]:
     """A dossier created at `edge` and synced to the hub."""
-    view = await edge.store.create(birth(), "clerk")
+    view = await edge.store.dossiers.create(birth(), "clerk")
     result = await edge.client.session_once()
     assert result.pending_after == 0
     return view
 
 
 async def create_payload(edge: TlsEdge, dossier: str) -> dict[str, Any]:
-    [first] = [e for e in await edge.store.history(dossier) if e.kind == "create"]
+    [first] = [e for e in await edge.store.dossiers.history(dossier) if e.kind == "create"]
     return dict(first.payload)
 
 
@@ -71,8 +71,8 @@ async def test_a_forged_origin_is_refused_alerted_and_applies_nothing(tnet: TlsN
     first = await created(a)
     before = applied_digest(tnet.db)
     # on the wire the origin is implied by the request's node id: naming another node is refused
-    view = await a.store.create(birth(), "clerk")
-    batch, _, _ = await a.store.pending_batch(await a.store.ack(), 1 << 20)
+    view = await a.store.dossiers.create(birth(), "clerk")
+    batch, _, _ = await a.store.sync.pending_batch(await a.store.sync.ack(), 1 << 20)
     forged = encode_request(SyncRequest(node=b.config.node, events=[], batch=batch, cursor=0,
                                         want_bytes=1024, clock_ms=wall_clock_ms()))
     async with a.session() as http:
@@ -82,11 +82,11 @@ async def test_a_forged_origin_is_refused_alerted_and_applies_nothing(tnet: TlsN
     # and in the store, an event whose origin is not the authenticated node breaks nothing
     assert tnet.store is not None
     assert view["id"]
-    event = await a.store.history(first["id"])  # A's seq 1, offered as B's
+    event = await a.store.dossiers.history(first["id"])  # A's seq 1, offered as B's
     with pytest.raises(RemoteProtocolError, match="origin"):
-        await tnet.store.ingest_from(Node(b.config.node, "02245"), event)
+        await tnet.store.ingest.accept(Node(b.config.node, "02245"), event)
     assert applied_digest(tnet.db) == before
-    kinds = [e["kind"] for e in await tnet.store.security_events()]
+    kinds = [e["kind"] for e in await tnet.store.trust.security_events()]
     assert "node_mismatch" in kinds and "forged_origin" in kinds
 
 
@@ -95,7 +95,7 @@ async def test_another_communes_dossier_cannot_be_created_or_edited(tnet: TlsNet
     await created(a)
     theirs = await created(b)
     assert tnet.store is not None
-    state_before = await tnet.store.load_state(theirs["id"], committed=True)
+    state_before = await tnet.store.dossiers.load_state(theirs["id"], committed=True)
     tables = ("events", "dossiers", "blob_refs", "nodes")
     before = applied_digest(tnet.db, tables)
     # a create for a new dossier that names the other commune, and an edit of their dossier
@@ -109,9 +109,9 @@ async def test_another_communes_dossier_cannot_be_created_or_edited(tnet: TlsNet
     assert status == 200
     assert sorted(r.code for r in answer.rejections) == ["scope", "scope"]
     assert applied_digest(tnet.db, tables) == before  # nothing applied
-    assert await tnet.store.load_state(theirs["id"], committed=True) == state_before
+    assert await tnet.store.dossiers.load_state(theirs["id"], committed=True) == state_before
     assert count(tnet.db, "SELECT count(*) FROM quarantine WHERE code='scope'") == 2
-    assert any(e["kind"] == "scope_violation" for e in await tnet.store.security_events())
+    assert any(e["kind"] == "scope_violation" for e in await tnet.store.trust.security_events())
     # and nothing of commune 02246 is ever sent to a node of 02245
     async with a.session() as http:
         status, answer = await post_sync(http, tnet.url, body_for(a, []))
@@ -121,8 +121,8 @@ async def test_another_communes_dossier_cannot_be_created_or_edited(tnet: TlsNet
 async def test_replaying_another_nodes_events_applies_nothing(tnet: TlsNet) -> None:
     a, b = await tnet.add_edge("02245"), await tnet.add_edge("02246")
     await created(a)
-    view = await b.store.create(birth(), "clerk")
-    batch, _, _ = await b.store.pending_batch(0, 1 << 20)
+    view = await b.store.dossiers.create(birth(), "clerk")
+    batch, _, _ = await b.store.sync.pending_batch(0, 1 << 20)
     captured = encode_request(SyncRequest(node=b.config.node, events=[], batch=batch, cursor=0,
                                           want_bytes=1024, clock_ms=wall_clock_ms()))
     before = applied_digest(tnet.db)
@@ -136,7 +136,7 @@ async def test_replaying_another_nodes_events_applies_nothing(tnet: TlsNet) -> N
         status, _ = await post_sync(http, tnet.url, captured)
     assert status == 401
     # A re-sends B's event contents as its own: another commune's dossier, quarantined only
-    theirs = await b.store.history(view["id"])
+    theirs = await b.store.dossiers.history(view["id"])
     mine = own_event(a, theirs[0].kind, theirs[0].dossier, dict(theirs[0].payload))
     async with a.session() as http:
         status, answer = await post_sync(http, tnet.url, body_for(a, [mine]))
@@ -154,8 +154,8 @@ async def test_a_revoked_certificate_is_refused_on_the_next_request(tnet: TlsNet
     a = await tnet.add_edge("02245")
     await created(a)  # the client keeps its TLS connection open
     assert tnet.store is not None
-    await tnet.store.revoke(a.config.node)
-    await a.store.create(birth(), "clerk")
+    await tnet.store.trust.revoke(a.config.node)
+    await a.store.dossiers.create(birth(), "clerk")
     before = applied_digest(tnet.db)
     with pytest.raises(AuthError, match="revoked"):
         await a.client.session_once()
@@ -171,12 +171,12 @@ async def test_an_expired_certificate_is_refused_then_recovered_with_the_old_key
     net = await TlsNet(tmp_path, node_cert_days=1.5 / 86400).start()  # 1.5-second certificates
     try:
         a = await net.add_edge("02245")
-        await a.store.create(birth(), "clerk")
+        await a.store.dossiers.create(birth(), "clerk")
         old = a.identity.certificate()
         await asyncio.sleep(max(0.0, pki.expires_ms(old) - wall_clock_ms()) / 1000 + 0.5)
         assert pki.expires_ms(a.identity.certificate()) < wall_clock_ms()  # expired now
         before = applied_digest(net.db)
-        batch, _, _ = await a.store.pending_batch(0, 1 << 20)
+        batch, _, _ = await a.store.sync.pending_batch(0, 1 << 20)
         body = encode_request(SyncRequest(node=a.config.node, events=[], batch=batch, cursor=0,
                                           want_bytes=1024, clock_ms=wall_clock_ms()))
         async with a.session() as http:
@@ -197,7 +197,7 @@ async def test_an_expired_certificate_is_refused_then_recovered_with_the_old_key
         assert not pki.same_key(new.public_key(), old.public_key())  # a fresh key
         assert pki.node_of(new) == a.config.node
         assert net.store is not None
-        certs = await net.store.certificates(a.config.node)
+        certs = await net.store.trust.certificates(a.config.node)
         assert [c["reason"] for c in certs] == ["superseded", None]
         # the old key cannot renew again once the new certificate is in use
         with pytest.raises(AuthError, match="superseded"):
@@ -218,8 +218,8 @@ async def test_a_certificate_from_another_ca_is_refused(tnet: TlsNet) -> None:
     pem = a.data / "impostor.pem"
     atomic.write(pem, pki.key_pem(key) + issued.pem.encode())
     ctx = pki.client_context(a.identity.ca_file, pem)
-    await a.store.create(birth(), "clerk")
-    batch, _, _ = await a.store.pending_batch(await a.store.ack(), 1 << 20)
+    await a.store.dossiers.create(birth(), "clerk")
+    batch, _, _ = await a.store.sync.pending_batch(await a.store.sync.ack(), 1 << 20)
     body = encode_request(SyncRequest(node=a.config.node, events=[], batch=batch, cursor=0,
                                       want_bytes=1024, clock_ms=wall_clock_ms()))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http:
@@ -283,7 +283,7 @@ async def test_node_and_operator_credentials_are_different_principals(net: Net) 
     """The plain-HTTP development hub: a node's bearer credential is no operator token, and an
     operator's token is no node credential."""
     assert net.hub is not None
-    token = await net.hub.store.create_enroll_token("02245", None)
+    token = await net.hub.store.trust.create_enroll_token("02245", None)
     status, enrolled = await net.hub.api.post("/v1/enroll", {"token": token}, token="")
     assert status == 200
     credential = enrolled["credential"]

@@ -36,7 +36,7 @@ from central_hub.exchange import serve
 from central_hub.store import HubStore, Node
 from edge_node.store import EdgeStore
 from protocol.messages import SyncRequest, decode_response, encode_request
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from service.web import status_of
 from tests.harness import birth
 from tests.security.tlsnet import APPLIED
@@ -82,17 +82,17 @@ async def node_bodies(edge_db: Path, node: str, commune: str,
     edge = await EdgeStore.open(edge_db, node, commune, node)
     try:
         for i in range(4):  # 12 events; the bodies carry only the first 9 (see above)
-            view = await edge.create(birth(name=f"Trần Thị {i}"), "clerk")
-            view = await edge.edit(view["id"], {"base": view["version"],
+            view = await edge.dossiers.create(birth(name=f"Trần Thị {i}"), "clerk")
+            view = await edge.dossiers.edit(view["id"], {"base": view["version"],
                                                 "set": {"applicant.address": "Thôn Bản"}},
                                    "clerk")
-            await edge.comment(view["id"], {"text": "Đủ giấy tờ"}, "clerk")
-        full, _, _ = await edge.pending_batch(0, 1 << 20)
+            await edge.dossiers.comment(view["id"], {"text": "Đủ giấy tờ"}, "clerk")
+        full, _, _ = await edge.sync.pending_batch(0, 1 << 20)
         await apply(encode_request(SyncRequest(node=node, events=[], batch=full, cursor=0,
                                                want_bytes=4096, clock_ms=wall_clock_ms())))
         bodies = []
         for after in (0, 4):
-            batch, _, _ = await edge.pending_batch(after, 1 << 20)
+            batch, _, _ = await edge.sync.pending_batch(after, 1 << 20)
             batch["ev"] = batch["ev"][:CARRIED - after]
             bodies.append(encode_request(SyncRequest(
                 node=node, events=[], batch=batch, cursor=after, want_bytes=4096,
@@ -108,7 +108,7 @@ async def _world(root: Path) -> World:
     await hub.conn.execute("PRAGMA synchronous=OFF")  # durability is not under test here
     nodes, credentials, bodies = [], [], []
     for commune in ("02245", "02245", "02246"):
-        enrolled = await hub.enroll(await hub.create_enroll_token(commune, None))
+        enrolled = await hub.trust.enroll(await hub.trust.create_enroll_token(commune, None))
         node = Node(enrolled.node, enrolled.commune)
         nodes.append(node)
         credentials.append(enrolled.credential)

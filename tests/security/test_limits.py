@@ -23,7 +23,7 @@ import zstandard
 from central_hub.cli import main as hub_main
 from protocol.errors import ServerBusy
 from protocol.messages import SyncRequest, encode_request
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from tests.harness import birth
 from tests.security.bombs import GiB, honest_bomb, pattern_bomb, zeros_bomb
 from tests.security.memory import ProcessMemory
@@ -219,10 +219,10 @@ async def test_a_node_over_its_request_rate_gets_429_with_retry_after(tmp_path: 
         assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
         assert retry is not None and 1 <= int(retry) <= 2
         # the edge treats it as transient (retried with backoff), and its data waits intact
-        await a.store.create(birth(), "clerk")
+        await a.store.dossiers.create(birth(), "clerk")
         with pytest.raises(ServerBusy):
             await a.client.session_once()
-        assert (await a.store.pending_stats())[0] == 1
+        assert (await a.store.sync.pending_stats())[0] == 1
         # another node is not held back by the first one's bucket
         b = await net.add_edge("02246")
         assert (await b.client.session_once()).round_trips >= 1

@@ -21,7 +21,7 @@ from tests.security.tlsnet import TlsNet, applied_digest
 
 async def test_a_broken_chain_on_ingest_is_refused_and_alerted(tnet: TlsNet) -> None:
     a = await tnet.add_edge("02245")
-    view = await a.store.create(birth(), "clerk")
+    view = await a.store.dossiers.create(birth(), "clerk")
     await a.client.session_once()
     before = applied_digest(tnet.db)
     forked = own_event(a, "comment", view["id"], {"text": "sửa lại lịch sử"},
@@ -31,7 +31,7 @@ async def test_a_broken_chain_on_ingest_is_refused_and_alerted(tnet: TlsNet) -> 
     assert status == 400 and code == "protocol" and "chain" in message
     assert applied_digest(tnet.db) == before
     assert tnet.store is not None
-    [alert] = [e for e in await tnet.store.security_events() if e["kind"] == "chain_broken"]
+    [alert] = [e for e in await tnet.store.trust.security_events() if e["kind"] == "chain_broken"]
     assert alert["node"] == a.config.node and alert["seq"] == 2
     # operators see it
     http = tnet.http()
@@ -45,11 +45,11 @@ async def test_a_rewritten_event_resent_is_a_fork_refused_and_alerted(tnet: TlsN
     """Replays are harmless only when they are replays: the same seq with other content is
     refused, not silently skipped."""
     a = await tnet.add_edge("02245")
-    view = await a.store.create(birth(), "clerk")
-    await a.store.comment(view["id"], {"text": "bản gốc"}, "clerk")
+    view = await a.store.dossiers.create(birth(), "clerk")
+    await a.store.dossiers.comment(view["id"], {"text": "bản gốc"}, "clerk")
     await a.client.session_once()
     before = applied_digest(tnet.db)
-    [create, comment] = await a.store.history(view["id"])
+    [create, comment] = await a.store.dossiers.history(view["id"])
     rewritten = Event(comment.origin, comment.seq, comment.hlc, comment.dossier, comment.actor,
                       "comment", {"text": "bản đã sửa"}, comment.deps, comment.prev)
     async with a.session() as http:
@@ -59,7 +59,7 @@ async def test_a_rewritten_event_resent_is_a_fork_refused_and_alerted(tnet: TlsN
         assert status == 200 and answer.ack == 2  # the true replay is still fine
     assert applied_digest(tnet.db) == before
     assert tnet.store is not None
-    [alert] = [e for e in await tnet.store.security_events() if e["kind"] == "fork"]
+    [alert] = [e for e in await tnet.store.trust.security_events() if e["kind"] == "fork"]
     assert alert["seq"] == 2
 
 
@@ -69,8 +69,8 @@ async def _hub_with_log(root: Path) -> Path:
         for commune in ("02245", "02246"):
             edge = await net.add_edge(commune)
             for i in range(4):
-                view = await edge.store.create(birth(name=f"Nguyễn Văn {i}"), "clerk")
-                await edge.store.comment(view["id"], {"text": "đã nhận"}, "clerk")
+                view = await edge.store.dossiers.create(birth(name=f"Nguyễn Văn {i}"), "clerk")
+                await edge.store.dossiers.comment(view["id"], {"text": "đã nhận"}, "clerk")
             await edge.client.session_once()
         assert net.store is not None
         report = await audit(net.store)
@@ -105,7 +105,7 @@ def test_verify_names_an_old_event_with_one_flipped_byte(
     async def alerts() -> list[str]:
         store = await HubStore.open(data / "hub.db")
         try:
-            return [e["kind"] for e in await store.security_events()]
+            return [e["kind"] for e in await store.trust.security_events()]
         finally:
             await store.close()
     assert "audit_failed" in asyncio.run(alerts())

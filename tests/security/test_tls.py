@@ -23,7 +23,7 @@ from edge_node.enroll import enroll
 from edge_node.identity import Identity
 from protocol.errors import AuthError, ValidationError
 from service import pki
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from tests.harness import birth
 from tests.security.tlsnet import TlsNet, applied_digest, count
 
@@ -48,12 +48,12 @@ async def test_the_enrollment_token(tnet: TlsNet) -> None:
     assert not (tnet.root / "second").exists()
     # expires after 72 hours
     late = await tnet.token("02245")
-    tnet.store.wall = lambda: wall_clock_ms() + TOKEN_TTL_MS + 1000
+    tnet.store.time.wall = lambda: wall_clock_ms() + TOKEN_TTL_MS + 1000
     try:
         with pytest.raises(AuthError, match="expired"):
             await enroll(tnet.root / "late", tnet.url, late)
     finally:
-        tnet.store.wall = wall_clock_ms
+        tnet.store.time.wall = wall_clock_ms
     # a made-up token and a token without a certificate request are refused, the latter
     # without being used up
     with pytest.raises(AuthError):
@@ -88,14 +88,14 @@ async def test_the_node_key_stays_home_and_the_certificate_names_the_node(tnet: 
 
 async def test_a_mismatched_ca_is_refused_before_the_token_is_sent(tnet: TlsNet) -> None:
     assert tnet.store is not None
-    token = await tnet.store.create_enroll_token("02245", None, "0" * 64)  # another CA's pin
+    token = await tnet.store.trust.create_enroll_token("02245", None, "0" * 64)  # another CA's pin
     before = applied_digest(tnet.db)
     with pytest.raises(AuthError, match="does not match"):
         await enroll(tnet.root / "edge", tnet.url, token)
     assert applied_digest(tnet.db) == before  # the token was not used
     assert not (tnet.root / "edge").exists()
     # a token without a fingerprint needs --ca-cert for an https:// hub
-    bare = await tnet.store.create_enroll_token("02245", None)
+    bare = await tnet.store.trust.create_enroll_token("02245", None)
     with pytest.raises(ValidationError, match="fingerprint"):
         await enroll(tnet.root / "edge", tnet.url, bare)
     config = await enroll(tnet.root / "edge", tnet.url, bare,
@@ -136,7 +136,7 @@ async def test_the_edge_trusts_only_the_pinned_ca(tnet: TlsNet, tmp_path: Path) 
     edge = await tnet.add_edge("02245")
     edge.client.config = dataclasses.replace(edge.client.config, hub_url=url)
     await edge.client._reconnect()
-    await edge.store.create(birth(), "clerk")
+    await edge.store.dossiers.create(birth(), "clerk")
     with pytest.raises(Exception):  # noqa: B017 — refused one way or another
         await edge.client.session_once()
 
@@ -156,14 +156,14 @@ async def test_renewal_over_mtls_before_expiry(tmp_path: Path) -> None:
         old = edge.identity.certificate()
         assert edge.identity.due(wall_clock_ms() - 10 * 3600 * 1000) == "ok"
         assert edge.identity.due(wall_clock_ms()) == "renew"
-        await edge.store.create(birth(), "clerk")
+        await edge.store.dossiers.create(birth(), "clerk")
         result = await edge.client.session_once()
         assert result.pending_after == 0
         new = edge.identity.certificate()
         assert pki.serial_of(new) != pki.serial_of(old)
         assert not pki.same_key(new.public_key(), old.public_key())
         assert net.store is not None
-        certs = await net.store.certificates(edge.config.node)
+        certs = await net.store.trust.certificates(edge.config.node)
         assert [c["reason"] for c in certs] == ["superseded", None]  # the new one was used
         assert count(net.db, "SELECT count(*) FROM events") == 1
     finally:
@@ -259,9 +259,9 @@ async def test_hubstore_enroll_keeps_its_signature(tmp_path: Path) -> None:
     """The simulation and the harness enroll with a bare token and get a bearer credential."""
     store = await HubStore.open(tmp_path / "hub.db")
     try:
-        enrolled = await store.enroll(await store.create_enroll_token("02245", None))
+        enrolled = await store.trust.enroll(await store.trust.create_enroll_token("02245", None))
         assert enrolled.credential and not enrolled.certificate
-        assert (await store.authenticate(enrolled.credential)).node == enrolled.node
+        assert (await store.trust.authenticate(enrolled.credential)).node == enrolled.node
     finally:
         await store.close()
     assert Identity(tmp_path).exists() is False

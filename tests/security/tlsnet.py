@@ -25,7 +25,7 @@ from edge_node.enroll import enroll
 from edge_node.identity import Identity
 from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from tests.harness import PASSWORD
 
 # What a node's request may change at the hub without having applied anything: telemetry
@@ -126,7 +126,7 @@ class TlsNet:
 
     async def token(self, commune: str) -> str:
         assert self.store is not None and self.authority is not None
-        return await self.store.create_enroll_token(commune, f"Xã {commune}",
+        return await self.store.trust.create_enroll_token(commune, f"Xã {commune}",
                                                     self.authority.fingerprint)
 
     async def add_edge(self, commune: str) -> TlsEdge:

@@ -102,9 +102,9 @@ async def test_previous_release_databases_migrate_and_sync_losing_nothing(
         edge = await net.serve_edge(edge_dir, edge_config.load(edge_dir))
         assert await version_of(hub.store.conn) == HUB.latest
         assert await version_of(edge.store.conn) == EDGE.latest
-        assert edge.store.own_seq == facts["edge_own_seq"]
-        assert await edge.store.ack() == facts["edge_ack"]
-        assert (await edge.store.pending_stats())[0] == facts["edge_pending"]
+        assert edge.store.log.own_seq == facts["edge_own_seq"]
+        assert await edge.store.sync.ack() == facts["edge_ack"]
+        assert (await edge.store.sync.pending_stats())[0] == facts["edge_pending"]
         assert await scalar(hub.store.conn, "SELECT last_seq FROM origins WHERE origin=?",
                             (node,)) == facts["hub_holds_of_edge"]
 
@@ -112,8 +112,8 @@ async def test_previous_release_databases_migrate_and_sync_losing_nothing(
         # the acked events are not sent again; those whose ack was lost once more, and only once
         assert result.sent == facts["edge_pending"]
         assert result.pending_after == 0
-        assert (await edge.store.pending_stats())[0] == 0
-        assert await edge.store.ack() == facts["edge_own_seq"]
+        assert (await edge.store.sync.pending_stats())[0] == 0
+        assert await edge.store.sync.ack() == facts["edge_own_seq"]
         assert await scalar(hub.store.conn, "SELECT last_seq FROM origins WHERE origin=?",
                             (node,)) == facts["edge_own_seq"]
         async with hub.store.conn.execute(
@@ -131,7 +131,7 @@ async def test_previous_release_databases_migrate_and_sync_losing_nothing(
         assert at_hub["applicant"]["phone"] == "0987654321"
         _, at_edge = await edge.api.get(f"/api/dossiers/{facts['edited_at_hub']}")
         assert at_edge["applicant"]["address"] == "Thôn Bản Chang, xã Côn Lôn"
-        assert await edge.store.cursor() > 0
+        assert await edge.store.sync.cursor() > 0
 
         again = await edge.sync()
         assert (again.sent, again.received) == (0, 0)

@@ -20,7 +20,6 @@ the hub promises it acks only what it has committed, so every one of those must 
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
 from collections import deque
@@ -31,38 +30,10 @@ from central_hub.exchange import Outcome, serve
 from central_hub.store import HubStore, Node
 from protocol.errors import NetworkError, ReadTimeout
 from protocol.messages import decode_response
+from tests.sim.faults import Fault as Fault
+from tests.sim.faults import Odds
 
 log = logging.getLogger(__name__)
-
-
-class Fault(enum.Enum):
-    """What the link does to one call."""
-
-    NONE = "none"
-    DROP_REQUEST = "drop_request"
-    DROP_REPLY = "drop_reply"
-    DUPLICATE = "duplicate"
-    HOLD = "hold"
-
-
-@dataclass(slots=True)
-class Odds:
-    """Per-call probabilities of each fault when the plan is empty (the rest: no fault)."""
-
-    drop_request: float = 0.0
-    drop_reply: float = 0.0
-    duplicate: float = 0.0
-    hold: float = 0.0
-
-    def pick(self, rng: random.Random) -> Fault:
-        """Draw one fault (exactly one draw from `rng`, so traces stay aligned)."""
-        x = rng.random()
-        for fault, p in ((Fault.DROP_REQUEST, self.drop_request), (Fault.DROP_REPLY, self.drop_reply),
-                         (Fault.DUPLICATE, self.duplicate), (Fault.HOLD, self.hold)):
-            if x < p:
-                return fault
-            x -= p
-        return Fault.NONE
 
 
 @dataclass

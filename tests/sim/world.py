@@ -16,10 +16,10 @@ clock skew) and checks the promises of DESIGN §4–5 after them:
 Time is simulated (`SimClock`). `deterministic()` routes the stores' clocks and the edge's uuid
 randomness through the simulation, so a seed replays to the same bytes. Choice made: rather than
 resetting `DossierStore._anchor` after each exchange, the `time` module seen by
-`service.dossier_store` and `edge_node.sync` is replaced by a shim whose `monotonic()` is simulated
+`service.hubtime` and `edge_node.sync` is replaced by a shim whose `monotonic()` is simulated
 time; the real anchor code runs (a jump of a node's wall clock after an exchange changes nothing,
 as in production), a round trip takes 0 simulated ms, and each node's wall clock is
-`store.wall = simulated time + that node's skew`.
+`store.time.wall = simulated time + that node's skew`.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from types import ModuleType
 from typing import Any
 from unittest import mock
 
-import edge_node.store
 import edge_node.sync
 import service.clock_flags
 import service.dossier_store
+import service.hubtime
 from central_hub.store import HubStore, Node
 from edge_node.config import EdgeConfig
 from edge_node.store import EdgeStore
@@ -54,6 +54,7 @@ from protocol.errors import Conflict, NotFound, StoreError, TransportError, Vali
 from protocol.merge import DossierState, digest, from_plain
 from protocol.refdata import DEFAULT_HOLIDAYS_DATA, parse_holidays
 from service import crashpoints
+from service.eventlog import LocalWrite
 from service.sqlite import integrity_ok
 from tests.sim.transport import Fault, Odds, SimLink
 
@@ -118,10 +119,10 @@ def deterministic(clock: SimClock, rand: random.Random) -> Iterator[None]:
     shim_time = _Shim(time, time=clock.time, monotonic=clock.monotonic)
     shim_os = _Shim(os, urandom=rand.randbytes)
     with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(service.dossier_store, "time", shim_time))
+        stack.enter_context(mock.patch.object(service.hubtime, "time", shim_time))
         stack.enter_context(mock.patch.object(service.clock_flags, "time", shim_time))
         stack.enter_context(mock.patch.object(edge_node.sync, "time", shim_time))
-        stack.enter_context(mock.patch.object(edge_node.store, "os", shim_os))
+        stack.enter_context(mock.patch.object(service.dossier_store, "os", shim_os))
         yield
 
 
@@ -211,12 +212,12 @@ class World:
 
     async def _open_hub(self) -> HubStore:
         hub = await HubStore.open(self.root / "hub.db")
-        hub.wall = lambda: self.clock.ms
+        hub.time.wall = lambda: self.clock.ms
         return hub
 
     async def _add_edge(self, commune: str, sizes: dict[str, Any]) -> Edge:
-        token = await self.hub.create_enroll_token(commune, f"Xã {commune}")
-        enrolled = await self.hub.enroll(token)
+        token = await self.hub.trust.create_enroll_token(commune, f"Xã {commune}")
+        enrolled = await self.hub.trust.enroll(token)
         config = EdgeConfig(node=enrolled.node, commune=enrolled.commune,
                             commune_name=enrolled.commune_name, agency=enrolled.agency,
                             hub_url="https://hub.sim.invalid", credential=enrolled.credential,
@@ -233,7 +234,7 @@ class World:
         assert edge.config is not None and edge.path is not None
         store = await EdgeStore.open(edge.path, edge.config.node, edge.config.commune,
                                      edge.config.agency)
-        store.wall = lambda: self.clock.ms + edge.skew_ms
+        store.time.wall = lambda: self.clock.ms + edge.skew_ms
         edge.store = store
         edge.client = SyncClient(store, edge.config, transport=edge.link)
 
@@ -273,7 +274,7 @@ class World:
 
     async def create(self, edge: Edge, body: dict[str, Any]) -> str:
         """Take a dossier in at the counter; return its id."""
-        view = await edge.store.create(body, edge.actor)
+        view = await edge.store.dossiers.create(body, edge.actor)
         self.dossiers[view["id"]] = edge.commune
         edge.remember(view)
         self.record(f"{edge.name} create {view['id']} {view['code']}")
@@ -281,7 +282,7 @@ class World:
 
     async def _current(self, who: Replica, dossier: str) -> dict[str, Any] | None:
         try:
-            view: dict[str, Any] = await who.store.view(dossier)
+            view: dict[str, Any] = await who.store.dossiers.view(dossier)
         except NotFound:
             return None
         who.remember(view)
@@ -314,7 +315,7 @@ class World:
             return self._absent(who, "edit", dossier)
         body = {"set": values, "base": self._base(who, dossier, stale)}
         return await self._write(who, f"edit{sorted(values.items())} stale={stale}", dossier,
-                                 who.store.edit(dossier, body, who.actor))
+                                 who.store.dossiers.edit(dossier, body, who.actor))
 
     async def transition(self, who: Replica, dossier: str, pick: int, stale: int = 0,
                          prefer: tuple[str, ...] = ()) -> str:
@@ -336,7 +337,7 @@ class World:
         target = next((s for s in prefer if s in choices), choices[pick % len(choices)])
         body = {"to": target, "base": self._base(who, dossier, stale), "note": "xử lý"}
         return await self._write(who, f"transition {target} stale={stale}", dossier,
-                                 who.store.transition(dossier, body, who.actor))
+                                 who.store.dossiers.transition(dossier, body, who.actor))
 
     async def process(self, who: Replica, dossier: str, pick: int, stale: int = 0,
                       prefer: tuple[str, ...] = ()) -> str:
@@ -365,14 +366,14 @@ class World:
         value = conflict["values"][pick // 7 % len(conflict["values"])]["value"]
         body = {"field": conflict["field"], "value": value, "base": view["version"]}
         return await self._write(who, f"resolve {conflict['field']}={value!r}", dossier,
-                                 who.store.resolve(dossier, body, who.actor))
+                                 who.store.dossiers.resolve(dossier, body, who.actor))
 
     async def comment(self, who: Replica, dossier: str, text: str) -> str:
         """Add a comment (grow-only, never a conflict)."""
         if await self._current(who, dossier) is None:
             return self._absent(who, "comment", dossier)
         return await self._write(who, "comment", dossier,
-                                 who.store.comment(dossier, {"text": text}, who.actor))
+                                 who.store.dossiers.comment(dossier, {"text": text}, who.actor))
 
     async def publish_holidays(self, day: str) -> str:
         """The province publishes a new holiday calendar (the defaults plus `day`)."""
@@ -486,10 +487,10 @@ class World:
         store = edge.store
         assert store is not None
         codes_before = self._codes(edge)
-        own_seq = store.own_seq
+        own_seq = store.log.own_seq
         self._armed.add(WRITE_POINT)
         try:
-            await store.create(body, edge.actor)
+            await store.dossiers.create(body, edge.actor)
         except SimCrash:
             pass
         else:
@@ -498,7 +499,7 @@ class World:
             self._armed.discard(WRITE_POINT)
         await self._reopen(edge)
         assert edge.store is not None
-        assert edge.store.own_seq == own_seq, "a write that never committed left an event"
+        assert edge.store.log.own_seq == own_seq, "a write that never committed left an event"
         assert self._codes(edge) == codes_before, "a rolled-back create used a code"
         self.record(f"{edge.name} crash mid-create")
         return "crashed"
@@ -522,19 +523,25 @@ class World:
             finally:
                 served.set()
 
-        async def after_local_write(event: Any) -> None:
-            session.append(asyncio.ensure_future(client.session_once()))
-            waiter = asyncio.ensure_future(served.wait())
-            await asyncio.wait([session[0], waiter], return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            if fail:
-                raise StoreError("commit failed: database or disk is full (simulated)")
+        appended = LocalWrite.append
+
+        async def append_then_sync(write: LocalWrite, draft: Any, actor: str) -> Any:
+            """The create's event appended, its transaction open: the session runs now."""
+            state = await appended(write, draft, actor)
+            if write.log is store.log:
+                session.append(asyncio.ensure_future(client.session_once()))
+                waiter = asyncio.ensure_future(served.wait())
+                await asyncio.wait([session[0], waiter], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if fail:
+                    raise StoreError("commit failed: database or disk is full (simulated)")
+            return state
 
         client.transport = watched
-        store.after_local_write = after_local_write
         dossier: str | None = None
         try:
-            view = await store.create(body, edge.actor)
+            with mock.patch.object(LocalWrite, "append", append_then_sync):
+                view = await store.dossiers.create(body, edge.actor)
             dossier = str(view["id"])
             created = f"created {view['id']} {view['code']}"
             self.dossiers[view["id"]] = edge.commune
@@ -542,7 +549,6 @@ class World:
         except StoreError as exc:
             created = f"not saved: {exc.message}"
         finally:
-            del store.after_local_write
             client.transport = link
         try:
             result = await session[0]
@@ -611,7 +617,7 @@ class World:
         assert ack >= edge.ack_seen, f"{edge.name}: ack went back {edge.ack_seen} -> {ack}"
         assert cursor >= edge.cursor_seen, \
             f"{edge.name}: cursor went back {edge.cursor_seen} -> {cursor}"
-        assert ack <= store.own_seq, f"{edge.name}: ack {ack} beyond own seq {store.own_seq}"
+        assert ack <= store.log.own_seq, f"{edge.name}: ack {ack} beyond own seq {store.log.own_seq}"
         edge.ack_seen, edge.cursor_seen = ack, cursor
         chains = self._hub_chains() if chains is None else chains
         count, top, head = chains.get(edge.name, (0, 0, 0))
@@ -619,8 +625,8 @@ class World:
         acked = max(ack, edge.link.acks_sent)
         assert top >= acked, f"hub acked {edge.name} up to {acked} but holds only {top}"
         assert head == top, f"hub chain head {head} != events held {top} for {edge.name}"
-        assert top <= store.own_seq, \
-            f"hub holds {top} events of {edge.name}, it wrote only {store.own_seq}"
+        assert top <= store.log.own_seq, \
+            f"hub holds {top} events of {edge.name}, it wrote only {store.log.own_seq}"
         assert cursor <= self._one(hub, "SELECT coalesce(max(pos), 0) FROM events")
         quarantined = self._q(hub, "SELECT origin, seq, code, reason FROM quarantine")
         assert not quarantined, f"hub quarantined events: {quarantined}"
@@ -639,9 +645,9 @@ class World:
             other = self._one(edge, "SELECT count(*) FROM dossiers WHERE commune != ?",
                               edge.commune)
             assert other == 0, f"{edge.name} holds {other} dossiers of another commune"
-            assert own == top == edge.store.own_seq, f"{edge.name}: own chain has a hole"
+            assert own == top == edge.store.log.own_seq, f"{edge.name}: own chain has a hole"
         count, top, _ = chains.get(HUB, (0, 0, 0))
-        assert count == top == self.hub.own_seq, "hub: own chain has a hole"
+        assert count == top == self.hub.log.own_seq, "hub: own chain has a hole"
         if deep:
             for who in self.replicas():
                 self.check_fold_matches_log(who)
@@ -693,7 +699,7 @@ class World:
         await self.check_step(deep=True)
         for who in self.replicas():
             assert await integrity_ok(who.store.conn), f"{who.name}: integrity_check failed"
-        hub_rows = await self.hub.dossier_rows()
+        hub_rows = await self.hub.log.dossier_rows()
         hub_states = self._states(self.hub_replica)
         missing = [d for d in self.dossiers if d not in hub_rows]
         assert not missing, f"dossiers saved at a node never reached the hub: {missing}"
@@ -701,9 +707,9 @@ class World:
         for edge in self.edges:
             store = edge.store
             assert store is not None
-            assert await store.ack() == store.own_seq, f"{edge.name}: not everything acked"
+            assert await store.sync.ack() == store.log.own_seq, f"{edge.name}: not everything acked"
             assert self._one(edge, "SELECT count(*) FROM rejected") == 0
-            rows = await store.dossier_rows()
+            rows = await store.log.dossier_rows()
             mine = {d for d, row in hub_rows.items() if row[1] == edge.commune}
             assert set(rows) == mine, (
                 f"{edge.name}: holds {len(rows)} dossiers, the hub has {len(mine)} in its commune; "
@@ -722,13 +728,13 @@ class World:
             assert edge.store is not None
             assert self._q(edge, "SELECT kind, version, data FROM refdata ORDER BY kind") == hub_ref, \
                 f"{edge.name}: reference data differs from the hub's"
-            assert edge.store.ref_versions == self.hub.ref_versions, \
-                f"{edge.name}: uses reference data {edge.store.ref_versions}, the hub has " \
-                f"{self.hub.ref_versions}"
+            assert edge.store.dossiers.ref_versions == self.hub.dossiers.ref_versions, \
+                f"{edge.name}: uses reference data {edge.store.dossiers.ref_versions}, the hub has " \
+                f"{self.hub.dossiers.ref_versions}"
         for who in self.replicas():
-            before = await who.store.dossier_rows()
-            await who.store.rebuild()
-            assert await who.store.dossier_rows() == before, f"{who.name}: rebuild changed rows"
+            before = await who.store.log.dossier_rows()
+            await who.store.log.rebuild()
+            assert await who.store.log.dossier_rows() == before, f"{who.name}: rebuild changed rows"
         return {d: digest(s) for d, s in sorted(hub_states.items())}
 
     def _event_hashes(self, who: Replica) -> dict[tuple[str, int, str], bytes]:

@@ -18,12 +18,12 @@ NAMES = ["Nguyễn Văn An", "Hoàng Thị Lan", "Ma Văn Dũng", "Triệu Thị
 def days_ago(edge: EdgeHandle, days: int) -> Iterator[None]:
     """Write as if the edge's clock read `days` days ago (only before the edge's first sync)."""
     store = edge.store
-    real = store.wall
-    store.wall = lambda: real() - days * DAY_MS
+    real = store.time.wall
+    store.time.wall = lambda: real() - days * DAY_MS
     try:
         yield
     finally:
-        store.wall = real
+        store.time.wall = real
 
 
 def citizen(i: int) -> str:

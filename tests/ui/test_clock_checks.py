@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from edge_node.ui.syncview import describe
-from service.dossier_store import wall_clock_ms
+from service.hubtime import wall_clock_ms
 from tests.central_hub.operator import operator
 from tests.harness import EdgeHandle, Net, birth
 from tests.ui.conftest import Staff
@@ -27,7 +27,7 @@ def test_the_banner_says_how_far_off_and_links_the_dossiers_to_check() -> None:
 
 async def test_flagged_dossiers_are_listed_and_cleared(net: Net, edge: EdgeHandle,
                                                        staff: Callable[[], Staff]) -> None:
-    edge.store.wall = lambda: wall_clock_ms() + DAY_MS  # wrong before the first contact
+    edge.store.time.wall = lambda: wall_clock_ms() + DAY_MS  # wrong before the first contact
     _, d = await edge.api.post("/api/dossiers", birth())
     _, ok = await edge.api.post("/api/dossiers", birth("Người khác"))
     await edge.sync()  # the hub's time is learned: the first dossier's stamps were a day off
@@ -61,7 +61,7 @@ async def test_flagged_dossiers_are_listed_and_cleared(net: Net, edge: EdgeHandl
 
 async def test_the_hub_dashboard_lists_them_and_an_operator_clears_one(
         net: Net, edge: EdgeHandle) -> None:
-    edge.store.wall = lambda: wall_clock_ms() - 30 * DAY_MS  # a month behind, never corrected
+    edge.store.time.wall = lambda: wall_clock_ms() - 30 * DAY_MS  # a month behind, never corrected
     _, d = await edge.api.post("/api/dossiers", birth(child_birth_date="2026-10-20"))
     await edge.sync()
     op = operator(net.hub.url)

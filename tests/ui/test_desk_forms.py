@@ -85,8 +85,8 @@ async def test_an_apology_records_a_new_appointment_and_keeps_the_due_date(
     page = await clerk.post(f"/dossiers/{d['id']}/apology",
                             {"new_due_day": "31/12/2099", "reason": ""})
     assert "Hãy ghi lý do chậm trễ" in page.text
-    today = edge.store.today()
-    day = edge.store.calendar.add_working_days(today, 3)
+    today = edge.store.dossiers.today()
+    day = edge.store.dossiers.calendar.add_working_days(today, 3)
     page = await clerk.post(f"/dossiers/{d['id']}/apology", {
         "new_due_day": day.strftime("%d/%m/%Y"), "new_due_time": "10:30",
         "reason": "Chờ xác minh nơi cư trú"})
@@ -122,7 +122,7 @@ async def test_the_hand_over_is_recorded_and_form_02_gets_its_deadline(
         "to": "supplement_requested", "base": d["version"], "note": "Giấy chứng sinh",
         "supplement_by": "01/01/2020"})
     assert "Hạn nộp bổ sung phải từ hôm nay" in page.text
-    by = edge.store.calendar.add_working_days(edge.store.today(), 5)
+    by = edge.store.dossiers.calendar.add_working_days(edge.store.dossiers.today(), 5)
     page = await clerk.post(f"/dossiers/{d['id']}/transition", {
         "to": "supplement_requested", "base": d["version"], "note": "Giấy chứng sinh",
         "supplement_by": by.strftime("%d/%m/%Y")})
@@ -181,7 +181,7 @@ async def test_the_register_and_the_report_are_counted_at_the_edge_offline(
                                    "refuse_reasons": "Thiếu giấy chứng sinh"})
     assert refused.status == 200
     late = await move(edge, await create(edge, 1), "processing")
-    day = edge.store.calendar.add_working_days(edge.store.today(), 2)
+    day = edge.store.dossiers.calendar.add_working_days(edge.store.dossiers.today(), 2)
     status, late = await edge.api.post(f"/api/dossiers/{late['id']}/apology", {
         "new_due": day.isoformat(), "reason": "Chờ xác minh"})
     assert status == 200, late

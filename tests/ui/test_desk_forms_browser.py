@@ -97,7 +97,7 @@ async def test_an_apology_prints_form_04_and_the_dossier_still_counts_late(
     await t.goto(f"/dossiers/{d['id']}")
     await page.locator("details.apology summary").click()
     due_day = date.fromisoformat(d["due_at"][:10])
-    day = edge.store.calendar.next_working_day(max(edge.store.today(), due_day))
+    day = edge.store.dossiers.calendar.next_working_day(max(edge.store.dossiers.today(), due_day))
     await expect(page.locator("#new-due-day")).to_have_value(day.strftime("%d/%m/%Y"))
     await page.locator("#new-due-time").fill("09:30")
     await page.locator("#apology-reason").fill("Chờ xác minh nơi cư trú của người mẹ")
@@ -128,7 +128,7 @@ async def test_form_02_with_its_deadline_and_form_05_after_the_hand_over(
     t = await tab(browser, edge.api.base, shots, "leader1")
     page = t.page
     await t.goto(f"/dossiers/{d['id']}")
-    by = edge.store.calendar.add_working_days(edge.store.today(), 5)
+    by = edge.store.dossiers.calendar.add_working_days(edge.store.dossiers.today(), 5)
     await expect(page.locator("#supplement-by")).to_have_value(by.strftime("%d/%m/%Y"))
     await page.locator("#supplement-note").fill("Giấy chứng sinh (bản chính)")
     await page.get_by_role("button", name="Yêu cầu bổ sung giấy tờ").click()
@@ -163,7 +163,7 @@ async def test_form_02_with_its_deadline_and_form_05_after_the_hand_over(
 async def test_the_register_and_the_report_print_and_download_at_the_edge(
         net: Net, edge: EdgeHandle, browser: Browser, shots: Path) -> None:
     late = await move(edge, await create(edge, 3), "processing")
-    day = edge.store.calendar.add_working_days(edge.store.today(), 2)
+    day = edge.store.dossiers.calendar.add_working_days(edge.store.dossiers.today(), 2)
     status, _ = await edge.api.post(f"/api/dossiers/{late['id']}/apology", {
         "new_due": day.isoformat(), "reason": "Chờ xác minh"})
     assert status == 200

@@ -86,7 +86,7 @@ async def test_supplement_request_prints_form_02(
     page = await clerk.post(f"/dossiers/{d['id']}/transition", {
         "to": "supplement_requested", "base": d["version"],
         "note": "Giấy chứng sinh (bản chính)\n\nCăn cước của người đi đăng ký",
-        "supplement_by": edge.store.today().strftime("%d/%m/%Y")})
+        "supplement_by": edge.store.dossiers.today().strftime("%d/%m/%Y")})
     assert "Yêu cầu bổ sung giấy tờ" in page.text and 'id="print-supplement"' in page.text
     slip = await clerk.get(f"/dossiers/{d['id']}/supplement")
     assert slip.status == 200
@@ -199,7 +199,7 @@ async def test_search_by_a_name_or_date_in_the_form_by_phone_and_by_day(
     assert codes(page.text) == [other["code"]]
     page = await clerk.get("/dossiers?q=%2B84987654321")
     assert codes(page.text) == [other["code"]]
-    today = edge.store.today().strftime("%d/%m/%Y")
+    today = edge.store.dossiers.today().strftime("%d/%m/%Y")
     page = await clerk.get("/dossiers?q=" + today)  # received that day
     assert set(codes(page.text)) == {binh["code"], other["code"]}
     status, found = await edge.api.get("/api/dossiers?q=lo+van+binh")

@@ -25,8 +25,8 @@ def vn(y: int, mo: int, d: int, h: int, mi: int = 0, s: int = 0) -> int:
 def set_clock(edge: EdgeHandle, ms: int) -> None:
     """The edge's corrected time reads `ms` (it has not synced yet: no hub anchor)."""
     store = edge.store
-    assert store._anchor is None
-    store.wall = lambda: ms - store.correction_ms
+    assert not store.time.anchored
+    store.time.wall = lambda: ms - store.time.correction_ms
 
 
 async def receive_at(edge: EdgeHandle, ms: int, procedure: str = "1.001193",
@@ -92,7 +92,7 @@ async def test_overdue_is_computed_from_the_time_never_written(
     view = await receive_at(edge, vn(2026, 1, 5, 9))  # due Monday 17:00
     clerk = staff()
     await clerk.login("clerk1")
-    events = edge.store.own_seq
+    events = edge.store.log.own_seq
     set_clock(edge, vn(2026, 1, 5, 17, 0))
     home = await clerk.get("/")
     assert 'id="tile-overdue"' in home.text and "has" not in _tile(home.text, "overdue")
@@ -101,7 +101,7 @@ async def test_overdue_is_computed_from_the_time_never_written(
     assert "has" in _tile(home.text, "overdue")
     listing = await clerk.get("/dossiers?overdue=1")
     assert view["code"] in listing.text
-    assert edge.store.own_seq == events  # nothing was written to make it overdue
+    assert edge.store.log.own_seq == events  # nothing was written to make it overdue
     _, after = await edge.api.get(f"/api/dossiers/{view['id']}")
     assert after["overdue"] is True and after["version"] == view["version"]
 

@@ -20,7 +20,7 @@ pytest.importorskip("playwright.async_api", reason="pip install playwright (the 
 from cryptography.hazmat.primitives import serialization
 from playwright.async_api import Browser, async_playwright, expect
 
-from bench.sync_throughput import free_port
+from bench.processes import free_port
 from edge_node.lan import certificate_names, lan_file
 from service import pki
 from service.web import COOKIE

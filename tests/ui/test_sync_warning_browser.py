@@ -33,11 +33,11 @@ EN = ("The provincial hub was restored from a backup; this computer is sending i
 async def hub_forgets_all_but_the_first(edge: EdgeHandle) -> None:
     """The answer of a hub restored to before this node's later events: it acks only one."""
     store = edge.store
-    acked = await store.ack()
-    assert acked == store.own_seq > 1
-    await store.apply_response(
-        SyncResponse(ack=1, events=[], cursor=await store.cursor(), more=False,
-                     hub_time_ms=store.now_ms(), epoch=await store.hub_epoch()),
+    acked = await store.sync.ack()
+    assert acked == store.log.own_seq > 1
+    await store.sync.apply_response(
+        SyncResponse(ack=1, events=[], cursor=await store.sync.cursor(), more=False,
+                     hub_time_ms=store.now_ms(), epoch=await store.sync.hub_epoch()),
         0.0, time.monotonic(), sent_after=acked)
 
 
@@ -49,7 +49,7 @@ async def test_the_restore_warning_shows_in_both_languages_and_ends_by_itself(
     await hub_forgets_all_but_the_first(edge)
     _, status = await edge.api.get("/api/sync")
     assert status["warning"]["code"] == "hub_restored", status
-    assert status["pending_events"] == edge.store.own_seq - 1
+    assert status["pending_events"] == edge.store.log.own_seq - 1
 
     t = await Tab.open(browser, edge.api.base, shots_dir(tmp_path))
     await t.login("clerk1")
