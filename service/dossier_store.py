@@ -30,6 +30,7 @@ from protocol.commands import (
     set_draft,
     transition_draft,
 )
+from protocol.communes import DEFAULT_COMMUNES, Communes, parse_communes
 from protocol.errors import NotFound, StoreError, ValidationError
 from protocol.events import Event, check_dossier_id
 from protocol.hlc import Clock
@@ -164,6 +165,7 @@ class DossierStore:
         self.scope = scope  # the only commune this node may touch (None: all, at the hub)
         self.catalogue: Catalogue = DEFAULT_CATALOGUE
         self.calendar = Calendar.of(h.day for h in DEFAULT_HOLIDAYS)
+        self.communes: Communes = DEFAULT_COMMUNES  # the province's units, its public pages
         self.ref_versions: dict[str, int] = {}  # kinds held from the hub's reference data
         self.origin = origin
         self.lock = asyncio.Lock()
@@ -240,6 +242,8 @@ class DossierStore:
             self.catalogue = parse_catalogue({**data, "version": version})
         elif kind == "holidays":
             self.calendar = Calendar.of(h.day for h in parse_holidays(data))
+        elif kind == "communes":
+            self.communes = parse_communes(data)
         else:
             return
         self.ref_versions[kind] = version
@@ -464,7 +468,8 @@ class DossierStore:
     async def transition(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
         """Move the dossier along the lifecycle."""
         return await self._command(
-            dossier_id, actor, lambda s: transition_draft(body, s, self.calendar, self.now_ms()))
+            dossier_id, actor, lambda s: transition_draft(body, s, self.calendar, self.now_ms(),
+                                                 self.catalogue))
 
     async def resolve(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
         """Settle a conflict with one value."""
