@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from service.db import is_pg_url
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "hub.toml"
+AGENCY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.]{0,31}$")
+NODE_LIKE = re.compile(r"^\d{5}\.\d+$")  # node ids (`02245.01`) are the edges' prefixes
 LOG_FORMATS = ("text", "json")
 
 
@@ -53,6 +56,21 @@ class HubConfig:
     # Retry-After (0: none wait)
     sync_inflight: int = 8
     sync_waiting: int = 64
+    # online intake and tracking (docs/portal.md): the prefix of the codes the hub issues to
+    # dossiers filed online ("" = `<province>.DVC`), per client address the failed tracking
+    # lookups and the /submit filings allowed (token buckets; 0 turns one off), and the reverse
+    # proxies (comma-separated addresses) whose X-Forwarded-For names the client
+    agency: str = ""
+    track_fail_per_min: float = 10.0
+    track_fail_burst: int = 20
+    submit_per_hour: float = 20.0
+    submit_burst: int = 5
+    trusted_proxies: str = ""
+
+    @property
+    def hub_agency(self) -> str:
+        """The agency prefix of the codes the hub issues."""
+        return self.agency or f"{self.province}.DVC"
 
     def validate(self) -> None:
         """Raise ValidationError naming the first bad field."""
@@ -83,6 +101,16 @@ class HubConfig:
         if self.node_rate_per_s < 0 or self.node_burst < 1:
             raise ValidationError("node_rate_per_s must be ≥ 0 and node_burst ≥ 1",
                                   field="node_rate_per_s")
+        if not AGENCY_RE.fullmatch(self.hub_agency) or NODE_LIKE.fullmatch(self.hub_agency):
+            raise ValidationError("agency must be 1–32 letters, digits and dots, and not look "
+                                  "like a node id (each issuer needs its own prefix)",
+                                  field="agency")
+        for name in ("track_fail_per_min", "submit_per_hour"):
+            if getattr(self, name) < 0:
+                raise ValidationError(f"{name} must be 0 (off) or more", field=name)
+        if self.track_fail_burst < 1 or self.submit_burst < 1:
+            raise ValidationError("track_fail_burst and submit_burst must be at least 1",
+                                  field="track_fail_burst")
         if self.alert_webhook_url and not self.alert_webhook_url.startswith(
                 ("http://", "https://")):
             raise ValidationError("alert_webhook_url must start with http:// or https://",

@@ -18,6 +18,8 @@ from typing import Any
 
 import aiosqlite
 
+from central_hub.portal import PORTAL_SCHEMA
+from central_hub.tracking import TRACKING_SCHEMA, tracking_rows
 from central_hub.trust_store import TOKEN_TTL_MS as TOKEN_TTL_MS
 from central_hub.trust_store import TRUST_SCHEMA, TrustStore
 from central_hub.trust_store import Enrollment as Enrollment
@@ -133,7 +135,7 @@ class HubStore(DossierStore, TrustStore):
         else:
             conn, reader = await connect(path, synchronous="FULL"), None
         try:
-            await conn.executescript(HUB_SCHEMA + TRUST_SCHEMA)
+            await conn.executescript(HUB_SCHEMA + TRUST_SCHEMA + PORTAL_SCHEMA + TRACKING_SCHEMA)
             store = cls(conn, reader or await connect(path))
         except BaseException:
             await conn.close()
@@ -154,7 +156,12 @@ class HubStore(DossierStore, TrustStore):
         return store
 
     async def on_events(self, events: list[Event]) -> None:
-        """Remember which communes may fetch (and upload) which blobs."""
+        """Remember which communes may fetch (and upload) which blobs, and the tracking check of
+        each new dossier (central_hub/tracking.py)."""
+        tracked = tracking_rows(events)
+        if tracked:
+            await self.conn.executemany(
+                "INSERT INTO tracking VALUES (?,?,?) ON CONFLICT DO NOTHING", tracked)
         rows = []
         for event in events:
             if event.kind == "attach" and "sha256" in event.payload:  # not a paper document
@@ -181,6 +188,12 @@ class HubStore(DossierStore, TrustStore):
             await self.save_refdata(kind, version, data)
         self.use_refdata(kind, version, data)
         return version
+
+    async def refdata(self, kind: str) -> dict[str, Any] | None:
+        """The latest published data of `kind`, or None (read from the database)."""
+        async with self.reader.execute("SELECT data FROM refdata WHERE kind=?", (kind,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else dict(codec.unpack(row[0]))
 
     async def refdata_newer(self, held: dict[str, int]) -> dict[str, dict[str, Any]]:
         """The reference data newer than what a node holds (read from the database, so data
