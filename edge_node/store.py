@@ -31,6 +31,7 @@ from protocol.hlc import wall_ms
 from protocol.merge import DossierState
 from protocol.messages import SyncResponse
 from protocol.refdata import check_refdata
+from protocol.tracking import RAND_BYTES, make_check
 from protocol.views import dossier_view
 from service import crashpoints
 from service.blobs import BlobStore
@@ -124,11 +125,11 @@ class EdgeStore(DossierStore):
         new = validate_create(body, self.catalogue, self.today())
         now = self.now_ms()
         dossier_id = uuid7(now, os.urandom(10))
+        track = make_check(os.urandom(RAND_BYTES))  # printed on the receipt (protocol.tracking)
 
         async def prepare(_: DossierState | None) -> Any:
-            code = await self._next_code(now)
-            return create_draft(new, commune=self.commune, code=code, received_ms=now,
-                                calendar=self.calendar)
+            return create_draft(new, commune=self.commune, code=await self._next_code(now),
+                                received_ms=now, calendar=self.calendar, track=track)
 
         state = await self.write(dossier_id, actor, prepare)
         return dossier_view(state, self.now_ms(), await self.history(dossier_id))
