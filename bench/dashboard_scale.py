@@ -150,7 +150,6 @@ async def main() -> int:
         root = Path(tempfile.mkdtemp(prefix="dashboard-scale-"))
         hub_config.save(root, config)
         store = await HubStore.open(root / "hub.db")
-        await fleet.setup(store)
         now = store.now_ms()
         await store.close()
         started = time.perf_counter()

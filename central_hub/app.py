@@ -21,6 +21,7 @@ from central_hub.nodes import fleet
 from central_hub.nodes.health import DEFAULT_RULES, HealthRules
 from central_hub.nodes.monitor import Monitor, NodeSnapshot
 from central_hub.portal import Portals
+from central_hub.schema import MIGRATIONS
 from central_hub.store import HubStore, Node
 from central_hub.submissions import Intake
 from central_hub.tls import Authority
@@ -35,7 +36,9 @@ from service.api.openapi import openapi_route
 from service.api.spec import operation
 from service.blobs import MAX_BLOB, check_sha
 from service.budget import BODIES
-from service.db import PgConnection, is_pg_url
+from service.clock_api import clock_check_routes
+from service.db import PgConnection, is_pg_url, redact
+from service.migrations import upgraded
 from service.sqlite import connect
 from service.web import (
     PUBLIC,
@@ -73,12 +76,11 @@ async def open_accounts(data_dir: Path, db: str = "sqlite") -> Accounts:
     small pool; each statement commits on its own, as with SQLite here)."""
     if is_pg_url(db):
         writer, reader = await PgConnection.open(db, pool_size=2)
+        await upgraded(writer, MIGRATIONS, redact(db))  # closes the pool if refused
         await writer.release()
-        accounts = Accounts(reader, ROLES)  # type: ignore[arg-type]
-    else:
-        accounts = Accounts(await connect(data_dir / "hub.db"), ROLES)
-    await accounts.setup()
-    return accounts
+        return Accounts(reader, ROLES)  # type: ignore[arg-type]
+    path = data_dir / "hub.db"
+    return Accounts(await upgraded(await connect(path), MIGRATIONS, str(path)), ROLES)
 
 
 async def open_store(data_dir: Path, config: HubConfig) -> HubStore:
@@ -235,6 +237,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         web.put("/v1/blobs/{sha}", blob_put),
         web.get("/v1/blobs/{sha}/data", blob_get),
         *dossier_routes(store, on_write=snapshot.invalidate),
+        *clock_check_routes(store, on_write=snapshot.invalidate),
         *submissions.routes(intake),
         *account_routes(accounts),
         web.get("/api/nodes", nodes),

@@ -4,6 +4,7 @@ add|list|revoke, communes import (CONTRACT additions)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import shutil
@@ -33,7 +34,7 @@ from protocol.refdata import (
     import_procedures,
 )
 from service import pki
-from service.cli import EXIT_OK, Parser, add_account
+from service.cli import EXIT_ERROR, EXIT_OK, Parser, add_account
 from service.cli import run as run_cli
 from service.db import is_pg_url, redact
 from service.dossier_store import wall_clock_ms
@@ -170,6 +171,7 @@ def cmd_serve(args: Any) -> int:
     if not 1 <= args.workers <= 64:
         raise ValidationError("--workers must be 1–64")
     if args.workers > 1:
+        asyncio.run(_upgrade_once(args.data))
         if config.db == "sqlite":
             log.warning("several workers on SQLite share one writer lock: for throughput across "
                         "processes use PostgreSQL (docs/deployment.md)")
@@ -183,6 +185,14 @@ def cmd_serve(args: Any) -> int:
     return EXIT_OK
 
 
+async def _upgrade_once(data: Path) -> None:
+    """Open the database once before the workers do: its migrations run here, and a database
+    this program refuses stops the supervisor with its message instead of killing every worker
+    it would restart (workers opening together would also be safe: service/migrations.py)."""
+    store = await _open(data)
+    await store.close()
+
+
 def supervise(args: Any, host: str, port: int) -> int:
     """Run `args.workers` copies of this server on one port (the kernel spreads connections
     among them: SO_REUSEPORT), restart one that dies, and stop them all on SIGTERM/SIGINT."""
@@ -190,7 +200,7 @@ def supervise(args: Any, host: str, port: int) -> int:
             "--data", str(args.data), "--host", host, "--port", str(port), "--worker"]
     if args.insecure_http:
         argv.append("--insecure-http")
-    stopping = False
+    stopping = failed = False
 
     def stop(signum: int, frame: Any) -> None:
         nonlocal stopping
@@ -211,7 +221,7 @@ def supervise(args: Any, host: str, port: int) -> int:
                 restarts = [t for t in restarts if now - t < 60] + [now]
                 if len(restarts) > 5 * args.workers:
                     log.error("workers keep dying (last exit code %s): giving up", code)
-                    stopping = True
+                    stopping = failed = True
                     break
                 log.warning("worker %d exited with code %s: restarting it", child.pid, code)
                 children[i] = subprocess.Popen(argv)
@@ -224,7 +234,7 @@ def supervise(args: Any, host: str, port: int) -> int:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
-    return EXIT_OK
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 async def cmd_enroll(args: Any) -> int:

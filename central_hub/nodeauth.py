@@ -181,7 +181,13 @@ class NodeGuard:
         return json_response({"node": node, "certificate": issued.pem, "ca": authority.ca_pem,
                               "hub_time": self.store.now_ms()})
 
+    async def time(self, request: web.Request) -> web.Response:
+        """GET /v1/time: the hub's clock (public, like every answer's Date header): an edge
+        learns it before judging certificate dates (edge_node.hubtime)."""
+        return json_response({"time": self.store.now_ms()})
+
     def routes(self) -> list[web.RouteDef]:
         """The certificate endpoints."""
-        return [web.get("/v1/ca", self.ca), web.post("/v1/enroll", self.enroll),
+        return [web.get("/v1/ca", self.ca), web.get("/v1/time", self.time),
+                web.post("/v1/enroll", self.enroll),
                 web.post("/v1/renew", self.renew), web.post("/v1/recover", self.recover)]

@@ -18,12 +18,12 @@ from typing import Any
 
 import aiosqlite
 
-from central_hub.portal import PORTAL_SCHEMA
-from central_hub.tracking import TRACKING_SCHEMA, tracking_rows
+from central_hub.schema import MIGRATIONS
+from central_hub.tracking import tracking_rows
 from central_hub.trust_store import TOKEN_TTL_MS as TOKEN_TTL_MS
-from central_hub.trust_store import TRUST_SCHEMA, TrustStore
 from central_hub.trust_store import Enrollment as Enrollment
 from central_hub.trust_store import Node as Node
+from central_hub.trust_store import TrustStore
 from central_hub.trust_store import check_commune as check_commune
 from protocol import HUB_ORIGIN, codec
 from protocol.errors import RemoteProtocolError, StoreError, ValidationError
@@ -34,66 +34,13 @@ from protocol.refdata import DEFAULT_REFDATA
 from protocol.refdata import KINDS as REF_KINDS
 from service import crashpoints
 from service.blobs import BlobStore
-from service.db import PgConnection, advisory_lock, index_hint, is_pg_url
+from service.db import PgConnection, advisory_lock, index_hint, is_pg_url, redact
 from service.dossier_store import DossierStore
+from service.migrations import upgrade
 from service.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
 
-HUB_SCHEMA = """
-CREATE TABLE IF NOT EXISTS communes (code TEXT PRIMARY KEY, name TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS nodes (
-    node TEXT PRIMARY KEY,
-    commune TEXT NOT NULL,
-    credential_hash BLOB NOT NULL UNIQUE,
-    enrolled_at INTEGER NOT NULL,
-    revoked_at INTEGER,
-    last_seen_at INTEGER,
-    last_success_at INTEGER,
-    app_version TEXT,
-    protocol INTEGER,
-    stats TEXT NOT NULL DEFAULT '{}',
-    last_error TEXT,
-    sessions_ok INTEGER NOT NULL DEFAULT 0,
-    sessions_failed INTEGER NOT NULL DEFAULT 0,
-    bytes_in INTEGER NOT NULL DEFAULT 0,
-    bytes_out INTEGER NOT NULL DEFAULT 0,
-    clock_ahead_events INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS node_sessions (
-    node TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    ok INTEGER NOT NULL,
-    error TEXT,
-    bytes_in INTEGER NOT NULL,
-    bytes_out INTEGER NOT NULL,
-    events_in INTEGER NOT NULL,
-    events_out INTEGER NOT NULL,
-    pending_events INTEGER,
-    oldest_pending_age_s INTEGER,
-    clock_offset_ms INTEGER,
-    duration_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS node_sessions_node_at ON node_sessions(node, at);
-CREATE TABLE IF NOT EXISTS enroll_tokens (
-    token_hash BLOB PRIMARY KEY,
-    commune TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    used_at INTEGER,
-    node TEXT
-);
-CREATE TABLE IF NOT EXISTS origins (
-    origin TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blob_refs (
-    sha256 TEXT NOT NULL, commune TEXT NOT NULL, PRIMARY KEY (sha256, commune)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS quarantine (
-    origin TEXT NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL, body BLOB NOT NULL,
-    code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (origin, seq)
-);
-"""
 MAX_FORWARD_MS = 5 * 60 * 1000
 ORIGIN_KEY = "hub_origin"  # meta: the origin the hub writes under (`hub` until a restore)
 SESSION_FLUSH_S = 0.5  # exchange statistics are written in batches this often
@@ -135,7 +82,7 @@ class HubStore(DossierStore, TrustStore):
         else:
             conn, reader = await connect(path, synchronous="FULL"), None
         try:
-            await conn.executescript(HUB_SCHEMA + TRUST_SCHEMA + PORTAL_SCHEMA + TRACKING_SCHEMA)
+            await upgrade(conn, MIGRATIONS, redact(db) if is_pg_url(db) else str(path))
             store = cls(conn, reader or await connect(path))
         except BaseException:
             await conn.close()

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from central_hub.config import HubConfig
 from central_hub.ratelimit import TokenBuckets
+from protocol import codec
 from protocol.errors import NotFound
 from protocol.events import Event
 from protocol.tracking import check_digest, normalize_check, public_status
@@ -43,6 +44,24 @@ def tracking_rows(events: list[Event]) -> list[tuple[str, str, bytes]]:
     return [(str(e.payload["code"]), e.dossier, check_digest(str(e.payload["track"])))
             for e in events
             if e.kind == "create" and e.payload.get("track") and e.payload.get("code")]
+
+
+async def backfill_tracking(conn: Any) -> None:
+    """Note the checks of the creates already in the log (a migration step: edges that wrote
+    checks before their hub knew of tracking are trackable once it does)."""
+    last = 0
+    while True:
+        async with conn.execute(
+                "SELECT pos, body FROM events WHERE kind='create' AND pos>? ORDER BY pos LIMIT 5000",
+                (last,)) as cur:
+            rows = list(await cur.fetchall())
+        if not rows:
+            return
+        last = rows[-1][0]
+        found = tracking_rows([codec.decode_stored(body) for _, body in rows])
+        if found:
+            await conn.executemany(
+                "INSERT INTO tracking VALUES (?,?,?) ON CONFLICT DO NOTHING", found)
 
 
 def client_address(peer: str, forwarded: str, trusted: frozenset[str]) -> str:

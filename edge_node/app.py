@@ -12,18 +12,23 @@ from aiohttp import web
 
 from edge_node.config import EdgeConfig
 from edge_node.disk import MB, DiskGuard, is_disk_full
+from edge_node.hubtime import CLOCK_WARNING_MS
 from edge_node.loop import SyncLoop
 from edge_node.roles import ROLES, authorize
+from edge_node.schema import MIGRATIONS
 from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
 from edge_node.ui import mount_desk
 from protocol import APP_VERSION, lifecycle
 from protocol.calendar import iso
 from protocol.errors import DiskFull, StoreError
+from service import clock_flags
 from service.accounts import IDLE_S, Accounts
 from service.api import answers, bodies
 from service.api.openapi import openapi_route
 from service.api.spec import operation
+from service.clock_api import clock_check_routes
+from service.migrations import upgraded
 from service.sqlite import connect
 from service.web import (
     Handler,
@@ -37,7 +42,6 @@ from service.web import (
 
 log = logging.getLogger(__name__)
 
-CLOCK_WARNING_MS = 2 * 60 * 1000
 TITLE = "Commune sync — edge node API"
 STORE = web.AppKey("store", EdgeStore)
 LOOP = web.AppKey("sync_loop", SyncLoop)
@@ -46,15 +50,16 @@ CLIENT = web.AppKey("sync_client", SyncClient)
 
 async def open_accounts(data_dir: Path, idle_s: float = IDLE_S) -> Accounts:
     """Staff accounts live in the edge database, on their own connection."""
-    accounts = Accounts(await connect(data_dir / "edge.db"), ROLES, idle_s)
-    await accounts.setup()
-    return accounts
+    path = data_dir / "edge.db"
+    return Accounts(await upgraded(await connect(path), MIGRATIONS, str(path)), ROLES, idle_s)
 
 
 async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
     """What `GET /api/sync` answers, also used by `edge-node status`."""
     pending, oldest = await store.pending_stats()
     last = await store.get_meta("last_success_at")
+    back = await clock_flags.went_back(store)  # offline, the clock went back: say so already
+    offset = store.clock_offset_ms if back is None else back
     return {
         "state": client.state,
         "pending_events": pending,
@@ -62,8 +67,9 @@ async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
         "oldest_pending_age_s": oldest,
         "last_success_at": iso(int(last)) if last else None,
         "last_error": client.last_error,
-        "clock_offset_ms": store.clock_offset_ms,
-        "clock_warning": abs(store.clock_offset_ms) > CLOCK_WARNING_MS,
+        "clock_offset_ms": offset,
+        "clock_warning": abs(offset) > CLOCK_WARNING_MS,
+        "clock_checks": await clock_flags.count_flagged(store),  # dossiers to check: clock
         "rejected": await store.rejections(),
         "warning": await store.sync_warning(),  # e.g. the hub was restored from a backup
     }
@@ -149,6 +155,7 @@ def build_app(store: EdgeStore, accounts: Accounts, client: SyncClient, loop: Sy
     app.add_routes([
         web.post("/api/dossiers", create),
         *dossier_routes(store, on_write=loop.kick, authorize=authorize),
+        *clock_check_routes(store, on_write=loop.kick, authorize=authorize),
         *account_routes(accounts),
         web.get("/api/sync", get_sync),
         web.post("/api/sync", post_sync),

@@ -11,13 +11,13 @@ from typing import Any
 import aiohttp
 
 from edge_node import config as edge_config
-from edge_node import lan
+from edge_node import hubtime, lan
 from edge_node.app import open_accounts
 from edge_node.config import EdgeConfig
 from edge_node.identity import Identity
 from edge_node.store import EdgeStore
 from protocol.errors import AuthError, NetworkError, RemoteProtocolError, ValidationError
-from service import pki
+from service import certclock, pki
 from service.dossier_store import wall_clock_ms
 from service.loopback import is_loopback_url
 
@@ -83,8 +83,7 @@ async def _request(hub: str, body: dict[str, Any], ctx: ssl.SSLContext | None
                 timeout=aiohttp.ClientTimeout(total=30)) as resp:
             return resp.status, await resp.json(content_type=None)
     except aiohttp.ClientConnectorCertificateError as exc:
-        raise AuthError(f"the hub's server certificate is not from the pinned CA: {exc}") \
-            from exc
+        raise hubtime.cert_refusal(exc, hubtime.HubClock()) from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         hint = ""
         if hub.startswith("http://") and isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -114,7 +113,11 @@ async def enroll(data: Path, hub_url: str, token: str, ca_file: Path | None = No
     ctx = None
     if hub.startswith("https://"):
         ca_pem = await _pinned_ca(hub, token, ca_file)
-        ctx = ssl.create_default_context(cadata=ca_pem)  # the pinned CA only, no system CAs
+        # The pinned CA only, no system CAs; certificate dates judged by the hub's time, learned
+        # first by a probe that carries nothing (this machine's clock may be years off).
+        clock = hubtime.HubClock()
+        await hubtime.probe(hub, ca_pem, clock, 30)
+        ctx = certclock.dated_context(ca_pem, None, clock.view)
         key = pki.new_key()
         body["csr"] = pki.make_csr(key).decode()
         lan_key, lan_body = lan.request_body(hub, lan_names)  # HTTPS for the office's desks

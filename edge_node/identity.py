@@ -22,7 +22,7 @@ import aiohttp
 from cryptography import x509
 
 from protocol.errors import AuthError, NetworkError, RemoteProtocolError
-from service import atomic, pki
+from service import atomic, certclock, pki
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,16 @@ class Identity:
         """The node's current private key."""
         return pki.load_key(self.pem.read_bytes())
 
-    def context(self, with_certificate: bool = True) -> ssl.SSLContext:
-        """A client context trusting only the pinned CA, presenting our certificate."""
-        return pki.client_context(self.ca_file, self.pem if with_certificate else None)
+    def context(self, with_certificate: bool = True,
+                time_source: certclock.TimeSource | None = None) -> ssl.SSLContext:
+        """A client context trusting only the pinned CA, presenting our certificate; with
+        `time_source`, certificate dates are judged by the hub's time it gives, not by this
+        machine's clock (`service.certclock`)."""
+        identity = self.pem if with_certificate else None
+        if time_source is None:
+            return pki.client_context(self.ca_file, identity)
+        return certclock.dated_context(self.ca_file.read_text(encoding="ascii"), identity,
+                                       time_source)
 
     def pin(self, ca_pem: str) -> None:
         """Keep the CA certificate checked at enrollment."""
@@ -81,7 +88,8 @@ class Identity:
         return cert
 
     def due(self, now_ms: int) -> str:
-        """"ok", "renew" (less than a third of its lifetime left) or "expired"."""
+        """"ok", "renew" (less than a third of its lifetime left) or "expired" at `now_ms`
+        (corrected time: the hub's certificate dates are in the hub's time)."""
         cert = self.certificate()
         start, end = pki.starts_ms(cert), pki.expires_ms(cert)
         if now_ms >= end - MARGIN_MS:
@@ -100,7 +108,9 @@ async def post_json(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
             status = resp.status
             answer = await resp.json(content_type=None)
     except aiohttp.ClientConnectorCertificateError as exc:
-        raise AuthError(f"the hub's certificate is not from the pinned CA: {exc}") from exc
+        dated = certclock.date_error(exc)
+        raise AuthError(f"refusing the hub: {dated.describe()}" if dated else
+                        f"the hub's certificate is not from the pinned CA: {exc}") from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise NetworkError(f"cannot reach the hub: {exc or exc.__class__.__name__}") from exc
     except ValueError as exc:
@@ -129,13 +139,14 @@ async def renew(http: aiohttp.ClientSession, hub: str, identity: Identity, node:
     return cert
 
 
-async def recover(hub: str, identity: Identity, node: str, timeout_s: float) -> x509.Certificate:
+async def recover(hub: str, identity: Identity, node: str, timeout_s: float,
+                  time_source: certclock.TimeSource | None = None) -> x509.Certificate:
     """Renew an expired certificate: the old key signs the new request."""
     old_key, old = identity.key(), identity.certificate()
     key = pki.new_key()
     csr_pem = pki.make_csr(key)
     proof = pki.renewal_proof(old_key, pki.load_csr(csr_pem))
-    connector = aiohttp.TCPConnector(ssl=identity.context(with_certificate=False))
+    connector = aiohttp.TCPConnector(ssl=identity.context(False, time_source))
     async with aiohttp.ClientSession(connector=connector) as http:
         answer = await post_json(http, f"{hub}/v1/recover", {
             "certificate": pki.cert_pem(old).decode(), "csr": csr_pem.decode(),

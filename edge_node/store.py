@@ -22,6 +22,7 @@ from typing import Any
 
 import aiosqlite
 
+from edge_node.schema import MIGRATIONS
 from protocol import HUB_ORIGIN, codec, is_hub_origin
 from protocol.calendar import local
 from protocol.commands import create_draft, validate_create
@@ -36,6 +37,7 @@ from protocol.views import dossier_view
 from service import crashpoints
 from service.blobs import BlobStore
 from service.dossier_store import DossierStore
+from service.migrations import upgraded
 from service.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
@@ -54,17 +56,6 @@ LASTING = (HUB_ID_REUSED, HUB_EDITS_LOST)  # disagreements that no later answer 
 LASTING_KEEP_MS = 7 * 24 * 3600 * 1000
 WARNING_KEYS = ("sync_warning", "sync_warning_code", "sync_warning_at", "sync_warning_until")
 
-EDGE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS code_counter (day TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blobs (
-    sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, direction TEXT NOT NULL, done INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rejected (
-    seq INTEGER PRIMARY KEY, code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL
-);
-"""
-
-
 class EdgeStore(DossierStore):
     """One commune's dossiers and its sync position with the hub."""
 
@@ -77,8 +68,7 @@ class EdgeStore(DossierStore):
     @classmethod
     async def open(cls, path: Path, node: str, commune: str, agency: str) -> EdgeStore:
         """Open (creating if needed) the edge database at `path`."""
-        conn = await connect(path, synchronous="FULL")
-        await conn.executescript(EDGE_SCHEMA)
+        conn = await upgraded(await connect(path, synchronous="FULL"), MIGRATIONS, str(path))
         store = cls(conn, await connect(path), node, commune, agency)
         store.blobs = BlobStore(path.parent / "blobs")
         await store.setup()

@@ -20,9 +20,10 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 from tenacity.stop import stop_after_attempt, stop_never
 
-from edge_node import lan
+from edge_node import hubtime, lan
 from edge_node.config import EdgeConfig
 from edge_node.disk import DiskGuard
+from edge_node.hubtime import HubClock
 from edge_node.identity import Identity
 from edge_node.identity import recover as recover_certificate
 from edge_node.identity import renew as renew_certificate
@@ -42,7 +43,7 @@ from protocol.errors import (
     VersionMismatch,
 )
 from protocol.messages import SyncRequest, decode_error, decode_response, encode_request
-from service import crashpoints
+from service import certclock, clock_flags, crashpoints
 from service.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class SyncClient:
         self.rejected_total = 0
         self.data_dir = "."
         self._identity: Identity | None = None
+        self.hub_clock = HubClock()  # what certificate dates are judged by (service.certclock)
 
     @property
     def disk(self) -> DiskGuard:
@@ -148,7 +150,8 @@ class SyncClient:
                 if not identity.exists():
                     raise AuthError("this node has no certificate for an https:// hub: enroll "
                                     "again with `edge-node init`")
-                connector = aiohttp.TCPConnector(ssl=identity.context())
+                connector = aiohttp.TCPConnector(
+                    ssl=identity.context(time_source=self.hub_clock.view))
             elif not self.config.insecure_http and not is_loopback_url(self.config.hub_url):
                 raise ValidationError("refusing plain http:// to a hub that is not on this "
                                       "machine; use https:// or set insecure_http", field="hub_url")
@@ -163,6 +166,13 @@ class SyncClient:
             await self._session.close()
             self._session = None
 
+    async def learn_hub_time(self) -> None:
+        """Over HTTPS, before this process's first exchange: learn the hub's time by a probe
+        that sends nothing, so certificate dates are judged by it (edge_node.hubtime)."""
+        if self.transport is None and self.identity is not None and self.identity.exists():
+            await hubtime.learn(self.hub_clock, self.store, self.identity.ca_file,
+                                self.config.hub_url, self.config.request_timeout_s)
+
     async def ensure_identity(self) -> None:
         """Renew the node certificate when less than a third of its lifetime is left (over
         mTLS), or recover it when it has already expired (signed by the old key). A failed
@@ -176,7 +186,7 @@ class SyncClient:
         hub = self.config.hub_url.rstrip("/")
         if due == "expired":
             await recover_certificate(hub, identity, self.config.node,
-                                      self.config.request_timeout_s)
+                                      self.config.request_timeout_s, self.hub_clock.view)
         else:
             data = Path(self.data_dir)
             lan_key, lan_body = lan.request_body(hub, self.config.lan_names)
@@ -211,6 +221,7 @@ class SyncClient:
             "dossiers": await self.store.dossier_count(),
             "last_error": self.last_error or "",
             "app_version": APP_VERSION,
+            "contact_every_s": max(1, round(self.config.sync_interval_s)),
         }
 
     async def _batch(self, after: int) -> Batch:
@@ -289,12 +300,14 @@ class SyncClient:
             raise ReadTimeout(f"hub did not answer within {self.config.request_timeout_s:.0f} s") \
                 from exc
         except aiohttp.ClientConnectorCertificateError as exc:
-            raise AuthError(f"the hub's certificate is not from the province's CA pinned at "
-                            f"enrollment (or this machine's clock is wrong): {exc}") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: {exc.os_error}") \
-                from exc
+            raise hubtime.cert_refusal(exc, self.hub_clock) from exc
         except (aiohttp.ClientError, OSError) as exc:
+            if certclock.openssl_date_failure(exc):  # the hub's alert: our certificate's dates
+                raise hubtime.our_certificate_refused(exc, self.identity,
+                                                      self.hub_clock) from exc
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: "
+                                   f"{exc.os_error}") from exc
             raise NetworkError(f"link to the hub failed: {exc.__class__.__name__}: {exc}") from exc
         if 200 <= status < 300:
             return status, payload
@@ -317,6 +330,9 @@ class SyncClient:
         result = SessionResult()
         self.state = "syncing"
         try:
+            await clock_flags.settle(self.store)  # a clock gone back is flagged even offline
+            await self.learn_hub_time()
+            await clock_flags.settle(self.store)
             await self.ensure_identity()
             following: Batch | None = None
             while True:
@@ -330,6 +346,9 @@ class SyncClient:
                 result.round_trips += 1
                 result.bytes_up += up
                 result.bytes_down += down
+                self.hub_clock.raise_floor(self.store.now_ms())  # on a date-checked link
+                if await clock_flags.settle(self.store):
+                    continue  # flags for stamps now known to be off: send them too
                 pending, _ = await self.store.pending_stats()
                 ack_after = await self.store.ack()
                 stalled = sent > 0 and ack_after == ack_before

@@ -110,6 +110,12 @@ class StoreError(SyncError):
     code = "store"
 
 
+class SchemaTooNew(StoreError):
+    """The database was written by a newer release than this program; nothing was written."""
+
+    code = "schema_too_new"
+
+
 class DiskFull(StoreError):
     """Too little free disk to take new data safely; nothing was written (HTTP 507)."""
 

@@ -22,7 +22,11 @@ STATUS_NAMES = frozenset({
     "submitted", "accepted", "refused", "processing", "supplement_requested", "fee_requested",
     "withdrawn", "stopped", "resolved", "returned",
 })
-PATH_RE = re.compile(r"^(applicant\.(full_name|citizen_id|phone|address)|fields\.[a-z][a-z0-9_]{0,47})$")
+# `check.clock`: staff should check the dossier's legal times, stamped while the writer's clock was
+# detectably wrong (the estimated error in ms; None once checked) — service.clock_flags.
+CLOCK_CHECK = "check.clock"
+PATH_RE = re.compile(
+    r"^(applicant\.(full_name|citizen_id|phone|address)|fields\.[a-z][a-z0-9_]{0,47}|check\.clock)$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 TRACK_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{10}$")  # protocol.tracking: Crockford base32
 MAX_TEXT = 4000

@@ -44,6 +44,7 @@ STAT_KEYS = {
     "dossiers": int,
     "last_error": str,
     "app_version": str,
+    "contact_every_s": int,  # the edge's sync interval: how often the hub should hear from it
 }
 MIN_PROTOCOL = 1
 MAX_EPOCH_CHARS = 64

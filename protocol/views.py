@@ -8,7 +8,7 @@ from typing import Any
 from protocol import is_hub_origin, lifecycle
 from protocol.calendar import is_overdue, iso
 from protocol.commands import APPLICANT_KEYS, DOC_KINDS, encode_version, next_moves
-from protocol.events import Event, seen_by
+from protocol.events import CLOCK_CHECK, Event, seen_by
 from protocol.hlc import wall_ms
 from protocol.merge import DossierState, Write, fold
 
@@ -144,4 +144,14 @@ def dossier_view(state: DossierState, now_ms: int,
         "next_statuses": free,
         "waiting_statuses": waiting,
         "created_by": {"origin": header.get("origin"), "actor": header.get("actor")},
+        "clock_check": _clock_check(state),
     }
+
+
+def _clock_check(state: DossierState) -> dict[str, Any] | None:
+    """The standing clock-check flag: the estimated clock error and who raised it, or None."""
+    writes = state.registers.get(CLOCK_CHECK)
+    if not writes or not writes[0].value:
+        return None
+    return {"error_ms": writes[0].value, **{k: v for k, v in _who(writes[0]).items()
+                                            if k != "value"}}

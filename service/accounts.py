@@ -1,4 +1,5 @@
-"""People who log in: users with roles, scrypt password hashes, and bearer/session tokens.
+"""People who log in: users with roles, full names and positions, scrypt password hashes, and
+bearer/session tokens.
 
 Tokens are random 256-bit strings given to the client once and stored only as their SHA-256.
 Login is throttled per username after repeated failures. A session ends 12 hours after login, or
@@ -16,6 +17,7 @@ import re
 import secrets
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,7 @@ from protocol.errors import AuthError, ValidationError
 
 log = logging.getLogger(__name__)
 
+# Version 1 of these tables (service/migrations.py): never edit it, add a migration below.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY,
@@ -38,9 +41,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     username TEXT NOT NULL REFERENCES users(username),
     expires_at INTEGER NOT NULL
 );
--- the last activity of a session: a table of its own rather than a column of sessions, because
--- tables here are created IF NOT EXISTS and there is no column migration yet (old sessions,
--- without a row, count as active from their next request)
 CREATE TABLE IF NOT EXISTS session_activity (
     token_hash BLOB PRIMARY KEY,
     last_seen_at INTEGER NOT NULL  -- ms
@@ -51,10 +51,25 @@ CREATE TABLE IF NOT EXISTS login_failures (
     last_at INTEGER NOT NULL
 );
 """
+# Version 2: a session's last activity (ms) becomes a column of `sessions`; it had a table of its
+# own while a column could not be added. A session without one counts as active from its next
+# request (sessions of the first release had none).
+SESSION_ACTIVITY = """
+ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER;
+UPDATE sessions SET last_seen_at = (
+    SELECT a.last_seen_at FROM session_activity a WHERE a.token_hash = sessions.token_hash);
+DROP TABLE session_activity;
+"""
+# Version 3: who a user is, for the documents that name the official who signs them.
+STAFF_NAMES = """
+ALTER TABLE users ADD COLUMN full_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN position TEXT NOT NULL DEFAULT '';
+"""
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 SESSION_TTL_S = 12 * 3600
 IDLE_S = 30 * 60
 TOUCH_S = 60  # write a session's last activity at most this often (a tenth of idle_s if less)
+NAME_MAX = 100  # a full name or position, on a form's signature line
 MAX_FAILURES = 5
 LOCKOUT_S = 60
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -80,6 +95,15 @@ class User:
     role: str
 
 
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Who a user is, as the forms they sign name them."""
+
+    username: str
+    full_name: str
+    position: str
+
+
 def hash_password(password: str, salt: bytes | None = None) -> str:
     """scrypt hash as `scrypt$n$r$p$salt$hash` (hex)."""
     salt = salt or secrets.token_bytes(16)
@@ -98,6 +122,15 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
+def check_name(value: str, field: str) -> str:
+    """A person's full name or position as it will print on a form: one line, at most
+    `NAME_MAX` characters, outer spaces dropped (empty: not given)."""
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or len(text) > NAME_MAX or any(unicodedata.category(c) == "Cc" for c in text):
+        raise ValidationError(f"{field}: one line of at most {NAME_MAX} characters", field=field)
+    return unicodedata.normalize("NFC", text)
+
+
 def check_new_password(password: str) -> str:
     """Refuse passwords too short to be a password."""
     if len(password) < 8:
@@ -113,10 +146,6 @@ class Accounts:
         self.conn = conn
         self.roles = roles
         self.idle_s = idle_s  # 0: no idle logout
-
-    async def setup(self) -> None:
-        """Create the tables if missing."""
-        await self.conn.executescript(SCHEMA)
 
     async def add_user(self, username: str, password: str, role: str) -> None:
         """Add a user or reset an existing user's password and role."""
@@ -156,12 +185,9 @@ class Accounts:
         token = secrets.token_urlsafe(32)
         await self.conn.execute("DELETE FROM login_failures WHERE username=?", (username,))
         await self.conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
-        await self.conn.execute("DELETE FROM session_activity WHERE token_hash NOT IN "
-                                "(SELECT token_hash FROM sessions)")
-        await self.conn.execute("INSERT INTO sessions VALUES (?,?,?)",
-                                (_digest(token), username, now + SESSION_TTL_S))
-        await self.conn.execute("INSERT INTO session_activity VALUES (?,?)",
-                                (_digest(token), int(time.time() * 1000)))
+        await self.conn.execute(
+            "INSERT INTO sessions(token_hash, username, expires_at, last_seen_at) VALUES (?,?,?,?)",
+            (_digest(token), username, now + SESSION_TTL_S, int(time.time() * 1000)))
         await self.conn.commit()
         return token
 
@@ -171,9 +197,8 @@ class Accounts:
         status line), which must not keep an abandoned session alive."""
         now_ms = int(time.time() * 1000)
         async with self.conn.execute(
-            "SELECT u.username, u.role, a.last_seen_at FROM sessions s "
+            "SELECT u.username, u.role, s.last_seen_at FROM sessions s "
             "JOIN users u ON u.username = s.username "
-            "LEFT JOIN session_activity a ON a.token_hash = s.token_hash "
             "WHERE s.token_hash=? AND s.expires_at>=? AND u.disabled=0",
             (_digest(token), now_ms // 1000),
         ) as cur:
@@ -189,9 +214,8 @@ class Accounts:
         every_ms = min(TOUCH_S * 1000, idle_ms / 10) if idle_ms else TOUCH_S * 1000
         if touch and (seen is None or now_ms - seen >= every_ms):
             try:
-                await self.conn.execute(
-                    "INSERT INTO session_activity VALUES (?,?) ON CONFLICT(token_hash) DO UPDATE "
-                    "SET last_seen_at=excluded.last_seen_at", (_digest(token), now_ms))
+                await self.conn.execute("UPDATE sessions SET last_seen_at=? WHERE token_hash=?",
+                                        (now_ms, _digest(token)))
                 await self.conn.commit()
             except sqlite3.Error as exc:  # a full disk must not lock people out of reading
                 log.warning("cannot record session activity: %s", exc)
@@ -200,15 +224,11 @@ class Accounts:
 
     async def logout(self, token: str) -> None:
         """Forget a session token."""
-        await self.conn.execute("DELETE FROM session_activity WHERE token_hash=?",
-                                (_digest(token),))
         await self.conn.execute("DELETE FROM sessions WHERE token_hash=?", (_digest(token),))
         await self.conn.commit()
 
     async def _end_sessions(self, username: str) -> None:
         """Delete every session of `username` (the caller commits)."""
-        await self.conn.execute("DELETE FROM session_activity WHERE token_hash IN "
-                                "(SELECT token_hash FROM sessions WHERE username=?)", (username,))
         await self.conn.execute("DELETE FROM sessions WHERE username=?", (username,))
 
     async def change_password(self, username: str, old: str, new: str) -> None:
@@ -227,9 +247,32 @@ class Accounts:
     async def users(self) -> list[dict[str, Any]]:
         """Every user (no password hashes), by username."""
         async with self.conn.execute(
-                "SELECT username, role, created_at, disabled FROM users ORDER BY username") as cur:
+                "SELECT username, role, created_at, disabled, full_name, position FROM users "
+                "ORDER BY username") as cur:
             return [{"username": r[0], "role": r[1], "created_at": int(r[2]),
-                     "disabled": bool(r[3])} for r in await cur.fetchall()]
+                     "disabled": bool(r[3]), "full_name": r[4], "position": r[5]}
+                    for r in await cur.fetchall()]
+
+    async def profile(self, username: str) -> Profile:
+        """Who a user is: their full name and position (empty strings when not given)."""
+        async with self.conn.execute(
+                "SELECT username, full_name, position FROM users WHERE username=?",
+                (username,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise ValidationError(f"no user {username!r}", field="username")
+        return Profile(row[0], row[1], row[2])
+
+    async def set_profile(self, username: str, full_name: str, position: str) -> Profile:
+        """Set a user's full name and position (sessions go on: nothing they may do changes)."""
+        profile = Profile(username, check_name(full_name, "full_name"),
+                          check_name(position, "position"))
+        cur = await self.conn.execute("UPDATE users SET full_name=?, position=? WHERE username=?",
+                                      (profile.full_name, profile.position, username))
+        if cur.rowcount == 0:
+            raise ValidationError(f"no user {username!r}", field="username")
+        await self.conn.commit()
+        return profile
 
     async def set_disabled(self, username: str, disabled: bool) -> None:
         """Disable (ending their sessions) or re-enable a user."""

@@ -39,13 +39,15 @@ from protocol.merge import DossierState, apply, from_plain, to_plain
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
 from protocol.text import search_key
 from protocol.views import dossier_view
-from service import crashpoints
+from service import clock_flags, crashpoints
 from service.blobs import BlobStore
 from service.db import advisory_lock, index_hint, is_postgres
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
 
+# Version 1 of the log's tables, on both sides (service/migrations.py): never edit it, add a
+# migration to the plans of edge_node/schema.py and central_hub/schema.py.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refdata (
@@ -174,6 +176,7 @@ class DossierStore:
         self.own_hash = b""
         self.correction_ms = 0  # hub time minus this machine's clock, from the last exchange
         self._anchor: tuple[int, float] | None = None  # (hub ms, monotonic s) in this process
+        self._anchor_rtt = 0.0  # the round trip of that reading (s)
         self._pending_clock: Clock | None = None
         self.wall: Callable[[], int] = wall_clock_ms  # the machine's clock; tests skew it
         self._blobs: BlobStore | None = None
@@ -192,8 +195,8 @@ class DossierStore:
     # -- lifetime -------------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        """Create tables and load this node's position in its own chain and its clock."""
-        await self.conn.executescript(SCHEMA)
+        """Load this node's position in its own chain and its clock (the opener has brought
+        the tables to this code's schema version: service/migrations.py)."""
         self.own_seq, self.own_hash = await self._own_head()
         self.clock = Clock(int(await self.get_meta("hlc", 0)))
         async with self.conn.execute("SELECT kind, version, data FROM refdata") as cur:
@@ -225,14 +228,25 @@ class DossierStore:
         return self.wall() + self.correction_ms
 
     @property
+    def hub_time_known(self) -> bool:
+        """True once corrected time is anchored on the hub's clock in this process."""
+        return self._anchor is not None
+
+    @property
     def clock_offset_ms(self) -> int:
         """How far this machine's clock is ahead of the hub's (negative: behind)."""
         return self.wall() - self.now_ms()
 
     def set_hub_time(self, hub_ms: int, rtt_s: float, at_mono: float) -> int:
-        """Anchor corrected time on the hub's clock read `rtt_s` ago-ish; return the correction."""
+        """Anchor corrected time on the hub's clock read `rtt_s` ago-ish; return the correction.
+        A reading over a round trip much slower than the anchor's (a new TLS connection, a busy
+        link) is less precise: within ten minutes of the better one it is not taken (as NTP
+        trusts the sample of least delay)."""
         estimate = hub_ms + int(rtt_s * 500)  # the hub read its clock about mid-way
-        self._anchor = (estimate, at_mono)
+        if self._anchor is not None and rtt_s > 2 * self._anchor_rtt + 0.05 \
+                and at_mono - self._anchor[1] < 600:
+            return self.correction_ms
+        self._anchor, self._anchor_rtt = (estimate, at_mono), rtt_s
         self.correction_ms = estimate - self.wall()
         return self.correction_ms
 
@@ -485,7 +499,9 @@ class DossierStore:
         return await self._command(dossier_id, actor, lambda s: attach_draft(info, s))
 
     async def after_local_write(self, event: Event) -> None:
-        """Hook for subclasses, inside the write's transaction."""
+        """Hook for subclasses, inside the write's transaction: by default, note a stamp made
+        with a clock that may be wrong (service.clock_flags)."""
+        await clock_flags.note_stamp(self, event)
 
     async def on_events(self, events: list[Event]) -> None:
         """Hook for subclasses: events just appended (local or remote), inside the transaction."""
@@ -532,6 +548,7 @@ class DossierStore:
                 writing.cancel()
                 await asyncio.gather(writing, return_exceptions=True)
             raise
+        await clock_flags.note_events(self.conn, [e for e, _ in events])
         await self.on_events([e for e, _ in events])
         return folded
 

@@ -178,7 +178,14 @@ class Net:
         token = await self.hub.store.create_enroll_token(commune, name)
         data = self.root / f"edge-{commune}-{len(self.edges)}"
         config = await enroll(data, self.hub.url, token)
-        config = dataclasses.replace(config, **{"auto_sync": False, **overrides})
+        return await self.serve_edge(data, config, **overrides)
+
+    async def serve_edge(self, data: Path, config: EdgeConfig, **overrides: Any) -> EdgeHandle:
+        """Serve the enrolled edge whose data dir is `data` on loopback, syncing with this hub
+        (no background sync unless `auto_sync=True`); the desk user `clerk` logs in."""
+        assert self.hub is not None
+        config = dataclasses.replace(config, **{"auto_sync": False, "hub_url": self.hub.url,
+                                                **overrides})
         app = await make_edge_app(data, config)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()

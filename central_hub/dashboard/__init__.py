@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from central_hub.config import HubConfig
-from central_hub.dashboard import dossiers, manage, node, overview, statsview
+from central_hub.dashboard import clockchecks, dossiers, manage, node, overview, statsview
 from central_hub.dashboard.common import (
     HUB,
     Hub,
@@ -56,5 +56,5 @@ def mount_dashboard(app: web.Application, *, store: HubStore, accounts: Accounts
 
     renderer.hooks.append(context)
     app.router.add_routes([*overview.routes(), *node.routes(), *dossiers.routes(),
-                           *manage.routes(), *statsview.routes()])
+                           *manage.routes(), *statsview.routes(), *clockchecks.routes()])
     return hub

@@ -52,6 +52,7 @@ def nav(request: web.Request, t: Messages) -> list[dict[str, Any]]:
     items = [("/", "nav.overview", "o", path == "/"),
              ("/alerts", "nav.alerts", "a", path == "/alerts"),
              ("/conflicts", "nav.conflicts", "x", path == "/conflicts"),
+             ("/clock-checks", "nav.clock_checks", "g", path == "/clock-checks"),
              ("/dossiers", "nav.dossiers", "d", path.startswith("/dossiers")),
              ("/stats", "nav.stats", "s", path == "/stats"),
              ("/nodes", "nav.nodes", "m", path == "/nodes")]
@@ -91,7 +92,7 @@ def why(t: Messages, reason: dict[str, Any]) -> str:
     """A health reason (`Reason.plain()`) in the operator's language."""
     code = reason["code"]
     params = dict(reason.get("params") or {})
-    for key in ("silent_s", "contact_s", "age_s"):
+    for key in ("silent_s", "contact_s", "age_s", "every_s", "offset_s"):
         if params.get(key) is not None:
             params[key[:-2]] = duration(t, params[key])
     if code == "no_sync" and params.get("contact_s") is not None:

@@ -8,16 +8,20 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from central_hub.nodes.health import DEFAULT_RULES, HealthRules, Reason, backlog_age_s, evaluate
-from central_hub.store import HubStore
 from protocol import codec
 from protocol.calendar import iso
 from service.sqlite import transaction
 
+if TYPE_CHECKING:  # the hub's schema (central_hub/schema.py) imports this module's
+    from central_hub.store import HubStore
+
 log = logging.getLogger(__name__)
 
+# Version 1 of the fleet's tables, in the hub's database (central_hub/schema.py): never edit it,
+# add a migration there.
 FLEET_SCHEMA = """
 CREATE INDEX IF NOT EXISTS node_sessions_at ON node_sessions(at);
 CREATE TABLE IF NOT EXISTS node_history (
@@ -64,12 +68,6 @@ ERROR_KINDS = (("credential", "auth"), ("protocol", "version"), ("version", "ver
                ("hash chain", "chain"), ("origin", "identity"), ("node id", "identity"),
                ("limit", "too_large"), ("too large", "too_large"), ("zstd", "corrupt"),
                ("decod", "corrupt"), ("not valid", "corrupt"))
-
-
-async def setup(store: HubStore) -> None:
-    """Create the fleet's tables next to the hub's (idempotent)."""
-    async with store.lock:
-        await store.conn.executescript(FLEET_SCHEMA)
 
 
 def local_day_start(ms: int) -> int:

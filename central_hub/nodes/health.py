@@ -34,6 +34,7 @@ class HealthRules:
     warn_disk_bytes: int = 5 * 1024**3
     crit_disk_bytes: int = 1024**3
     warn_pending_blobs: int = 200
+    warn_silent_min_s: int = 5 * 60  # silent SILENT_FACTOR × its sync interval, and this long
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -42,6 +43,7 @@ class HealthRules:
 
 
 DEFAULT_RULES = HealthRules()
+SILENT_FACTOR = 3  # sync intervals without a word from a node that says it syncs every one
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,9 @@ class Reason:
                 return "credential revoked"
             case "never_synced":
                 return "never synced since enrollment"
+            case "silent":
+                return (f"not heard from for {duration(p['silent_s'])}, though it syncs every "
+                        f"{duration(p['every_s'])}")
             case "no_sync":
                 text = f"no successful sync for {duration(p['silent_s'])}"
                 if p.get("contact_s") is not None:
@@ -68,7 +73,8 @@ class Reason:
             case "backlog":
                 return f"{p['pending']} changes waiting, oldest {duration(p['age_s'])}"
             case "clock":
-                return f"clock off by {p['offset_s']} s"
+                side = "behind" if p.get("behind") else "ahead of"
+                return f"clock off by {duration(p['offset_s'])} ({side} the hub's)"
             case "disk":
                 return f"only {p['mb']} MB disk free"
             case "disk_floor":
@@ -125,6 +131,19 @@ def backlog_age_s(node: dict[str, Any], now_ms: int) -> int:
     return age
 
 
+def _silent(node: dict[str, Any], now_ms: int, seen: int, rules: HealthRules) -> list[Reason]:
+    """A node that reports its sync interval and has not been heard from for several of them
+    should have synced: its attempts fail before they reach the hub (a cut link, a power cut,
+    a certificate it refuses), so it is not shown ok even before `warn_no_contact_s`."""
+    every = (node.get("stats") or {}).get("contact_every_s")
+    if not rules.warn_silent_min_s or not isinstance(every, int) or every <= 0:
+        return []
+    silent = max(0, (now_ms - seen) // 1000)
+    if silent <= max(SILENT_FACTOR * every, rules.warn_silent_min_s):
+        return []
+    return [Reason("silent", "warning", {"silent_s": silent, "every_s": every})]
+
+
 def evaluate(node: dict[str, Any], now_ms: int, rules: HealthRules = DEFAULT_RULES
              ) -> tuple[str, list[Reason]]:
     """Return (health, reasons, worst first) for one node row from `HubStore.nodes`."""
@@ -142,16 +161,19 @@ def evaluate(node: dict[str, Any], now_ms: int, rules: HealthRules = DEFAULT_RUL
             contact = max(0, (now_ms - seen) // 1000)
             reasons.append(Reason("no_sync", level, {
                 "silent_s": silent, "contact_s": contact if contact < silent else None}))
+        else:
+            reasons.extend(_silent(node, now_ms, seen, rules))
     pending = int(stats.get("pending_events", 0) or 0)
     if pending:
         age = backlog_age_s(node, now_ms)
         level = _level(age, rules.warn_backlog_age_s, rules.crit_backlog_age_s)
         if level:
             reasons.append(Reason("backlog", level, {"pending": pending, "age_s": age}))
-    offset = abs(int(stats.get("clock_offset_ms", 0) or 0))
+    signed = int(stats.get("clock_offset_ms", 0) or 0)
+    offset = abs(signed)
     level = _level(offset, rules.warn_clock_ms, rules.crit_clock_ms)
     if level:
-        reasons.append(Reason("clock", level, {"offset_s": offset // 1000}))
+        reasons.append(Reason("clock", level, {"offset_s": offset // 1000, "behind": signed < 0}))
     disk = stats.get("disk_free", -1)
     floor = stats.get("disk_floor", 0)
     if isinstance(disk, int) and disk >= 0:

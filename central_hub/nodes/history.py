@@ -4,7 +4,7 @@ Three tiers: `node_sessions` keeps every exchange (written by `HubStore.record_s
 `raw_hours`; `downsample` then sums them up into hours in `node_history`, hourly sums older than
 `hourly_days` into days (Vietnam's days), and drops what is older than `days`. Each step works on a
 bounded slice per transaction, so a sync waits on the store's lock for milliseconds at most. The
-tables are created by `central_hub.nodes.fleet.setup`.
+tables are `central_hub.nodes.fleet`'s (created at open with the hub's: central_hub/schema.py).
 """
 
 from __future__ import annotations

@@ -141,9 +141,8 @@ class Monitor:
         self.leadership = Leadership(store)
 
     async def start(self) -> None:
-        """Create the tables and start the background tasks — in one process per database:
-        with several hub processes (`serve --workers`), the others wait to take over."""
-        await fleet.setup(self.store)
+        """Start the background tasks — in one process per database: with several hub
+        processes (`serve --workers`), the others wait to take over."""
         if await self.leadership.try_acquire():
             self._begin()
         else:

@@ -13,7 +13,17 @@ from edge_node.config import EdgeConfig
 from edge_node.loop import SyncLoop
 from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
-from edge_node.ui import admin, dossiers, edit, home, inbox, intake, printing, syncview
+from edge_node.ui import (
+    admin,
+    clockcheck,
+    dossiers,
+    edit,
+    home,
+    inbox,
+    intake,
+    printing,
+    syncview,
+)
 from edge_node.ui.desk import DESK, Desk, nav, procedure_name, status_label
 from service.accounts import Accounts
 from service.ui.mount import mount
@@ -47,5 +57,6 @@ def mount_desk(app: web.Application, *, store: EdgeStore, accounts: Accounts,
 
     renderer.hooks.append(context)
     app.router.add_routes([*home.routes(), *syncview.routes(), *intake.routes(), *inbox.routes(),
-                           *dossiers.routes(), *edit.routes(), *printing.routes(), *admin.routes()])
+                           *dossiers.routes(), *edit.routes(), *printing.routes(), *admin.routes(),
+                           *clockcheck.routes()])
     return desk

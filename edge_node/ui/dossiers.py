@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from edge_node.roles import PERMITS, may, transition_action
+from edge_node.ui.clockcheck import error_text
 from edge_node.ui.desk import conflict_marks, desk_of, show_value
 from edge_node.ui.documents import COUNT_RE
 from edge_node.ui.history import last_supplement_request, timeline
@@ -100,7 +101,9 @@ async def dossier_page(request: web.Request) -> web.Response:
         can_edit=may(user.role, "amend" if final else "edit"),
         amend_hint=final and may(user.role, "edit") and not may(user.role, "amend"),
         can_attach=may(user.role, "attach"), can_comment=may(user.role, "comment"),
-        doc_kinds=DOC_KINDS, max_count=MAX_DOC_COUNT, final=final)
+        doc_kinds=DOC_KINDS, max_count=MAX_DOC_COUNT, final=final,
+        clock_text=error_text(view["clock_check"]["error_ms"], t.lang)
+        if view.get("clock_check") else "")
 
 
 def _back(dossier_id: str) -> str:

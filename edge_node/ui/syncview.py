@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from edge_node.ui.clockcheck import error_text
 from edge_node.ui.desk import Desk, desk_of
 from protocol.calendar import local
 from service.ui import csrf, formats
@@ -73,15 +74,19 @@ def describe(status: dict[str, Any], t: Messages, now_ms: int) -> dict[str, Any]
         text = f"{text} · {t('sync.blobs', n=blobs)}"
     clock = ""
     if status.get("clock_warning"):
-        clock = t("sync.clock", minutes=round(abs(int(status.get("clock_offset_ms") or 0)) / 60000))
+        clock = t("sync.clock", offset=error_text(int(status.get("clock_offset_ms") or 0), t.lang))
+    n_checks = int(status.get("clock_checks") or 0)
+    checks = t("sync.clock_checks", n=n_checks) if n_checks else ""
     rejected = len(status.get("rejected") or [])
     warning = status.get("warning")
     if clock:
         level = "danger"
+    elif checks:
+        level = max(level, "warn", key=LEVELS.index)
     elif warning and warning.get("code") not in CALM:
         level = max(level, "warn", key=LEVELS.index)
     return {"level": level, "parts": {
-        "state": text, "clock": clock, "warning": warning_text(warning, t),
+        "state": text, "clock": clock, "checks": checks, "warning": warning_text(warning, t),
         "rejected": t("sync.rejected", n=rejected) if rejected else ""}}
 
 

@@ -109,6 +109,17 @@ class Creator(Answer):
     actor: str | None
 
 
+class ClockCheck(Answer):
+    """The standing clock-check flag: the dossier's times were stamped with a clock this far off
+    (ms, negative: behind), flagged by `actor` at `origin` (service/clock_flags.py)."""
+
+    error_ms: int
+    actor: str
+    origin: str
+    where: str
+    at: str | None
+
+
 class DossierSummary(Answer):
     """A dossier as listed (CONTRACT §7); `version` is the `base` for the next change."""
 
@@ -131,6 +142,7 @@ class DossierSummary(Answer):
     next_statuses: list[str]
     waiting_statuses: dict[str, list[str]]  # moves a conflict holds up → the paths they wait for
     created_by: Creator
+    clock_check: ClockCheck | None
 
 
 class HistoryLine(Answer):
@@ -185,8 +197,31 @@ class SyncStatus(Answer):
     last_error: str | None
     clock_offset_ms: int
     clock_warning: bool
+    clock_checks: int
     rejected: list[Rejection]
     warning: SyncWarning | None
+
+
+class ClockCheckItem(Answer):
+    """A dossier whose received-at and due dates need checking: stamped with a wrong clock."""
+
+    id: str
+    commune: str
+    code: str | None
+    received_at: str | None
+    due_at: str | None
+    status: str | None
+    applicant: str
+    error_ms: int
+    flagged_by: str
+    flagged_at: str | None
+
+
+class ClockChecks(Answer):
+    """The standing clock-check flags, newest received first."""
+
+    items: list[ClockCheckItem]
+    total: int
 
 
 class SyncKick(Answer):

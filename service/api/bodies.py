@@ -153,6 +153,12 @@ class DossierQuery(Body):
     after: Annotated[str, Meta(description="the `next` of the previous page")] | None = None
 
 
+class ClockCheckQuery(Body):
+    """GET /api/clock-checks: one commune's only (hub)."""
+
+    commune: Annotated[str, Meta(description="5-digit commune code")] | None = None
+
+
 class StatsQuery(Body):
     """GET /api/stats: the period (this month by default), one commune, and the grouping."""
 

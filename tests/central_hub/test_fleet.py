@@ -127,7 +127,6 @@ async def test_history_is_downsampled_to_hours_then_days_and_charts_keep_the_sum
         net: Net) -> None:
     assert net.hub is not None
     store = net.hub.store
-    await fleet.setup(store)
     node = "02245.01"
     now = fleet.local_day_start(NOW) + 12 * HOUR_MS
     ages_h = [1, 2, 30, 50, 50.5, 51, 24 * 10, 24 * 10 + 0.2, 24 * 40, 24 * 40 + 1, 24 * 400]

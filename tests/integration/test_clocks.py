@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from edge_node.store import EdgeStore
 from protocol.calendar import VN_TZ
 from protocol.hlc import wall_ms
+from service import clock_flags
 from service.dossier_store import wall_clock_ms
 from tests.harness import Net, birth
 
@@ -114,13 +116,40 @@ async def test_events_stamped_ahead_are_accepted_flagged_and_ordered(net: Net) -
     assert parse(d["received_at"]) > wall_clock_ms() + DAY_MS - 60_000  # nothing better known
     await edge.sync()
     _, nodes = await net.hub.api.get("/api/nodes")
-    assert nodes["items"][0]["clock_ahead_events"] == 1
+    # the create, and the clock-check flag the edge raised on it once it learned the hub's
+    # time (written after the create, so stamped after it, ahead too)
+    assert nodes["items"][0]["clock_ahead_events"] == 2
+    _, view = await net.hub.api.get(f"/api/dossiers/{d['id']}")
+    assert abs(view["clock_check"]["error_ms"] - DAY_MS) < 5_000
     assert any("ahead of the hub" in r for r in nodes["items"][0]["reasons"])
     assert wall_ms(net.hub.store.clock.last) < wall_clock_ms() + 60_000
     # a later edit at the hub still sorts after the create it has seen
     _, view = await net.hub.api.get(f"/api/dossiers/{d['id']}")
     await net.hub.api.patch(f"/api/dossiers/{d['id']}",
                             {"set": {"applicant.phone": "0900000000"}, "base": view["version"]})
-    assert await _history_in_causal_order(net.hub.api, d["id"]) == ["create", "set"]
+    assert await _history_in_causal_order(net.hub.api, d["id"]) == ["create", "set", "set"]
     await edge.sync()
-    assert await _history_in_causal_order(edge.api, d["id"]) == ["create", "set"]
+    assert await _history_in_causal_order(edge.api, d["id"]) == ["create", "set", "set"]
+
+
+async def test_a_clock_gone_back_is_flagged_before_any_contact(net: Net) -> None:
+    edge = await net.add_edge("02245")
+    await edge.sync()  # a true clock: the hub's time at this sync is a time known to have passed
+    _, ok = await edge.api.post("/api/dossiers", birth())
+    await edge.sync()
+    # restarted with the BIOS clock reset a month back, the link down: a second store on the
+    # same database knows nothing of the hub's time in this process
+    restarted = await EdgeStore.open(edge.data / "edge.db", edge.config.node, edge.config.commune,
+                                     edge.config.agency)
+    try:
+        restarted.wall = lambda: wall_clock_ms() - 30 * DAY_MS
+        back = await clock_flags.went_back(restarted)
+        assert back is not None and abs(back + 30 * DAY_MS) < 60_000
+        d = await restarted.create(birth(child_birth_date="2026-10-20"), "clerk")
+        assert await clock_flags.settle(restarted) == 1  # flagged offline, at once
+        flagged = await clock_flags.flagged(restarted)
+        assert [f["id"] for f in flagged] == [d["id"]]
+        assert flagged[0]["error_ms"] < -30 * DAY_MS + 60_000  # at least a month behind
+    finally:
+        await restarted.close()
+    assert ok["clock_check"] is None

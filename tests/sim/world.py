@@ -42,6 +42,7 @@ from unittest import mock
 
 import edge_node.store
 import edge_node.sync
+import service.clock_flags
 import service.dossier_store
 from central_hub.store import HubStore, Node
 from edge_node.config import EdgeConfig
@@ -118,6 +119,7 @@ def deterministic(clock: SimClock, rand: random.Random) -> Iterator[None]:
     shim_os = _Shim(os, urandom=rand.randbytes)
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(service.dossier_store, "time", shim_time))
+        stack.enter_context(mock.patch.object(service.clock_flags, "time", shim_time))
         stack.enter_context(mock.patch.object(edge_node.sync, "time", shim_time))
         stack.enter_context(mock.patch.object(edge_node.store, "os", shim_os))
         yield

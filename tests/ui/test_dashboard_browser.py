@@ -19,7 +19,6 @@ pytest.importorskip("playwright.async_api", reason="pip install playwright (the 
 
 from playwright.async_api import Browser, expect
 
-from central_hub.nodes import fleet
 from central_hub.nodes.fleet import HOUR_MS
 from central_hub.nodes.health import HealthRules
 from central_hub.store import HubStore
@@ -53,7 +52,6 @@ async def operator_tab(browser: Browser, hub: HubHandle, shots: Path) -> Tab:
 async def history(store: HubStore, node: str, hours: int = 30) -> None:
     """A day and more of exchanges every half hour for the charts: an afternoon without contact,
     then a backlog that drains, and two exchanges the hub refused."""
-    await fleet.setup(store)
     now = store.now_ms()
     rows = []
     for k in range(hours * 2, 0, -1):

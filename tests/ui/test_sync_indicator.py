@@ -46,7 +46,7 @@ def test_never_synced_and_yesterday() -> None:
 def test_clock_warning_blobs_and_refusals() -> None:
     out = describe(status(clock_warning=True, clock_offset_ms=-7 * 60_000, pending_blobs=2,
                           rejected=[{"seq": 1}]), VI, NOW)
-    assert "lệch khoảng 7 phút" in out["parts"]["clock"]
+    assert "7 phút chậm so với giờ của tỉnh" in out["parts"]["clock"]
     assert out["parts"]["state"].endswith("2 tệp chờ chuyển")
     assert out["parts"]["rejected"].startswith("1 thay đổi bị tỉnh từ chối")
     assert out["level"] == "danger"
