@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from central_hub.public import PUBLIC
-from central_hub.tracking import NOT_FOUND, Tracker, client_address
+from central_hub.tracking import NOT_FOUND, Tracker, backfill_tracking, client_address
 from protocol.tracking import PUBLIC_KEYS
+from service.sqlite import transaction
 from tests.central_hub.test_portal import portals
 from tests.harness import EdgeHandle, Net, birth
 
@@ -137,3 +138,21 @@ def test_the_client_address_behind_a_trusted_proxy() -> None:
     assert client_address("10.0.0.1", "1.2.3.4, 198.51.100.7", proxy) == "198.51.100.7"
     assert client_address("192.0.2.5", "198.51.100.7", proxy) == "192.0.2.5"  # not the proxy
     assert client_address("10.0.0.1", "", proxy) == "10.0.0.1"
+
+
+async def test_checks_already_in_the_log_are_noted_by_the_migration(
+        net: Net, desk: EdgeHandle) -> None:
+    """Edges upgraded before their hub wrote checks the hub did not note: migration 5 reads them
+    back from the log."""
+    assert net.hub is not None
+    store = net.hub.store
+    status, made = await desk.api.post("/api/dossiers", birth())
+    assert status == 201, made
+    await desk.sync()
+    check = (await desk.store.history(made["id"]))[0].payload["track"]
+    async with store.lock, transaction(store.conn):
+        await store.conn.execute("DELETE FROM tracking")
+    assert (await track(net, made["code"], check))[0] == 404
+    async with store.lock, transaction(store.conn):
+        await backfill_tracking(store.conn)
+    assert (await track(net, made["code"], check))[0] == 200
