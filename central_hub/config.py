@@ -18,6 +18,8 @@ CONFIG_FILE = "hub.toml"
 AGENCY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.]{0,31}$")
 NODE_LIKE = re.compile(r"^\d{5}\.\d+$")  # node ids (`02245.01`) are the edges' prefixes
 LOG_FORMATS = ("text", "json")
+# The name a province's code is shown with when hub.toml gives no `province_name`.
+PROVINCE_NAMES = {"08": "Tỉnh Tuyên Quang"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,7 @@ class HubConfig:
     port: int = 8700
     max_want_bytes: int = 4 * 1024 * 1024
     province: str = "08"
+    province_name: str = ""  # as the dashboard's header shows it; "" = PROVINCE_NAMES[province]
     public_url: str = ""
     log_format: str = "text"
     health: HealthRules = DEFAULT_RULES
@@ -72,8 +75,16 @@ class HubConfig:
         """The agency prefix of the codes the hub issues."""
         return self.agency or f"{self.province}.DVC"
 
+    @property
+    def province_title(self) -> str:
+        """The province as people name it: `Tỉnh Tuyên Quang` (its code if not known)."""
+        return self.province_name.strip() or PROVINCE_NAMES.get(self.province) \
+            or f"Tỉnh {self.province}"
+
     def validate(self) -> None:
         """Raise ValidationError naming the first bad field."""
+        if len(self.province_name) > 80:
+            raise ValidationError("province_name: at most 80 characters", field="province_name")
         if self.db != "sqlite" and not is_pg_url(self.db):
             raise ValidationError(
                 "db must be sqlite (the embedded store in the data dir) or a postgresql:// URL",

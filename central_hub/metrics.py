@@ -2,20 +2,23 @@
 sync durations, one registry per hub app; and the link meter that estimates each node's upload rate.
 
 Per-node gauges are read at scrape time from the same node items as `GET /api/nodes`, so a scrape
-and the dashboard never disagree.
+and the dashboard never disagree. At national scale they are 26,000 samples: `node_exposition`
+writes them straight as text (prometheus_client's own formatting took ~300 ms of CPU for them) and
+the text is kept for as long as the node items are the same list.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
     from prometheus_client.core import GaugeMetricFamily, Metric
     from prometheus_client.process_collector import ProcessCollector
     from prometheus_client.registry import Collector
+    from prometheus_client.utils import floatToGoString
 except ImportError as exc:  # an edge's install (no `hub` extra) running `central-hub`: one line, not
     # a traceback, since the CLI imports this module before it can catch anything
     raise SystemExit("central-hub: error: the hub needs prometheus_client, which the `hub` extra "
@@ -43,30 +46,39 @@ NODE_GAUGES = (
 )
 
 
-class NodeCollector(Collector):
-    """Per-node gauges from the latest node items (set just before each scrape)."""
+_number = cast(Callable[[float], str], floatToGoString)  # the library's own number format
+LAST_SUCCESS = ("commune_sync_node_last_success_timestamp_seconds",
+                "Last successful sync (Unix time).")
 
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
 
-    def collect(self) -> Iterator[Metric]:
-        """Yield one gauge family per node figure."""
-        for name, help_text, key, factor in NODE_GAUGES:
-            family = GaugeMetricFamily(name, help_text, labels=["node", "commune"])
-            for item in self.items:
-                value = item.get(key)
-                if key == "health":
-                    value = HEALTH_VALUE.get(str(value), 2)
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    family.add_metric([item["node"], item["commune"]], float(value) * factor)
-            yield family
-        last = GaugeMetricFamily("commune_sync_node_last_success_timestamp_seconds",
-                                 "Last successful sync (Unix time).", labels=["node", "commune"])
-        for item in self.items:
-            ts = item.get("last_success_ms")
-            if isinstance(ts, int):
-                last.add_metric([item["node"], item["commune"]], ts / 1000)
-        yield last
+def _label(value: str) -> str:
+    """A label value escaped as the text format wants it."""
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def node_exposition(items: Sequence[dict[str, Any]]) -> str:
+    """The per-node gauge families in the text format, exactly as prometheus_client would write
+    them (a test compares the two), in a fraction of its time."""
+    labels = [f'{{commune="{_label(str(i["commune"]))}",node="{_label(str(i["node"]))}"}} '
+              for i in items]
+    out: list[str] = []
+    for name, help_text, key, factor in NODE_GAUGES:
+        out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
+        for item, label in zip(items, labels, strict=True):
+            value = item.get(key)
+            if key == "health":
+                value = HEALTH_VALUE.get(str(value), 2)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out.append(f"{name}{label}{_number(float(value) * factor)}\n")
+    name, help_text = LAST_SUCCESS
+    out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
+    for item, label in zip(items, labels, strict=True):
+        ts = item.get("last_success_ms")
+        if isinstance(ts, int):
+            out.append(f"{name}{label}{_number(ts / 1000)}\n")
+    return "".join(out)
 
 
 class HubMetrics:
@@ -75,8 +87,6 @@ class HubMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.nodes = NodeCollector()
-        r.register(self.nodes)
         ProcessCollector(registry=r)
         self.http_requests = Counter("commune_sync_http_requests", "HTTP requests answered.",
                                      ["route", "method", "status"], registry=r)
@@ -96,12 +106,17 @@ class HubMetrics:
                                ["outcome"], registry=r)
         self.log_position = 0
         self.links: dict[str, float] = {}
+        self._nodes_for: Sequence[dict[str, Any]] | None = None
+        self._nodes_text = b""
 
-    def render(self, items: Iterable[dict[str, Any]], log_position: int) -> bytes:
-        """The exposition text for the current node items."""
-        self.nodes.items = list(items)
+    def render(self, items: Sequence[dict[str, Any]], log_position: int) -> bytes:
+        """The exposition text for the current node items (the per-node part is reused while
+        `items` is the same list: a snapshot replaces its list, it never changes one)."""
+        if items is not self._nodes_for:
+            self._nodes_text = node_exposition(items).encode("utf-8")
+            self._nodes_for = items
         self.log_position = log_position
-        return generate_latest(self.registry)
+        return self._nodes_text + generate_latest(self.registry)
 
     def meter(self, node: str, nbytes: int, seconds: float) -> None:
         """Count one upload into the node's link rate estimate (bytes/s, smoothed)."""

@@ -131,9 +131,12 @@ def report(facts: Iterable[Facts], periods: list[Period], now_ms: int, *,
         for f in facts:
             row = _empty()
             _count(row, f, start, end, at)
-            if any(row.values()):
-                cell = cells.setdefault((f.commune, f.procedure), _empty())
-                for key, value in row.items():
+            counted = [(key, value) for key, value in row.items() if value]
+            if counted:  # a dossier counts in one or two columns: add those alone
+                cell = cells.get((f.commune, f.procedure))
+                if cell is None:
+                    cell = cells[(f.commune, f.procedure)] = _empty()
+                for key, value in counted:
                     cell[key] += value
                     total[key] += value
         for (commune, procedure), cell in sorted(cells.items()):
@@ -145,6 +148,16 @@ def report(facts: Iterable[Facts], periods: list[Period], now_ms: int, *,
                                "procedure": "", "procedure_name": "", **total}))
     return {"from": periods[0].first.isoformat(), "to": periods[-1].last.isoformat(),
             "rows": rows, "totals": totals}
+
+
+def steady_until(facts: Iterable[Facts], periods: list[Period], now_ms: int) -> int | None:
+    """Until when a report made at `now_ms` stays the same (None: for good). Time enters it only
+    by comparing `min(end, now)` with the facts' moments (received, due, each move) and the
+    periods' ends, so it can read otherwise only once now reaches the next of those."""
+    moments = (m for f in facts for m in (f.received_at, f.due_at, *f.reached.values(),
+                                          *(at for at, _ in f.moves)) if m is not None)
+    ends = (p.end_ms for p in periods)
+    return min((m for src in (moments, ends) for m in src if m >= now_ms), default=None)
 
 
 def to_csv(data: dict[str, Any], headers: dict[str, str] | None = None) -> str:

@@ -72,6 +72,7 @@ async def sync_status(store: EdgeStore, client: SyncClient) -> dict[str, Any]:
         "clock_checks": await clock_flags.count_flagged(store),  # dossiers to check: clock
         "rejected": await store.rejections(),
         "warning": await store.sync_warning(),  # e.g. the hub was restored from a backup
+        "progress": client.progress.plain(),  # the attempt under way, or how the last one ended
     }
 
 

@@ -29,6 +29,10 @@ class SyncLoop:
         """Sync as soon as possible (after a local write or a button press)."""
         self.kicked.set()
 
+    def requested(self) -> bool:
+        """True iff a session was asked for and the running loop has not begun it yet."""
+        return self._task is not None and not self._task.done() and self.kicked.is_set()
+
     def start(self) -> None:
         """Start the loop as a task."""
         self._task = asyncio.create_task(self._run(), name="sync-loop")

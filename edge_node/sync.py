@@ -27,6 +27,7 @@ from edge_node.hubtime import HubClock
 from edge_node.identity import Identity
 from edge_node.identity import recover as recover_certificate
 from edge_node.identity import renew as renew_certificate
+from edge_node.progress import Progress
 from edge_node.store import EdgeStore
 from protocol import APP_VERSION
 from protocol.errors import (
@@ -123,6 +124,7 @@ class SyncClient:
         self.state = "offline"
         self.last_error: str | None = None
         self.rejected_total = 0
+        self.progress = Progress()  # what the attempt under way does, for the desk
         self.data_dir = "."
         self._identity: Identity | None = None
         self.hub_clock = HubClock()  # what certificate dates are judged by (service.certclock)
@@ -156,7 +158,8 @@ class SyncClient:
                 raise ValidationError("refusing plain http:// to a hub that is not on this "
                                       "machine; use https:// or set insecure_http", field="hub_url")
             self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=("User-Agent", "Accept-Encoding"))
+                connector=connector, skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                trace_configs=[self.progress.trace()])
             self._own_session = True
         return self._session
 
@@ -243,6 +246,7 @@ class SyncClient:
             stats=await self.stats(), ref=dict(self.store.ref_versions),
             epoch=await self.store.hub_epoch())
         body = encode_request(request)
+        self.progress.sending(batch.count)
         started = time.monotonic()
         post = asyncio.ensure_future(self._post(body))
         following: Batch | None = None
@@ -284,7 +288,8 @@ class SyncClient:
         """One HTTP request to the hub with the node credential; errors mapped to ours (2xx
         answers are returned, everything else raises)."""
         http = await self._http()
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, connect=15)
+        limit = self.config.request_timeout_s  # connecting too: a refused connection fails at once
+        timeout = aiohttp.ClientTimeout(total=limit, connect=min(15.0, limit))
         headers = {"Content-Type": CONTENT_TYPE}
         if self.config.credential:  # plain-HTTP development hubs; over HTTPS the certificate
             headers["Authorization"] = f"Bearer {self.config.credential}"
@@ -297,6 +302,7 @@ class SyncClient:
                 retry_after = resp.headers.get("Retry-After", "")
         except TimeoutError as exc:
             self.batch_bytes = max(MIN_BATCH, self.batch_bytes // 2)
+            self.progress.failed("timeout")
             raise ReadTimeout(f"hub did not answer within {self.config.request_timeout_s:.0f} s") \
                 from exc
         except aiohttp.ClientConnectorCertificateError as exc:
@@ -306,6 +312,7 @@ class SyncClient:
                 raise hubtime.our_certificate_refused(exc, self.identity,
                                                       self.hub_clock) from exc
             if isinstance(exc, aiohttp.ClientConnectorError):
+                self.progress.lost(exc.os_error)
                 raise NetworkError(f"cannot reach the hub at {self.config.hub_url}: "
                                    f"{exc.os_error}") from exc
             raise NetworkError(f"link to the hub failed: {exc.__class__.__name__}: {exc}") from exc
@@ -329,6 +336,7 @@ class SyncClient:
         """Exchange until nothing is pending either way (or a round trip fails)."""
         result = SessionResult()
         self.state = "syncing"
+        self.progress.begin(self.store.now_ms())
         try:
             await clock_flags.settle(self.store)  # a clock gone back is flagged even offline
             await self.learn_hub_time()
@@ -364,6 +372,8 @@ class SyncClient:
         except SyncError as exc:
             self.state, self.last_error = "error", exc.message
             raise
+        finally:
+            self.progress.end(self.store.now_ms())
         self.state, self.last_error = "online", None
         result.pending_after, _ = await self.store.pending_stats()
         return result

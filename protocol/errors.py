@@ -47,9 +47,15 @@ class AuthError(SyncError):
 
 
 class Forbidden(AuthError):
-    """The caller is known but their role may not do this (HTTP 403)."""
+    """The caller is known but their role may not do this (HTTP 403). `role`, `needs` and
+    `action` (in English words) let a page say it in the user's language."""
 
     code = "forbidden"
+
+    def __init__(self, message: str, *, field: str | None = None, role: str | None = None,
+                 needs: tuple[str, ...] = (), action: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.role, self.needs, self.action = role, needs, action
 
 
 class ProtocolError(SyncError):

@@ -47,7 +47,7 @@ def mount_dashboard(app: web.Application, *, store: HubStore, accounts: Accounts
     async def context(request: web.Request) -> dict[str, Any]:
         t = renderer.t(request)
         return {
-            "nav": nav(request, t), "province": config.province,
+            "nav": nav(request, t), "province": config.province_title,
             "why": lambda r: why(t, r), "dur": lambda s: duration(t, s), "size": size,
             "status_name": lambda s: status_name(t, s),
             "proc_name": lambda c: procedure_name(hub, t, c),

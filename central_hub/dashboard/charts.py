@@ -37,7 +37,7 @@ class Chart:
     lines: list[tuple[str, str]] = field(default_factory=list)  # (css class, points)
     dots: list[tuple[float, float, str]] = field(default_factory=list)  # (x, y, tooltip)
     yticks: list[tuple[float, str]] = field(default_factory=list)
-    xticks: list[tuple[float, str]] = field(default_factory=list)
+    xticks: list[tuple[float, str, str]] = field(default_factory=list)  # (x, label, anchor)
     empty: bool = True
     left: int = LEFT
     right: int = WIDTH - RIGHT
@@ -71,9 +71,12 @@ class _Frame:
     def yticks(self, fmt: Callable[[float], str]) -> list[tuple[float, str]]:
         return [(self.y(self.vmax * k / 2), fmt(self.vmax * k / 2)) for k in range(3)]
 
-    def xticks(self, label: Callable[[int], str], count: int = 4) -> list[tuple[float, str]]:
+    def xticks(self, label: Callable[[int], str],
+               count: int = 4) -> list[tuple[float, str, str]]:
+        # the outer labels lean inwards: centred on the plot's edges they would be cut off
         step = (self.end - self.start) / count
-        return [(self.x(self.start + step * k), label(int(self.start + step * k)))
+        return [(self.x(self.start + step * k), label(int(self.start + step * k)),
+                 "start" if k == 0 else "end" if k == count else "middle")
                 for k in range(count + 1)]
 
 

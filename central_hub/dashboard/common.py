@@ -14,6 +14,7 @@ from central_hub.metrics import HubMetrics
 from central_hub.nodes.monitor import Monitor, NodeSnapshot
 from central_hub.store import HubStore
 from protocol import lifecycle
+from protocol.text import search_key
 from service.accounts import Accounts
 from service.ui.i18n import Messages
 from service.ui.render import Renderer
@@ -22,6 +23,7 @@ from service.web import USER_KEY
 log = logging.getLogger(__name__)
 
 SEVERITY = {"critical": 2, "warning": 1, "ok": 0}
+PAGE = 200  # rows of a node table a page: a country has 3,321 communes
 APPLICANT = ("full_name", "citizen_id", "phone", "address")
 
 
@@ -44,6 +46,25 @@ HUB = web.AppKey("hub", Hub)
 def hub_of(request: web.Request) -> Hub:
     """The hub of the app serving `request`."""
     return request.app[HUB]
+
+
+def paginate(query: Any, total: int, size: int) -> tuple[int, int]:
+    """(page, pages) for `size` rows a page, from `?page=` (a bad or too high one: the nearest)."""
+    try:
+        page = max(1, int(query.get("page", "1")))
+    except ValueError:
+        page = 1
+    pages = max(1, (total + size - 1) // size)
+    return min(page, pages), pages
+
+
+def node_matches(item: dict[str, Any], q: str) -> bool:
+    """True iff the node's commune code, commune name or node id contains `q` (accents and
+    case aside)."""
+    if not q:
+        return True
+    return search_key(q) in search_key(
+        f"{item['commune']} {item['commune_name'] or ''} {item['node']}")
 
 
 def nav(request: web.Request, t: Messages) -> list[dict[str, Any]]:

@@ -1,13 +1,16 @@
-"""Node management: every enrolled node, a one-time enrollment token for a commune (shown once, on
-the answer to the form, never in a cookie or a URL), and revoking a node's credential."""
+"""Node management: every enrolled node (200 a page, filtered by commune or node), a one-time
+enrollment token for a commune (shown once, on the answer to the form, never in a cookie or a URL),
+and revoking a node's credential."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from central_hub.dashboard.common import hub_of
+from central_hub.dashboard.common import PAGE, hub_of, node_matches, paginate
 from central_hub.nodes import fleet
 from central_hub.store import check_commune
 from protocol.errors import NotFound, ValidationError
@@ -21,11 +24,19 @@ async def _page(request: web.Request, *, status: int = 200, token: str | None = 
                 enrolled: dict[str, str] | None = None, errors: dict[str, str] | None = None,
                 values: dict[str, str] | None = None) -> web.Response:
     hub = hub_of(request)
-    items = sorted(await hub.nodes.items(), key=lambda i: (i["revoked"], i["commune"], i["node"]))
+    q = request.query.get("q", "").strip()
+    items = sorted((i for i in await hub.nodes.items() if node_matches(i, q)),
+                   key=lambda i: (i["revoked"], i["commune"], i["node"]))
+    page, pages = paginate(request.query, len(items), PAGE)
     hub_url = hub.config.public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+
+    def link(**change: Any) -> str:
+        return "/nodes?" + urlencode({k: v for k, v in {"q": q, **change}.items() if v})
+
     return await hub.renderer.page(
-        request, "nodes.html", status=status, items=items, token=token, enrolled=enrolled,
-        errors=errors or {}, values=values or {}, hub_url=hub_url)
+        request, "nodes.html", status=status, items=items[(page - 1) * PAGE:page * PAGE],
+        matched=len(items), q=q, page=page, pages=pages, link=link, token=token,
+        enrolled=enrolled, errors=errors or {}, values=values or {}, hub_url=hub_url)
 
 
 async def nodes(request: web.Request) -> web.Response:

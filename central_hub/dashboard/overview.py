@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from central_hub.dashboard.common import SEVERITY, hub_of
+from central_hub.dashboard.common import PAGE, SEVERITY, hub_of, node_matches, paginate
 from central_hub.nodes import fleet
-from central_hub.nodes.fleet import local_day_start
+from central_hub.nodes.fleet import fast_iso, local_day_start
 from protocol.calendar import iso
 from protocol.text import search_key
 from service.api import answers
@@ -21,7 +21,6 @@ from service.web import json_response
 
 log = logging.getLogger(__name__)
 
-PAGE = 200
 TODAY_LIST = 12
 HEALTH_FILTERS = ("", "not_ok", "critical", "warning", "ok", "revoked")
 SORTS = ("health", "commune", "node", "last_success", "pending", "backlog", "conflicts", "clock")
@@ -62,11 +61,7 @@ def _matches(item: dict[str, Any], q: str, health: str, today_only: bool,
         return False
     if today_only and (item["last_success_ms"] or 0) >= today_start:
         return False
-    if q:
-        hay = search_key(f"{item['commune']} {item['commune_name'] or ''} {item['node']}")
-        if search_key(q) not in hay:
-            return False
-    return True
+    return node_matches(item, q)
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -98,12 +93,7 @@ async def overview(request: web.Request) -> web.Response:
                                                 "clock") else "asc") == "desc"
     rows = [i for i in items if _matches(i, q, health, today_only, today_start)]
     rows.sort(key=_sort_key(sort), reverse=desc)
-    try:
-        page = max(1, int(query.get("page", "1")))
-    except ValueError:
-        page = 1
-    pages = max(1, (len(rows) + PAGE - 1) // PAGE)
-    page = min(page, pages)
+    page, pages = paginate(query, len(rows), PAGE)
     params = {"q": q, "health": health, "today": "1" if today_only else "", "sort": sort,
               "dir": "desc" if desc else "asc"}
 
@@ -124,26 +114,30 @@ async def overview(request: web.Request) -> web.Response:
 
 
 async def alerts(request: web.Request) -> web.Response:
-    """GET /alerts: nodes not ok now with since-when and why, and the latest changes."""
+    """GET /alerts: nodes not ok now with since-when and why (`PAGE` a page: a country has
+    hundreds), and the latest changes."""
     hub = hub_of(request)
     active = await _active(request)
+    page, pages = paginate(request.query, len(active), PAGE)
     return await hub.renderer.page(
-        request, "alerts.html", active=active, changes=await fleet.alert_log(hub.store, 100),
+        request, "alerts.html", active=active[(page - 1) * PAGE:page * PAGE],
+        active_count=len(active), page=page, pages=pages,
+        link=lambda **kw: f"/alerts?page={kw['page']}",
+        changes=await fleet.alert_log(hub.store, 100),
         webhook=bool(hub.config.alert_webhook_url), check_s=hub.config.health_check_s)
 
 
 async def _active(request: web.Request) -> list[dict[str, Any]]:
     hub = hub_of(request)
     items = {i["node"]: i for i in await hub.nodes.items()}
-    states = await fleet.health_states(hub.store)
     out = []
-    for node, state in states.items():
+    for node, (health, since, not_ok_since) in (await fleet.not_ok_states(hub.store)).items():
         item = items.get(node)
-        if item is None or item["revoked"] or state.health == "ok":
+        if item is None or item["revoked"]:
             continue
-        out.append({**item, "since": iso(state.not_ok_since or state.since),
-                    "since_ms": state.not_ok_since or state.since,
-                    "level_since": iso(state.since), "recorded": state.health})
+        start = not_ok_since or since
+        out.append({**item, "since": fast_iso(start), "since_ms": start,
+                    "level_since": fast_iso(since), "recorded": health})
     out.sort(key=lambda a: (-SEVERITY[a["recorded"]], a["since_ms"]))
     return out
 

@@ -4,46 +4,59 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from central_hub import stats
-from central_hub.dashboard.common import Hub, hub_of
+from central_hub.dashboard.common import PAGE, Hub, hub_of, paginate
 from central_hub.nodes import fleet
 from central_hub.stats import Period
+from central_hub.store import HubStore
 from protocol.calendar import local
 from protocol.errors import ValidationError
 from service.api import answers, bodies
 from service.api.spec import operation
-from service.ui.formats import parse_day
+from service.ui.formats import day, parse_day
 from service.ui.i18n import Messages
 from service.web import json_response
 
 log = logging.getLogger(__name__)
 
 MAX_DAYS = 3 * 366
+K = TypeVar("K")
+V = TypeVar("V")
+# what the date boxes take (the browser checks it, `parse_day` decides): dd/mm/yyyy as shown, or
+# the ISO date of a link; text boxes, because Chromium shows type="date" as mm/dd/yyyy
+DAY_PATTERN = r"\d{1,2}\/\d{1,2}\/\d{4}|\d{4}-\d{2}-\d{2}"
 
 
-def _day(raw: str, name: str) -> date:
+def _day(raw: str, name: str, t: Messages | None) -> date:
     parsed = parse_day(raw)
     if parsed is None:
-        raise ValidationError(f"{name} must be a date (YYYY-MM-DD or dd/mm/yyyy)", field=name)
+        raise ValidationError(
+            t("stats.err.date", field=t(f"stats.{name}"), value=raw) if t else
+            f"{name} must be a date (YYYY-MM-DD or dd/mm/yyyy)", field=name)
     return date.fromisoformat(parsed)
 
 
-def parse_query(hub: Hub, query: Any) -> tuple[Period, str | None, str]:
+def parse_query(hub: Hub, query: Any,
+                t: Messages | None = None) -> tuple[Period, str | None, str]:
     """(period, commune or None, grouping) from `from`, `to`, `commune`, `by`; this month to
-    today by default."""
+    today by default. Dates as dd/mm/yyyy (what the page shows) or YYYY-MM-DD (the API's).
+    Errors in English, or in `t`'s language for the page."""
     today = local(hub.store.now_ms()).date()
-    first = _day(query["from"], "from") if query.get("from") else today.replace(day=1)
-    last = _day(query["to"], "to") if query.get("to") else today
+    first = _day(query["from"], "from", t) if query.get("from") else today.replace(day=1)
+    last = _day(query["to"], "to", t) if query.get("to") else today
     if last < first:
-        raise ValidationError("to must not be before from", field="to")
+        raise ValidationError(t("stats.err.order") if t else "to must not be before from",
+                              field="to")
     if (last - first).days >= MAX_DAYS:
-        raise ValidationError(f"a period of at most {MAX_DAYS} days", field="to")
+        raise ValidationError(t("stats.err.long", days=MAX_DAYS) if t else
+                              f"a period of at most {MAX_DAYS} days", field="to")
     commune = (query.get("commune") or "").strip() or None
     if commune is not None and not (commune.isdigit() and len(commune) == 5):
         raise ValidationError("commune must be a 5-digit code", field="commune")
@@ -53,17 +66,63 @@ def parse_query(hub: Hub, query: Any) -> tuple[Period, str | None, str]:
     return Period(first, last), commune, by
 
 
+class StatsCache:
+    """Reports kept while they cannot have changed: the facts of the last few periods asked
+    for, while the hub log stays at the same position (every change to a dossier is an event with
+    a new position), and each report until the hub's clock reaches the next moment that could
+    change it (`stats.steady_until`). At national scale (100,000 dossiers) reading the facts and
+    counting them is most of a report's cost; the answer is the same as computed afresh."""
+
+    size = 8
+
+    def __init__(self) -> None:
+        self._facts: dict[tuple[int, int, str | None], tuple[int, list[fleet.Facts]]] = {}
+        self._reports: dict[tuple[Any, ...], tuple[int, int, int | None, dict[str, Any]]] = {}
+
+    async def facts(self, store: HubStore, period: Period,
+                    commune: str | None) -> tuple[int, list[fleet.Facts]]:
+        """(log position, `fleet.stats_facts` for the period), reused if nothing was logged."""
+        key = (period.start_ms, period.end_ms, commune)
+        position = await store.log_size()
+        kept = self._facts.pop(key, None)
+        if kept is None or kept[0] != position:
+            kept = (position, await fleet.stats_facts(store, period.start_ms, period.end_ms,
+                                                      commune))
+        return self._keep(self._facts, key, kept)
+
+    async def report(self, hub: Hub, period: Period, commune: str | None, by: str,
+                     lang: str) -> dict[str, Any]:
+        """The report (`stats.report`), reused while nothing it counts can have changed."""
+        position, facts = await self.facts(hub.store, period, commune)
+        now = hub.store.now_ms()
+        key = (period.start_ms, period.end_ms, commune, by, lang)
+        kept = self._reports.pop(key, None)
+        if kept is None or kept[0] != position or not kept[1] <= now < (kept[2] or now + 1):
+            periods = stats.split(period, by)
+            names = {p.code: (p.name_vi if lang == "vi" else p.name_en)
+                     for p in hub.store.catalogue.procedures}
+            data = stats.report(facts, periods, now,
+                                commune_names=await fleet.commune_names(hub.store),
+                                procedure_names=names)
+            data.update(commune=commune, by=by)
+            kept = (position, now, stats.steady_until(facts, periods, now), data)
+        return self._keep(self._reports, key, kept)[3]
+
+    def _keep(self, table: dict[K, V], key: K, value: V) -> V:
+        table[key] = value  # most recently used last
+        while len(table) > self.size:
+            del table[next(iter(table))]
+        return value
+
+
+_CACHES: weakref.WeakKeyDictionary[HubStore, StatsCache] = weakref.WeakKeyDictionary()
+
+
 async def compute(hub: Hub, period: Period, commune: str | None, by: str,
                   lang: str = "vi") -> dict[str, Any]:
-    """The report for a period, split by `by`."""
-    facts = await fleet.stats_facts(hub.store, period.start_ms, period.end_ms, commune)
-    names = {p.code: (p.name_vi if lang == "vi" else p.name_en)
-             for p in hub.store.catalogue.procedures}
-    data = stats.report(facts, stats.split(period, by), hub.store.now_ms(),
-                        commune_names=await fleet.commune_names(hub.store),
-                        procedure_names=names)
-    data.update(commune=commune, by=by)
-    return data
+    """The report for a period, split by `by` (never to be changed by the caller: it is kept)."""
+    return await _CACHES.setdefault(hub.store, StatsCache()).report(hub, period, commune, by,
+                                                                   lang)
 
 
 def headers(t: Messages) -> dict[str, str]:
@@ -75,16 +134,18 @@ async def page(request: web.Request) -> web.Response:
     """GET /stats."""
     hub = hub_of(request)
     t = hub.renderer.t(request)
-    error = None
+    error, bad = None, None
     data: dict[str, Any] | None = None
     try:
-        period, commune, by = parse_query(hub, request.query)
+        period, commune, by = parse_query(hub, request.query, t)
         data = await compute(hub, period, commune, by, t.lang)
         values = {"from": period.first.isoformat(), "to": period.last.isoformat(),
                   "commune": commune or "", "by": by}
+        shown = {**values, "from": day(period.first), "to": day(period.last)}
     except ValidationError as exc:
-        error = exc.message
+        error, bad = exc.message, exc.field
         values = {k: request.query.get(k, "") for k in ("from", "to", "commune", "by")}
+        shown = values
     today = local(hub.store.now_ms()).date()
     month1 = today.replace(day=1)
     prev_last = month1 - timedelta(days=1)
@@ -94,9 +155,20 @@ async def page(request: web.Request) -> web.Response:
                ("stats.this_quarter", quarter1, today),
                ("stats.this_year", today.replace(month=1, day=1), today)]
     query = urlencode({k: v for k, v in values.items() if v})
+    # a country has 3,321 communes: the table shows PAGE rows a page, every period's total
+    # counts them all (the CSV has every row)
+    rows = data["rows"] if data else []
+    page_no, pages = paginate(request.query, len(rows), PAGE)
+    on_page = rows[(page_no - 1) * PAGE:page_no * PAGE]
+    periods = {r["period"] for r in on_page}
+    totals = [x for x in data["totals"] if not on_page or x["period"] in periods] if data else []
     return await hub.renderer.page(
         request, "stats.html", status=422 if error else 200, data=data, error=error,
-        values=values, query=query, groupings=stats.GROUPINGS, counts=stats.COUNTS,
+        rows=on_page, totals=totals, page=page_no, pages=pages,
+        link=lambda **kw: f"/stats?{query}&page={kw['page']}" if query else
+        f"/stats?page={kw['page']}",
+        bad=bad, values=shown, query=query, day_pattern=DAY_PATTERN, groupings=stats.GROUPINGS,
+        counts=stats.COUNTS,
         presets=[(key, f"/stats?from={a.isoformat()}&to={b.isoformat()}")
                  for key, a, b in presets],
         communes=await fleet.commune_names(hub.store))

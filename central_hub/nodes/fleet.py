@@ -121,6 +121,7 @@ async def node_items(store: HubStore, rules: HealthRules = DEFAULT_RULES,
             if not stats["pending_events"]:
                 stats["oldest_pending_age_s"] = 0
         health, reasons = evaluate(row, now, rules)
+        why = [r.plain() for r in reasons]
         items.append({
             "node": row["node"],
             "commune": row["commune"],
@@ -150,8 +151,8 @@ async def node_items(store: HubStore, rules: HealthRules = DEFAULT_RULES,
             "link_up_bps": (links or {}).get(row["node"]),
             "revoked": row["revoked_at"] is not None,
             "health": health,
-            "reasons": [r.text() for r in reasons] if reasons else [],
-            "why": [r.plain() for r in reasons] if reasons else [],
+            "reasons": [w["text"] for w in why],
+            "why": why,
         })
     return items
 
@@ -185,6 +186,15 @@ async def health_states(store: HubStore) -> dict[str, HealthState]:
             "SELECT node, health, since, not_ok_since, reasons FROM node_health") as cur:
         return {r[0]: HealthState(r[0], r[1], r[2], r[3], json.loads(r[4]))
                 for r in await cur.fetchall()}
+
+
+async def not_ok_states(store: HubStore) -> dict[str, tuple[str, int, int | None]]:
+    """(health, since, not_ok_since) of every node recorded as not ok (what `/alerts` lists:
+    the reasons it shows are the current ones, so the recorded ones are not read)."""
+    async with store.reader.execute(
+            "SELECT node, health, since, not_ok_since FROM node_health "
+            "WHERE health<>'ok'") as cur:
+        return {r[0]: (r[1], r[2], r[3]) for r in await cur.fetchall()}
 
 
 async def record_changes(store: HubStore, changes: list[Change]) -> list[int]:

@@ -32,7 +32,6 @@ from service.worklists import Worklists
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-SYNC_POLL_S = 5
 
 
 def mount_desk(app: web.Application, *, store: EdgeStore, accounts: Accounts,
@@ -46,12 +45,14 @@ def mount_desk(app: web.Application, *, store: EdgeStore, accounts: Accounts,
     async def context(request: web.Request) -> dict[str, Any]:
         t = renderer.t(request)
 
+        sync = await syncview.indicator(desk, t)
+
         def proc_name(code: str | None) -> str:
             return procedure_name(desk.procedure(code), code, t.lang)
 
         return {
-            "nav": nav(request, t), "sync": await syncview.indicator(desk, t),
-            "sync_poll_s": SYNC_POLL_S, "agency_name": desk.agency_name(), "node": config.node,
+            "nav": nav(request, t), "sync": sync,
+            "sync_poll_s": sync["poll_s"], "agency_name": desk.agency_name(), "node": config.node,
             "status_name": lambda s: status_label(s, t.lang), "proc_name": proc_name,
         }
 

@@ -1,10 +1,13 @@
 """The sync indicator in every page's header: tells the truth about the link to the province.
 
-"Mất kết nối — 12 thay đổi chờ gửi" when the hub cannot be reached, "Đồng bộ lúc 10:42" when all is
-sent, a clock warning when this PC's clock is off, how many changes the hub refused, and what the
+"Mất kết nối — 12 thay đổi chờ gửi" when the hub cannot be reached (with when the last attempt
+ended and why: refused, no answer in time), "Đồng bộ lúc 10:42" when all is sent, what an attempt
+under way is doing ("Đang kết nối tới tỉnh…", "Đang gửi 12 thay đổi lên tỉnh…"), a clock warning
+when this PC's clock is off, how many changes the hub refused, and what the
 hub's answers warned of (a restore from a backup: calm, nothing to do; an id it reused: call the
-province). The page polls `GET /sync/status` to keep it current; `POST /sync/now` asks for a
-session at once.
+province). The page polls `GET /sync/status` to keep it current (every `POLL_S`, every
+`BUSY_POLL_S` while an attempt is asked for or under way); `POST /sync/now` asks for a session at
+once.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from service.ui.render import flash, redirect, safe_next
 log = logging.getLogger(__name__)
 
 LEVELS = ("ok", "busy", "warn", "danger")
+POLL_S, BUSY_POLL_S = 5, 1
 # Warning codes (edge_node.store) that end by themselves and ask nothing of staff: they leave the
 # level to the link's state. Any other (a reused id, an unknown code) turns the bar "warn".
 CALM = frozenset({"hub_restored", "hub_log_reset"})
@@ -46,14 +50,38 @@ def warning_text(warning: dict[str, Any] | None, t: Messages) -> str:
     return t(key) if t.has(key) else t("sync.warning.hub_warning")
 
 
+def _attempt(progress: dict[str, Any], t: Messages) -> str:
+    """What the attempt under way does ("" if none, or one we know nothing of)."""
+    phase = progress.get("phase")
+    if phase == "connecting":
+        return t("sync.connecting")
+    if phase == "sending":
+        return t("sync.sending", n=int(progress.get("events") or 0))
+    if phase == "receiving":
+        return t("sync.receiving")
+    return ""
+
+
+def _tried(progress: dict[str, Any], t: Messages) -> str:
+    """How the last (failed) attempt failed and when (a fault of the link if nothing more is
+    known; "" if no attempt ended in this process)."""
+    problem, ended = progress.get("problem") or "network", progress.get("ended_ms")
+    if not problem or not isinstance(ended, int):
+        return ""
+    return t("sync.tried", at=local(ended).strftime("%H:%M:%S"), why=t(f"sync.problem.{problem}"))
+
+
 def describe(status: dict[str, Any], t: Messages, now_ms: int) -> dict[str, Any]:
-    """The indicator's level and lines for a `GET /api/sync` status."""
+    """The indicator's level and lines for a `GET /api/sync` status (with `requested`: a
+    session was asked for and has not begun)."""
     n = int(status.get("pending_events") or 0)
     pending = t("sync.pending", n=n) if n else t("sync.nothing_pending")
     when = _when(status.get("last_success_at"), now_ms)
     state = status.get("state")
+    progress = status.get("progress") or {}
+    busy = state == "syncing" or bool(status.get("requested"))
     if state == "syncing":
-        level, text = "busy", t("sync.syncing")
+        level, text = "busy", _attempt(progress, t) or t("sync.syncing")
     elif state == "error":
         level, text = "danger", t("sync.error", error=status.get("last_error") or "?")
     elif state == "online":
@@ -69,6 +97,10 @@ def describe(status: dict[str, Any], t: Messages, now_ms: int) -> dict[str, Any]
     else:  # restarted, not tried yet
         level = "busy" if n else "ok"
         text = t("sync.last", when=when, pending=pending)
+    if state == "offline" and (tried := _tried(progress, t)):
+        text = f"{text} · {tried}"
+    if status.get("requested") and state != "syncing":
+        text = f"{t('sync.requested')} · {text}"
     blobs = int(status.get("pending_blobs") or 0)
     if blobs:
         text = f"{text} · {t('sync.blobs', n=blobs)}"
@@ -85,14 +117,15 @@ def describe(status: dict[str, Any], t: Messages, now_ms: int) -> dict[str, Any]
         level = max(level, "warn", key=LEVELS.index)
     elif warning and warning.get("code") not in CALM:
         level = max(level, "warn", key=LEVELS.index)
-    return {"level": level, "parts": {
+    return {"level": level, "poll_s": BUSY_POLL_S if busy else POLL_S, "parts": {
         "state": text, "clock": clock, "checks": checks, "warning": warning_text(warning, t),
         "rejected": t("sync.rejected", n=rejected) if rejected else ""}}
 
 
 async def indicator(desk: Desk, t: Messages) -> dict[str, Any]:
     """The indicator now."""
-    return describe(await desk.sync_status(), t, desk.store.now_ms())
+    status = {**await desk.sync_status(), "requested": desk.loop.requested()}
+    return describe(status, t, desk.store.now_ms())
 
 
 async def status_json(request: web.Request) -> web.Response:

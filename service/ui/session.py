@@ -7,6 +7,7 @@ user's language with its HTTP status (403 for a role that may not, 404 for an un
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection
 from typing import Any
 from urllib.parse import quote
@@ -16,6 +17,7 @@ from aiohttp import web
 from protocol.errors import AuthError, Forbidden, NotFound, SyncError
 from service.accounts import Accounts, SessionIdle, User
 from service.ui.csrf import CsrfError
+from service.ui.i18n import Messages
 from service.ui.render import Renderer, flash, redirect
 from service.ui.security import is_ui_path
 from service.web import COOKIE, USER_KEY, Handler, require_role, status_of
@@ -51,6 +53,18 @@ def need(request: web.Request, allowed: Collection[str], action: str) -> User:
     return require_role(page_user(request), allowed, action)
 
 
+def forbidden_detail(exc: Forbidden, t: Messages) -> str:
+    """Why a role may not, in the page's language: its role, what it tried, who may."""
+    if exc.role is None:
+        return exc.message
+    needs = t("error.or").join(t(f"role.{r}") for r in exc.needs)
+    key = "action." + re.sub(r"[^a-z0-9]+", "_", (exc.action or "").lower()).strip("_")
+    if t.has(key):
+        return t("error.forbidden_action", role=t(f"role.{exc.role}"), action=t(key),
+                 needs=needs)
+    return t("error.forbidden_role", role=t(f"role.{exc.role}"), needs=needs)
+
+
 def middleware(accounts: Accounts, renderer: Renderer, public: Collection[str] = ()) -> Any:
     """Resolve the session cookie on UI paths, send strangers to /login (except on `public`
     paths), render errors as pages."""
@@ -60,8 +74,9 @@ def middleware(accounts: Accounts, renderer: Renderer, public: Collection[str] =
         status = status_of(exc)
         t = renderer.t(request)
         key = "error.csrf" if isinstance(exc, CsrfError) else ERROR_KEYS.get(status, "error.other")
+        detail = forbidden_detail(exc, t) if isinstance(exc, Forbidden) else exc.message
         return await renderer.page(request, "error.html", status=status, title=t(key),
-                                   detail=exc.message)
+                                   detail=detail)
 
     @web.middleware
     async def ui_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

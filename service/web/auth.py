@@ -41,7 +41,8 @@ def require_role(user: User, allowed: Collection[str], action: str) -> User:
     """Raise Forbidden unless `user` has one of the `allowed` roles for `action`."""
     if user.role not in allowed:
         raise Forbidden(f"your role ({user.role}) may not {action}: it needs "
-                        f"{' or '.join(sorted(allowed))}")
+                        f"{' or '.join(sorted(allowed))}", role=user.role,
+                        needs=tuple(sorted(allowed)), action=action)
     return user
 
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from central_hub.app import MONITOR
+from central_hub.dashboard import manage, overview
 from central_hub.nodes import fleet
 from central_hub.nodes.health import HealthRules
 from central_hub.nodes.monitor import Monitor
@@ -147,3 +148,35 @@ async def test_a_webhook_that_is_down_is_marked_undelivered(bare: Net) -> None:
     assert monitor.failed >= 1
     status, _ = await hub.api.get("/api/nodes")
     assert status == 200  # the hub answers while the webhook is down
+
+
+async def test_alerts_and_nodes_are_listed_a_page_at_a_time(
+        bare: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in (overview, manage):  # a country has hundreds: 200 a page
+        monkeypatch.setattr(module, "PAGE", 2)
+    hub = await start_hub(bare, **TINY)
+    nodes = [(await bare.add_edge(code, name)).config.node for code, name in
+             (("02245", "Xã Côn Lôn"), ("02227", "Xã Thượng Lâm"), ("02233", "Xã Lăng Can"))]
+    monitor: Monitor = hub.server.app[MONITOR]
+    await until(lambda: monitor.checks > 1, "no health check")
+    status, alerts = await hub.api.get("/api/alerts")
+    assert status == 200
+    assert sorted(a["node"] for a in alerts["active"]) == sorted(nodes)  # never synced
+    op = operator(hub.url)
+    try:
+        await op.login()
+        first, second = (await op.get("/alerts")).text, (await op.get("/alerts?page=2")).text
+        assert "3 cảnh báo đang mở" in first and "3 cảnh báo đang mở" in second
+        listed = [[n for n in nodes if f'<tr data-node="{n}">' in page]
+                  for page in (first, second)]
+        assert [len(x) for x in listed] == [2, 1] and sorted(listed[0] + listed[1]) == sorted(nodes)
+        assert 'href="/alerts?page=2" rel="next"' in first and "Trang 1/2" in first
+        assert 'href="/alerts?page=1" rel="prev"' in second
+        assert (await op.get("/alerts?page=x")).text.count("<tr data-node=") == 2
+        managed = [(await op.get(f"/nodes?page={n}")).text for n in (1, 2)]
+        assert [p.count("<tr data-node=") for p in managed] == [2, 1]
+        assert "3 nút" in managed[1] and 'href="/nodes?page=1" rel="prev"' in managed[1]
+        found = (await op.get("/nodes?q=thuong+lam")).text  # accents aside
+        assert found.count("<tr data-node=") == 1 and "Xã Thượng Lâm" in found
+    finally:
+        await op.close()

@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from central_hub.logs import JsonFormatter, use_json
-from central_hub.metrics import HubMetrics
+from central_hub.metrics import (
+    HEALTH_VALUE,
+    LAST_SUCCESS,
+    NODE_GAUGES,
+    HubMetrics,
+    node_exposition,
+)
 from tests.harness import Net, birth
 
 pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
@@ -111,3 +121,47 @@ def test_json_log_lines_carry_the_extra_fields() -> None:
     finally:
         for handler, formatter in saved:
             handler.setFormatter(formatter)
+
+
+class _Reference(Collector):
+    """The per-node gauges as prometheus_client writes them (what node_exposition replaced)."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def collect(self) -> Iterator[Metric]:
+        for name, help_text, key, factor in NODE_GAUGES:
+            family = GaugeMetricFamily(name, help_text, labels=["node", "commune"])
+            for item in self.items:
+                value = item.get(key)
+                if key == "health":
+                    value = HEALTH_VALUE.get(str(value), 2)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    family.add_metric([item["node"], item["commune"]], float(value) * factor)
+            yield family
+        name, help_text = LAST_SUCCESS
+        last = GaugeMetricFamily(name, help_text, labels=["node", "commune"])
+        for item in self.items:
+            if isinstance(item.get("last_success_ms"), int):
+                last.add_metric([item["node"], item["commune"]], item["last_success_ms"] / 1000)
+        yield last
+
+
+def test_the_node_gauges_are_written_exactly_as_prometheus_client_writes_them() -> None:
+    items: list[dict[str, Any]] = [
+        {"node": "02245.01", "commune": "02245", "pending_events": 12, "pending_blobs": 0,
+         "oldest_pending_age_s": 3_000_000, "clock_offset_ms": -2500, "conflicts_open": 1,
+         "disk_free": 412_316_860_416, "health": "warning", "last_success_ms": 1_790_000_000_123},
+        {"node": 'we"ird\\no\nde', "commune": "0", "pending_events": None, "pending_blobs": True,
+         "oldest_pending_age_s": 0.5, "clock_offset_ms": 10**17, "conflicts_open": 0,
+         "disk_free": None, "health": "??", "last_success_ms": None},
+        {"node": "02227.01", "commune": "02227", "health": "critical"},
+    ]
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_Reference(items))
+    assert node_exposition(items) == generate_latest(registry).decode("utf-8")
+    metrics, line = HubMetrics(), b'pending_events{commune="02245",node="02245.01"} 12.0\n'
+    assert metrics.render(items, 7).startswith(node_exposition(items).encode())
+    items[0] = {**items[0], "pending_events": 13}  # never done to a snapshot's list: shows
+    assert line in metrics.render(items, 7)  # that the text is kept for the same list
+    assert line.replace(b"12.0", b"13.0") in metrics.render(list(items), 7)  # a new list

@@ -30,10 +30,12 @@ from typing import Any
 
 import pytest
 
-from central_hub.stats import COUNTS
+from central_hub.dashboard import statsview
+from central_hub.nodes.fleet import Facts
+from central_hub.stats import COUNTS, Period, report, steady_until
 from protocol.calendar import VN_TZ, iso, to_ms
 from tests.central_hub.operator import operator
-from tests.harness import EdgeHandle, Net
+from tests.harness import EdgeHandle, Net, birth
 
 pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
 
@@ -197,3 +199,63 @@ async def test_statistics_match_the_hand_computed_fixture(net: Net) -> None:
         assert len(table) == 1 + len(EXPECTED) + 1
     finally:
         await op.close()
+
+
+async def test_a_report_asked_again_counts_what_arrived_in_between(net: Net) -> None:
+    """The facts of a period are kept while the hub log stays where it was, and no longer."""
+    assert net.hub is not None
+    edge = await net.add_edge("02245", "Xã Côn Lôn")
+    counts = []
+    for i in range(3):
+        if i:
+            await edge.api.post("/api/dossiers", birth(citizen_id=f"00809000{i:04d}"))
+            await edge.sync()
+        for _ in range(2):  # the second answer comes from the kept facts
+            status, body = await net.hub.api.get("/api/stats")
+            assert status == 200, body
+            counts.append(body["totals"][0]["received_total"])
+    assert counts == [0, 0, 1, 1, 2, 2]
+
+
+def test_a_report_stays_the_same_until_the_next_moment_that_counts() -> None:
+    day = datetime(2026, 3, 10, tzinfo=VN_TZ).date()
+    received = to_ms(datetime(2026, 3, 10, 8, 0, tzinfo=VN_TZ))
+    hour = 3_600_000
+    facts = [Facts("02245", M, "counter", received, received + 2 * hour, {}),
+             Facts("02245", M, "counter", received, received + 5 * hour,
+                   {"resolved": received + 4 * hour}, ((received + 4 * hour, "resolved"),))]
+    periods = [Period(day, day)]
+
+    def counts(now: int) -> dict[str, Any]:
+        return report(facts, periods, now, commune_names={}, procedure_names={})["totals"][0]
+
+    now = received + hour
+    until = steady_until(facts, periods, now)
+    assert until == received + 2 * hour  # the first one falls due then
+    assert counts(until - 1) == counts(now) and counts(now)["in_progress_not_due"] == 2
+    assert counts(until + 1)["in_progress_overdue"] == 1  # past it, the report reads otherwise
+    later = steady_until(facts, periods, until + 1)
+    assert later == received + 4 * hour and counts(later + 1)["resolved_on_time"] == 1
+    assert steady_until(facts, periods, periods[0].end_ms + 1) is None  # a closed period: for good
+
+
+async def test_the_statistics_table_is_paged_and_each_page_totals_everything(
+        net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert net.hub is not None
+    monkeypatch.setattr(statsview, "PAGE", 2)  # 200 a page: a country has 3,321 communes
+    for i, (code, name) in enumerate((("02245", "Xã Côn Lôn"), ("02227", "Xã Thượng Lâm"),
+                                      ("02233", "Xã Lăng Can"))):
+        edge = await net.add_edge(code, name)
+        await edge.api.post("/api/dossiers", birth(citizen_id=f"00809000{i:04d}"))
+        await edge.sync()
+    op = operator(net.hub.url)
+    try:
+        await op.login()
+        first, second = (await op.get("/stats")).text, (await op.get("/stats?page=2")).text
+    finally:
+        await op.close()
+    assert [p.count('<span class="muted">022') for p in (first, second)] == [2, 1]
+    for page in (first, second):  # the total line counts all three communes on both
+        total = page[page.index('<tr class="total">'):]
+        assert '<td class="num">3</td>' in total[:total.index("</tr>")]
+    assert '&amp;by=none&amp;page=2" rel="next"' in first and "Bảng có 3 dòng" in first

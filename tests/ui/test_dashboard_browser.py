@@ -202,3 +202,70 @@ async def test_download_the_statistics_csv(net: Net, browser: Browser, shots: Pa
     await expect(page.locator("#enroll-token")).to_have_text(re.compile(r"^enr_"))
     await t.shot("hub-nodes")
     t.assert_clean()
+
+
+FITS = """els => els.map(el => {
+  const box = el.getBoundingClientRect(), svg = el.closest('svg').getBoundingClientRect();
+  return [el.textContent, box.left >= svg.left - 0.5 && box.right <= svg.right + 0.5];
+})"""
+PLACEHOLDER_FITS = """el => {
+  const s = getComputedStyle(el), ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = s.font;
+  const room = el.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+  return [ctx.measureText(el.placeholder).width, room];
+}"""
+
+
+async def test_dates_read_dd_mm_yyyy_the_header_names_the_province_and_nothing_is_cut_off(
+        bare: Net, browser: Browser, shots: Path) -> None:
+    hub = await start_hub(bare)  # province 08 with no name in hub.toml: its known name
+    edge = await bare.add_edge("02245", "Xã Côn Lôn")
+    await history(hub.store, edge.config.node)
+    t = await operator_tab(browser, hub, shots)
+    page = t.page
+    await expect(page.locator(".brand small")).to_have_text("Tỉnh Tuyên Quang · điều hành")
+    await expect(page.locator(".brand .province")).to_have_attribute("lang", "vi")
+    for width in (1366, 1024):  # an old monitor, and a window beside another
+        await page.set_viewport_size({"width": width, "height": 768})
+        needed, room = await page.locator("#top-q").evaluate(PLACEHOLDER_FITS)
+        assert needed <= room, (width, needed, room)  # "Tìm hồ sơ ở mọi xã…" whole
+        wide = await page.evaluate(
+            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert wide[0] <= wide[1], (width, wide)  # the header does not push the page sideways
+    await page.set_viewport_size({"width": 1366, "height": 768})
+
+    await t.goto(f"/nodes/{edge.config.node}")
+    ticks = await page.locator("svg.chart text.tick").evaluate_all(FITS)
+    assert len(ticks) > 10 and all(inside for _, inside in ticks), ticks
+
+    await t.goto("/stats")
+    box = page.locator("#s-from")
+    assert await box.get_attribute("type") is None  # a text box: Chromium's date box is mm/dd
+    await expect(box).to_have_value(re.compile(r"^01/\d{2}/\d{4}$"))
+    await box.fill("05/01/2026")
+    await page.locator("#s-to").fill("2026-01-31")  # an ISO date is still understood
+    await page.get_by_role("button", name="Xem", exact=True).click()
+    await expect(page.locator("#s-from")).to_have_value("05/01/2026")
+    await expect(page.locator("#s-to")).to_have_value("31/01/2026")
+    assert "from=2026-01-05" in (await page.locator("#csv").get_attribute("href") or "")
+    await page.locator("#s-from").fill("31/02/2026")
+    await page.get_by_role("button", name="Xem", exact=True).click()
+    await expect(page.locator(".flash-error")).to_contain_text(
+        "Từ ngày: “31/02/2026” không phải là một ngày")
+    await expect(page.locator("#s-from")).to_have_attribute("aria-invalid", "true")
+    assert t.errors == ["Failed to load resource: the server responded with a status of 422 "
+                        "(Unprocessable Entity)"]  # that answer's status, as it should be
+    t.errors.clear()
+    await page.locator("#s-from").fill("2026/1/5")  # the browser says no before sending
+    await page.get_by_role("button", name="Xem", exact=True).click()
+    assert await page.locator("#s-from").evaluate("el => el.validity.patternMismatch")
+    t.assert_clean()
+
+
+async def test_a_province_named_in_hub_toml(bare: Net, browser: Browser, shots: Path) -> None:
+    hub = await start_hub(bare, province="01", province_name="Thành phố Hà Nội")
+    t = await operator_tab(browser, hub, shots)
+    await expect(t.page.locator(".brand small")).to_have_text("Thành phố Hà Nội · điều hành")
+    await t.page.get_by_role("button", name="English").click()
+    await expect(t.page.locator(".brand small")).to_have_text("Thành phố Hà Nội · operations")
+    t.assert_clean()

@@ -87,3 +87,31 @@ def test_a_reused_id_asks_to_call_the_province() -> None:
         assert out["parts"]["warning"] == \
             "The provincial hub reported a sync problem — tell the admin."
         assert out["level"] == "warn"
+
+
+def test_an_attempt_under_way_says_what_it_does_and_a_failed_one_when_and_why() -> None:
+    def attempt(phase: str, events: int = 0) -> dict[str, Any]:
+        return status(state="syncing", progress={"phase": phase, "events": events})
+
+    assert describe(attempt("connecting"), VI, NOW)["parts"]["state"] == "Đang kết nối tới tỉnh…"
+    assert describe(attempt("sending", 12), VI, NOW)["parts"]["state"] == \
+        "Đang gửi 12 thay đổi lên tỉnh…"
+    assert describe(attempt("sending", 1), EN, NOW)["parts"]["state"] == \
+        "Sending 1 change to the province…"
+    assert describe(attempt("receiving"), VI, NOW)["parts"]["state"] == "Đang hỏi tỉnh có gì mới…"
+    assert describe(attempt(""), VI, NOW)["parts"]["state"] == "Đang đồng bộ với tỉnh…"
+    assert describe(attempt("connecting"), VI, NOW)["poll_s"] == 1  # polled closely meanwhile
+    refused = status(state="offline", pending_events=3, last_error="cannot reach the hub",
+                     progress={"phase": "", "problem": "refused", "ended_ms": NOW - 5000})
+    out = describe(refused, VI, NOW)
+    assert out["parts"]["state"] == ("Mất kết nối — 3 thay đổi chờ gửi · lần cuối đồng bộ lúc "
+                                     "10:42 · thử lúc 10:59:55: máy chủ tỉnh không nhận kết nối")
+    assert out["level"] == "danger" and out["poll_s"] == 5
+    late = {**refused, "progress": {**refused["progress"], "problem": "timeout"}}
+    assert describe(late, EN, NOW)["parts"]["state"].endswith(
+        "tried at 10:59:55: the province did not answer in time")
+    asked = describe({**refused, "requested": True}, VI, NOW)  # pressed, not begun yet
+    assert asked["parts"]["state"].startswith("Đang bắt đầu đồng bộ… · Mất kết nối")
+    assert asked["poll_s"] == 1
+    assert "thử lúc" not in describe(status(progress={"problem": "", "ended_ms": NOW}), VI,
+                                     NOW)["parts"]["state"]

@@ -144,6 +144,9 @@
         Array.prototype.forEach.call(row.querySelectorAll("label.sr-only"), function (label) {
           label.textContent = label.textContent.replace(/\d+$/, String(i + 1));
         });
+        Array.prototype.forEach.call(row.querySelectorAll(".file-name"), function (span) {
+          span.textContent = span.dataset.none || "";
+        });
         rows.appendChild(row);
         Array.prototype.forEach.call(row.querySelectorAll("input"), function (el) {
           el.addEventListener("input", function () { if (el.getAttribute("aria-invalid")) { show(form, el); } });

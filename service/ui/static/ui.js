@@ -2,6 +2,20 @@
 (function () {
   "use strict";
 
+  // Styles that need this script to work (the file boxes' own button) key off this class.
+  document.documentElement.classList.add("js");
+
+  // A file box drawn in the page's language shows the chosen file's name next to its button.
+  document.addEventListener("change", function (ev) {
+    var input = ev.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file") { return; }
+    var name = input.parentElement && input.parentElement.querySelector(".file-name");
+    if (!name) { return; }
+    name.textContent = Array.prototype.map.call(input.files || [], function (f) {
+      return f.name;
+    }).join(", ") || name.dataset.none || "";
+  });
+
   function typing(el) {
     return el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
   }
@@ -65,6 +79,8 @@
         })
         .then(function (data) {
           if (!data) { return; }
+          // the endpoint may ask to be asked more often while something is under way
+          if (data.poll_s > 0) { every = data.poll_s * 1000; }
           Array.prototype.forEach.call(el.querySelectorAll("[data-poll-part]"), function (part) {
             var value = (data.parts || {})[part.dataset.pollPart] || "";
             if (part.textContent !== value) { part.textContent = value; }
