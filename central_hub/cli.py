@@ -349,7 +349,7 @@ async def cmd_holidays_import(args: Any) -> int:
 async def cmd_communes_import(args: Any) -> int:
     text, fmt = _read(args.file)
     config = hub_config.load(args.data)
-    communes = import_communes(text, fmt, config.public_url)
+    communes = import_communes(text, fmt, config.citizens_url)
     store = await _open(args.data)
     try:
         version = await store.publish("communes", communes_to_plain(communes))

@@ -69,6 +69,14 @@ class HubConfig:
     submit_per_hour: float = 20.0
     submit_burst: int = 5
     trusted_proxies: str = ""
+    # the address citizens reach the hub's /submit and /track pages at, printed in receipts' QR
+    # codes ("" = `public_url`, when nodes and citizens use one address)
+    citizen_url: str = ""
+
+    @property
+    def citizens_url(self) -> str:
+        """Where citizens reach the public pages ("" if the hub does not know)."""
+        return (self.citizen_url or self.public_url).rstrip("/")
 
     @property
     def hub_agency(self) -> str:
@@ -122,6 +130,10 @@ class HubConfig:
         if self.track_fail_burst < 1 or self.submit_burst < 1:
             raise ValidationError("track_fail_burst and submit_burst must be at least 1",
                                   field="track_fail_burst")
+        for name in ("public_url", "citizen_url"):
+            value = getattr(self, name)
+            if value and not value.startswith(("http://", "https://")):
+                raise ValidationError(f"{name} must start with http:// or https://", field=name)
         if self.alert_webhook_url and not self.alert_webhook_url.startswith(
                 ("http://", "https://")):
             raise ValidationError("alert_webhook_url must start with http:// or https://",

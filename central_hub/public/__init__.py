@@ -48,8 +48,9 @@ class Public:
     filings: TokenBuckets = field(default_factory=lambda: TokenBuckets(0, 1))
 
     def base_url(self, request: web.Request) -> str:
-        """The hub's public address (hub.toml `public_url`), or the one the visitor used."""
-        return self.config.public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+        """Where citizens reach these pages (hub.toml `citizen_url` or `public_url`), or the
+        address the visitor used."""
+        return self.config.citizens_url or f"{request.scheme}://{request.host}"
 
     def may_file(self, address: str) -> float:
         """Seconds until `address` may file again (0: now)."""
@@ -92,7 +93,7 @@ def shown_errors(handler: Page) -> Page:
 
 
 async def publish_public_url(store: HubStore, public_url: str) -> int | None:
-    """Publish the commune list again if it does not carry the hub's `public_url` yet (the
+    """Publish the commune list again if it does not carry the citizens' address yet (the
     edges print it in their receipts' QR codes), or publish the sample list if the hub has none
     (one that predates it); return the new version, or None if nothing changed."""
     current = await store.refdata("communes")
@@ -117,10 +118,10 @@ def mount_public(app: web.Application, *, intake: Intake, tracker: Tracker,
     app.router.add_routes([*submit.routes(), *track.routes(tracker)])
 
     async def on_startup(app: web.Application) -> None:
-        version = await publish_public_url(intake.store, config.public_url)
+        version = await publish_public_url(intake.store, config.citizens_url)
         if version is not None:
             log.info("published the commune list version %d with public_url %r", version,
-                     config.public_url)
+                     config.citizens_url)
 
     app.on_startup.append(on_startup)
     return public

@@ -83,7 +83,7 @@ async def test_filed_online_answered_at_the_desk_and_tracked(tmp_path: Path,
                                                               procs: Procs) -> None:
     hub_dir, edge_dir = tmp_path / "hub", tmp_path / "edge"
     [token] = await hub_setup(hub_dir, ["02245"])
-    hub_config.save(hub_dir, dataclasses.replace(hub_config.load(hub_dir), public_url=PUBLIC_URL))
+    hub_config.save(hub_dir, dataclasses.replace(hub_config.load(hub_dir), citizen_url=PUBLIC_URL))
     key = (await acli("central_hub", "portal", "add", "--data", str(hub_dir),
                       "--name", "dvc")).strip()
     port = free_port()
