@@ -21,7 +21,7 @@ from central_hub import backup, restore, tls
 from central_hub import config as hub_config
 from central_hub.app import make_app, node_items, open_accounts, open_store
 from central_hub.config import HubConfig
-from central_hub.portal import Portals
+from central_hub.portal_cli import cmd_portal_add, cmd_portal_list, cmd_portal_revoke
 from central_hub.store import HubStore
 from central_hub.verify import audit
 from protocol.communes import communes_to_plain
@@ -356,33 +356,6 @@ async def cmd_communes_import(args: Any) -> int:
     finally:
         await store.close()
     print(f"published {len(communes.items)} communes as version {version}")
-    return EXIT_OK
-
-
-async def _portals(data: Path, act: Any) -> Any:
-    store = await _open(data)
-    try:
-        return await act(Portals(store.conn, store.reader, store.lock, store.now_ms))
-    finally:
-        await store.close()
-
-
-async def cmd_portal_add(args: Any) -> int:
-    print(await _portals(args.data, lambda portals: portals.add(args.name)))
-    return EXIT_OK
-
-
-async def cmd_portal_revoke(args: Any) -> int:
-    await _portals(args.data, lambda portals: portals.revoke(args.name))
-    print(f"portal {args.name} revoked")
-    return EXIT_OK
-
-
-async def cmd_portal_list(args: Any) -> int:
-    for item in await _portals(args.data, lambda portals: portals.items()):
-        state = "revoked" if item["revoked_at"] else "active"
-        print(f"{item['name']:20} {state:8} filings={item['submissions']:<6} "
-              f"last_used={item['last_used_at'] or '-'}")
     return EXIT_OK
 
 

@@ -34,9 +34,6 @@ ATTACHMENT_TYPES = ("application/pdf", "image/jpeg", "image/png")
 MAX_ATTACHMENT = 20 * 1024 * 1024
 # How a received document was handed in, as form 01 prints it after its name (Vietnamese data).
 DOC_KINDS = ("bản chính", "bản sao", "bản sao có chứng thực", "bản chụp")
-# A dossier without a due time (filed online) gets one when it is accepted or, after a supplement
-# asked for before acceptance, when its processing starts.
-TIME_LIMIT_STARTS = frozenset({"accepted", "processing"})
 # Approving a result issues it from the form's data: every applicant and form field must be settled.
 RESULT_STATUSES = frozenset({"resolved"})
 
@@ -148,10 +145,8 @@ def validate_create(body: Any, catalogue: Catalogue, today: date) -> NewDossier:
 def create_draft(new: NewDossier, *, commune: str, code: str, received_ms: int,
                  calendar: Calendar, status: str = lifecycle.INITIAL_AT_COUNTER,
                  track: str | None = None, received_by: str | None = None) -> Draft:
-    """The create event for a validated dossier, with its code and due date. A dossier filed
-    online starts `submitted` without a due date: its time limit runs from its acceptance
-    (`transition_draft`). `track` is its tracking secret (protocol/tracking.py), `received_by`
-    the unit that took it in when it is not `commune` (`online`: the hub's intake)."""
+    """The create event for a validated dossier: its code, due date (none while `submitted`),
+    tracking secret `track` and, if not `commune`, the unit that took it in (`received_by`)."""
     values: dict[str, Any] = {f"applicant.{k}": v for k, v in new.applicant.items()}
     values.update({f"fields.{k}": v for k, v in new.fields.items()})
     proc = new.procedure
@@ -166,10 +161,7 @@ def create_draft(new: NewDossier, *, commune: str, code: str, received_ms: int,
         due_at(received_ms, proc.limit_days, proc.same_day_cutoff, calendar),
         "set": values,
     }
-    if track is not None:
-        payload["track"] = track
-    if received_by is not None:
-        payload["received_by"] = received_by
+    payload.update({k: v for k, v in (("track", track), ("received_by", received_by)) if v})
     return Draft("create", payload, {})
 
 
@@ -288,8 +280,7 @@ def transition_draft(body: Any, state: DossierState, calendar: Calendar | None =
                      now_ms: int | None = None, catalogue: Catalogue | None = None) -> Draft:
     """A status change allowed by the lifecycle from the status the writer saw. Leaving a
     paused status (a supplement awaited) pushes the due time back by the working days paused;
-    accepting a dossier filed online (it has no due time yet) sets it, counted from now by this
-    calendar and the procedure's limit in `catalogue`."""
+    one filed online gets its due time when its time limit starts (`lifecycle.TIME_LIMIT_STARTS`)."""
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object")
     target = body.get("to")
@@ -317,10 +308,7 @@ def transition_draft(body: Any, state: DossierState, calendar: Calendar | None =
         payload["note"] = note
     due = state.value("due_at")
     proc = catalogue.get(state.header["procedure"]) if catalogue is not None else None
-    if due is None and target in TIME_LIMIT_STARTS and proc is not None \
-            and calendar is not None and now_ms is not None:
-        # filed online: the time limit runs from acceptance (or from the start of processing,
-        # when a supplement was asked for before it was ever accepted)
+    if due is None and target in lifecycle.TIME_LIMIT_STARTS and proc and calendar and now_ms is not None:
         payload["due_at"] = due_at(now_ms, proc.limit_days, proc.same_day_cutoff, calendar)
     elif current in lifecycle.CLOCK_PAUSED and target not in lifecycle.CLOCK_PAUSED \
             and calendar is not None and now_ms is not None and isinstance(due, int):

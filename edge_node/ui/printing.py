@@ -14,8 +14,8 @@ from aiohttp import web
 from edge_node.ui.desk import Desk, conflict_marks, desk_of, procedure_name
 from edge_node.ui.history import last_supplement_request
 from edge_node.ui.intake import limit_text
-from protocol.commands import TIME_LIMIT_STARTS
 from protocol.errors import NotFound
+from protocol.lifecycle import TIME_LIMIT_STARTS
 from protocol.tracking import display_check, track_link
 from service.ui import formats
 from service.ui.qr import qr_svg
