@@ -286,6 +286,10 @@ async def measure(data: Path, config: EdgeConfig, repeat: int) -> list[tuple[str
                 row = await cur.fetchone()
             assert row
             did, code, cid, name = row
+            state = await store.load_state(did, committed=True)
+            assert state is not None
+            child = str(state.value("fields.child_full_name") or name)
+            phone = str(state.value("applicant.phone") or "0912345678")
             async with store.reader.execute(
                     "SELECT id FROM dossiers WHERE conflicts > 0 LIMIT 1") as cur:
                 conflicted = await cur.fetchone()
@@ -297,13 +301,20 @@ async def measure(data: Path, config: EdgeConfig, repeat: int) -> list[tuple[str
                      ("dossier with conflict", f"/dossiers/{conflicted[0] if conflicted else did}"),
                      ("receipt (form 01)", f"/dossiers/{did}/receipt"),
                      ("new dossier form", "/dossiers/new?procedure=1.001193"),
-                     ("edit form", f"/dossiers/{did}/edit"), ("statistics", "/stats")]
+                     ("edit form", f"/dossiers/{did}/edit"), ("statistics", "/stats"),
+                     ("list: page 1000 (by number)", "/dossiers?page=1000"),
+                     ("list: back from page 50", None),
+                     ("register (today)", "/register"),
+                     ("control slip (form 05)", f"/dossiers/{did}/control")]
             searches = [("name, no diacritics (common)", "/dossiers?q=nguyen+van"),
                         ("name, no diacritics (exact person)", "/dossiers?q=" + name.replace(" ", "+")),
                         ("name, nobody", "/dossiers?q=zzzz+khong+co"),
                         ("citizen id", "/dossiers?q=" + cid),
                         ("dossier code (QR scan)", "/dossiers?q=" + code),
                         ("code prefix (a day)", "/dossiers?q=" + code.rsplit("-", 1)[0]),
+                        ("child's name (in the form)", "/dossiers?q=" + child.replace(" ", "+")),
+                        ("phone", "/dossiers?q=" + phone),
+                        ("a date (received, or in the form)", "/dossiers?q=20/11/2025"),
                         ("API: name", "/api/dossiers?q=nguyen+van&limit=50"),
                         ("API: citizen id", "/api/dossiers?q=" + cid)]
             url = "/dossiers"
@@ -313,9 +324,14 @@ async def measure(data: Path, config: EdgeConfig, repeat: int) -> list[tuple[str
                 assert found
                 url = found.group(1).replace("&amp;", "&")
             pages[5] = ("list: page 50", url)
+            async with http.get(base + url) as resp:
+                back = re.search(r'href="(/dossiers\?before=[^"]+)"', await resp.text())
+            pages[-3] = ("list: back from page 50", back.group(1).replace("&amp;", "&")
+                         if back else None)
             for kind, table in (("page", pages), ("search", searches)):
                 for label, path in table:
-                    assert path is not None
+                    if path is None:  # a page this version does not have
+                        continue
                     await timed(http, base + path, 2)  # warm: first touch reads from disk
                     results.append((kind, label, await timed(http, base + path, repeat)))
     finally:

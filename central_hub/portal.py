@@ -4,7 +4,7 @@ A key (`central-hub portal add`) is 256 random bits, shown once and stored only 
 may do three things: file a dossier (`POST /api/submissions`), upload the scans a filing refers to,
 and read the status of the dossiers it filed itself. Operator routes refuse it (401) like any
 unknown token; a revoked key is refused everywhere at once. Its tables come with the hub's
-migration 5 (central_hub/schema.py).
+migration 7 (central_hub/schema.py).
 """
 
 from __future__ import annotations

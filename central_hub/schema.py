@@ -8,7 +8,7 @@ from central_hub.nodes.fleet import FLEET_SCHEMA
 from central_hub.portal import PORTAL_SCHEMA
 from central_hub.tracking import TRACKING_SCHEMA, backfill_tracking
 from central_hub.trust_store import TRUST_SCHEMA
-from service import accounts, clock_flags, dossier_store
+from service import accounts, clock_flags, dossier_store, reports, search_text
 from service.migrations import Migration, Plan
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,10 @@ MIGRATIONS = Plan("hub", (
     Migration(2, "a session's last activity in sessions", (accounts.SESSION_ACTIVITY,)),
     Migration(3, "users' full name and position", (accounts.STAFF_NAMES,)),
     Migration(4, "the clock-check flag's suspects and dossiers", (clock_flags.SCHEMA,)),
-    Migration(5, "online intake: portal keys, filings and their codes; tracking checks",
+    Migration(5, "dossiers by their last change, for the period reports",
+              (reports.UPDATED_INDEX,)),
+    Migration(6, "the search text holds searchable form values and the phone",
+              (search_text.refill_search_text,)),
+    Migration(7, "online intake: portal keys, filings and their codes; tracking checks",
               (PORTAL_SCHEMA, TRACKING_SCHEMA, backfill_tracking)),
 ))

@@ -22,8 +22,9 @@ from aiohttp import web
 
 from central_hub.portal import Portals
 from central_hub.store import HubStore, check_commune
+from protocol.attachments import MAX_ATTACHMENT, attach_draft
 from protocol.calendar import local
-from protocol.commands import MAX_ATTACHMENT, NewDossier, attach_draft, create_draft, validate_create
+from protocol.commands import NewDossier, create_draft, validate_create
 from protocol.errors import NotFound, ValidationError
 from protocol.events import uuid7
 from protocol.merge import DossierState
@@ -122,8 +123,9 @@ class Intake:
         if body.get("channel", ONLINE) != ONLINE:
             raise ValidationError("a dossier filed online has the channel online",
                                   field="channel")
-        new = validate_create({**body, "channel": ONLINE}, self.store.catalogue,
-                              self.store.today())
+        desk_only = ("refuse", "duplicates")  # a desk's refusal at the counter, its duplicates
+        new = validate_create({**{k: v for k, v in body.items() if k not in desk_only},
+                               "channel": ONLINE}, self.store.catalogue, self.store.today())
         commune = await self.competent(body.get("commune"))
         documents = await self._documents(body.get("attachments", []), portal)
         return Filing(new, commune, documents)

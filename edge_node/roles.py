@@ -27,6 +27,8 @@ PERMITS: dict[str, frozenset[str]] = {
     "resolve": frozenset({"leader"}),
     "comment": frozenset({"clerk", "leader"}),
     "attach": frozenset({"clerk", "leader"}),
+    "apology": frozenset({"clerk", "leader"}),
+    "register": frozenset({"clerk", "leader"}),
     "statistics": frozenset({"leader"}),
     "users": frozenset({"admin"}),
 }
@@ -41,6 +43,8 @@ ACTION_WORDS = {
     "resolve": "resolve conflicts",
     "comment": "comment on dossiers",
     "attach": "attach files",
+    "apology": "apologize with a new appointment",
+    "register": "read the register",
     "statistics": "read statistics",
     "users": "manage staff accounts",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from service import accounts, clock_flags, dossier_store
+from service import accounts, clock_flags, dossier_store, reports, search_text
 from service.migrations import Migration, Plan
 
 log = logging.getLogger(__name__)
@@ -27,4 +27,8 @@ MIGRATIONS = Plan("edge", (
     Migration(2, "a session's last activity in sessions", (accounts.SESSION_ACTIVITY,)),
     Migration(3, "users' full name and position", (accounts.STAFF_NAMES,)),
     Migration(4, "the clock-check flag's suspects and dossiers", (clock_flags.SCHEMA,)),
+    Migration(5, "dossiers by their last change, for the period reports",
+              (reports.UPDATED_INDEX,)),
+    Migration(6, "the search text holds searchable form values and the phone",
+              (search_text.refill_search_text,)),
 ))

@@ -23,7 +23,9 @@ CUTOFF_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 @dataclass(frozen=True, slots=True)
 class FormField:
-    """One field of a procedure's form."""
+    """One field of a procedure's form. `key`: part of what makes two dossiers of the procedure
+    for the same applicant the same request (likely duplicates, `protocol.duplicates`);
+    `searchable`: the desk's search finds a dossier by this field's value."""
 
     name: str
     label_vi: str
@@ -32,6 +34,8 @@ class FormField:
     required: bool = False
     choices: tuple[str, ...] = ()
     max_len: int = 200
+    key: bool = False
+    searchable: bool = False
 
     def check(self, value: Any, today: date) -> Any:
         """Return the normalized value, or raise ValidationError naming the field."""
@@ -117,6 +121,11 @@ class Catalogue:
                 return p
         return None
 
+    def searchable(self, code: str | None) -> tuple[str, ...]:
+        """The names of the procedure's searchable fields (none if it is unknown here)."""
+        proc = self.get(code) if code else None
+        return tuple(f.name for f in proc.fields if f.searchable) if proc else ()
+
 
 def parse_catalogue(data: dict[str, Any]) -> Catalogue:
     """Build a catalogue from plain data (TOML/JSON shape), naming the first bad field."""
@@ -143,6 +152,7 @@ def parse_catalogue(data: dict[str, Any]) -> Catalogue:
                 name=fr["name"], label_vi=fr.get("label_vi", fr["name"]),
                 label_en=fr.get("label_en", fr["name"]), type=ftype,
                 required=bool(fr.get("required", False)), choices=tuple(fr.get("choices", ())),
+                key=bool(fr.get("key", False)), searchable=bool(fr.get("searchable", False)),
             ))
         procs.append(Procedure(
             code=code, name_vi=raw.get("name_vi", code), name_en=raw.get("name_en", code),
@@ -152,9 +162,10 @@ def parse_catalogue(data: dict[str, Any]) -> Catalogue:
 
 
 def _f(name: str, vi: str, en: str, type: str = "text", required: bool = False,
-       choices: tuple[str, ...] = ()) -> dict[str, Any]:
+       choices: tuple[str, ...] = (), *, key: bool = False,
+       searchable: bool = False) -> dict[str, Any]:
     return {"name": name, "label_vi": vi, "label_en": en, "type": type, "required": required,
-            "choices": list(choices)}
+            "choices": list(choices), "key": key, "searchable": searchable}
 
 
 _SEX = ("Nam", "Nữ")
@@ -178,8 +189,10 @@ DEFAULT_CATALOGUE_DATA: dict[str, Any] = {
          "limit_days": 0, "same_day_cutoff": "15:00", "fields": [
              _f("relationship", "Quan hệ với người được khai sinh", "Relationship to the child",
                 required=True),
-             _f("child_full_name", "Họ, chữ đệm, tên", "Child's full name", required=True),
-             _f("child_birth_date", "Ngày, tháng, năm sinh", "Date of birth", "date", True),
+             _f("child_full_name", "Họ, chữ đệm, tên", "Child's full name", required=True,
+                key=True, searchable=True),
+             _f("child_birth_date", "Ngày, tháng, năm sinh", "Date of birth", "date", True,
+                key=True, searchable=True),
              _f("child_birth_date_words", "Ngày sinh bằng chữ", "Date of birth in words"),
              _f("child_sex", "Giới tính", "Sex", "choice", True, _SEX),
              _f("child_ethnicity", "Dân tộc", "Ethnicity", required=True),
@@ -190,49 +203,54 @@ DEFAULT_CATALOGUE_DATA: dict[str, Any] = {
          ]},
         {"code": "1.000656", "name_vi": "Đăng ký khai tử", "name_en": "Death registration",
          "limit_days": 0, "same_day_cutoff": "15:00", "fields": [
-             _f("deceased_full_name", "Họ tên người chết", "Deceased's full name", required=True),
+             _f("deceased_full_name", "Họ tên người chết", "Deceased's full name", required=True,
+                key=True, searchable=True),
              _f("deceased_citizen_id", "Số định danh người chết", "Deceased's citizen ID"),
-             _f("death_date", "Ngày chết", "Date of death", "date", True),
+             _f("death_date", "Ngày chết", "Date of death", "date", True, key=True,
+                searchable=True),
              _f("death_place", "Nơi chết", "Place of death", required=True),
              _f("death_cause", "Nguyên nhân chết", "Cause of death"),
              _f("relationship", "Quan hệ với người chết", "Relationship", required=True),
          ]},
         {"code": "1.000894", "name_vi": "Đăng ký kết hôn", "name_en": "Marriage registration",
          "limit_days": 0, "same_day_cutoff": "15:00", "fields": [
-             _f("husband_full_name", "Họ tên chồng", "Husband's full name", required=True),
+             _f("husband_full_name", "Họ tên chồng", "Husband's full name", required=True,
+                searchable=True),
              _f("husband_birth_date", "Ngày sinh của chồng", "Husband's date of birth", "date",
                 True),
              _f("husband_citizen_id", "Số định danh của chồng", "Husband's citizen ID",
-                required=True),
-             _f("wife_full_name", "Họ tên vợ", "Wife's full name", required=True),
+                required=True, key=True),
+             _f("wife_full_name", "Họ tên vợ", "Wife's full name", required=True,
+                searchable=True),
              _f("wife_birth_date", "Ngày sinh của vợ", "Wife's date of birth", "date", True),
-             _f("wife_citizen_id", "Số định danh của vợ", "Wife's citizen ID", required=True),
+             _f("wife_citizen_id", "Số định danh của vợ", "Wife's citizen ID", required=True,
+                key=True),
          ]},
         {"code": "1.004873", "name_vi": "Xác nhận tình trạng hôn nhân",
          "name_en": "Marital-status certificate", "limit_days": 3, "fields": [
-             _f("purpose", "Mục đích sử dụng", "Purpose", required=True),
+             _f("purpose", "Mục đích sử dụng", "Purpose", required=True, key=True),
              _f("marital_status", "Tình trạng hôn nhân", "Marital status", required=True),
          ]},
         {"code": "2.000815", "name_vi": "Chứng thực bản sao từ bản chính",
          "name_en": "Certified copy from an original", "limit_days": 0,
          "same_day_cutoff": "15:00", "fields": [
-             _f("document_name", "Tên giấy tờ", "Document", required=True),
+             _f("document_name", "Tên giấy tờ", "Document", required=True, key=True),
              _f("copies", "Số bản", "Number of copies", "int", True),
          ]},
         {"code": "2.000884", "name_vi": "Chứng thực chữ ký", "name_en": "Signature certification",
          "limit_days": 0, "same_day_cutoff": "15:00", "fields": [
-             _f("document_name", "Tên giấy tờ", "Document", required=True),
+             _f("document_name", "Tên giấy tờ", "Document", required=True, key=True),
          ]},
         {"code": "2.000635", "name_vi": "Cấp bản sao trích lục hộ tịch",
          "name_en": "Copy from the civil-status register", "limit_days": 0,
          "same_day_cutoff": "15:00", "fields": [
-             _f("record_type", "Loại trích lục", "Record type", required=True),
+             _f("record_type", "Loại trích lục", "Record type", required=True, key=True),
              _f("copies", "Số bản", "Number of copies", "int", True),
          ]},
         {"code": "1.012812", "name_vi": "Hòa giải tranh chấp đất đai",
          "name_en": "Land dispute mediation", "limit_days": 30, "fields": [
-             _f("parcel", "Thửa đất", "Land parcel", required=True),
-             _f("other_party", "Bên tranh chấp", "Other party", required=True),
+             _f("parcel", "Thửa đất", "Land parcel", required=True, key=True),
+             _f("other_party", "Bên tranh chấp", "Other party", required=True, searchable=True),
              _f("summary", "Nội dung tranh chấp", "Summary of the dispute", required=True),
          ]},
     ],

@@ -315,6 +315,13 @@ def decode_stored(data: bytes) -> Event:
                          deps, prev, bytes(data))
 
 
+def stored_change(data: bytes) -> tuple[int, str, dict[str, Any]]:
+    """The (hlc, kind, payload) of an event this node stored itself: what reports read of many
+    events, without building each one."""
+    _, _, hlc, _, _, kind, payload, _, _ = msgpack.unpackb(data)
+    return hlc, kind, payload
+
+
 def encode_own_batch(events: list[Event]) -> dict[str, Any]:
     """Compact form of one origin's contiguous events: origin, seq and prev are implied.
 

@@ -4,7 +4,8 @@ Both the edge and the hub write through these, so the rules are one: input is ch
 is stored, an edit based on a stale version keeps that version as its deps (so it merges or becomes a
 conflict, never overwrites unseen work), an edit after a final status is an amendment and carries its
 reason, a transition must follow the lifecycle from the status the writer saw and waits only for the
-conflicts it depends on, and a resolve must have seen every live value of its field.
+conflicts it depends on, and a resolve must have seen every live value of its field. What the
+one-stop forms record beside (a refusal at intake, an apology, a hand-over) is `protocol.forms`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from protocol import lifecycle
-from protocol.calendar import Calendar, due_at, extend_for_pause
+from protocol import forms, lifecycle
+from protocol.calendar import Calendar, due_at, extend_for_pause, local
 from protocol.catalogue import Catalogue, Procedure
 from protocol.errors import Conflict, ValidationError
-from protocol.events import MAX_DOC_COUNT, MAX_LABEL, ORIGIN_RE, seen_by
+from protocol.events import ORIGIN_RE, seen_by
 from protocol.hlc import wall_ms
 from protocol.merge import DossierState
 
@@ -30,10 +31,6 @@ CHANNELS = ("counter", "online", "post")
 SEQ_RE = re.compile(r"[0-9]{1,19}")
 PHONE_RE = re.compile(r"^(\+84|0)\d{9,10}$")
 MAX_NOTE = 2000
-ATTACHMENT_TYPES = ("application/pdf", "image/jpeg", "image/png")
-MAX_ATTACHMENT = 20 * 1024 * 1024
-# How a received document was handed in, as form 01 prints it after its name (Vietnamese data).
-DOC_KINDS = ("bản chính", "bản sao", "bản sao có chứng thực", "bản chụp")
 # Approving a result issues it from the form's data: every applicant and form field must be settled.
 RESULT_STATUSES = frozenset({"resolved"})
 
@@ -55,6 +52,8 @@ class NewDossier:
     applicant: dict[str, str]
     fields: dict[str, Any]
     channel: str
+    refusal: str | None = None  # refused at the counter (form 03): the reasons
+    duplicates: tuple[str, ...] = ()  # likely duplicates the clerk saw and went on anyway
 
 
 def encode_version(vv: dict[str, int]) -> str:
@@ -89,8 +88,10 @@ def check_citizen_id(value: Any, today: date, where: str = "applicant.citizen_id
     return digits
 
 
-def check_applicant(raw: Any, today: date, *, partial: bool = False) -> dict[str, str]:
-    """Validate the applicant block (all of it, or only the keys given when `partial`)."""
+def check_applicant(raw: Any, today: date, *, partial: bool = False,
+                    id_optional: bool = False) -> dict[str, str]:
+    """Validate the applicant block (all of it, or only the keys given when `partial`; a refusal
+    records whoever came, with their ID only if they showed one: `id_optional`)."""
     if not isinstance(raw, dict):
         raise ValidationError("applicant must be an object", field="applicant")
     unknown = set(raw) - set(APPLICANT_KEYS)
@@ -110,7 +111,7 @@ def check_applicant(raw: Any, today: date, *, partial: bool = False) -> dict[str
                 raise ValidationError("applicant full name is required", field=where)
             if len(value) > 100:
                 raise ValidationError("applicant full name is longer than 100", field=where)
-        elif key == "citizen_id":
+        elif key == "citizen_id" and (value or not id_optional):
             value = check_citizen_id(value, today)
         elif key == "phone" and value and not PHONE_RE.fullmatch(value.replace(" ", "")):
             raise ValidationError("phone must be a Vietnamese number like 0912345678", field=where)
@@ -134,19 +135,29 @@ def validate_create(body: Any, catalogue: Catalogue, today: date) -> NewDossier:
         raise ValidationError(f"unknown procedure {code!r}", field="procedure_code")
     if "applicant" not in body:
         raise ValidationError("applicant is required", field="applicant")
-    applicant = check_applicant(body["applicant"], today)
-    fields = procedure.check_fields(body.get("fields", {}), today)
+    # A refusal is often for an incomplete form: whatever was typed is kept if it is valid.
+    refusal = forms.check_refusal(body["refuse"]) if body.get("refuse") is not None else None
+    applicant = check_applicant(body["applicant"], today, id_optional=refusal is not None)
+    raw_fields = body.get("fields", {})
+    if refusal is not None and isinstance(raw_fields, dict):
+        raw_fields = {k: v for k, v in raw_fields.items() if v not in (None, "")}
+    fields = procedure.check_fields(raw_fields, today, partial=refusal is not None)
     channel = body.get("channel", "counter")
     if channel not in CHANNELS:
         raise ValidationError(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
-    return NewDossier(procedure, applicant, fields, channel)
+    duplicates = body.get("duplicates") or []
+    if not isinstance(duplicates, list) or len(duplicates) > 20 or not all(
+            isinstance(d, str) and 0 < len(d) <= 64 for d in duplicates):
+        raise ValidationError("duplicates must be a list of dossier codes", field="duplicates")
+    return NewDossier(procedure, applicant, fields, channel, refusal, tuple(duplicates))
 
 
 def create_draft(new: NewDossier, *, commune: str, code: str, received_ms: int,
                  calendar: Calendar, status: str = lifecycle.INITIAL_AT_COUNTER,
                  track: str | None = None, received_by: str | None = None) -> Draft:
-    """The create event for a validated dossier: its code, due date (none while `submitted`),
-    tracking secret `track` and, if not `commune`, the unit that took it in (`received_by`)."""
+    """The create event for a validated dossier: its code, due date (none while `submitted`, nor
+    for a refusal: nothing is to be returned), tracking secret `track` and, if not `commune`,
+    the unit that took it in (`received_by`)."""
     values: dict[str, Any] = {f"applicant.{k}": v for k, v in new.applicant.items()}
     values.update({f"fields.{k}": v for k, v in new.fields.items()})
     proc = new.procedure
@@ -162,6 +173,10 @@ def create_draft(new: NewDossier, *, commune: str, code: str, received_ms: int,
         "set": values,
     }
     payload.update({k: v for k, v in (("track", track), ("received_by", received_by)) if v})
+    if new.refusal is not None:
+        payload.update(status="refused", due_at=None, reasons=new.refusal)
+    if new.duplicates:
+        payload["duplicates"] = list(new.duplicates)
     return Draft("create", payload, {})
 
 
@@ -306,6 +321,16 @@ def transition_draft(body: Any, state: DossierState, calendar: Calendar | None =
     payload: dict[str, Any] = {"to": target, "from": current}
     if note:
         payload["note"] = note
+    if body.get("handover") is not None:
+        if target != "returned":
+            raise ValidationError("handover goes with the move to returned", field="handover")
+        payload["handover"] = forms.check_handover(body["handover"])
+    if body.get("supplement_by") is not None:
+        if target != "supplement_requested":
+            raise ValidationError("supplement_by goes with the move to supplement_requested",
+                                  field="supplement_by")
+        today = local(now_ms if now_ms is not None else wall_ms(state.last_hlc)).date()
+        payload["supplement_by"] = forms.check_supplement_by(body["supplement_by"], today)
     due = state.value("due_at")
     proc = catalogue.get(state.header["procedure"]) if catalogue is not None else None
     if due is None and target in lifecycle.TIME_LIMIT_STARTS and proc and calendar and now_ms is not None:
@@ -355,46 +380,14 @@ def comment_draft(body: Any, state: DossierState) -> Draft:
     return Draft("comment", {"text": text.strip()}, dict(state.vv))
 
 
-def attach_draft(info: Any, state: DossierState) -> Draft:
-    """Record an attachment entry on the dossier: a scan (a verified blob, by its sha256) or,
-    without a sha256, a paper document listed by its name; grow-only, never conflicts."""
-    if not isinstance(info, dict):
-        raise ValidationError("attachment info must be an object")
-    label = " ".join(str(info.get("label") or "").split())[:MAX_LABEL]
-    payload: dict[str, Any]
-    if info.get("sha256") is None:
-        if not label:
-            raise ValidationError("a document listed without a scan needs its name",
-                                  field="label")
-        payload = {"label": label}
-    else:
-        payload = _scan(info)
-        if label:
-            payload["label"] = label
-    kind, count = info.get("doc_kind"), info.get("count")
-    if kind is not None:
-        if kind not in DOC_KINDS:
-            raise ValidationError(f"doc_kind must be one of {', '.join(DOC_KINDS)}",
-                                  field="doc_kind")
-        payload["doc_kind"] = kind
-    if count is not None:
-        if type(count) is not int or not 1 <= count <= MAX_DOC_COUNT:
-            raise ValidationError(f"count must be a whole number from 1 to {MAX_DOC_COUNT}",
-                                  field="count")
-        payload["count"] = count
+def apology_draft(body: Any, state: DossierState, calendar: Calendar, now_ms: int) -> Draft:
+    """An apology with a new appointment (form 04), for a dossier that will be late: a comment
+    carrying the new date; the due date stays, so the dossier still counts as late."""
     if state.header is None:
         raise Conflict("dossier is not complete here yet")
-    return Draft("attach", payload, dict(state.vv))
-
-
-def _scan(info: dict[str, Any]) -> dict[str, Any]:
-    name = str(info.get("name") or "").strip()[:255] or "tệp đính kèm"
-    mime, size, sha = info.get("mime"), info.get("size"), info.get("sha256")
-    if mime not in ATTACHMENT_TYPES:
-        raise ValidationError("attachments must be PDF, JPEG or PNG", field="file")
-    if type(size) is not int or not 0 < size <= MAX_ATTACHMENT:
-        raise ValidationError(f"attachments must be 1 byte to {MAX_ATTACHMENT // 2**20} MB",
-                              field="file")
-    if not isinstance(sha, str) or len(sha) != 64:
-        raise ValidationError("attachment needs its sha256", field="sha256")
-    return {"sha256": sha, "name": name, "mime": mime, "size": size}
+    if "status" in state.conflicts():
+        raise Conflict("the status is in conflict: resolve it first")
+    due = state.value("due_at")
+    payload = forms.apology_payload(body, state.value("status"), due if isinstance(due, int)
+                                    else None, now_ms, calendar)
+    return Draft("comment", payload, dict(state.vv))

@@ -217,6 +217,29 @@ def _check_attach(payload: Any) -> None:
     _need(count is None or (type(count) is int and 1 <= count <= MAX_DOC_COUNT), "bad count")
 
 
+def _check_forms(kind: str, payload: dict[str, Any]) -> None:
+    """The optional keys the one-stop forms add (protocol.forms): a refusal's reasons and the
+    duplicates a clerk went past on a create, a hand-over and form 02's deadline on a move, an
+    apology's new date on a comment. Older peers ignore them."""
+    get = payload.get
+    if kind == "create":
+        _need(get("reasons") is None or _is_text(get("reasons"), MAX_TEXT), "bad reasons")
+        dups = get("duplicates")
+        _need(dups is None or (isinstance(dups, list) and len(dups) <= 20
+                               and all(_is_text(d, 64) for d in dups)), "bad duplicates")
+    elif kind == "transition":
+        handover = get("handover")
+        _need(handover is None or (isinstance(handover, dict) and len(handover) <= 8 and all(
+            _is_text(k, 32) and _is_text(v, MAX_LABEL) for k, v in handover.items())),
+            "bad handover")
+        _need(get("supplement_by") is None or _is_text(get("supplement_by"), 10),
+              "bad supplement_by")
+    elif kind == "comment":
+        apology = get("apology")
+        _need(apology is None or (isinstance(apology, dict)
+                                  and type(apology.get("new_due")) is int), "bad apology")
+
+
 def check_payload(kind: str, payload: Any) -> None:
     """Validate a payload's shape for its kind, so the fold can trust every event it sees."""
     _need(isinstance(payload, dict), "payload must be a map")
@@ -233,6 +256,7 @@ def check_payload(kind: str, payload: Any) -> None:
         _need(get("track") is None or (isinstance(get("track"), str) and
                                        bool(TRACK_RE.fullmatch(get("track")))), "bad track")
         _need(get("received_by") is None or _is_text(get("received_by"), 64), "bad received_by")
+        _check_forms(kind, payload)
     elif kind == "set":
         _check_set(get("set"))
         _need(bool(get("set")), "set must not be empty")
@@ -243,6 +267,7 @@ def check_payload(kind: str, payload: Any) -> None:
         _need(get("note") is None or (isinstance(get("note"), str) and len(get("note")) <= MAX_TEXT),
               "bad note")
         _need(get("due_at") is None or type(get("due_at")) is int, "bad due_at")
+        _check_forms(kind, payload)
     elif kind == "resolve":
         field = get("field")
         _need(isinstance(field, str) and (field in ("status", "due_at") or bool(PATH_RE.fullmatch(field))),
@@ -257,3 +282,4 @@ def check_payload(kind: str, payload: Any) -> None:
         _need(isinstance(tags, list) and all(isinstance(t, str) for t in tags), "detach needs tags")
     elif kind == "comment":
         _need(isinstance(get("text"), str) and 0 < len(get("text")) <= MAX_TEXT, "bad comment")
+        _check_forms(kind, payload)

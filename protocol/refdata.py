@@ -95,7 +95,8 @@ def catalogue_to_plain(catalogue: Catalogue) -> dict[str, Any]:
         {"code": p.code, "name_vi": p.name_vi, "name_en": p.name_en, "limit_days": p.limit_days,
          "same_day_cutoff": p.same_day_cutoff,
          "fields": [{"name": f.name, "label_vi": f.label_vi, "label_en": f.label_en,
-                     "type": f.type, "required": f.required, "choices": list(f.choices)}
+                     "type": f.type, "required": f.required, "choices": list(f.choices),
+                     "key": f.key, "searchable": f.searchable}
                     for f in p.fields]}
         for p in catalogue.procedures]}
 

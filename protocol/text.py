@@ -1,9 +1,12 @@
-"""Text helpers for search: Vietnamese without diacritics, so "nguyen van" finds "Nguyễn Văn"."""
+"""Text helpers for search: Vietnamese without diacritics, so "nguyen van" finds "Nguyễn Văn", and
+the one folded text a dossier is found by."""
 
 from __future__ import annotations
 
 import logging
 import unicodedata
+from collections.abc import Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -28,3 +31,16 @@ def search_key(text: str) -> str:
         stripped = "".join(c for c in unicodedata.normalize("NFD", stripped)
                            if not unicodedata.combining(c))
     return " ".join(stripped.lower().split())
+
+
+SEPARATOR = "|"  # between the parts of a search text: no typed term spans two of them
+
+
+def search_text(name: str, values: Iterable[Any] = (), phone: str | None = None) -> str:
+    """What a dossier's text search matches: the applicant's name folded, then the values of its
+    form's searchable fields (names folded, dates as stored, `YYYY-MM-DD`) and the phone. With
+    none of those it is the name's key alone, as rows written before them hold."""
+    parts = [search_key(name), *(search_key(str(v)) for v in values if v not in (None, ""))]
+    if phone:
+        parts.append(phone)
+    return SEPARATOR.join(parts)

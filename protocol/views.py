@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from protocol import is_hub_origin, lifecycle
+from protocol import forms, is_hub_origin, lifecycle
+from protocol.attachments import DOC_KINDS
 from protocol.calendar import is_overdue, iso
-from protocol.commands import APPLICANT_KEYS, DOC_KINDS, encode_version, next_moves
+from protocol.commands import APPLICANT_KEYS, encode_version, next_moves
 from protocol.events import CLOCK_CHECK, Event, seen_by
 from protocol.hlc import wall_ms
 from protocol.merge import DossierState, Write, fold
@@ -29,13 +30,20 @@ def summarize(event: Event) -> dict[str, Any]:
     """One history line: who, what, when and where."""
     payload = event.payload
     if event.kind == "create":
-        detail: Any = {"code": payload.get("code"), "procedure": payload.get("procedure")}
+        detail: Any = {"code": payload.get("code"), "procedure": payload.get("procedure"),
+                       "status": payload.get("status", lifecycle.INITIAL_AT_COUNTER)}
+        for key in ("reasons", "duplicates"):
+            if payload.get(key):
+                detail[key] = payload[key]
     elif event.kind == "set":
         detail = {"fields": sorted(payload.get("set", {}))}
         if payload.get("reason"):
             detail["reason"] = payload["reason"]
     elif event.kind == "transition":
         detail = {"from": payload.get("from"), "to": payload.get("to"), "note": payload.get("note")}
+        for key in ("handover", "supplement_by"):
+            if payload.get(key):
+                detail[key] = payload[key]
     elif event.kind == "resolve":
         detail = {"field": payload.get("field"), "value": payload.get("value")}
     elif event.kind == "attach":
@@ -45,6 +53,8 @@ def summarize(event: Event) -> dict[str, Any]:
         detail = {"tags": list(payload.get("tags", []))}
     else:
         detail = {"text": payload.get("text")}
+        if isinstance(payload.get("apology"), dict):
+            detail["apology"] = {"new_due": iso(payload["apology"].get("new_due"))}
     return {
         "event": f"{event.origin}:{event.seq}",
         "kind": event.kind,
@@ -101,6 +111,31 @@ def value_before(path: str, writes: tuple[Write, ...], events: list[Event]) -> W
     return shown[0] if shown else None
 
 
+def form_records(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the one-stop forms recorded (protocol.forms), from the history: the refusal (at the
+    counter, or of an online submission), every apology with its new date and the appointment
+    now (the latest one's), and the hand-over of the result."""
+    refusal = handover = None
+    apologies = []
+    for entry in entries:
+        kind = entry["kind"]
+        if kind == "create" and entry.get("status") == "refused":
+            refusal = {"reasons": entry.get("reasons") or "", "actor": entry["actor"],
+                       "at": entry["at"], "at_counter": True}
+        elif kind == "transition" and entry.get("to") == "refused":
+            refusal = {"reasons": entry.get("note") or "", "actor": entry["actor"],
+                       "at": entry["at"], "at_counter": False}
+        elif kind == "transition" and entry.get("to") == "returned":
+            handover = {**dict.fromkeys(forms.HANDOVER_KEYS), **(entry.get("handover") or {}),
+                        "actor": entry["actor"], "at": entry["at"]}
+        elif kind == "comment" and entry.get("apology"):
+            apologies.append({"new_due": entry["apology"]["new_due"], "reason": entry["text"],
+                              "actor": entry["actor"], "at": entry["at"],
+                              "event": entry["event"]})
+    return {"refusal": refusal, "apologies": apologies, "handover": handover,
+            "appointment_at": apologies[-1]["new_due"] if apologies else None}
+
+
 def dossier_view(state: DossierState, now_ms: int,
                  history: list[Event] | None = None) -> dict[str, Any]:
     """The API shape of a dossier."""
@@ -120,6 +155,9 @@ def dossier_view(state: DossierState, now_ms: int,
         conflicts.append({"field": path, "values": [_who(w) for w in writes],
                           "before": _who(before) if before else None})
     free, waiting = next_moves(state)
+    history_entries = [summarize(e) for e in events]
+    records = form_records(history_entries)
+    apology_tags = {a["event"] for a in records["apologies"]}
     return {
         "id": state.id,
         "code": header.get("code"),
@@ -138,9 +176,11 @@ def dossier_view(state: DossierState, now_ms: int,
         "attachments": attachment_entries(state),
         "comments": [
             {**c, "at": iso(wall_ms(c["hlc"]))}
-            for _, c in sorted(state.comments.items(), key=lambda kv: (kv[1]["hlc"], kv[0]))
+            for tag, c in sorted(state.comments.items(), key=lambda kv: (kv[1]["hlc"], kv[0]))
+            if tag not in apology_tags
         ],
-        "history": [summarize(e) for e in events],
+        "history": history_entries,
+        **(records if history is not None else {}),  # read from the history only
         "next_statuses": free,
         "waiting_statuses": waiting,
         "created_by": {"origin": header.get("origin"), "actor": header.get("actor")},

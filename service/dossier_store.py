@@ -20,11 +20,12 @@ from typing import Any
 import aiosqlite
 
 from protocol import codec
+from protocol.attachments import attach_draft
 from protocol.calendar import Calendar, is_overdue, local
 from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue, parse_catalogue
 from protocol.commands import (
     Draft,
-    attach_draft,
+    apology_draft,
     comment_draft,
     resolve_draft,
     set_draft,
@@ -37,12 +38,15 @@ from protocol.hlc import Clock
 from protocol.lifecycle import STATUSES
 from protocol.merge import DossierState, apply, from_plain, to_plain
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
-from protocol.text import search_key
+from protocol.stats import Period
+from protocol.text import SEPARATOR, search_key
 from protocol.views import dossier_view
 from service import clock_flags, crashpoints
 from service.blobs import BlobStore
 from service.db import advisory_lock, index_hint, is_postgres
+from service.search_text import search_text_of
 from service.sqlite import transaction
+from service.ui.formats import parse_day
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +108,10 @@ UPSERT_DOSSIER = (
     "received_at=excluded.received_at, due_at=excluded.due_at, conflicts=excluded.conflicts, "
     "updated_hlc=excluded.updated_hlc, state=excluded.state")
 MAX_PAGE = 10_000
+MAX_OFFSET = 1_000_000
 CITIZEN_ID_RE = re.compile(r"^\d{12}$")
+PHONE_RE = re.compile(r"^(\+84|0)\d{9,10}$")
+PHONE_JUNK = re.compile(r"[\s.\-()]")
 FULL_CODE_RE = re.compile(r"^\S+-\d{6}-\d{4,}$")
 CHUNK = 500
 WRITE_CHUNK = 500
@@ -114,10 +121,21 @@ Prepare = Callable[[DossierState | None], Awaitable[Draft | None]]
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a listing, with the cursor of the next page."""
+    """One page of a listing, with the cursors of the next (older) and previous pages."""
 
     items: list[dict[str, Any]]
     next: str | None
+    prev: str | None = None
+
+
+def _cursor(token: str | None, name: str) -> tuple[int, str]:
+    """A page cursor (`received_at~id`), or ValidationError naming the parameter."""
+    at, _, last_id = (token or "").partition("~")
+    try:
+        return int(at), last_id
+    except ValueError as exc:
+        raise ValidationError(f"{name} must be a cursor from a previous page",
+                              field=name) from exc
 
 
 def overdue_statuses() -> list[str]:
@@ -135,8 +153,10 @@ def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
-def dossier_row(state: DossierState) -> tuple[Any, ...]:
-    """The `dossiers` row for a state (commune … state blob)."""
+def dossier_row(state: DossierState, catalogue: Catalogue = DEFAULT_CATALOGUE
+                ) -> tuple[Any, ...]:
+    """The `dossiers` row for a state (commune … state blob); `name_fold` is its search text
+    (`protocol.text.search_text`, with the catalogue's searchable fields of its procedure)."""
     header = state.header or {}
     name = state.value("applicant.full_name") or ""
     due = state.value("due_at")
@@ -147,7 +167,7 @@ def dossier_row(state: DossierState) -> tuple[Any, ...]:
         header.get("procedure"),
         state.value("status"),
         name,
-        search_key(name),
+        search_text_of(state, catalogue),
         state.value("applicant.citizen_id"),
         header.get("received_at"),
         due if isinstance(due, int) else None,
@@ -322,11 +342,62 @@ class DossierStore:
     async def search(self, *, status: str | None = None, q: str | None = None,
                    commune: str | None = None, conflicts_only: bool = False,
                    limit: int = 50, after: str | None = None, procedure: str | None = None,
-                   overdue_at: int | None = None) -> Page:
-        """Dossiers newest first, filtered, keyset-paged (`after` is the previous `next`).
-        `overdue_at` (a time in ms) keeps only dossiers overdue at that time."""
+                   overdue_at: int | None = None, before: str | None = None,
+                   offset: int = 0) -> Page:
+        """Dossiers newest first, filtered, keyset-paged both ways: `after` is a page's `next`
+        (the older page), `before` its `prev` (the newer page); without either, `offset` skips
+        that many from the newest (a page number; the walk stays inside an index). `overdue_at`
+        (a time in ms) keeps only dossiers overdue at that time."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"limit must be 1–{MAX_PAGE}", field="limit")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise ValidationError(f"offset must be 0–{MAX_OFFSET}", field="offset")
+        where, args, scan = self._filters(status, q, commune, conflicts_only, procedure,
+                                          overdue_at)
+        order, backwards = "DESC", False
+        if after or before:
+            at, last_id = _cursor(after or before, "after" if after else "before")
+            backwards = before is not None and not after
+            op = ">" if backwards else "<"
+            where.append(f"(received_at {op} ? OR (received_at = ? AND id {op} ?))")
+            args += [at, at, last_id]
+            order = "ASC" if backwards else "DESC"
+            offset = 0
+        # Two steps: pick the page's ids from an index, then read only those rows' states.
+        sql = (f"SELECT id, received_at FROM dossiers {scan} WHERE {' AND '.join(where)} "
+               f"ORDER BY received_at {order}, id {order} LIMIT ? OFFSET ?")
+        async with self.reader.execute(sql, (*args, limit + 1, offset)) as cur:
+            rows = list(await cur.fetchall())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if backwards:
+            rows.reverse()
+        states = await self._read_states([r[0] for r in rows])
+        now = self.now_ms()
+        items = [dossier_view(from_plain(codec.unpack_stored(states[r[0]])), now) for r in rows]
+        for item in items:
+            item.pop("history", None)
+        first = f"{rows[0][1]}~{rows[0][0]}" if rows else None
+        last = f"{rows[-1][1]}~{rows[-1][0]}" if rows else None
+        if backwards:  # the page we came from is after this one
+            return Page(items, last, first if more else None)
+        return Page(items, last if more else None, first if (after or offset) else None)
+
+    async def count(self, *, status: str | None = None, q: str | None = None,
+                    commune: str | None = None, conflicts_only: bool = False,
+                    procedure: str | None = None, overdue_at: int | None = None) -> int:
+        """How many dossiers `search` finds with these filters (down the same indexes)."""
+        where, args, scan = self._filters(status, q, commune, conflicts_only, procedure,
+                                          overdue_at)
+        async with self.reader.execute(
+                f"SELECT count(*) FROM dossiers {scan} WHERE {' AND '.join(where)}", args) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def _filters(self, status: str | None, q: str | None, commune: str | None,
+                 conflicts_only: bool, procedure: str | None, overdue_at: int | None,
+                 ) -> tuple[list[str], list[Any], str]:
+        """The WHERE terms, their arguments and the index hint of a listing's filters."""
         where: list[str] = ["received_at IS NOT NULL"]
         args: list[Any] = []
         if status:
@@ -353,35 +424,24 @@ class DossierStore:
             elif FULL_CODE_RE.match(term):
                 where.append("code=?")
                 args.append(term)
+            elif PHONE_RE.match(phone := PHONE_JUNK.sub("", term)):  # its subscriber digits
+                where.append("name_fold LIKE ? ESCAPE '\\'")
+                args.append("%" + phone[-9:] + "%")
+                scan = index_hint(self.reader, "dossiers_search")
+            elif (day := parse_day(term)) is not None:  # received that day, or a form's date
+                one = Period(date.fromisoformat(day), date.fromisoformat(day))
+                where.append("(name_fold LIKE ? OR (received_at >= ? AND received_at < ?))")
+                args += [f"%{SEPARATOR}{day}%", one.start_ms, one.end_ms]
+                scan = index_hint(self.reader, "dossiers_search")
             elif any(ch.isdigit() for ch in term):  # the beginning of a code (names have none)
                 where.append("code LIKE ? ESCAPE '\\'")
                 args.append(_like(term) + "%")
                 scan = index_hint(self.reader, "dossiers_search")
-            else:  # part of a name, with or without diacritics
+            else:  # part of a name (the applicant's or a searchable field's), diacritics optional
                 where.append("name_fold LIKE ? ESCAPE '\\'")
                 args.append("%" + _like(search_key(term)) + "%")
                 scan = index_hint(self.reader, "dossiers_search")
-        if after:
-            try:
-                at, _, last_id = after.partition("~")
-                where.append("(received_at < ? OR (received_at = ? AND id < ?))")
-                args += [int(at), int(at), last_id]
-            except ValueError as exc:
-                raise ValidationError("after must be a next cursor from a previous page",
-                                      field="after") from exc
-        # Two steps: pick the page's ids from an index, then read only those rows' states.
-        sql = (f"SELECT id, received_at FROM dossiers {scan} WHERE {' AND '.join(where)} "
-               "ORDER BY received_at DESC, id DESC LIMIT ?")
-        async with self.reader.execute(sql, (*args, limit + 1)) as cur:
-            rows = list(await cur.fetchall())
-        states = await self._read_states([r[0] for r in rows[:limit]])
-        now = self.now_ms()
-        items = [dossier_view(from_plain(codec.unpack_stored(states[r[0]])), now)
-                 for r in rows[:limit]]
-        for item in items:
-            item.pop("history", None)
-        nxt = f"{rows[limit - 1][1]}~{rows[limit - 1][0]}" if len(rows) > limit else None
-        return Page(items, nxt)
+        return where, args, scan
 
     async def _read_states(self, ids: list[str]) -> dict[str, bytes]:
         """The packed states of these dossiers, through the reader."""
@@ -494,6 +554,11 @@ class DossierStore:
         """Add a comment."""
         return await self._command(dossier_id, actor, lambda s: comment_draft(body, s))
 
+    async def apologize(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
+        """An apology with a new appointment (form 04); the due date stays."""
+        return await self._command(
+            dossier_id, actor, lambda s: apology_draft(body, s, self.calendar, self.now_ms()))
+
     async def attach(self, dossier_id: str, info: dict[str, Any], actor: str) -> dict[str, Any]:
         """Record a verified blob as an attachment of the dossier."""
         return await self._command(dossier_id, actor, lambda s: attach_draft(info, s))
@@ -537,7 +602,7 @@ class DossierStore:
                     commune = (state.header or {}).get("commune") or ""
                     event_rows.append((event.origin, event.seq, event.hlc, event.dossier, commune,
                                        event.kind, digest, codec.canonical(event)))
-                dossier_rows = [dossier_row(s) for s in touched.values()]
+                dossier_rows = [dossier_row(s, self.catalogue) for s in touched.values()]
                 if writing is not None:
                     await writing
                 writing = asyncio.ensure_future(self._write_rows(event_rows, dossier_rows))
@@ -614,7 +679,8 @@ class DossierStore:
                     event = codec.decode_stored(body)
                     states[event.dossier] = apply(states.get(event.dossier), event)
             await self.conn.executemany(UPSERT_DOSSIER,
-                                        [dossier_row(s) for s in states.values()])
+                                        [dossier_row(s, self.catalogue)
+                                         for s in states.values()])
         return len(states)
 
     async def dossier_rows(self) -> dict[str, tuple[Any, ...]]:

@@ -5,28 +5,28 @@ from __future__ import annotations
 
 import logging
 import weakref
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from central_hub import stats
 from central_hub.dashboard.common import PAGE, Hub, hub_of, paginate
 from central_hub.nodes import fleet
-from central_hub.stats import Period
 from central_hub.store import HubStore
+from protocol import stats
 from protocol.calendar import local
 from protocol.errors import ValidationError
+from protocol.stats import Period
+from service import reports
 from service.api import answers, bodies
 from service.api.spec import operation
-from service.ui.formats import day, parse_day
+from service.ui.formats import day
 from service.ui.i18n import Messages
 from service.web import json_response
 
 log = logging.getLogger(__name__)
 
-MAX_DAYS = 3 * 366
 K = TypeVar("K")
 V = TypeVar("V")
 # what the date boxes take (the browser checks it, `parse_day` decides): dd/mm/yyyy as shown, or
@@ -34,36 +34,19 @@ V = TypeVar("V")
 DAY_PATTERN = r"\d{1,2}\/\d{1,2}\/\d{4}|\d{4}-\d{2}-\d{2}"
 
 
-def _day(raw: str, name: str, t: Messages | None) -> date:
-    parsed = parse_day(raw)
-    if parsed is None:
-        raise ValidationError(
-            t("stats.err.date", field=t(f"stats.{name}"), value=raw) if t else
-            f"{name} must be a date (YYYY-MM-DD or dd/mm/yyyy)", field=name)
-    return date.fromisoformat(parsed)
-
-
 def parse_query(hub: Hub, query: Any,
                 t: Messages | None = None) -> tuple[Period, str | None, str]:
     """(period, commune or None, grouping) from `from`, `to`, `commune`, `by`; this month to
     today by default. Dates as dd/mm/yyyy (what the page shows) or YYYY-MM-DD (the API's).
-    Errors in English, or in `t`'s language for the page."""
-    today = local(hub.store.now_ms()).date()
-    first = _day(query["from"], "from", t) if query.get("from") else today.replace(day=1)
-    last = _day(query["to"], "to", t) if query.get("to") else today
-    if last < first:
-        raise ValidationError(t("stats.err.order") if t else "to must not be before from",
-                              field="to")
-    if (last - first).days >= MAX_DAYS:
-        raise ValidationError(t("stats.err.long", days=MAX_DAYS) if t else
-                              f"a period of at most {MAX_DAYS} days", field="to")
+    Errors in English, or in `t`'s language for the page (`service.reports.parse_period`)."""
+    period = reports.parse_period(query, local(hub.store.now_ms()).date(), t=t)
     commune = (query.get("commune") or "").strip() or None
     if commune is not None and not (commune.isdigit() and len(commune) == 5):
         raise ValidationError("commune must be a 5-digit code", field="commune")
     by = query.get("by") or "none"
     if by not in stats.GROUPINGS:
         raise ValidationError(f"by must be one of {', '.join(stats.GROUPINGS)}", field="by")
-    return Period(first, last), commune, by
+    return period, commune, by
 
 
 class StatsCache:
@@ -76,18 +59,18 @@ class StatsCache:
     size = 8
 
     def __init__(self) -> None:
-        self._facts: dict[tuple[int, int, str | None], tuple[int, list[fleet.Facts]]] = {}
+        self._facts: dict[tuple[int, int, str | None], tuple[int, list[stats.Facts]]] = {}
         self._reports: dict[tuple[Any, ...], tuple[int, int, int | None, dict[str, Any]]] = {}
 
     async def facts(self, store: HubStore, period: Period,
-                    commune: str | None) -> tuple[int, list[fleet.Facts]]:
-        """(log position, `fleet.stats_facts` for the period), reused if nothing was logged."""
+                    commune: str | None) -> tuple[int, list[stats.Facts]]:
+        """(log position, `reports.stats_facts` for the period), reused if nothing was logged."""
         key = (period.start_ms, period.end_ms, commune)
         position = await store.log_size()
         kept = self._facts.pop(key, None)
         if kept is None or kept[0] != position:
-            kept = (position, await fleet.stats_facts(store, period.start_ms, period.end_ms,
-                                                      commune))
+            kept = (position, await reports.stats_facts(store, period.start_ms, period.end_ms,
+                                                        commune))
         return self._keep(self._facts, key, kept)
 
     async def report(self, hub: Hub, period: Period, commune: str | None, by: str,

@@ -1,6 +1,6 @@
 """The fleet's SQL beyond the sync core: the tables of history and alerts, node items with health,
-health states and the alert log, and the facts statistics count (`central_hub.nodes.history` has the
-history's downsampling and chart series)."""
+health states and the alert log (`central_hub.nodes.history` has the history's downsampling and
+chart series; the facts statistics count are `service.reports`, shared with the edge)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from central_hub.nodes.health import DEFAULT_RULES, HealthRules, Reason, backlog_age_s, evaluate
-from protocol import codec
 from protocol.calendar import iso
 from service.sqlite import transaction
 
@@ -63,7 +62,6 @@ CREATE INDEX IF NOT EXISTS alert_log_at ON alert_log(at);
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 LOCAL_OFFSET_MS = 7 * HOUR_MS  # Vietnam, no daylight saving: local days start at 17:00 UTC
-CLOSED = ("resolved", "refused", "withdrawn", "stopped", "returned")
 ERROR_KINDS = (("credential", "auth"), ("protocol", "version"), ("version", "version"),
                ("hash chain", "chain"), ("origin", "identity"), ("node id", "identity"),
                ("limit", "too_large"), ("too large", "too_large"), ("zstd", "corrupt"),
@@ -248,69 +246,6 @@ async def alert_log(store: HubStore, limit: int = 100,
     return [{"id": r[0], "node": r[1], "at": iso(r[2]), "at_ms": r[2], "previous": r[3],
              "health": r[4], "why": json.loads(r[5]),
              "delivered": None if r[6] is None else bool(r[6])} for r in rows]
-
-
-# -- statistics ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What statistics need of one dossier: where, what, how it came in, and when it reached
-    each status (the first time)."""
-
-    commune: str
-    procedure: str
-    channel: str
-    received_at: int
-    due_at: int | None
-    reached: dict[str, int]
-    moves: tuple[tuple[int, str], ...] = ()
-
-    def status_at(self, ms: int) -> str | None:
-        """The status the dossier was in at `ms` (None: before any move)."""
-        current = None
-        for at, to in self.moves:
-            if at > ms:
-                break
-            current = to
-        return current
-
-
-async def stats_facts(store: HubStore, start_ms: int, end_ms: int,
-                      commune: str | None = None) -> list[Facts]:
-    """The dossiers that count in [start, end): received before its end and not closed before
-    its start (a dossier untouched since before the start in a closed status is skipped)."""
-    marks = ",".join("?" * len(CLOSED))
-    sql = ("SELECT id, commune, procedure, received_at, due_at, state FROM dossiers "
-           "WHERE received_at IS NOT NULL AND received_at < ? AND NOT (received_at < ? AND "
-           f"status IN ({marks}) AND updated_hlc < ?)")
-    args: list[Any] = [end_ms, start_ms, *CLOSED, start_ms << 16]
-    if commune:
-        sql += " AND commune=?"
-        args.append(commune)
-    async with store.reader.execute(sql, args) as cur:
-        rows = list(await cur.fetchall())
-    reached: dict[str, dict[str, int]] = {r[0]: {} for r in rows}
-    moves: dict[str, list[tuple[int, str]]] = {r[0]: [] for r in rows}
-    ids = list(reached)
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        async with store.reader.execute(
-                f"SELECT dossier, body FROM events WHERE dossier IN ({','.join('?' * len(chunk))})"
-                " AND kind='transition'", chunk) as cur:
-            for dossier, body in await cur.fetchall():
-                event = codec.decode_stored(body)
-                to, at = str(event.payload.get("to")), event.hlc >> 16
-                moves[dossier].append((at, to))
-                seen = reached[dossier]
-                if to not in seen or at < seen[to]:
-                    seen[to] = at
-    out = []
-    for dossier, commune_code, procedure, received, due, state in rows:
-        header = codec.unpack_stored(state).get("header") or {}
-        out.append(Facts(commune_code, procedure or "", header.get("channel") or "counter",
-                         int(received), due if isinstance(due, int) else None, reached[dossier],
-                         tuple(sorted(moves[dossier]))))
-    return out
 
 
 async def commune_names(store: HubStore) -> dict[str, str]:

@@ -18,8 +18,8 @@ from aiohttp import web
 
 from central_hub.portal import PAGE_PORTAL
 from central_hub.public import Public, public_of, shown_errors
+from protocol.attachments import MAX_ATTACHMENT
 from protocol.catalogue import FormField, Procedure
-from protocol.commands import MAX_ATTACHMENT
 from protocol.errors import ValidationError
 from protocol.events import MAX_LABEL
 from service.blobs import sniff

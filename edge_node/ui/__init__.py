@@ -22,6 +22,7 @@ from edge_node.ui import (
     inbox,
     intake,
     printing,
+    reports,
     syncview,
 )
 from edge_node.ui.desk import DESK, Desk, nav, procedure_name, status_label
@@ -59,5 +60,5 @@ def mount_desk(app: web.Application, *, store: EdgeStore, accounts: Accounts,
     renderer.hooks.append(context)
     app.router.add_routes([*home.routes(), *syncview.routes(), *intake.routes(), *inbox.routes(),
                            *dossiers.routes(), *edit.routes(), *printing.routes(), *admin.routes(),
-                           *clockcheck.routes()])
+                           *reports.routes(), *clockcheck.routes()])
     return desk

@@ -1,22 +1,18 @@
-"""Pages for the commune's admin (staff accounts) and leaders (statistics)."""
+"""Pages for the commune's admin: staff accounts (the leaders' statistics are `reports`)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time
 
 from aiohttp import web
 
 from edge_node.roles import PERMITS, ROLES
 from edge_node.ui.desk import desk_of
-from protocol import lifecycle
-from protocol.calendar import VN_TZ, to_ms
 from protocol.errors import ValidationError
-from service.accounts import USERNAME_RE
+from service.accounts import NAME_MAX, USERNAME_RE, check_name
 from service.ui import csrf
 from service.ui.render import flash, redirect
 from service.ui.session import need
-from service.worklists import day_bounds
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +24,8 @@ async def users_page(request: web.Request, errors: dict[str, str] | None = None,
     me = need(request, PERMITS["users"], "manage staff accounts")
     return await desk.renderer.page(request, "users.html", status=status,
                                     users=await desk.accounts.users(), roles=ROLES, me=me,
-                                    errors=errors or {}, values=values or {})
+                                    errors=errors or {}, values=values or {},
+                                    name_max=NAME_MAX)
 
 
 async def add_user(request: web.Request) -> web.StreamResponse:
@@ -48,9 +45,18 @@ async def add_user(request: web.Request) -> web.StreamResponse:
         errors["role"] = "users.bad_role"
     if len(password) < 8:
         errors["password"] = "password.short"
+    full_name, position = str(form.get("full_name", "")), str(form.get("position", ""))
+    for key, value in (("full_name", full_name), ("position", position)):
+        try:
+            check_name(value, key)
+        except ValidationError:
+            errors[key] = "users.bad_name"
     if errors:
-        return await users_page(request, errors, 422, {"username": username, "role": role})
+        return await users_page(request, errors, 422, {"username": username, "role": role,
+                                                       "full_name": full_name,
+                                                       "position": position})
     await desk.accounts.add_user(username, password, role)
+    await desk.accounts.set_profile(username, full_name, position)
     response = redirect("/users")
     flash(response, "users.added", username=username)
     return response
@@ -65,7 +71,10 @@ async def change_user(request: web.Request) -> web.StreamResponse:
     username, action = request.match_info["username"], request.match_info["action"]
     response = redirect("/users")
     try:
-        if action == "password":
+        if action == "profile":  # the name and position forms are signed with
+            await desk.accounts.set_profile(username, str(form.get("full_name", "")),
+                                            str(form.get("position", "")))
+        elif action == "password":
             await desk.accounts.reset_password(username, str(form.get("password", "")))
         elif action == "role":
             if username == me.username:
@@ -84,23 +93,7 @@ async def change_user(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def stats_page(request: web.Request) -> web.Response:
-    """GET /stats: dossiers by status, overdue, and this month's intake by procedure."""
-    desk = desk_of(request)
-    need(request, PERMITS["statistics"], "read statistics")
-    now, today = desk.store.now_ms(), desk.store.today()
-    month_start = to_ms(datetime.combine(today.replace(day=1), time(0), VN_TZ))
-    w = desk.worklists
-    by_status = await w.by_status()
-    return await desk.renderer.page(
-        request, "stats.html", by_status=[(s, by_status.get(s, 0)) for s in lifecycle.STATUSES],
-        total=sum(by_status.values()), overdue=await w.count_overdue(now),
-        month=await w.by_procedure(month_start, day_bounds(today)[1]),
-        today_count=(await w.received_on(today, now, limit=1)).count,
-        procedures=desk.store.catalogue.procedures, month_label=today.strftime("%m/%Y"))
-
-
 def routes() -> list[web.RouteDef]:
-    """Admin and leader routes."""
+    """Admin routes."""
     return [web.get("/users", users_page), web.post("/users", add_user),
-            web.post("/users/{username}/{action}", change_user), web.get("/stats", stats_page)]
+            web.post("/users/{username}/{action}", change_user)]

@@ -134,6 +134,23 @@ def conflict_marks(desk: Desk, t: Messages, view: dict[str, Any]) -> list[dict[s
     return out
 
 
+Signer = Callable[[str | None], dict[str, str]]
+
+
+async def signers(desk: Desk) -> Signer:
+    """Who a username is on a form's signature line: the account's full name and position
+    (users page), or nothing to print when they were not given or the actor is not a user here
+    (the province's operators): the person writes their name by hand, not a login."""
+    people = {u["username"]: u for u in await desk.accounts.users()}
+
+    def signer(username: str | None) -> dict[str, str]:
+        person = people.get(username or "") or {}
+        return {"username": username or "", "name": person.get("full_name") or "",
+                "position": person.get("position") or ""}
+
+    return signer
+
+
 def nav(request: web.Request, t: Messages) -> list[dict[str, Any]]:
     """The main navigation for the user's role, with access keys."""
     user = request.get(USER_KEY)
@@ -147,6 +164,9 @@ def nav(request: web.Request, t: Messages) -> list[dict[str, Any]]:
                   "current": path.startswith("/inbox")})
     items.append({"href": "/dossiers", "label": t("nav.list"), "key": "l",
                   "current": path == "/dossiers"})
+    if may(role, "register"):
+        items.append({"href": "/register", "label": t("nav.register"), "key": "",
+                      "current": path == "/register"})
     if may(role, "statistics"):
         items.append({"href": "/stats", "label": t("nav.stats"), "key": "",
                       "current": path == "/stats"})

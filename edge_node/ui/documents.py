@@ -23,7 +23,7 @@ from aiohttp import web
 
 from edge_node.ui.desk import Desk
 from edge_node.ui.intake_form import Error
-from protocol.commands import DOC_KINDS, MAX_ATTACHMENT
+from protocol.attachments import DOC_KINDS, MAX_ATTACHMENT
 from protocol.events import MAX_DOC_COUNT
 from service.blobs import sniff
 from service.ui.forms import Upload

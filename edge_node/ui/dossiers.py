@@ -1,4 +1,6 @@
-"""Dossier pages: the searchable list, one dossier with its history, transitions, conflicts and files."""
+"""Dossier pages: the searchable list, one dossier with its history, transitions (a supplement with
+its deadline, a hand-over with who collected the result), conflicts, files, and apologies with a
+new appointment (form 04)."""
 
 from __future__ import annotations
 
@@ -11,17 +13,21 @@ from aiohttp import web
 
 from edge_node.roles import PERMITS, may, transition_action
 from edge_node.ui.clockcheck import error_text
-from edge_node.ui.desk import conflict_marks, desk_of, show_value
+from edge_node.ui.desk import Desk, conflict_marks, desk_of, show_value
 from edge_node.ui.documents import COUNT_RE
 from edge_node.ui.history import last_supplement_request, timeline
+from edge_node.ui.printing import RECEIPTLESS
 from protocol import lifecycle
+from protocol.attachments import DOC_KINDS, MAX_ATTACHMENT
 from protocol.catalogue import Procedure
-from protocol.commands import DOC_KINDS, MAX_ATTACHMENT
 from protocol.errors import Conflict, ValidationError
 from protocol.events import MAX_DOC_COUNT
+from protocol.forms import APOLOGY_STATUSES, DEFAULT_SUPPLEMENT_DAYS
+from protocol.text import search_key
 from protocol.tracking import code_in_link
 from service.blobs import sniff
 from service.ui import csrf
+from service.ui.formats import iso_day, moment, parse_day
 from service.ui.forms import read_form
 from service.ui.i18n import Messages
 from service.ui.render import flash, redirect
@@ -33,30 +39,80 @@ PAGE_SIZE = 50
 
 
 async def listing(request: web.Request) -> web.StreamResponse:
-    """GET /dossiers: search by code, name (without diacritics) or citizen ID; filters; paging."""
+    """GET /dossiers: search by code, name (without diacritics) or citizen ID; filters; the
+    total, and pages both ways (keyset cursors for the neighbours, numbers for the rest)."""
     desk = desk_of(request)
     query = request.query
     q = code_in_link(query.get("q", "").strip()[:300]).strip()[:100]
     status = query.get("status") if query.get("status") in lifecycle.STATUSES else ""
     procedure = query.get("procedure") if desk.procedure(query.get("procedure")) else ""
     overdue, conflicts = query.get("overdue") == "1", query.get("conflicts") == "1"
-    after = query.get("after") or None
-    page = await desk.store.search(
-        q=q or None, status=status or None, procedure=procedure or None,
-        overdue_at=desk.store.now_ms() if overdue else None, conflicts_only=conflicts,
-        limit=PAGE_SIZE, after=after)
-    if q and not after and len(page.items) == 1 and page.items[0]["code"] == q:
+    after, before = query.get("after") or None, query.get("before") or None
+    number = int(query["page"]) if query.get("page", "").isdigit() else 1
+    filters: dict[str, Any] = {
+        "q": q or None, "status": status or None, "procedure": procedure or None,
+        "overdue_at": desk.store.now_ms() if overdue else None, "conflicts_only": conflicts}
+    # A page asked for by number needs the total first (past the last, the last is shown); the
+    # first page counts only when it is full (a search that finds a few walks its index once).
+    total = await desk.store.count(**filters) if number > 1 and not (after or before) else None
+    if total is not None:
+        number = min(number, max(1, -(-total // PAGE_SIZE)))
+    number = max(number, 1)
+    page = await desk.store.search(**filters, limit=PAGE_SIZE, after=after, before=before,
+                                   offset=0 if after or before else (number - 1) * PAGE_SIZE)
+    if total is None:
+        total = len(page.items) if number == 1 and not (page.next or page.prev) else \
+            await desk.store.count(**filters)
+    pages = max(1, -(-total // PAGE_SIZE))
+    if q and not (after or before) and len(page.items) == 1 and page.items[0]["code"] == q:
         return redirect(f"/dossiers/{page.items[0]['id']}")  # a scanned receipt QR code
+    if q:
+        t = desk.renderer.t(request)
+        for item in page.items:
+            item["matched"] = matched_field(desk, item, q, t.lang)
     params = {k: v for k, v in (("q", q), ("status", status), ("procedure", procedure),
                                 ("overdue", "1" if overdue else ""),
                                 ("conflicts", "1" if conflicts else "")) if v}
-    next_url = f"/dossiers?{urlencode({**params, 'after': page.next})}" if page.next else None
-    first_url = f"/dossiers?{urlencode(params)}" if after else None
+
+    def url(**extra: Any) -> str:
+        return "/dossiers?" + urlencode({**params, **extra})
+
     return await desk.renderer.page(
         request, "dossier_list.html", items=page.items, q=q, status_filter=status,
-        procedure=procedure, overdue=overdue, conflicts=conflicts, next_url=next_url,
-        first_url=first_url, statuses=list(lifecycle.STATUSES),
-        procedures=desk.store.catalogue.procedures, filtered=bool(params))
+        procedure=procedure, overdue=overdue, conflicts=conflicts, statuses=list(lifecycle.STATUSES),
+        procedures=desk.store.catalogue.procedures, filtered=bool(params), total=total,
+        number=number, pages=pages, first_shown=(number - 1) * PAGE_SIZE + 1 if page.items else 0,
+        next_url=url(after=page.next, page=number + 1) if page.next else None,
+        prev_url=url(before=page.prev, page=number - 1) if page.prev and number > 1 else None,
+        page_links=[(n, url(page=n) if n else "") for n in page_numbers(number, pages)])
+
+
+def matched_field(desk: Desk, item: dict[str, Any], q: str, lang: str) -> str:
+    """The searchable form field a text search found the dossier by ("Họ, chữ đệm, tên: Nguyễn
+    Văn Bình"), when it was not the applicant's name; empty otherwise."""
+    key, day = search_key(q), parse_day(q)
+    if key in search_key(item["applicant"].get("full_name") or ""):
+        return ""
+    proc = desk.procedure(item["procedure_code"])
+    for spec in proc.fields if proc else ():
+        value = item["fields"].get(spec.name)
+        if spec.searchable and isinstance(value, str) and (
+                value == day or (day is None and key and key in search_key(value))):
+            label = spec.label_vi if lang == "vi" else spec.label_en
+            return f"{label}: {iso_day(value) if spec.type == 'date' else value}"
+    return ""
+
+
+def page_numbers(current: int, pages: int, around: int = 2) -> list[int]:
+    """The page numbers to offer: the first, the last, and a few around the current one; 0
+    stands for a gap ("…")."""
+    shown = sorted({1, pages, *range(max(1, current - around), min(pages, current + around) + 1)})
+    out: list[int] = []
+    for n in shown:
+        if out and n > out[-1] + 1:
+            out.append(0)
+        out.append(n)
+    return out
 
 
 def field_rows(t: Messages, proc: Procedure | None, view: dict[str, Any]
@@ -93,6 +149,9 @@ async def dossier_page(request: web.Request) -> web.Response:
     files = [{**a, "here": a["sha256"] is not None and desk.store.blobs.has(a["sha256"])}
              for a in view["attachments"]]
     final = view["status"] in lifecycle.FINAL
+    calendar, today = desk.store.calendar, desk.store.today()
+    due = moment(view["due_at"])
+    after_due = max(today, due.date()) if due else today
     return await desk.renderer.page(
         request, "dossier.html", d=view, proc=proc, fields=fields, conflicts=conflicts,
         marks={c["field"]: c for c in conflicts}, moves=moves, files=files,
@@ -102,6 +161,10 @@ async def dossier_page(request: web.Request) -> web.Response:
         amend_hint=final and may(user.role, "edit") and not may(user.role, "amend"),
         can_attach=may(user.role, "attach"), can_comment=may(user.role, "comment"),
         doc_kinds=DOC_KINDS, max_count=MAX_DOC_COUNT, final=final,
+        receipt=view["status"] not in RECEIPTLESS,
+        can_apologize=view["status"] in APOLOGY_STATUSES and may(user.role, "apology"),
+        apology_day=calendar.next_working_day(after_due),
+        supplement_day=calendar.add_working_days(today, DEFAULT_SUPPLEMENT_DAYS),
         clock_text=error_text(view["clock_check"]["error_ms"], t.lang)
         if view.get("clock_check") else "")
 
@@ -111,13 +174,15 @@ def _back(dossier_id: str) -> str:
 
 
 async def _act(request: web.Request, action: str, body: dict[str, Any],
-               ok_key: str, **params: Any) -> web.StreamResponse:
-    """Run one write on the dossier, then come back to it with a notice either way."""
+               ok_key: str, errors: dict[str, str] | None = None,
+               **params: Any) -> web.StreamResponse:
+    """Run one write on the dossier, then come back to it with a notice either way (`errors`:
+    the notice for a refusal naming a field, instead of the protocol's own words)."""
     desk = desk_of(request)
     user = page_user(request)
     dossier_id = request.match_info["id"]
     method = {"transition": desk.store.transition, "resolve": desk.store.resolve,
-              "comment": desk.store.comment}[action]
+              "comment": desk.store.comment, "apology": desk.store.apologize}[action]
     response = redirect(_back(dossier_id))
     try:
         await method(dossier_id, body, user.username)
@@ -125,7 +190,11 @@ async def _act(request: web.Request, action: str, body: dict[str, Any],
         flash(response, "dossier.stale", "error")
         return response
     except ValidationError as exc:
-        flash(response, "dossier.invalid", "error", detail=exc.message)
+        key = (errors or {}).get(exc.field or "")
+        if key:
+            flash(response, key, "error")
+        else:
+            flash(response, "dossier.invalid", "error", detail=exc.message)
         return response
     desk.loop.kick()
     flash(response, ok_key, **params)
@@ -139,15 +208,43 @@ async def transition(request: web.Request) -> web.StreamResponse:
     target = str(form.get("to", ""))
     need(request, PERMITS[transition_action(target)], "change this status")
     note = str(form.get("note", "")).strip()
-    if target == "supplement_requested" and not note:
+    body: dict[str, Any] = {"to": target, "base": str(form.get("base", "")) or None,
+                            "note": note}
+    problem = None
+    if target == "supplement_requested":  # form 02: what to bring, and by when
+        body["supplement_by"] = parse_day(str(form.get("supplement_by", "")))
+        problem = None if note else "dossier.note_required"
+        problem = problem or (None if body["supplement_by"] else "dossier.deadline_required")
+    elif target == "returned":  # the hand-over: who took the result, on which ID document
+        body["handover"] = {k: " ".join(str(form.get(k, "")).split())
+                            for k in ("collected_by", "id_document")}
+        problem = None if all(body["handover"].values()) else "dossier.handover_required"
+    if problem:
         response = redirect(_back(request.match_info["id"]))
-        flash(response, "dossier.note_required", "error")
+        flash(response, problem, "error")
         return response
     t = desk_of(request).renderer.t(request)
     _, vi, en = lifecycle.STATUSES.get(target, (0, target, target))
-    return await _act(request, "transition",
-                      {"to": target, "base": str(form.get("base", "")) or None, "note": note},
-                      "dossier.moved", status=vi if t.lang == "vi" else en)
+    return await _act(request, "transition", body, "dossier.moved",
+                      {"supplement_by": "dossier.deadline_rule"},
+                      status=vi if t.lang == "vi" else en)
+
+
+async def apology(request: web.Request) -> web.StreamResponse:
+    """POST /dossiers/{id}/apology: form 04, a new appointment for a dossier that will be late."""
+    form = await request.post()
+    csrf.check(request, form)
+    need(request, PERMITS["apology"], "apologize with a new appointment")
+    day = parse_day(str(form.get("new_due_day", "")))
+    hour = str(form.get("new_due_time", "")).strip() or "17:00"
+    reason = str(form.get("reason", "")).strip()
+    if not reason or day is None:
+        response = redirect(_back(request.match_info["id"]))
+        flash(response, "dossier.apology_reason" if not reason else "dossier.apology_date",
+              "error")
+        return response
+    return await _act(request, "apology", {"new_due": f"{day}T{hour}", "reason": reason},
+                      "dossier.apologized", {"new_due": "dossier.apology_date"})
 
 
 async def resolve(request: web.Request) -> web.StreamResponse:
@@ -212,5 +309,6 @@ def routes() -> list[web.RouteDef]:
         web.post("/dossiers/{id}/transition", transition),
         web.post("/dossiers/{id}/resolve", resolve),
         web.post("/dossiers/{id}/comments", comment),
+        web.post("/dossiers/{id}/apology", apology),
         web.post("/dossiers/{id}/attachments", attach),
     ]

@@ -29,7 +29,7 @@ SUBMITTED = "submitted"
 ANSWERS: dict[str, tuple[str, bool, str]] = {
     "accept": ("accepted", False, "/dossiers/{id}?new=1"),
     "supplement": ("supplement_requested", True, "/dossiers/{id}/supplement"),
-    "refuse": ("refused", True, "/dossiers/{id}"),
+    "refuse": ("refused", True, "/dossiers/{id}/refusal"),
 }
 
 

@@ -1,10 +1,13 @@
 """New dossier: pick a procedure, fill its form (generated from the catalogue), list the documents
 received (a scan for each is optional), save, and go to the dossier with its receipt one key press
-away. A refused form comes back with everything typed and every chosen scan kept."""
+away — or refuse it at the counter with the reasons (form 03, no receipt). A form the server
+sends back (an error, or likely duplicates to look at first) keeps everything typed and every
+chosen scan."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -12,9 +15,10 @@ from edge_node.roles import PERMITS
 from edge_node.ui.desk import Desk, desk_of
 from edge_node.ui.documents import MAX_DOCS, Scan, filled_rows, kept_view, read_documents
 from edge_node.ui.intake_form import Error, check_intake
+from protocol.attachments import DOC_KINDS, MAX_ATTACHMENT
 from protocol.calendar import due_at
 from protocol.catalogue import FormField, Procedure
-from protocol.commands import DOC_KINDS, MAX_ATTACHMENT
+from protocol.duplicates import likely_duplicates
 from protocol.errors import NotFound, ValidationError
 from protocol.events import MAX_DOC_COUNT
 from service.ui import csrf
@@ -60,7 +64,8 @@ def limit_text(desk: Desk, proc: Procedure, lang: str) -> str:
 
 async def _form_page(request: web.Request, desk: Desk, proc: Procedure, values: dict[str, str],
                      errors: dict[str, Error], status: int = 200,
-                     held: dict[int, Scan] | None = None) -> web.Response:
+                     held: dict[int, Scan] | None = None,
+                     duplicates: list[dict[str, Any]] | None = None) -> web.Response:
     t = desk.renderer.t(request)
     now = desk.store.now_ms()
     expected = due_at(now, proc.limit_days, proc.same_day_cutoff, desk.store.calendar)
@@ -71,7 +76,8 @@ async def _form_page(request: web.Request, desk: Desk, proc: Procedure, values: 
         groups=field_groups(proc), expected_due=expected, limit=limit_text(desk, proc, t.lang),
         doc_rows=max(DOC_ROWS, filled_rows(values, held)), max_docs=MAX_DOCS,
         doc_kinds=DOC_KINDS, max_count=MAX_DOC_COUNT, kept=kept_view(desk, request, held),
-        suggestions=SUGGESTED_DOCS.get(proc.code, ()), today=desk.store.today())
+        suggestions=SUGGESTED_DOCS.get(proc.code, ()), today=desk.store.today(),
+        duplicates=duplicates or [], refusing=values.get("action") == "refuse")
 
 
 async def new_dossier(request: web.Request) -> web.Response:
@@ -91,8 +97,10 @@ async def new_dossier(request: web.Request) -> web.Response:
 
 
 async def create_dossier(request: web.Request) -> web.StreamResponse:
-    """POST /dossiers/new: check, save, list the documents (with their scans), then show the
-    dossier; refused, show the form again with the scans kept."""
+    """POST /dossiers/new: check, save (accepted, or refused at the counter with `action=refuse`),
+    list the documents (with their scans), then show the dossier. Invalid (422), or likely a
+    duplicate the clerk has not yet gone past (409, `dup_ok` names the codes seen): the form
+    again, with the scans kept."""
     desk = desk_of(request)
     user = need(request, PERMITS["intake"], "receive dossiers")
     values, files = await read_form(request, max_file=MAX_ATTACHMENT + 1, max_files=MAX_DOCS)
@@ -100,10 +108,18 @@ async def create_dossier(request: web.Request) -> web.StreamResponse:
     proc = desk.procedure(values.get("procedure_code"))
     if proc is None:
         raise ValidationError("choose a procedure from the catalogue", field="procedure_code")
-    checked = check_intake(proc, values, desk.store.today())
+    refusing = values.get("action") == "refuse"
+    checked = check_intake(proc, values, desk.store.today(), refusing=refusing)
     docs, held = await read_documents(desk, request, values, files, checked.errors)
     if not checked.ok:
         return await _form_page(request, desk, proc, values, checked.errors, 422, held)
+    if not refusing:
+        found = await _duplicates(desk, proc, checked.body)
+        seen = set(values.get("dup_ok", "").split())  # the codes the clerk was shown
+        if found and not {d["code"] for d in found} <= seen:
+            return await _form_page(request, desk, proc, values, {}, 409, held, found)
+        if found:
+            checked.body["duplicates"] = [d["code"] for d in found]
     try:
         view = await desk.store.create(checked.body, user.username)
     except ValidationError as exc:  # a rule the friendly check does not know: show it anyway
@@ -113,8 +129,17 @@ async def create_dossier(request: web.Request) -> web.StreamResponse:
         await desk.store.attach(view["id"], doc.entry(), user.username)
     desk.loop.kick()
     response = redirect(f"/dossiers/{view['id']}?new=1")
-    flash(response, "intake.saved", code=view["code"])
+    flash(response, "intake.refused" if refusing else "intake.saved", code=view["code"])
     return response
+
+
+async def _duplicates(desk: Desk, proc: Procedure, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Dossiers the new one likely repeats (found by the applicant's citizen ID, its own index)."""
+    citizen = body["applicant"].get("citizen_id")
+    if not citizen:
+        return []
+    page = await desk.store.search(q=citizen, procedure=proc.code, limit=50)
+    return likely_duplicates(body, proc, page.items, desk.store.now_ms())
 
 
 def routes() -> list[web.RouteDef]:

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from protocol.catalogue import FormField, Procedure
+from protocol.forms import MAX_REASONS
 from service.ui.formats import parse_day
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,11 @@ def check_field(spec: FormField, raw: str, today: date) -> tuple[Any, Error | No
     return value, None
 
 
-def check_intake(procedure: Procedure, raw: Mapping[str, str], today: date) -> IntakeInput:
-    """Check a whole intake form for `procedure`."""
+def check_intake(procedure: Procedure, raw: Mapping[str, str], today: date, *,
+                 refusing: bool = False) -> IntakeInput:
+    """Check a whole intake form for `procedure`. `refusing` (form 03): a refusal is often for
+    an incomplete form, so only the applicant's name and the reasons are required; whatever
+    else was typed must still be valid."""
     errors: dict[str, Error] = {}
     applicant = check_applicant(raw, today, errors)
     fields: dict[str, Any] = {}
@@ -116,7 +120,19 @@ def check_intake(procedure: Procedure, raw: Mapping[str, str], today: date) -> I
             errors[f"fields.{spec.name}"] = problem
         if value is not None:
             fields[spec.name] = value
-    body = {"procedure_code": procedure.code, "applicant": applicant, "fields": fields}
+    body: dict[str, Any] = {"procedure_code": procedure.code, "applicant": applicant,
+                            "fields": fields}
+    if refusing:
+        errors = {k: e for k, e in errors.items()
+                  if e[0] != "v.required" or k == "applicant.full_name"}
+        reasons = "\n".join(" ".join(line.split())
+                            for line in str(raw.get("refuse_reasons", "")).splitlines()
+                            if line.strip())
+        if not reasons:
+            errors["refuse_reasons"] = ("v.required", {})
+        elif len(reasons) > MAX_REASONS:
+            errors["refuse_reasons"] = ("v.too_long", {"max": MAX_REASONS})
+        body["refuse"] = {"reasons": reasons}
     return IntakeInput(body, errors)
 
 

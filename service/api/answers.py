@@ -11,13 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import msgspec
+from service.api.answer import Answer
+from service.api.form_answers import ApologyView, HandoverView, Refusal
 
 log = logging.getLogger(__name__)
-
-
-class Answer(msgspec.Struct, kw_only=True):
-    """A JSON answer."""
 
 
 class Error(Answer):
@@ -157,16 +154,22 @@ class HistoryLine(Answer):
 
 
 class Dossier(DossierSummary):
-    """A dossier with its history."""
+    """A dossier with its history, and what the one-stop forms recorded in it."""
 
     history: list[HistoryLine]
+    refusal: Refusal | None
+    apologies: list[ApologyView]
+    appointment_at: str | None  # the latest apology's new date; due_at stays the legal one
+    handover: HandoverView | None
 
 
 class DossierPage(Answer):
-    """One page of dossiers; pass `next` as `after` for the following one (null: the last)."""
+    """One page of dossiers; pass `next` as `after` for the following one (null: the last), and
+    `prev` as `before` for the one before it (null: the first)."""
 
     items: list[DossierSummary]
     next: str | None
+    prev: str | None
 
 
 class Rejection(Answer):

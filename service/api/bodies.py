@@ -55,14 +55,36 @@ class Applicant(Body, forbid_unknown_fields=True):
 
 
 
-class NewDossier(Body):
-    """POST /api/dossiers: a dossier received at the desk."""
+class Refusal(Body):
+    """A refusal at the counter (form 03): the dossier is recorded as `refused`, no due date."""
+
+    reasons: Annotated[str, Meta(min_length=1, max_length=2000, description="one per line")]
+
+
+class Handover(Body):
+    """Who collected the result, and the ID document they showed (the move to returned)."""
+
+    collected_by: Annotated[str, Meta(min_length=1, max_length=100)]
+    id_document: Annotated[str, Meta(min_length=1, max_length=100)]
+
+
+class DossierBody(Body):
+    """What every new dossier gives: the procedure, the applicant and the form."""
 
     procedure_code: Annotated[str, Meta(description="a code from GET /api/procedures")]
     applicant: Applicant
     fields: Annotated[dict[str, Any], Meta(
         description="the procedure's form fields, by name (GET /api/procedures)")] = {}
     channel: Annotated[str, Meta(extra_json_schema={"enum": list(CHANNELS)})] = "counter"
+
+
+class NewDossier(DossierBody, kw_only=True):
+    """POST /api/dossiers: a dossier received at the desk."""
+
+    refuse: Refusal | None = None
+    duplicates: Annotated[list[str], Meta(max_length=20, description=(
+        "codes of likely duplicates the desk showed and the clerk went on past (kept in the "
+        "history)"))] | None = None
 
 
 class SubmittedDocument(Body, forbid_unknown_fields=True):
@@ -77,7 +99,7 @@ class SubmittedDocument(Body, forbid_unknown_fields=True):
     count: Annotated[int, Meta(description="how many (1–99)")] | None = None
 
 
-class Submission(NewDossier, kw_only=True):
+class Submission(DossierBody, kw_only=True):
     """POST /api/submissions: a dossier filed online, for its competent commune (the portal's
     key); validated like a dossier received at a desk."""
 
@@ -115,6 +137,10 @@ class Transition(Body):
     to: Status
     base: Version | None = None
     note: Note | None = None
+    handover: Handover | None = None
+    supplement_by: Annotated[str, Meta(description=(
+        "form 02's deadline for the documents, YYYY-MM-DD (the move to supplement_requested)"
+    ))] | None = None
 
 
 class Resolve(Body):
@@ -129,6 +155,14 @@ class Comment(Body):
     """POST /api/dossiers/{id}/comments."""
 
     text: Annotated[str, Meta(min_length=1, max_length=MAX_NOTE)]
+
+
+class Apology(Body):
+    """POST /api/dossiers/{id}/apology: form 04."""
+
+    new_due: Annotated[str, Meta(description=(
+        "the new appointment: a working day YYYY-MM-DD (at 17:00) or YYYY-MM-DDTHH:MM"))]
+    reason: Annotated[str, Meta(min_length=1, max_length=2000)]
 
 
 class Upload(Body):
@@ -151,6 +185,7 @@ class DossierQuery(Body):
     conflicts: Annotated[bool, Meta(description="only dossiers with open conflicts")] = False
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 50
     after: Annotated[str, Meta(description="the `next` of the previous page")] | None = None
+    before: Annotated[str, Meta(description="a page's `prev`: the page before it")] | None = None
 
 
 class ClockCheckQuery(Body):

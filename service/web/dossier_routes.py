@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from protocol.commands import ATTACHMENT_TYPES, MAX_ATTACHMENT
+from protocol.attachments import ATTACHMENT_TYPES, MAX_ATTACHMENT
 from protocol.errors import NotFound, ValidationError
 from protocol.lifecycle import STATUSES
 from service.accounts import User
@@ -37,12 +37,14 @@ class DossierService(Protocol):
 
     async def search(self, *, status: str | None = ..., q: str | None = ...,
                    commune: str | None = ..., conflicts_only: bool = ...,
-                   limit: int = ..., after: str | None = ...) -> Any: ...
+                   limit: int = ..., after: str | None = ...,
+                   before: str | None = ...) -> Any: ...
     async def view(self, dossier_id: str, commune: str | None = ...) -> dict[str, Any]: ...
     async def edit(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def transition(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def resolve(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def comment(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
+    async def apologize(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def attach(self, dossier_id: str, info: dict[str, Any],
                      actor: str) -> dict[str, Any]: ...
     @property
@@ -63,8 +65,8 @@ def dossier_routes(store: DossierService, on_write: Callable[[], None] = lambda:
             raise ValidationError(f"unknown status {query.status!r}", field="status")
         page = await store.search(status=query.status, q=query.q, commune=query.commune,
                                   conflicts_only=query.conflicts, limit=query.limit,
-                                  after=query.after)
-        return json_response({"items": page.items, "next": page.next})
+                                  after=query.after, before=query.before)
+        return json_response({"items": page.items, "next": page.next, "prev": page.prev})
 
     @operation("One dossier with its history", tag="dossiers", answer=answers.Dossier)
     async def one(request: web.Request) -> web.Response:
@@ -141,4 +143,9 @@ def dossier_routes(store: DossierService, on_write: Callable[[], None] = lambda:
         web.post("/api/dossiers/{id}/comments", writer(
             "comment", store.comment, bodies.Comment, "Comment on a dossier",
             "Comments never conflict.")),
+        web.post("/api/dossiers/{id}/apology", writer(
+            "apology", store.apologize, bodies.Apology, "Apologize with a new appointment",
+            "Form 04, for a dossier that will be late: the new date is recorded and shown; the "
+            "due date stays (the dossier still counts as late). 409 unless it is being "
+            "processed.")),
     ]

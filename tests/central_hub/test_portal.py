@@ -134,6 +134,20 @@ async def test_refused_exactly_like_desk_intake_and_nothing_stored(
     assert await counts(hub) == before
 
 
+async def test_a_filing_cannot_be_a_refusal_at_the_counter(net: Net, desk: EdgeHandle) -> None:
+    """The desk's own keys (a refusal at the counter, duplicates gone past) mean nothing in a
+    filing: it is submitted, whatever the portal sends."""
+    hub = net.hub
+    assert hub is not None
+    key = await portals(hub).add("dvc")
+    status, made = await hub.api.post("/api/submissions", filing(
+        refuse={"reasons": "x"}, duplicates=["02245.01-260105-0001"]), token=key)
+    assert status == 201, made
+    payload = (await hub.store.history(made["id"]))[0].payload
+    assert payload["status"] == "submitted" and "reasons" not in payload
+    assert "duplicates" not in payload
+
+
 @pytest.mark.parametrize(("commune", "names"), [
     ("99999", "99999 is not a commune"),  # not in the list, never enrolled
     ("02254", "02254 Xã Hồng Thái has no desk"),  # listed, but no desk enrolled

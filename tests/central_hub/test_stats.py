@@ -31,9 +31,8 @@ from typing import Any
 import pytest
 
 from central_hub.dashboard import statsview
-from central_hub.nodes.fleet import Facts
-from central_hub.stats import COUNTS, Period, report, steady_until
 from protocol.calendar import VN_TZ, iso, to_ms
+from protocol.stats import COUNTS, Facts, Period, report, steady_until
 from tests.central_hub.operator import operator
 from tests.harness import EdgeHandle, Net, birth
 

@@ -299,8 +299,11 @@ async def test_status_filter(edge: EdgeHandle) -> None:
 async def test_search_by_code_prefix_citizen_id_and_name_without_diacritics(
         edge: EdgeHandle) -> None:
     names = ["Nguyễn Văn An", "Nguyễn Văn Bảo", "Trần Thị Hoa", "Đặng Văn Tú", "Nguyễn Thị Lan"]
-    made = [await create(edge, name=n, citizen_id=citizen(i)) for i, n in enumerate(names)]
-    made += [await create(edge, name=f"Lò Văn {i}", citizen_id=citizen(10 + i)) for i in range(7)]
+    # each child named after its applicant: a name search also finds the child's (issue 18.8)
+    made = [await create(edge, name=n, citizen_id=citizen(i), child_full_name=f"Con {n}")
+            for i, n in enumerate(names)]
+    made += [await create(edge, name=f"Lò Văn {i}", citizen_id=citizen(10 + i),
+                          child_full_name=f"Con Lò Văn {i}") for i in range(7)]
     by_name = {d["applicant"]["full_name"]: d for d in made}
 
     async def q(term: str) -> set[str]:

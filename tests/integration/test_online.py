@@ -123,7 +123,11 @@ async def test_filed_online_answered_at_the_desk_and_tracked(tmp_path: Path,
         accepted, refused, asked = (f["id"] for f in filed)
         landed = await desk.answer(accepted, "accept")
         assert landed.endswith(f"/dossiers/{accepted}?new=1"), landed
-        await desk.answer(refused, "refuse", "Hồ sơ không thuộc thẩm quyền của xã\nThiếu tờ khai")
+        landed = await desk.answer(refused, "refuse",
+                                   "Hồ sơ không thuộc thẩm quyền của xã\nThiếu tờ khai")
+        assert landed.endswith(f"/dossiers/{refused}/refusal"), landed  # form 03, to print
+        _, form03 = await desk.page(f"/dossiers/{refused}/refusal")
+        assert "PHIẾU TỪ CHỐI" in form03 and "Thiếu tờ khai" in form03
         landed = await desk.answer(asked, "supplement", "Giấy chứng sinh (bản chính)")
         assert landed.endswith(f"/dossiers/{asked}/supplement"), landed  # form 02, to print
         _, inbox = await desk.page("/inbox")

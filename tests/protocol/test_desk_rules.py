@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from protocol.attachments import attach_draft
 from protocol.calendar import Calendar
 from protocol.catalogue import DEFAULT_CATALOGUE
 from protocol.commands import (
     Draft,
-    attach_draft,
     closed_status,
     create_draft,
     encode_version,

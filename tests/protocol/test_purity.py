@@ -21,7 +21,7 @@ FORBIDDEN_CALLS = frozenset({
 })
 EXPECTED_MODULES = {
     "errors", "hlc", "events", "codec", "merge", "lifecycle", "catalogue", "calendar", "commands",
-    "views", "messages",
+    "views", "messages", "stats", "forms", "attachments", "duplicates",
 }
 
 

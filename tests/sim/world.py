@@ -50,7 +50,7 @@ from edge_node.store import EdgeStore
 from edge_node.sync import SyncClient
 from protocol import codec, lifecycle
 from protocol.calendar import VN_TZ
-from protocol.errors import Conflict, NotFound, StoreError, TransportError
+from protocol.errors import Conflict, NotFound, StoreError, TransportError, ValidationError
 from protocol.merge import DossierState, digest, from_plain
 from protocol.refdata import DEFAULT_HOLIDAYS_DATA, parse_holidays
 from service import crashpoints
@@ -300,6 +300,8 @@ class World:
             view = await call
         except Conflict as exc:
             outcome = f"409 {exc.message}"
+        except ValidationError as exc:  # an edit of a closed dossier without its reason
+            outcome = f"422 {exc.message}"
         else:
             who.remember(view)
             outcome = _set_outcome(view)

@@ -140,6 +140,8 @@ async def test_a_clerk_processes_and_a_leader_approves_until_returned(
     await page.locator("#note").fill("Đã ký giấy khai sinh")
     await page.get_by_role("button", name="Đã xử lý xong").click()
     await expect(page.locator(".flash")).to_contain_text("Đã xử lý xong")
+    await expect(page.locator("#collected-by")).to_have_value(d["applicant"]["full_name"])
+    await page.locator("#id-document").fill("Căn cước 008090000001")  # the hand-over
     await page.get_by_role("button", name="Đã trả kết quả").click()
     await expect(page.locator(".dossier-head")).to_contain_text("Đã trả kết quả")
     await expect(page.locator(".moves")).to_have_count(0)  # final: nothing more to do

@@ -61,7 +61,16 @@ async def test_keyset_paging(edge: EdgeHandle, staff: Callable[[], Staff]) -> No
     second = await clerk.get(match.group(1).replace("&amp;", "&"))
     assert len(codes(second.text)) == 3 and 'rel="next"' not in second.text
     assert set(codes(first.text) + codes(second.text)) == {d["code"] for d in made}
-    assert "Trang đầu" in second.text
+    assert 'rel="prev"' in second.text and "Trang 2/2" in second.text
+    assert "Tìm thấy 53 hồ sơ" in first.text and "hồ sơ 1–50" in first.text
+    back = re.search(r'href="(/dossiers\?before=[^"]+)" class="button" rel="prev"', second.text)
+    assert back
+    again = await clerk.get(back.group(1).replace("&amp;", "&"))
+    assert codes(again.text) == codes(first.text) and 'rel="prev"' not in again.text
+    numbered = await clerk.get("/dossiers?page=2")
+    assert codes(numbered.text) == codes(second.text) and "hồ sơ 51–53" in numbered.text
+    assert 'aria-current="page">2<' in numbered.text
+    assert codes((await clerk.get("/dossiers?page=99")).text) == codes(second.text)  # the last
 
 
 async def test_supplement_request_prints_form_02(
@@ -76,7 +85,8 @@ async def test_supplement_request_prints_form_02(
     assert "Hãy ghi các giấy tờ cần bổ sung" in page.text
     page = await clerk.post(f"/dossiers/{d['id']}/transition", {
         "to": "supplement_requested", "base": d["version"],
-        "note": "Giấy chứng sinh (bản chính)\n\nCăn cước của người đi đăng ký"})
+        "note": "Giấy chứng sinh (bản chính)\n\nCăn cước của người đi đăng ký",
+        "supplement_by": edge.store.today().strftime("%d/%m/%Y")})
     assert "Yêu cầu bổ sung giấy tờ" in page.text and 'id="print-supplement"' in page.text
     slip = await clerk.get(f"/dossiers/{d['id']}/supplement")
     assert slip.status == 200
@@ -141,3 +151,56 @@ async def test_an_unknown_dossier_is_a_404_page(staff: Callable[[], Staff]) -> N
                  "/dossiers/not-an-id/receipt"):
         page = await clerk.get(path)
         assert page.status == 404 and "Không tìm thấy" in page.text, path
+
+
+async def test_the_api_pages_back_with_prev(edge: EdgeHandle) -> None:
+    """GET /api/dossiers: `prev` as `before` walks back over the pages `next` walked."""
+    for i in range(7):
+        await create(edge, i)
+    forward, after = [], None
+    while True:
+        status, page = await edge.api.get("/api/dossiers?limit=3" + (f"&after={after}" if after
+                                                                      else ""))
+        assert status == 200, page
+        forward.append([d["id"] for d in page["items"]])
+        after = page["next"]
+        if after is None:
+            break
+    assert [len(p) for p in forward] == [3, 3, 1]
+    backward, before = [forward[-1]], page["prev"]
+    while before is not None:
+        status, page = await edge.api.get(f"/api/dossiers?limit=3&before={before}")
+        assert status == 200, page
+        backward.insert(0, [d["id"] for d in page["items"]])
+        before = page["prev"]
+    assert backward == forward
+    status, answer = await edge.api.get("/api/dossiers?before=garbage")
+    assert status == 422 and answer["field"] == "before", answer
+
+
+async def test_search_by_a_name_or_date_in_the_form_by_phone_and_by_day(
+        edge: EdgeHandle, staff: Callable[[], Staff]) -> None:
+    """Item 18.8: people ask by the child's name; the catalogue's searchable fields are found."""
+    binh = await create(edge, 1, child_full_name="Lò Văn Bình", child_birth_date="2025-10-02")
+    other = await create(edge, 2, child_full_name="Hà Thị Mây", mother_full_name="Lò Thị Bình")
+    status, changed = await edge.api.patch(f"/api/dossiers/{other['id']}", {
+        "set": {"applicant.phone": "0987 654 321"}, "base": other["version"]})
+    assert status == 200, changed
+    clerk = staff()
+    await clerk.login("clerk1")
+    page = await clerk.get("/dossiers?q=lo+van+binh")  # the child's name, no diacritics
+    assert codes(page.text) == [binh["code"]]
+    assert "Họ, chữ đệm, tên: Lò Văn Bình" in page.text  # why it was found
+    page = await clerk.get("/dossiers?q=02/10/2025")  # the child's date of birth
+    assert codes(page.text) == [binh["code"]] and "Ngày, tháng, năm sinh: 02/10/2025" in page.text
+    page = await clerk.get("/dossiers?q=lo+thi+binh")  # the mother's name: not searchable
+    assert codes(page.text) == []
+    page = await clerk.get("/dossiers?q=0987.654.321")  # by phone, however it is typed
+    assert codes(page.text) == [other["code"]]
+    page = await clerk.get("/dossiers?q=%2B84987654321")
+    assert codes(page.text) == [other["code"]]
+    today = edge.store.today().strftime("%d/%m/%Y")
+    page = await clerk.get("/dossiers?q=" + today)  # received that day
+    assert set(codes(page.text)) == {binh["code"], other["code"]}
+    status, found = await edge.api.get("/api/dossiers?q=lo+van+binh")
+    assert status == 200 and [d["code"] for d in found["items"]] == [binh["code"]]

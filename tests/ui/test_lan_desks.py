@@ -29,8 +29,9 @@ from tests.ui.browser import ARGS, CHROMIUM, Tab
 
 DESKS = 5
 SCAN = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+# each desk a different child: the same child again would be flagged as a likely duplicate
 APPLICANT = ("{name}", "008090001234", "0912 345 678", "Thôn Nà Khá, xã Côn Lôn", "Cha",
-             "Nguyễn Văn Bình", "20/11/2025", "Hai mươi tháng mười một năm hai nghìn không trăm "
+             "Con Của {name}", "20/11/2025", "Hai mươi tháng mười một năm hai nghìn không trăm "
              "hai mươi lăm")
 REST = ("Tày", "Việt Nam", "Trạm y tế xã Côn Lôn", "Côn Lôn, Tuyên Quang", "Hoàng Thị Cúc",
         "1995")

@@ -102,9 +102,12 @@ async def test_api_clerk_work_is_refused_to_an_admin(edge: EdgeHandle) -> None:
 
 async def test_pages_by_role(edge: EdgeHandle, staff: Callable[[], Staff]) -> None:
     expected = {
-        "clerk1": {"/": 200, "/dossiers/new": 200, "/stats": 403, "/users": 403},
-        "leader1": {"/": 200, "/dossiers/new": 200, "/stats": 200, "/users": 403},
-        "admin1": {"/": 200, "/dossiers/new": 403, "/stats": 403, "/users": 200},
+        "clerk1": {"/": 200, "/dossiers/new": 200, "/stats": 403, "/users": 403,
+                   "/register": 200},
+        "leader1": {"/": 200, "/dossiers/new": 200, "/stats": 200, "/users": 403,
+                    "/register": 200},
+        "admin1": {"/": 200, "/dossiers/new": 403, "/stats": 403, "/users": 200,
+                   "/register": 403},
     }
     for user, pages in expected.items():
         person = staff()
@@ -117,6 +120,7 @@ async def test_pages_by_role(edge: EdgeHandle, staff: Callable[[], Staff]) -> No
         nav = (await person.get("/")).text.split('class="mainnav"')[1].split("</nav>")[0]
         assert ('href="/users"' in nav) == (user == "admin1")
         assert ('href="/stats"' in nav) == (user == "leader1")
+        assert ('href="/register"' in nav) == (user != "admin1")
         assert ('href="/dossiers/new"' in nav) == (user != "admin1")
 
 

@@ -54,7 +54,10 @@
       return file.size > MAX_FILE ? "FileSize" : "";
     }
     var value = el.value.trim();
-    if (!value) { return el.required ? "Required" : ""; }
+    var refusing = form.dataset.refusing === "1";
+    if (el.dataset.check === "reasons") { return refusing && !value ? "Required" : ""; }
+    // a refusal (form 03) needs only the applicant's name; what was typed must still be valid
+    if (!value) { return el.required && (!refusing || el.name === "applicant.full_name") ? "Required" : ""; }
     switch (el.dataset.check) {
       case "docname": return value.replace(/\s+/g, " ").length > MAX_NAME ? "TooLong" : "";
       case "count": return /^\d{1,2}$/.test(value) && +value >= 1 ? "" : "DocCount";
@@ -98,12 +101,14 @@
       });
     });
     form.addEventListener("submit", function (ev) {
+      var submitter = ev.submitter || null;
+      form.dataset.refusing = submitter && submitter.value === "refuse" ? "1" : "";
       var unread = fields(form).filter(function (el) {
         return el.type === "file" && el.files && el.files[0] && !el.dataset.sniffed;
       });
       if (unread.length) {  // a file picked a moment ago: read its first bytes, then try again
         ev.preventDefault();
-        Promise.all(unread.map(sniff)).then(function () { form.requestSubmit(); });
+        Promise.all(unread.map(sniff)).then(function () { form.requestSubmit(submitter); });
         return;
       }
       var bad = fields(form).filter(function (el) { return !show(form, el); });

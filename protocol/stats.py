@@ -1,16 +1,22 @@
 """One-stop statistics per commune × procedure × period, as the provincial reports count them.
 
-For a period [start, end) (Vietnamese days; `to` is the last day counted):
-- received: in the period, by channel (online, at the counter, by post); carried over: received
+The edge (its own commune, offline) and the hub (every commune) count with this one module, from
+the facts `service.reports.stats_facts` reads. For a period [start, end) (Vietnamese days; `to` is
+the last day counted):
+- received: in the period, by channel (online, at the counter, by post) — a dossier refused at the
+  counter (form 03) was never received: it counts as refused only; carried over: received
   before the period and not yet closed (resolved, refused, withdrawn, stopped, returned) at its start;
 - resolved (the first move to `resolved` in the period): early if on a day before the due day, late
   if after the due time, otherwise on time;
 - in progress at the end of the period (or now, if that is sooner): received and not closed, not yet
   due or overdue (past the due time, which a supplement pause has already pushed back; a dossier
   awaiting a supplement then is paused, so not overdue, as `protocol.calendar.is_overdue` says);
-- withdrawn, returned: moves to those statuses in the period;
+- withdrawn, returned: moves to those statuses in the period; refused: refusals in the period, at
+  the counter or of an online submission;
+- apologies: apologies with a new appointment (form 04) issued in the period. They change no other
+  count: a dossier resolved after its due date is late whatever new date it was given;
 - % on time = (early + on time) / resolved; % online = online / received (carried over excluded).
-Pure: the facts come from `central_hub.nodes.fleet.stats_facts`.
+Pure: the facts are passed in.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from central_hub.nodes.fleet import CLOSED, Facts
 from protocol.calendar import VN_TZ, local, to_ms
 from protocol.lifecycle import CLOCK_PAUSED
 
@@ -31,11 +36,39 @@ log = logging.getLogger(__name__)
 
 COUNTS = ("received_online", "received_counter", "received_post", "carried_over",
           "received_total", "resolved_early", "resolved_on_time", "resolved_late",
-          "resolved_total", "in_progress_not_due", "in_progress_overdue", "withdrawn", "returned")
+          "resolved_total", "in_progress_not_due", "in_progress_overdue", "withdrawn", "returned",
+          "refused", "apologies")
 COLUMNS = ("period", "commune", "commune_name", "procedure", "procedure_name", *COUNTS,
            "pct_on_time", "pct_online")
 CHANNELS = {"online": "received_online", "counter": "received_counter", "post": "received_post"}
 GROUPINGS = ("none", "month", "quarter")
+CLOSED = ("resolved", "refused", "withdrawn", "stopped", "returned")
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What statistics need of one dossier: where, what, how it came in, when it reached each
+    status (the first time), its moves, and when apologies (form 04) were issued. A reader may
+    leave out what a period cannot count (`service.reports.stats_facts`)."""
+
+    commune: str
+    procedure: str
+    channel: str
+    received_at: int
+    due_at: int | None
+    reached: dict[str, int]
+    moves: tuple[tuple[int, str], ...] = ()
+    initial: str = "accepted"  # `refused`: refused at the counter (form 03)
+    apologies: tuple[int, ...] = ()
+
+    def status_at(self, ms: int) -> str | None:
+        """The status the dossier was in at `ms` (None: before any move)."""
+        current = None
+        for at, to in self.moves:
+            if at > ms:
+                break
+            current = to
+        return current
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +113,21 @@ def _empty() -> dict[str, int]:
     return dict.fromkeys(COUNTS, 0)
 
 
+def timeliness(resolved_ms: int, due_ms: int | None) -> str:
+    """`early` (on a day before the due day), `late` (after the due time) or `on_time`; without
+    a due time, on time."""
+    if due_ms is None:
+        return "on_time"
+    if local(resolved_ms).date() < local(due_ms).date():
+        return "early"
+    return "late" if resolved_ms > due_ms else "on_time"
+
+
 def _count(row: dict[str, int], f: Facts, start: int, end: int, at: int) -> None:
+    row["apologies"] += sum(start <= a < end for a in f.apologies)
+    if f.initial == "refused":
+        row["refused"] += start <= f.received_at < end
+        return
     closed = min((f.reached[s] for s in CLOSED if s in f.reached), default=None)
     if start <= f.received_at < end:
         row[CHANNELS.get(f.channel, "received_counter")] += 1
@@ -88,14 +135,8 @@ def _count(row: dict[str, int], f: Facts, start: int, end: int, at: int) -> None
         row["carried_over"] += 1
     resolved = f.reached.get("resolved")
     if resolved is not None and start <= resolved < end:
-        if f.due_at is None or local(resolved).date() < local(f.due_at).date():
-            row["resolved_early"] += f.due_at is not None
-            row["resolved_on_time"] += f.due_at is None
-        elif resolved > f.due_at:
-            row["resolved_late"] += 1
-        else:
-            row["resolved_on_time"] += 1
-    for status in ("withdrawn", "returned"):
+        row[f"resolved_{timeliness(resolved, f.due_at)}"] += 1
+    for status in ("withdrawn", "returned", "refused"):
         moved = f.reached.get(status)
         if moved is not None and start <= moved < end:
             row[status] += 1
@@ -128,18 +169,17 @@ def report(facts: Iterable[Facts], periods: list[Period], now_ms: int, *,
         at = min(end, now_ms)
         cells: dict[tuple[str, str], dict[str, int]] = {}
         total = _empty()
-        for f in facts:
-            row = _empty()
-            _count(row, f, start, end, at)
-            counted = [(key, value) for key, value in row.items() if value]
-            if counted:  # a dossier counts in one or two columns: add those alone
-                cell = cells.get((f.commune, f.procedure))
-                if cell is None:
-                    cell = cells[(f.commune, f.procedure)] = _empty()
-                for key, value in counted:
-                    cell[key] += value
-                    total[key] += value
+        for f in facts:  # counted straight into its cell; a cell where nothing counts is dropped
+            cell = cells.get((f.commune, f.procedure))
+            if cell is None:
+                cell = cells[(f.commune, f.procedure)] = _empty()
+            _count(cell, f, start, end, at)
+        for cell in cells.values():
+            for key, value in cell.items():
+                total[key] += value
         for (commune, procedure), cell in sorted(cells.items()):
+            if not any(cell.values()):
+                continue
             rows.append(_finish({
                 "period": period.label, "commune": commune,
                 "commune_name": commune_names.get(commune, commune), "procedure": procedure,
@@ -161,12 +201,19 @@ def steady_until(facts: Iterable[Facts], periods: list[Period], now_ms: int) -> 
 
 
 def to_csv(data: dict[str, Any], headers: dict[str, str] | None = None) -> str:
-    """The report's rows, then a total line per period, as CSV with a BOM (Excel opens it in
-    UTF-8); `headers` renames the columns (for people), the keys stay the JSON names otherwise."""
+    """The report's rows, then a total line per period, as CSV (`csv_text`)."""
+    return csv_text(COLUMNS, [*data["rows"], *data["totals"]], headers)
+
+
+def csv_text(columns: Iterable[str], rows: Iterable[dict[str, Any]],
+             headers: dict[str, str] | None = None) -> str:
+    """Rows as CSV with a BOM (Excel opens it in UTF-8); `headers` renames the columns (for
+    people), the keys stay the JSON names otherwise."""
+    columns = list(columns)
     buf = io.StringIO()
     buf.write("\ufeff")
     writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow([(headers or {}).get(c, c) for c in COLUMNS])
-    for row in [*data["rows"], *data["totals"]]:
-        writer.writerow(["" if row.get(c) is None else row.get(c) for c in COLUMNS])
+    writer.writerow([(headers or {}).get(c, c) for c in columns])
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
     return buf.getvalue()
