@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import exchange, logs
+from central_hub import exchange, logs, public, submissions
 from central_hub.admission import Admission
 from central_hub.config import HubConfig
 from central_hub.dashboard import mount_dashboard
@@ -20,9 +20,12 @@ from central_hub.nodeauth import NodeGuard
 from central_hub.nodes import fleet
 from central_hub.nodes.health import DEFAULT_RULES, HealthRules
 from central_hub.nodes.monitor import Monitor, NodeSnapshot
+from central_hub.portal import Portals
 from central_hub.schema import MIGRATIONS
 from central_hub.store import HubStore, Node
+from central_hub.submissions import Intake
 from central_hub.tls import Authority
+from central_hub.tracking import Tracker
 from protocol import APP_VERSION
 from protocol.codec import DEFAULT_LIMITS, inflate_bound
 from protocol.errors import NotFound, SyncError, TransportError, ValidationError, status_of
@@ -38,6 +41,7 @@ from service.db import PgConnection, is_pg_url, redact
 from service.migrations import upgraded
 from service.sqlite import connect
 from service.web import (
+    PUBLIC,
     account_routes,
     auth_middleware,
     dossier_routes,
@@ -50,6 +54,9 @@ from service.web import (
 log = logging.getLogger(__name__)
 
 ROLES = ("operator", "admin")
+# the API routes the staff login does not guard: they check their callers themselves (the
+# portal's key) or have none (tracking)
+PUBLIC_API = (*PUBLIC, "/api/track", "/api/submissions", "/api/submissions/")
 TITLE = "Commune sync — central hub API"
 
 
@@ -117,7 +124,8 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
     client certificate, else (plain HTTP, loopback development) by bearer credential."""
     metrics = hub_metrics()
     app = web.Application(
-        middlewares=[metrics_middleware(metrics), error_middleware, auth_middleware(accounts)],
+        middlewares=[metrics_middleware(metrics), error_middleware,
+                     auth_middleware(accounts, PUBLIC_API)],
         client_max_size=DEFAULT_LIMITS.max_body + 1024,
         handler_args={"auto_decompress": False})  # compressed bodies are refused, never inflated
     guard = NodeGuard(store, authority, config)
@@ -125,6 +133,8 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
     snapshot = NodeSnapshot(store, config, lambda: metrics.links)
     monitor = Monitor(store, config, snapshot)
     app[STORE], app[METRICS], app[MONITOR] = store, metrics, monitor
+    intake = Intake(store, Portals(store.conn, store.reader, store.lock, store.now_ms),
+                    config.hub_agency)
 
     async def sync(request: web.Request) -> web.Response:
         started = time.monotonic()
@@ -226,6 +236,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         web.get("/v1/blobs/{sha}/data", blob_get),
         *dossier_routes(store.dossiers, on_write=snapshot.invalidate),
         *clock_check_routes(store.dossiers, on_write=snapshot.invalidate),
+        *submissions.routes(intake),
         *account_routes(accounts),
         web.get("/api/nodes", nodes),
         web.get("/healthz", healthz),
@@ -233,7 +244,8 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         openapi_route(TITLE),
     ])
     mount_dashboard(app, store=store, accounts=accounts, config=config, monitor=monitor,
-                    metrics=metrics, snapshot=snapshot)
+                    metrics=metrics, snapshot=snapshot, public_pages=public.PATHS)
+    public.mount_public(app, intake=intake, tracker=Tracker(store, config), config=config)
 
     async def on_startup(app: web.Application) -> None:
         await monitor.start()

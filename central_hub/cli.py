@@ -1,4 +1,5 @@
-"""`central-hub`: init, serve, enroll, operator add, node revoke, nodes (CONTRACT §6)."""
+"""`central-hub`: init, serve, enroll, operator add, node revoke, nodes (CONTRACT §6); portal
+add|list|revoke, communes import (CONTRACT additions)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ from central_hub import backup, restore, tls
 from central_hub import config as hub_config
 from central_hub.app import make_app, node_items, open_accounts, open_store
 from central_hub.config import HubConfig
+from central_hub.portal_cli import cmd_portal_add, cmd_portal_list, cmd_portal_revoke
 from central_hub.store import HubStore
 from central_hub.verify import audit
+from protocol.communes import communes_to_plain
 from protocol.errors import StoreError, ValidationError
 from protocol.refdata import (
     catalogue_to_plain,
     holidays_to_plain,
+    import_communes,
     import_holidays,
     import_procedures,
 )
@@ -88,6 +92,17 @@ def parser() -> Parser:
         group = sub.add_parser(kind, help=what).add_subparsers(metavar="ACTION")
         imp = cmd(group, "import", f"{kind} import", f"publish {what} from a TOML or CSV file")
         imp.add_argument("file", type=Path)
+    com = sub.add_parser("communes", help="the province's commune list")
+    imp = cmd(com.add_subparsers(metavar="ACTION"), "import", "communes import",
+              "publish the commune list from a TOML or CSV file (code,name,merged_into,effective)")
+    imp.add_argument("file", type=Path)
+    portal = sub.add_parser("portal", help="the province portal's API keys (online intake)")
+    portal_sub = portal.add_subparsers(metavar="ACTION")
+    cmd(portal_sub, "add", "portal add",
+        "print a new API key for a portal, once").add_argument("--name", required=True)
+    cmd(portal_sub, "revoke", "portal revoke",
+        "revoke a portal's API key").add_argument("--name", required=True)
+    cmd(portal_sub, "list", "portal list", "list the portals and their use")
     nodes = cmd(sub, "nodes", "nodes", "list nodes and their health")
     nodes.add_argument("--json", action="store_true")
     bak = cmd(sub, "backup", "backup", "copy the database, blobs, config and TLS files to DEST "
@@ -331,7 +346,22 @@ async def cmd_holidays_import(args: Any) -> int:
     return EXIT_OK
 
 
+async def cmd_communes_import(args: Any) -> int:
+    text, fmt = _read(args.file)
+    config = hub_config.load(args.data)
+    communes = import_communes(text, fmt, config.citizens_url)
+    store = await _open(args.data)
+    try:
+        version = await store.publish("communes", communes_to_plain(communes))
+    finally:
+        await store.close()
+    print(f"published {len(communes.items)} communes as version {version}")
+    return EXIT_OK
+
+
 HANDLERS = {"procedures import": cmd_procedures_import, "holidays import": cmd_holidays_import,
+            "communes import": cmd_communes_import, "portal add": cmd_portal_add,
+            "portal revoke": cmd_portal_revoke, "portal list": cmd_portal_list,
 "init": cmd_init, "serve": cmd_serve, "enroll": cmd_enroll,
             "operator add": cmd_operator_add, "node revoke": cmd_revoke, "nodes": cmd_nodes,
             "verify": cmd_verify, "backup": cmd_backup, "restore": cmd_restore}

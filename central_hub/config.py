@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from service.db import is_pg_url
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "hub.toml"
+AGENCY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.]{0,31}$")
+NODE_LIKE = re.compile(r"^\d{5}\.\d+$")  # node ids (`02245.01`) are the edges' prefixes
 LOG_FORMATS = ("text", "json")
 # The name a province's code is shown with when hub.toml gives no `province_name`.
 PROVINCE_NAMES = {"08": "Tỉnh Tuyên Quang"}
@@ -56,6 +59,29 @@ class HubConfig:
     # Retry-After (0: none wait)
     sync_inflight: int = 8
     sync_waiting: int = 64
+    # online intake and tracking (docs/portal.md): the prefix of the codes the hub issues to
+    # dossiers filed online ("" = `<province>.DVC`), per client address the failed tracking
+    # lookups and the /submit filings allowed (token buckets; 0 turns one off), and the reverse
+    # proxies (comma-separated addresses) whose X-Forwarded-For names the client
+    agency: str = ""
+    track_fail_per_min: float = 10.0
+    track_fail_burst: int = 20
+    submit_per_hour: float = 20.0
+    submit_burst: int = 5
+    trusted_proxies: str = ""
+    # the address citizens reach the hub's /submit and /track pages at, printed in receipts' QR
+    # codes ("" = `public_url`, when nodes and citizens use one address)
+    citizen_url: str = ""
+
+    @property
+    def citizens_url(self) -> str:
+        """Where citizens reach the public pages ("" if the hub does not know)."""
+        return (self.citizen_url or self.public_url).rstrip("/")
+
+    @property
+    def hub_agency(self) -> str:
+        """The agency prefix of the codes the hub issues."""
+        return self.agency or f"{self.province}.DVC"
 
     @property
     def province_title(self) -> str:
@@ -94,6 +120,20 @@ class HubConfig:
         if self.node_rate_per_s < 0 or self.node_burst < 1:
             raise ValidationError("node_rate_per_s must be ≥ 0 and node_burst ≥ 1",
                                   field="node_rate_per_s")
+        if not AGENCY_RE.fullmatch(self.hub_agency) or NODE_LIKE.fullmatch(self.hub_agency):
+            raise ValidationError("agency must be 1–32 letters, digits and dots, and not look "
+                                  "like a node id (each issuer needs its own prefix)",
+                                  field="agency")
+        for name in ("track_fail_per_min", "submit_per_hour"):
+            if getattr(self, name) < 0:
+                raise ValidationError(f"{name} must be 0 (off) or more", field=name)
+        if self.track_fail_burst < 1 or self.submit_burst < 1:
+            raise ValidationError("track_fail_burst and submit_burst must be at least 1",
+                                  field="track_fail_burst")
+        for name in ("public_url", "citizen_url"):
+            value = getattr(self, name)
+            if value and not value.startswith(("http://", "https://")):
+                raise ValidationError(f"{name} must start with http:// or https://", field=name)
         if self.alert_webhook_url and not self.alert_webhook_url.startswith(
                 ("http://", "https://")):
             raise ValidationError("alert_webhook_url must start with http:// or https://",

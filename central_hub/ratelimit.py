@@ -1,4 +1,5 @@
-"""Per-node request rate: a token bucket per key, refilled continuously (time passed in)."""
+"""Request rates: a token bucket per key (a node, a client address), refilled continuously (time
+passed in)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ class TokenBuckets:
     rate: float
     burst: float
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, at)
+
+    def wait(self, key: str, now_s: float) -> float:
+        """Seconds until `key` has a token again (0: it has one now); spends nothing."""
+        if self.rate <= 0:
+            return 0.0
+        tokens, at = self._buckets.get(key, (self.burst, now_s))
+        tokens = min(self.burst, tokens + max(0.0, now_s - at) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
 
     def take(self, key: str, now_s: float) -> float:
         """Spend one token for `key`; return 0 if allowed, else seconds until one is due."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 
 from central_hub.nodes.fleet import FLEET_SCHEMA
+from central_hub.portal import PORTAL_SCHEMA
+from central_hub.tracking import TRACKING_SCHEMA, backfill_tracking
 from service import accounts, clock_flags, reports, search_text
 from service.migrations import Migration, Plan
 from service.schema import SCHEMA as LOG_SCHEMA
@@ -103,4 +105,6 @@ MIGRATIONS = Plan("hub", (
               (reports.UPDATED_INDEX,)),
     Migration(6, "the search text holds searchable form values and the phone",
               (search_text.refill_search_text,)),
+    Migration(7, "online intake: portal keys, filings and their codes; tracking checks",
+              (PORTAL_SCHEMA, TRACKING_SCHEMA, backfill_tracking)),
 ))

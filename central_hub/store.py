@@ -9,13 +9,15 @@ Composed over one writer connection and one committed-only reader (SQLite; or Po
 - `ingest` (`central_hub/ingest.py`): nodes' batches into the log, committed before the ack;
 - `trust` (`central_hub/trust_store.py`): enrollment, credentials, certificates, alerts, audit;
 - `sessions` (`central_hub/nodes/sessions.py`): what each node reported and how its exchanges went;
-- `refs` (`central_hub/blobrefs.py`): which commune may fetch which blob, noted by the log.
+- `refs` (`central_hub/blobrefs.py`): which commune may fetch which blob, noted by the log, as
+  are the tracking checks of creates (`central_hub/tracking.py`).
 Here: opening it, reference data the hub publishes, and the node's scope as an answer reads it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from central_hub.blobrefs import BlobRefs
 from central_hub.ingest import Ingest
 from central_hub.nodes.sessions import Sessions
 from central_hub.schema import MIGRATIONS
+from central_hub.tracking import tracking_rows
 from central_hub.trust_store import TOKEN_TTL_MS as TOKEN_TTL_MS
 from central_hub.trust_store import Enrollment as Enrollment
 from central_hub.trust_store import Node as Node
@@ -31,6 +34,7 @@ from central_hub.trust_store import check_commune as check_commune
 from protocol import HUB_ORIGIN, codec
 from protocol.errors import ValidationError
 from protocol.events import Event
+from protocol.merge import DossierState
 from protocol.refdata import DEFAULT_REFDATA
 from protocol.refdata import KINDS as REF_KINDS
 from service.blobs import BlobStore
@@ -46,6 +50,23 @@ log = logging.getLogger(__name__)
 ORIGIN_KEY = "hub_origin"  # meta: the origin the hub writes under (`hub` until a restore)
 
 
+class _HubBook:
+    """What the hub notes of each appended event, inside its transaction: which communes may
+    fetch the blobs it attaches (central_hub/blobrefs.py) and the tracking check a create
+    carries (central_hub/tracking.py)."""
+
+    def __init__(self, refs: BlobRefs, conn: Any) -> None:
+        self.refs, self.conn = refs, conn
+
+    async def note(self, events: list[Event], states: Mapping[str, DossierState]) -> None:
+        """Note `events` (`states`: their dossiers, folded)."""
+        tracked = tracking_rows(events)
+        if tracked:
+            await self.conn.executemany(
+                "INSERT INTO tracking VALUES (?,?,?) ON CONFLICT DO NOTHING", tracked)
+        await self.refs.note(events, states)
+
+
 class HubStore:
     """The province's copy of every commune's dossiers: its parts share one connection, one
     reader and one lock."""
@@ -55,7 +76,7 @@ class HubStore:
         self.log = EventLog(conn, reader, HUB_ORIGIN, self.time)
         self.conn, self.reader, self.lock = conn, reader, self.log.lock
         self.refs = BlobRefs(conn, reader)
-        self.log.book = self.refs
+        self.log.book = _HubBook(self.refs, conn)
         self.dossiers = DossierStore(self.log, None)
         self.trust = TrustStore(self.log)
         self.ingest = Ingest(self.log, self.trust)
@@ -125,6 +146,12 @@ class HubStore:
             await self.dossiers.save_refdata(kind, version, data)
         self.dossiers.use_refdata(kind, version, data)
         return version
+
+    async def refdata(self, kind: str) -> dict[str, Any] | None:
+        """The latest published data of `kind`, or None (read from the database)."""
+        async with self.reader.execute("SELECT data FROM refdata WHERE kind=?", (kind,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else dict(codec.unpack(row[0]))
 
     async def refdata_newer(self, held: dict[str, int]) -> dict[str, dict[str, Any]]:
         """The reference data newer than what a node holds (read from the database, so data

@@ -153,9 +153,11 @@ def validate_create(body: Any, catalogue: Catalogue, today: date) -> NewDossier:
 
 
 def create_draft(new: NewDossier, *, commune: str, code: str, received_ms: int,
-                 calendar: Calendar) -> Draft:
-    """The create event for a validated dossier, with its code and due date (a refusal has no
-    due date: nothing is to be returned)."""
+                 calendar: Calendar, status: str = lifecycle.INITIAL_AT_COUNTER,
+                 track: str | None = None, received_by: str | None = None) -> Draft:
+    """The create event for a validated dossier: its code, due date (none while `submitted`, nor
+    for a refusal: nothing is to be returned), tracking secret `track` and, if not `commune`,
+    the unit that took it in (`received_by`)."""
     values: dict[str, Any] = {f"applicant.{k}": v for k, v in new.applicant.items()}
     values.update({f"fields.{k}": v for k, v in new.fields.items()})
     proc = new.procedure
@@ -165,10 +167,12 @@ def create_draft(new: NewDossier, *, commune: str, code: str, received_ms: int,
         "code": code,
         "received_at": received_ms,
         "channel": new.channel,
-        "status": lifecycle.INITIAL_AT_COUNTER,
-        "due_at": due_at(received_ms, proc.limit_days, proc.same_day_cutoff, calendar),
+        "status": status,
+        "due_at": None if status == "submitted" else
+        due_at(received_ms, proc.limit_days, proc.same_day_cutoff, calendar),
         "set": values,
     }
+    payload.update({k: v for k, v in (("track", track), ("received_by", received_by)) if v})
     if new.refusal is not None:
         payload.update(status="refused", due_at=None, reasons=new.refusal)
     if new.duplicates:
@@ -288,9 +292,10 @@ def next_moves(state: DossierState) -> tuple[list[str], dict[str, list[str]]]:
 
 
 def transition_draft(body: Any, state: DossierState, calendar: Calendar | None = None,
-                     now_ms: int | None = None) -> Draft:
+                     now_ms: int | None = None, catalogue: Catalogue | None = None) -> Draft:
     """A status change allowed by the lifecycle from the status the writer saw. Leaving a
-    paused status (a supplement awaited) pushes the due time back by the working days paused."""
+    paused status (a supplement awaited) pushes the due time back by the working days paused;
+    one filed online gets its due time when its time limit starts (`lifecycle.TIME_LIMIT_STARTS`)."""
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object")
     target = body.get("to")
@@ -327,7 +332,10 @@ def transition_draft(body: Any, state: DossierState, calendar: Calendar | None =
         today = local(now_ms if now_ms is not None else wall_ms(state.last_hlc)).date()
         payload["supplement_by"] = forms.check_supplement_by(body["supplement_by"], today)
     due = state.value("due_at")
-    if current in lifecycle.CLOCK_PAUSED and target not in lifecycle.CLOCK_PAUSED \
+    proc = catalogue.get(state.header["procedure"]) if catalogue is not None else None
+    if due is None and target in lifecycle.TIME_LIMIT_STARTS and proc and calendar and now_ms is not None:
+        payload["due_at"] = due_at(now_ms, proc.limit_days, proc.same_day_cutoff, calendar)
+    elif current in lifecycle.CLOCK_PAUSED and target not in lifecycle.CLOCK_PAUSED \
             and calendar is not None and now_ms is not None and isinstance(due, int):
         paused_at = wall_ms(state.registers["status"][0].hlc)
         extended = extend_for_pause(due, paused_at, now_ms, calendar)

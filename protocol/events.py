@@ -28,6 +28,7 @@ CLOCK_CHECK = "check.clock"
 PATH_RE = re.compile(
     r"^(applicant\.(full_name|citizen_id|phone|address)|fields\.[a-z][a-z0-9_]{0,47}|check\.clock)$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+TRACK_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{10}$")  # protocol.tracking: Crockford base32
 MAX_TEXT = 4000
 MAX_LABEL = 255
 MAX_DOC_COUNT = 99
@@ -250,6 +251,11 @@ def check_payload(kind: str, payload: Any) -> None:
         _need(get("due_at") is None or type(get("due_at")) is int, "bad due_at")
         _need(_status(get("status", "accepted")), "bad initial status")
         _check_set(get("set", {}))
+        # optional, older peers ignore them: the tracking secret (protocol/tracking.py) and the
+        # unit that received the dossier (a commune, or `online` for the hub's intake)
+        _need(get("track") is None or (isinstance(get("track"), str) and
+                                       bool(TRACK_RE.fullmatch(get("track")))), "bad track")
+        _need(get("received_by") is None or _is_text(get("received_by"), 64), "bad received_by")
         _check_forms(kind, payload)
     elif kind == "set":
         _check_set(get("set"))

@@ -43,6 +43,9 @@ FINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
 INITIAL_AT_COUNTER = "accepted"
 # While one of these holds, the legal clock is paused (DOMAIN.md: supplement awaited; unverified).
 CLOCK_PAUSED = frozenset({"supplement_requested"})
+# A dossier without a due time (filed online) gets one, counted from then by the writer's calendar,
+# when it is accepted or, after a supplement asked for before acceptance, when processing starts.
+TIME_LIMIT_STARTS = frozenset({"accepted", "processing"})
 
 
 def allowed(current: str, target: str) -> bool:

@@ -1,4 +1,5 @@
-"""Reference data the hub publishes to every commune: the procedure catalogue and the holiday calendar.
+"""Reference data the hub publishes to every commune: the procedure catalogue, the holiday calendar
+and the province's commune list (protocol/communes.py).
 
 Each kind is versioned; an edge tells the hub which versions it holds and receives newer ones in
 the same exchange as events. Parsing here is pure: callers pass text (TOML or CSV) and get validated
@@ -16,11 +17,18 @@ from datetime import date
 from typing import Any
 
 from protocol.catalogue import DEFAULT_CATALOGUE_DATA, Catalogue, parse_catalogue
+from protocol.communes import (
+    DEFAULT_COMMUNES_DATA,
+    Communes,
+    check_public_url,
+    communes_to_plain,
+    parse_communes,
+)
 from protocol.errors import RemoteProtocolError, ValidationError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("procedures", "holidays")
+KINDS = ("procedures", "holidays", "communes")
 
 # Public holidays of Vietnam (Labour Code art. 112) as a default until the province publishes its
 # own calendar with `central-hub holidays import`. Dates of Tết and of the National Day bridge are
@@ -102,6 +110,8 @@ def check_refdata(kind: str, data: Any) -> None:
             parse_catalogue(data)
         elif kind == "holidays":
             parse_holidays(data)
+        elif kind == "communes":
+            parse_communes(data)
     except ValidationError as exc:
         raise RemoteProtocolError(f"bad reference data {kind}: {exc.message}") from exc
 
@@ -155,8 +165,29 @@ def import_procedures(text: str, fmt: str, current: Catalogue) -> Catalogue:
     return catalogue
 
 
+def import_communes(text: str, fmt: str, public_url: str) -> Communes:
+    """Parse a commune list (TOML `province = "08"` and `[[communes]] code=… name=…
+    merged_into=… effective=…`, or CSV `code,name,merged_into,effective`); the hub's
+    `public_url` goes with it to the edges (for the tracking link on receipts)."""
+    table = _table(text, fmt)
+    data: dict[str, Any] = dict(table) if isinstance(table, dict) else {"communes": table}
+    data["public_url"] = check_public_url(public_url)
+    data.pop("sample", None)  # the province's own list is not sample data
+    return parse_communes(data)
+
+
+def with_public_url(data: dict[str, Any], public_url: str) -> dict[str, Any] | None:
+    """Commune data carrying `public_url`, or None if it already does (nothing to publish)."""
+    communes = parse_communes(data)
+    url = check_public_url(public_url)
+    if communes.public_url == url:
+        return None
+    return {**communes_to_plain(communes), "public_url": url}
+
+
 DEFAULT_HOLIDAYS = parse_holidays(DEFAULT_HOLIDAYS_DATA)
 DEFAULT_REFDATA: dict[str, dict[str, Any]] = {
     "procedures": DEFAULT_CATALOGUE_DATA,
     "holidays": DEFAULT_HOLIDAYS_DATA,
+    "communes": DEFAULT_COMMUNES_DATA,
 }

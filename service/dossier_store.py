@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
@@ -30,10 +30,12 @@ from protocol.commands import (
     transition_draft,
     validate_create,
 )
+from protocol.communes import DEFAULT_COMMUNES, Communes, parse_communes
 from protocol.errors import NotFound, StoreError
 from protocol.events import Event, check_dossier_id, uuid7
 from protocol.merge import DossierState
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
+from protocol.tracking import RAND_BYTES, make_check
 from protocol.views import dossier_view
 from service import clock_flags, search
 from service.blobs import BlobStore
@@ -52,6 +54,7 @@ class DossierStore:
         self.scope = scope  # the only commune this node may touch (None: all, at the hub)
         self.agency = agency  # prefix of the codes of dossiers taken in here (None: none are)
         self.calendar = Calendar.of(h.day for h in DEFAULT_HOLIDAYS)
+        self.communes: Communes = DEFAULT_COMMUNES  # the province's units, its public pages
         self.ref_versions: dict[str, int] = {}  # kinds held from the hub's reference data
         self._blobs: BlobStore | None = None
 
@@ -93,6 +96,8 @@ class DossierStore:
             self.log.catalogue = parse_catalogue({**data, "version": version})
         elif kind == "holidays":
             self.calendar = Calendar.of(h.day for h in parse_holidays(data))
+        elif kind == "communes":
+            self.communes = parse_communes(data)
         else:
             return
         self.ref_versions[kind] = version
@@ -160,17 +165,29 @@ class DossierStore:
         new = validate_create(body, self.catalogue, self.today())
         now = self.now_ms()
         dossier_id = uuid7(now, os.urandom(10))
+        track = make_check(os.urandom(RAND_BYTES))  # printed on the receipt (protocol.tracking)
         # shielded: see EventLog.local
-        state = await asyncio.shield(self._create(dossier_id, new, now, actor))
+        state = await asyncio.shield(self._create(dossier_id, new, now, actor, track))
         return dossier_view(state, self.now_ms(), await self.history(dossier_id))
 
-    async def _create(self, dossier_id: str, new: Any, now: int, actor: str) -> DossierState:
+    async def _create(self, dossier_id: str, new: Any, now: int, actor: str,
+                      track: str) -> DossierState:
         assert self.agency is not None and self.scope is not None
         async with self.log.local(dossier_id) as write:
             code = await self._next_code(now)
             draft = create_draft(new, commune=self.scope, code=code, received_ms=now,
-                                 calendar=self.calendar)
+                                 calendar=self.calendar, track=track)
             return await self._append(write, draft, actor)
+
+    async def write_new(self, dossier_id: str, actor: str,
+                        prepare: Callable[[], Awaitable[Draft]], commune: str) -> DossierState:
+        """Write the create `prepare` makes inside the write's transaction (where it may count
+        a code or note a row that commits with the create or not at all), shielded like every
+        local write; the dossier belongs to `commune`."""
+        async def run() -> DossierState:
+            async with self.log.local(dossier_id, commune=commune) as write:
+                return await self._append(write, await prepare(), actor)
+        return await asyncio.shield(run())
 
     async def _next_code(self, now_ms: int) -> str:
         """The next dossier code of the day, counted in the caller's transaction (a number is
@@ -237,7 +254,8 @@ class DossierStore:
     async def transition(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
         """Move the dossier along the lifecycle."""
         return await self._command(
-            dossier_id, actor, lambda s: transition_draft(body, s, self.calendar, self.now_ms()))
+            dossier_id, actor, lambda s: transition_draft(body, s, self.calendar, self.now_ms(),
+                                                 self.catalogue))
 
     async def resolve(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
         """Settle a conflict with one value."""

@@ -47,7 +47,8 @@ WRITE_CHUNK = 500  # events folded while SQLite writes the previous chunk
 
 
 class BlobBook(Protocol):
-    """What one side keeps about the blobs that appended events name (inside the transaction)."""
+    """What one side notes of appended events (inside the transaction): the blobs they name,
+    at the hub also the tracking checks of creates."""
 
     async def note(self, events: list[Event], states: Mapping[str, DossierState]) -> None:
         """Record the blobs `events` attach; `states`: their dossiers, folded."""

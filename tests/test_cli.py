@@ -226,6 +226,38 @@ def test_central_hub_mistakes(hub: Hub, tmp_path: Path) -> None:
     assert "8" in line or "short" in line
 
 
+def test_portal_keys_and_the_commune_list(hub: Hub, tmp_path: Path) -> None:
+    good, bad = tmp_path / "communes.csv", tmp_path / "bad.csv"
+    good.write_text("code,name,merged_into,effective\n02245,Xã Côn Lôn,,\n"
+                    "02227,Xã Sinh Long,02245,2025-07-01\n", encoding="utf-8")
+    bad.write_text("code,name\n2245,Xã Côn Lôn\n", encoding="utf-8")
+    added, bad_name = run_many([
+        ("central-hub", ["portal", "add", "--data", hub.data, "--name", "dvc"]),
+        ("central-hub", ["portal", "add", "--data", hub.data, "--name", "Bad Name"]),
+    ])
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("psk_") and len(added.stdout.splitlines()) == 1
+    assert "name" in assert_one_line_error("central-hub", bad_name)
+    again, unknown, listing, imported, refused, not_csv = run_many([
+        ("central-hub", ["portal", "add", "--data", hub.data, "--name", "dvc"]),
+        ("central-hub", ["portal", "revoke", "--data", hub.data, "--name", "nope"]),
+        ("central-hub", ["portal", "list", "--data", hub.data]),
+        ("central-hub", ["communes", "import", "--data", hub.data, good]),
+        ("central-hub", ["communes", "import", "--data", hub.data, bad]),
+        ("central-hub", ["communes", "import", "--data", hub.data, tmp_path / "x.txt"]),
+    ])
+    assert "exists" in assert_one_line_error("central-hub", again)
+    assert "nope" in assert_one_line_error("central-hub", unknown)
+    assert listing.stdout.split()[:2] == ["dvc", "active"], listing.stdout
+    assert imported.returncode == 0 and "published 2 communes" in imported.stdout, imported.stderr
+    assert "communes[0].code" in assert_one_line_error("central-hub", refused)
+    assert ".csv" in assert_one_line_error("central-hub", not_csv)
+    assert run("central-hub", "portal", "revoke", "--data", hub.data, "--name", "dvc"
+               ).returncode == 0
+    listed = run("central-hub", "portal", "list", "--data", hub.data).stdout
+    assert listed.split()[:2] == ["dvc", "revoked"], listed
+
+
 # -- the happy path, then edge mistakes on a real node ------------------------------------------
 
 

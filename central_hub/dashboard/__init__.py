@@ -36,10 +36,11 @@ PUBLIC = ("/metrics",)
 
 def mount_dashboard(app: web.Application, *, store: HubStore, accounts: Accounts,
                     config: HubConfig, monitor: Monitor, metrics: HubMetrics,
-                    snapshot: NodeSnapshot) -> Hub:
-    """Add the dashboard's pages and its JSON routes to the hub's app."""
+                    snapshot: NodeSnapshot, public_pages: tuple[str, ...] = ()) -> Hub:
+    """Add the dashboard's pages and its JSON routes to the hub's app (`public_pages`: other
+    pages of the app that need no operator login)."""
     renderer = mount(app, accounts, name="hub", folder=HERE, title_key="app.title",
-                     public=PUBLIC)
+                     public=(*PUBLIC, *public_pages))
     hub = Hub(store, accounts, config, monitor, metrics, renderer, snapshot)
     app[HUB] = hub
 

@@ -19,6 +19,7 @@ from edge_node.ui import (
     dossiers,
     edit,
     home,
+    inbox,
     intake,
     printing,
     reports,
@@ -58,7 +59,7 @@ def mount_desk(app: web.Application, *, store: DossierStore, accounts: Accounts,
         }
 
     renderer.hooks.append(context)
-    app.router.add_routes([*home.routes(), *syncview.routes(), *intake.routes(),
+    app.router.add_routes([*home.routes(), *syncview.routes(), *intake.routes(), *inbox.routes(),
                            *dossiers.routes(), *edit.routes(), *printing.routes(), *admin.routes(),
                            *reports.routes(), *clockcheck.routes()])
     return desk

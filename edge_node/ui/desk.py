@@ -161,6 +161,8 @@ def nav(request: web.Request, t: Messages) -> list[dict[str, Any]]:
     if may(role, "intake"):
         items.append({"href": "/dossiers/new", "label": t("nav.new"), "key": "n",
                       "current": path.startswith("/dossiers/new")})
+    items.append({"href": "/inbox", "label": t("nav.inbox"), "key": "i",
+                  "current": path.startswith("/inbox")})
     items.append({"href": "/dossiers", "label": t("nav.list"), "key": "l",
                   "current": path == "/dossiers"})
     if may(role, "register"):

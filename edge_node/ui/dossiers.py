@@ -19,14 +19,17 @@ from edge_node.ui.history import last_supplement_request, timeline
 from edge_node.ui.printing import RECEIPTLESS
 from protocol import lifecycle
 from protocol.attachments import DOC_KINDS, MAX_ATTACHMENT
+from protocol.catalogue import Procedure
 from protocol.errors import Conflict, ValidationError
 from protocol.events import MAX_DOC_COUNT
 from protocol.forms import APOLOGY_STATUSES, DEFAULT_SUPPLEMENT_DAYS
 from protocol.text import search_key
+from protocol.tracking import code_in_link
 from service.blobs import sniff
 from service.ui import csrf
 from service.ui.formats import iso_day, moment, parse_day
 from service.ui.forms import read_form
+from service.ui.i18n import Messages
 from service.ui.render import flash, redirect
 from service.ui.session import need, page_user
 
@@ -40,7 +43,7 @@ async def listing(request: web.Request) -> web.StreamResponse:
     total, and pages both ways (keyset cursors for the neighbours, numbers for the rest)."""
     desk = desk_of(request)
     query = request.query
-    q = query.get("q", "").strip()[:100]
+    q = code_in_link(query.get("q", "").strip()[:300]).strip()[:100]
     status = query.get("status") if query.get("status") in lifecycle.STATUSES else ""
     procedure = query.get("procedure") if desk.procedure(query.get("procedure")) else ""
     overdue, conflicts = query.get("overdue") == "1", query.get("conflicts") == "1"
@@ -112,6 +115,19 @@ def page_numbers(current: int, pages: int, around: int = 2) -> list[int]:
     return out
 
 
+def field_rows(t: Messages, proc: Procedure | None, view: dict[str, Any]
+               ) -> list[tuple[str, str, str]]:
+    """The dossier's form fields as (path, label, value shown), in the catalogue's order, then
+    any the catalogue here does not know."""
+    specs = proc.fields if proc else ()
+    rows = [(f"fields.{spec.name}", spec.label_vi if t.lang == "vi" else spec.label_en,
+             show_value(t, f"fields.{spec.name}", view["fields"].get(spec.name)))
+            for spec in specs]
+    known = {s.name for s in specs}
+    return rows + [(f"fields.{k}", k, show_value(t, f"fields.{k}", v))
+                   for k, v in view["fields"].items() if k not in known]
+
+
 async def dossier_page(request: web.Request) -> web.Response:
     """GET /dossiers/{id}: everything about one dossier and what can be done next."""
     desk = desk_of(request)
@@ -119,14 +135,7 @@ async def dossier_page(request: web.Request) -> web.Response:
     t = desk.renderer.t(request)
     view = await desk.store.view(request.match_info["id"])
     proc = desk.procedure(view["procedure_code"])
-    fields = []
-    specs = proc.fields if proc else ()
-    for spec in specs:
-        fields.append((f"fields.{spec.name}", spec.label_vi if t.lang == "vi" else spec.label_en,
-                       show_value(t, f"fields.{spec.name}", view["fields"].get(spec.name))))
-    known = {s.name for s in specs}
-    fields += [(f"fields.{k}", k, show_value(t, f"fields.{k}", v))
-               for k, v in view["fields"].items() if k not in known]
+    fields = field_rows(t, proc, view)
     conflicts = conflict_marks(desk, t, view)
     label = {c["field"]: c["label"] for c in conflicts}
     waiting = view.get("waiting_statuses", {})

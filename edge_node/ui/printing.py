@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import segno
 from aiohttp import web
-from markupsafe import Markup
 
 from edge_node.ui.desk import Desk, conflict_marks, desk_of, procedure_name, signers, status_label
 from edge_node.ui.history import last_supplement_request
 from edge_node.ui.intake import limit_text
 from protocol import stats
 from protocol.errors import NotFound
+from protocol.lifecycle import TIME_LIMIT_STARTS
+from protocol.tracking import display_check, track_link
 from service.ui import formats
+from service.ui.qr import qr_svg
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +29,6 @@ COPIES = ("copy.kept", "copy.citizen")
 ONE_COPY = ("",)
 # Never given a receipt: not yet accepted, or refused (form 03 instead).
 RECEIPTLESS = frozenset({"submitted", "refused"})
-
-
-def qr_svg(text: str, label: str) -> Markup:
-    """A QR code of `text` as inline SVG markup (no external image, no script)."""
-    code = segno.make(text, error="m", micro=False)
-    svg = code.svg_inline(scale=4, border=2, title=label, dark="#000", light=None,
-                          svgclass="segno qr")
-    return Markup(svg.replace("<svg ", '<svg role="img" ', 1))
 
 
 def _when_parts(iso: str | None) -> dict[str, str]:
@@ -47,7 +40,19 @@ def _when_parts(iso: str | None) -> dict[str, str]:
             "year": moment.strftime("%Y")}
 
 
+async def _tracking(desk: Desk, view: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The dossier's tracking check as printed, and the hub's tracking link for its QR code
+    (None: a dossier from before tracking, or a hub that has not told its public address)."""
+    events = await desk.store.history(view["id"])
+    track = next((e.payload.get("track") for e in events if e.kind == "create"), None)
+    if not isinstance(track, str) or not view["code"]:
+        return None, None
+    url = desk.store.communes.public_url
+    return display_check(track), (track_link(url, view["code"], track) if url else None)
+
+
 async def _common(request: web.Request, desk: Desk, view: dict[str, Any]) -> dict[str, Any]:
+    check, link = await _tracking(desk, view)
     proc = desk.procedure(view["procedure_code"])
     creator = (view.get("created_by") or {}).get("actor") or ""
     conflicts = conflict_marks(desk, desk.renderer.t(request), view)
@@ -57,7 +62,8 @@ async def _common(request: web.Request, desk: Desk, view: dict[str, Any]) -> dic
         "commune_name": desk.place_name(),
         "procedure": procedure_name(proc, view["procedure_code"], "vi"),
         "limit": limit_text(desk, proc, "vi") if proc else "", "creator": creator,
-        "qr": qr_svg(view["code"] or view["id"], f"Mã hồ sơ {view['code']}"),
+        "qr": qr_svg(link or view["code"] or view["id"], f"Mã hồ sơ {view['code']}"),
+        "track_check": check, "track_url": link,
         "copies": COPIES, "status_vi": lambda status: status_label(status, "vi"),
         "signer": await signers(desk),
     }
@@ -76,10 +82,22 @@ async def _received(request: web.Request, form: str) -> tuple[Desk, dict[str, An
 async def receipt(request: web.Request) -> web.Response:
     """GET /dossiers/{id}/receipt: form 01, ready to print (never for a refused dossier)."""
     desk, view = await _received(request, "receipt")
+    filed_online = online_acceptance(view)
     return await desk.renderer.page(
         request, "print_receipt.html", **await _common(request, desk, view),
-        documents=view["attachments"],
-        received=_when_parts(view["received_at"]), due=_when_parts(view["due_at"]))
+        documents=view["attachments"], filed=_when_parts(view["received_at"]),
+        received=_when_parts(filed_online or view["received_at"]),
+        online=filed_online is not None, due=_when_parts(view["due_at"]))
+
+
+def online_acceptance(view: dict[str, Any]) -> str | None:
+    """When a dossier filed online was accepted — its receipt's time, from which its time limit
+    runs (the start of its processing, if a supplement was asked for first) — or None for a
+    dossier received at a desk or not accepted yet."""
+    if view.get("channel") != "online":
+        return None
+    return next((h["at"] for h in view.get("history", []) if h.get("kind") == "transition"
+                 and h.get("to") in TIME_LIMIT_STARTS), None)
 
 
 async def supplement(request: web.Request) -> web.Response:

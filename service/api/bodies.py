@@ -68,18 +68,55 @@ class Handover(Body):
     id_document: Annotated[str, Meta(min_length=1, max_length=100)]
 
 
-class NewDossier(Body):
-    """POST /api/dossiers: a dossier received at the desk."""
+class DossierBody(Body):
+    """What every new dossier gives: the procedure, the applicant and the form."""
 
     procedure_code: Annotated[str, Meta(description="a code from GET /api/procedures")]
     applicant: Applicant
     fields: Annotated[dict[str, Any], Meta(
         description="the procedure's form fields, by name (GET /api/procedures)")] = {}
     channel: Annotated[str, Meta(extra_json_schema={"enum": list(CHANNELS)})] = "counter"
+
+
+class NewDossier(DossierBody, kw_only=True):
+    """POST /api/dossiers: a dossier received at the desk."""
+
     refuse: Refusal | None = None
     duplicates: Annotated[list[str], Meta(max_length=20, description=(
         "codes of likely duplicates the desk showed and the clerk went on past (kept in the "
         "history)"))] | None = None
+
+
+class SubmittedDocument(Body, forbid_unknown_fields=True):
+    """A document of a filing: a scan uploaded first (POST /api/submissions/uploads, by its
+    sha256), or without one a document to bring on paper (its `label`)."""
+
+    sha256: Annotated[str, Meta(description="an upload's sha256")] | None = None
+    label: Annotated[str, Meta(description="the document's name (at most 255 characters)")] \
+        | None = None
+    doc_kind: Annotated[str, Meta(description="bản chính, bản sao, bản sao có chứng thực or "
+                                              "bản chụp")] | None = None
+    count: Annotated[int, Meta(description="how many (1–99)")] | None = None
+
+
+class Submission(DossierBody, kw_only=True):
+    """POST /api/submissions: a dossier filed online, for its competent commune (the portal's
+    key); validated like a dossier received at a desk."""
+
+    commune: Annotated[str, Meta(description=(
+        "the competent commune's 5-digit code (the province's commune list); a merged commune "
+        "files with its successor"))]
+    attachments: Annotated[list[SubmittedDocument], Meta(max_length=20)] = []
+
+
+class TrackQuery(Body):
+    """GET /api/track: a dossier's code and the tracking check printed with it."""
+
+    code: Annotated[str, Meta(max_length=64)]
+    check: Annotated[str, Meta(max_length=40, description=(
+        "the tracking check (10 characters; case, spaces and dashes do not matter)"))]
+    lang: Annotated[str, Meta(description="vi (default) or en: the language of status_label",
+                              extra_json_schema={"enum": ["vi", "en"]})] | None = None
 
 
 class Edit(Body):

@@ -37,9 +37,13 @@ class StaticFiles:
     def __init__(self, mounts: dict[str, Path]) -> None:
         self.assets: dict[str, Asset] = {}
         for name, folder in mounts.items():
-            for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    self._add(f"{name}/{path.relative_to(folder).as_posix()}", path)
+            self.add(name, folder)
+
+    def add(self, name: str, folder: Path) -> None:
+        """Serve the files of one more folder under /static/{name}/ (a second UI of the app)."""
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                self._add(f"{name}/{path.relative_to(folder).as_posix()}", path)
 
     def _add(self, key: str, path: Path) -> None:
         body = path.read_bytes()

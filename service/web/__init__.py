@@ -12,6 +12,7 @@ import logging
 
 from service.web.auth import (
     COOKIE,
+    PUBLIC,
     USER_KEY,
     account_routes,
     auth_middleware,
@@ -47,6 +48,7 @@ __all__ = [
     "COOKIE",
     "CSP",
     "MAX_JSON",
+    "PUBLIC",
     "SECURITY_HEADERS",
     "STATUS_OF",
     "USER_KEY",

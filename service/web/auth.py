@@ -49,12 +49,18 @@ def require_role(user: User, allowed: Collection[str], action: str) -> User:
 PUBLIC = ("/api/login", "/api/openapi.json")
 
 
+def is_public_api(path: str, public: tuple[str, ...]) -> bool:
+    """True iff `path` is one of `public`, or under one of them that ends with `/`."""
+    return path in public or any(p.endswith("/") and path.startswith(p) for p in public)
+
+
 def auth_middleware(accounts: Accounts, public: tuple[str, ...] = PUBLIC) -> Any:
-    """Refuse /api/* without a valid token (except `public` paths)."""
+    """Refuse /api/* without a valid staff token, except `public` paths (an entry ending with
+    `/` covers the paths under it): those check their own callers, if any."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/api/") and request.path not in public:
+        if request.path.startswith("/api/") and not is_public_api(request.path, public):
             token = token_of(request)
             if not token:
                 raise AuthError("log in first: POST /api/login")

@@ -10,7 +10,7 @@ import pytest
 from service.ui.i18n import Messages, flatten, load_catalogues
 
 REPO = Path(__file__).resolve().parents[2]
-UI_DIRS = [REPO / "service" / "ui", REPO / "edge_node" / "ui"]
+UI_DIRS = [REPO / "service" / "ui", REPO / "edge_node" / "ui", REPO / "central_hub" / "public"]
 KEY_RE = re.compile(r"""\bt\(\s*['"]([a-z0-9_.]+)['"]""")
 PREFIX_RE = re.compile(r"""\bt\(\s*['"]([a-z0-9_.]+\.)['"]\s*~""")
 PY_KEY_RE = re.compile(r"""['"]((?:v|sync|intake|dossier|users|edit|password|login|error|home"""
