@@ -145,7 +145,12 @@ TRUST_CARRY = (
      "node=coalesce(enroll_tokens.node, excluded.node)"),
     ("users", "username", ("username", "password_hash", "role", "created_at", "disabled"),
      "password_hash=excluded.password_hash, role=excluded.role, disabled=excluded.disabled"),
+    ("node_replacements", "node", ("node", "commune", "token_hash", "replaced_at", "successor"),
+     "token_hash=excluded.token_hash, replaced_at=excluded.replaced_at, "
+     "successor=coalesce(node_replacements.successor, excluded.successor)"),
 )
+# tables a backup of an older release may lack: carried when both databases have them
+OPTIONAL = {"node_replacements"}
 
 # What the carry-over changes, counted before it (for the operator's report).
 TRUST_NEWS = {
@@ -189,6 +194,10 @@ def carry_trust(db: Path, replaced: Path) -> dict[str, int]:
             carried = {what: int(conn.execute(query).fetchone()[0])
                        for what, query in TRUST_NEWS.items()}
             for table, key, columns, update in TRUST_CARRY:
+                if table in OPTIONAL and not all(conn.execute(
+                        f"SELECT 1 FROM {db}.sqlite_master WHERE type='table' AND name=?",
+                        (table,)).fetchone() for db in ("main", "replaced")):
+                    continue
                 cols = ", ".join(columns)
                 conn.execute(
                     f"INSERT INTO main.{table}({cols}) SELECT {cols} FROM replaced.{table} "
