@@ -29,6 +29,7 @@ from tests.faults.procs import (
     edge_setup,
     free_port,
     hub_setup,
+    intake_offline,
     ready,
     serve_edge,
     serve_hub,
@@ -194,3 +195,44 @@ def test_backup_settings_are_checked(key: str, value: Any) -> None:
                                     "")
     with pytest.raises(ValidationError, match=key):
         dataclasses.replace(config, **{key: value}).validate()
+
+
+async def test_a_scan_lost_with_the_disk_comes_down_from_the_hub(tmp_path: Path,
+                                                                 procs: Procs) -> None:
+    hub_dir, edge_dir = tmp_path / "hub", tmp_path / "edge"
+    [token] = await hub_setup(hub_dir, ["02245"])
+    hub_port = free_port()
+    hub = serve_hub(procs, hub_dir, hub_port, tmp_path / "hub.log")
+    assert await ready(f"http://127.0.0.1:{hub_port}/healthz", hub)
+    config = await edge_setup(edge_dir, f"http://127.0.0.1:{hub_port}", token,
+                              port=free_port(), auto_sync=True, sync_interval_s=0.5)
+    await acli("edge_node", "backup", "--data", str(edge_dir), str(tmp_path / "bak"))
+    scan = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 200
+    [view] = await intake_offline(edge_dir, [birth()], scans=((0, scan),))
+    [(sha,)] = rows(edge_dir / "edge.db", "SELECT sha256 FROM blobs")
+    blob = Path(sha[:2]) / sha
+
+    async def at(where: Path) -> bool:
+        return (where / "blobs" / blob).is_file()
+
+    edge = serve_edge(procs, edge_dir, tmp_path / "edge.log")
+    assert await ready(f"http://127.0.0.1:{config.port}/healthz", edge)
+    for _ in range(300):
+        if await at(hub_dir):
+            break
+        await asyncio.sleep(0.1)
+    await edge.stop()
+    (edge_dir / "blobs" / blob).unlink()  # the damaged disk lost it
+    out = await acli("edge_node", "restore", "--data", str(edge_dir), str(tmp_path / "bak"))
+    assert "took back 2 of this node's events" in out, out  # the create and the attach
+    assert rows(edge_dir / "edge.db", "SELECT direction, done FROM blobs WHERE sha256=?",
+                sha) == [("down", 0)]
+    edge = serve_edge(procs, edge_dir, tmp_path / "edge.log")
+    assert await ready(f"http://127.0.0.1:{config.port}/healthz", edge)
+    for _ in range(300):
+        if await at(edge_dir):
+            break
+        await asyncio.sleep(0.1)
+    assert (edge_dir / "blobs" / blob).read_bytes() == scan
+    assert rows(edge_dir / "edge.db", "SELECT count(*) FROM dossiers WHERE id=?",
+                view["id"]) == [(1,)]
