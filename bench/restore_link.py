@@ -20,10 +20,8 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/…` from anywhere
     sys.path.insert(0, str(ROOT))
 
 from bench.dossier_faker import DossierFaker  # noqa: E402
-from bench.processes import acli, machine, run_main  # noqa: E402
+from bench.processes import acli, machine, run_in_tmp  # noqa: E402
 from bench.slow_link import LinkWatch  # noqa: E402
 from edge_node import config as edge_config  # noqa: E402
 from tests.faults.netns import Link, LinkUnavailable, unavailable  # noqa: E402
@@ -136,20 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     print(f"restore over a slow link — {machine()}; load average {os.getloadavg()[0]:.2f}")
-    root = Path(tempfile.mkdtemp(prefix="commune-sync-restore-"))
-    try:
-        result = run_main(one(args, root))
-    except KeyboardInterrupt:
-        print("\ninterrupted; processes stopped, namespaces deleted")
-        return 130
-    except (RuntimeError, LinkUnavailable) as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if args.keep:
-            print(f"data kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    result = run_in_tmp("commune-sync-restore-", lambda root: one(args, root), args.keep,
+                        (RuntimeError, LinkUnavailable))
+    if isinstance(result, int):
+        return result
     report(result)
     return 0
 

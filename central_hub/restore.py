@@ -11,11 +11,9 @@ a pg_restore).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
-import socket
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +37,7 @@ from central_hub.store import HubStore
 from protocol.calendar import iso
 from protocol.errors import StoreError, ValidationError
 from service import atomic
+from service.snapshot import answering, load_manifest
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -50,13 +49,8 @@ Opener = Callable[[Path], Awaitable[HubStore]]
 
 def read_manifest(src: Path) -> dict[str, Any]:
     """The manifest of the backup in `src`, checked; ValidationError if it is not a whole one."""
-    try:
-        manifest = json.loads((src / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ValidationError(f"{src} is not a finished hub backup (no {MANIFEST})") from exc
-    except (OSError, ValueError) as exc:
-        raise ValidationError(f"cannot read {src / MANIFEST}: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    manifest = load_manifest(src, MANIFEST, "hub")
+    if manifest.get("format") != FORMAT:
         raise ValidationError(f"{src / MANIFEST}: not a backup this version can restore")
     for name, key in ((manifest.get("database"), "sha256"), (manifest.get("dump"), "dump_sha256")):
         if name is None:
@@ -74,12 +68,7 @@ def hub_running(data: Path) -> str | None:
         config = hub_config.load(data)
     except ValidationError:
         return None
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-    try:
-        with socket.create_connection((host, config.port), timeout=0.5):
-            return f"{host}:{config.port}"
-    except OSError:
-        return None
+    return answering(config.host, config.port)
 
 
 def restore(data: Path, src: Path, *, force: bool = False,

@@ -92,14 +92,8 @@ def backup(data: Path, dest: Path, now_ms: int) -> dict[str, Any]:
 def read_manifest(src: Path) -> dict[str, Any]:
     """The manifest of the edge backup in `src`, its database checked against it;
     ValidationError if it is not a whole edge backup."""
-    try:
-        manifest = json.loads((src / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ValidationError(f"{src} is not a finished edge backup (no {MANIFEST})") from exc
-    except (OSError, ValueError) as exc:
-        raise ValidationError(f"cannot read {src / MANIFEST}: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
-            or manifest.get("kind") != KIND:
+    manifest = snapshot.load_manifest(src, MANIFEST, "edge")
+    if manifest.get("format") != FORMAT or manifest.get("kind") != KIND:
         raise ValidationError(f"{src / MANIFEST}: not an edge backup this version can restore")
     db = src / edge_config.DB_FILE
     if not db.is_file() or snapshot.sha256_of(db) != manifest.get("sha256"):

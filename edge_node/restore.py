@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -34,16 +33,6 @@ log = logging.getLogger(__name__)
 
 PARTIAL = "edge.db.restoring"
 SUFFIXES = ("", "-wal", "-shm")
-
-
-def serving(config: edge_config.EdgeConfig) -> str | None:
-    """Where something answers on the edge's configured port, if anything does."""
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-    try:
-        with socket.create_connection((host, config.port), timeout=0.5):
-            return f"{host}:{config.port}"
-    except OSError:
-        return None
 
 
 def _same_node(manifest: dict[str, Any], config: edge_config.EdgeConfig, src: Path) -> None:
@@ -66,7 +55,7 @@ async def restore(data: Path, src: Path, *, force: bool = False) -> dict[str, An
     copied, kept = snapshot.copy_files(src, data, settings_files(src), True)
     config = edge_config.load(data)
     _same_node(manifest, config, src)
-    where = None if force else serving(config)
+    where = None if force else snapshot.answering(config.host, config.port)
     if where is not None:
         raise ValidationError(f"something answers on the edge's port ({where}): stop the edge "
                               "before restoring (or pass --force if that is not the edge)")

@@ -6,9 +6,11 @@ SHA-256 a manifest records of what was copied.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
+import socket
 import sqlite3
 from collections.abc import Callable, Iterable
 from contextlib import closing
@@ -109,3 +111,28 @@ def copy_files(src: Path, dst: Path, rels: Iterable[Path], only_missing: bool
         target.chmod(0o600)
         copied.append(str(rel))
     return copied, kept
+
+
+def load_manifest(src: Path, name: str, what: str) -> dict[str, Any]:
+    """The JSON manifest `name` of the backup directory `src` (`what`: "hub", "edge"), as a
+    mapping; ValidationError if it is absent (an unfinished backup) or unreadable."""
+    try:
+        manifest = json.loads((src / name).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ValidationError(f"{src} is not a finished {what} backup (no {name})") from exc
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"cannot read {src / name}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ValidationError(f"{src / name}: not a backup this version can restore")
+    return manifest
+
+
+def answering(host: str, port: int) -> str | None:
+    """`host:port` if a server answers there (a wildcard host: on loopback), else None — a
+    restore's check that the server it replaces the database of is stopped (best effort)."""
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return f"{host}:{port}"
+    except OSError:
+        return None

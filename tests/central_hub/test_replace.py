@@ -4,26 +4,15 @@ once when an operator delivers them (a bundle), never through the revoked creden
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from central_hub.replace import bundle_node, replace_node, replacement
 from central_hub.store import HubStore
 from protocol.errors import AuthError, NotFound, ValidationError
 from tests.central_hub.test_store import A, Chain, enrolled, event_ids
+from tests.central_hub.test_store import hub as hub  # the fixture: a HubStore on either store
 
 pytestmark = pytest.mark.both_stores
-
-
-@pytest.fixture
-async def hub(tmp_path: Path, hub_db: str) -> AsyncIterator[HubStore]:
-    store = await HubStore.open(tmp_path / "hub.db", hub_db)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def test_replace_revokes_and_the_token_enrolls_a_new_origin(hub: HubStore) -> None:

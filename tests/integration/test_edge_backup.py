@@ -24,6 +24,7 @@ from protocol.errors import ValidationError
 from tests.faults.procs import (
     CLERK,
     PASSWORD,
+    Proc,
     Procs,
     acli,
     edge_setup,
@@ -43,6 +44,20 @@ def rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in conn.execute(sql, args)]
     finally:
         conn.close()
+
+
+async def hub_and_edge(tmp_path: Path, procs: Procs, **edge: Any
+                       ) -> tuple[Path, Path, Proc, edge_config.EdgeConfig]:
+    """A hub process serving on loopback and an edge of commune 02245 enrolled with it (not
+    serving; `edge`: its settings): (hub dir, edge dir, hub process, edge config)."""
+    hub_dir, edge_dir = tmp_path / "hub", tmp_path / "edge"
+    [token] = await hub_setup(hub_dir, ["02245"])
+    hub_port = free_port()
+    hub = serve_hub(procs, hub_dir, hub_port, tmp_path / "hub.log")
+    assert await ready(f"http://127.0.0.1:{hub_port}/healthz", hub)
+    config = await edge_setup(edge_dir, f"http://127.0.0.1:{hub_port}", token,
+                              port=free_port(), **edge)
+    return hub_dir, edge_dir, hub, config
 
 
 async def login(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
@@ -69,13 +84,8 @@ def edge_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_restore_an_older_backup_continues_the_chain(tmp_path: Path, procs: Procs) -> None:
-    hub_dir, edge_dir = tmp_path / "hub", tmp_path / "edge"
-    [token] = await hub_setup(hub_dir, ["02245"])
-    hub_port, edge_port = free_port(), free_port()
-    hub = serve_hub(procs, hub_dir, hub_port, tmp_path / "hub.log")
-    assert await ready(f"http://127.0.0.1:{hub_port}/healthz", hub)
-    config = await edge_setup(edge_dir, f"http://127.0.0.1:{hub_port}", token, port=edge_port,
-                              auto_sync=False)
+    hub_dir, edge_dir, _, config = await hub_and_edge(tmp_path, procs, auto_sync=False)
+    edge_port = config.port
     node = config.node
     base = f"http://127.0.0.1:{edge_port}"
     edge = serve_edge(procs, edge_dir, tmp_path / "edge.log")
@@ -130,13 +140,7 @@ async def test_restore_an_older_backup_continues_the_chain(tmp_path: Path, procs
 
 async def test_restore_refuses_without_the_hub_and_changes_nothing(tmp_path: Path,
                                                                    procs: Procs) -> None:
-    hub_dir, edge_dir = tmp_path / "hub", tmp_path / "edge"
-    [token] = await hub_setup(hub_dir, ["02245"])
-    hub_port = free_port()
-    hub = serve_hub(procs, hub_dir, hub_port, tmp_path / "hub.log")
-    assert await ready(f"http://127.0.0.1:{hub_port}/healthz", hub)
-    await edge_setup(edge_dir, f"http://127.0.0.1:{hub_port}", token, port=free_port(),
-                     auto_sync=False)
+    _, edge_dir, hub, _ = await hub_and_edge(tmp_path, procs, auto_sync=False)
     done = edge_cli("backup", "--data", str(edge_dir), str(tmp_path / "bak"))
     assert done.returncode == 0, done.stderr
     await hub.stop()
@@ -157,15 +161,10 @@ async def test_restore_refuses_without_the_hub_and_changes_nothing(tmp_path: Pat
 
 async def test_the_daily_backup_runs_when_due_and_keeps_the_newest(tmp_path: Path,
                                                                    procs: Procs) -> None:
-    hub_dir, edge_dir = tmp_path / "hub", tmp_path / "edge"
-    [token] = await hub_setup(hub_dir, ["02245"])
-    hub_port = free_port()
-    hub = serve_hub(procs, hub_dir, hub_port, tmp_path / "hub.log")
-    assert await ready(f"http://127.0.0.1:{hub_port}/healthz", hub)
     usb = tmp_path / "usb"
-    config = await edge_setup(edge_dir, f"http://127.0.0.1:{hub_port}", token,
-                              port=free_port(), auto_sync=False, backup_dir=str(usb),
-                              backup_every_h=24.0, backup_keep=2)
+    _, edge_dir, _, config = await hub_and_edge(tmp_path, procs, auto_sync=False,
+                                                backup_dir=str(usb), backup_every_h=24.0,
+                                                backup_keep=2)
     day = 24 * 3600 * 1000
     t0 = 1_800_000_000_000
     made = [edge_backup.daily(edge_dir, config, t0)]
@@ -199,13 +198,8 @@ def test_backup_settings_are_checked(key: str, value: Any) -> None:
 
 async def test_a_scan_lost_with_the_disk_comes_down_from_the_hub(tmp_path: Path,
                                                                  procs: Procs) -> None:
-    hub_dir, edge_dir = tmp_path / "hub", tmp_path / "edge"
-    [token] = await hub_setup(hub_dir, ["02245"])
-    hub_port = free_port()
-    hub = serve_hub(procs, hub_dir, hub_port, tmp_path / "hub.log")
-    assert await ready(f"http://127.0.0.1:{hub_port}/healthz", hub)
-    config = await edge_setup(edge_dir, f"http://127.0.0.1:{hub_port}", token,
-                              port=free_port(), auto_sync=True, sync_interval_s=0.5)
+    hub_dir, edge_dir, _, config = await hub_and_edge(tmp_path, procs, auto_sync=True,
+                                                      sync_interval_s=0.5)
     await acli("edge_node", "backup", "--data", str(edge_dir), str(tmp_path / "bak"))
     scan = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 200
     [view] = await intake_offline(edge_dir, [birth()], scans=((0, scan),))

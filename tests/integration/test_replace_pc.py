@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -36,16 +35,9 @@ from tests.faults.procs import (
     serve_hub,
 )
 from tests.harness import birth
+from tests.integration.test_edge_backup import rows
 
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(50_000)
-
-
-def rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return [tuple(r) for r in conn.execute(sql, args)]
-    finally:
-        conn.close()
 
 
 async def edit_at(store: Any, dossier: str, address: str) -> None:
