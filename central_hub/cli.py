@@ -17,12 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import backup, restore, tls
+from central_hub import backup, replace, restore, tls
 from central_hub import config as hub_config
 from central_hub.app import make_app, node_items, open_accounts, open_store
 from central_hub.config import HubConfig
 from central_hub.portal_cli import cmd_portal_add, cmd_portal_list, cmd_portal_revoke
-from central_hub.replace import replace_node
 from central_hub.store import HubStore
 from central_hub.verify import audit
 from protocol.communes import communes_to_plain
@@ -258,15 +257,8 @@ async def cmd_enroll(args: Any) -> int:
 
 
 async def cmd_replace(args: Any) -> int:
-    store = await _open(args.data)
-    try:
-        token = await replace_node(store.trust, args.node, _ca_fingerprint(args.data))
-    finally:
-        await store.close()
-    print(token)
-    print(f"node {args.node} revoked as replaced; on the new PC: edge-node init --data DIR "
-          "--hub URL --token <the token above> (valid 72 h, once)", file=sys.stderr)
-    return EXIT_OK
+    return await replace.cmd_replace(await _open(args.data), args.node,
+                                     _ca_fingerprint(args.data))
 
 
 async def cmd_operator_add(args: Any) -> int:

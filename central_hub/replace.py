@@ -20,11 +20,15 @@ bundle imported twice, or events already synced, add nothing.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from central_hub.trust_store import Node, TrustStore, token_hash
 from protocol.errors import AuthError, NotFound, ValidationError
 from service.sqlite import transaction
+
+if TYPE_CHECKING:  # the store's schema names this module's table
+    from central_hub.store import HubStore
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +128,16 @@ async def bundle_node(trust: TrustStore, node: str, serial: str | None = None) -
             raise AuthError(f"the certificate {serial} of {node} was {cert[1] or 'revoked'} "
                             "before it signed this")
     return Node(node, commune)
+
+
+async def cmd_replace(store: HubStore, node: str, ca_fingerprint: str | None) -> int:
+    """`central-hub node replace --data D --node N`: the token alone on stdout (for scripts),
+    what to do with it on stderr; the store is closed."""
+    try:
+        token = await replace_node(store.trust, node, ca_fingerprint)
+    finally:
+        await store.close()
+    print(token)
+    print(f"node {node} revoked as replaced; on the new PC: edge-node init --data DIR --hub URL "
+          "--token <the token above> (valid 72 h, once)", file=sys.stderr)
+    return 0
