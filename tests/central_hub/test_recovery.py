@@ -24,7 +24,7 @@ async def test_a_node_gets_its_own_events_back_and_nothing_else(net: Net) -> Non
     assert [e.seq for e in events] == [2, 3] and not more
     _, body = await other.client.request("GET", OWN_PATH, None, {"after": 0})
     assert [e.origin for e in decode_own(body, other.config.node)[0]] == [other.config.node]
-    with pytest.raises(RemoteProtocolError, match="422 invalid.*after must be 0 or more"):
+    with pytest.raises(RemoteProtocolError, match=r"422 invalid.*after must be 0 or more"):
         await edge.client.request("GET", OWN_PATH, None, {"after": -1})
     assert net.hub is not None
     await net.hub.store.trust.revoke(edge.config.node)
