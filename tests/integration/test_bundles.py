@@ -24,7 +24,10 @@ import aiohttp
 import pytest
 
 from central_hub import tls
+from edge_node.identity import Identity
 from protocol import bundle
+from protocol.messages import SyncResponse, encode_response
+from service import bundlefile, pki
 from tests.faults.procs import ROOT, Procs, free_port, intake_offline
 from tests.harness import birth
 from tests.security.tlsnet import applied_digest
@@ -258,6 +261,19 @@ def sections_length(path: Path) -> int:
     return bundle.decode_header(raw[start:start + length]).body_len
 
 
+def forge_answer(other: Path, node: str, path: Path, hub_print: str | None) -> Path:
+    """A hub answer for `node` written and signed by the hub at `other` (its server key)."""
+    ca = pki.load_cert((tls.tls_dir(other) / tls.CA_CERT).read_bytes())
+    server = (tls.tls_dir(other) / tls.SERVER_CERT).read_text(encoding="ascii")
+    writer = bundlefile.Writer(path)
+    writer.add(bundle.EVENTS, encode_response(SyncResponse(0, [], 0, False, 1)))
+    writer.finish(lambda length, sha, count: bundle.Header(
+        bundle.HUB, node, "hub", hub_print or pki.fingerprint(ca), "", int(time.time() * 1000),
+        1, {"from": 0, "to": 0, "ack": 0, "reset": 1}, length, sha, count, server),
+        pki.load_key((tls.tls_dir(other) / tls.SERVER_KEY).read_bytes()))
+    return path
+
+
 def damaged(path: Path, name: str, at: int | None = None, cut: int | None = None) -> Path:
     data = bytearray(path.read_bytes())
     if at is not None:
@@ -316,6 +332,10 @@ async def test_refused_bundles_apply_nothing(world: World) -> None:
                        "bundle truncated")
     await edge_refuses(damaged(for_a, "a-bad.answer", at=for_a.stat().st_size - 10),
                        "bundle corrupted")
+    # an answer signed by another province's hub: named for this province, or for its own
+    for hub_print in (pki.fingerprint(Identity(w.a).ca()), None):
+        forged = forge_answer(w.root / "other", node_a, w.file("forged.answer"), hub_print)
+        await edge_refuses(forged, "did not issue" if hub_print else "bundle is for another hub")
     assert "1 new event(s)" in await w.edge_import(for_a)  # the intact one still applies
 
     # a node revoked for cause delivers nothing, not even by stick
