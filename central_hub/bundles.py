@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from protocol.messages import Rejection, SyncResponse, decode_request, encode_re
 from protocol.session import read_from
 from service import bundlefile, pki
 from service.blobs import MAX_BLOB, check_sha
+from service.bundlefile import Imported
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -43,19 +43,6 @@ log = logging.getLogger(__name__)
 STATE_KEY = "bundle:{node}"
 WANT_BYTES = 2 * 1024 * 1024  # of events per answer section (far under the codec's limits)
 REPLACED = "replaced"  # the reason `central-hub node replace` gives the old node's certificates
-
-
-@dataclass(frozen=True, slots=True)
-class Imported:
-    """What an import did: `again` (the same bundle was imported before: nothing done)."""
-
-    header: Header
-    again: bool = False
-    new_events: int = 0
-    ack: int = 0
-    rejected: int = 0
-    scans: int = 0
-    scans_refused: int = 0
 
 
 def _ca(data: Path) -> x509.Certificate:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from edge_node.identity import Identity
@@ -24,6 +24,7 @@ from protocol import bundle, codec, is_hub_origin
 from protocol.bundle import BundleRefused, Header, Seen
 from protocol.messages import SyncRequest, decode_response, encode_request
 from service import bundlefile, pki
+from service.bundlefile import Imported
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -31,17 +32,6 @@ log = logging.getLogger(__name__)
 SEEN_KEY = "bundle_seen"  # meta: the last hub bundle imported (protocol.bundle.Seen)
 SENT_KEY = "bundle_sent"  # meta: the serial of the last bundle exported
 BATCH_BYTES = 2 * 1024 * 1024  # of own events per section (far under the codec's limits)
-
-
-@dataclass(frozen=True, slots=True)
-class Imported:
-    """What an import did: `again` (the same bundle was imported before: nothing done)."""
-
-    header: Header
-    again: bool = False
-    new_events: int = 0
-    ack: int = 0
-    cursor_moved: bool = True
 
 
 def _identity(data: Path) -> Identity:
@@ -130,4 +120,4 @@ async def import_bundle(store: EdgeStore, data: Path, path: Path) -> Imported:
         log.warning("bundle #%d reads the hub's log from %d, past this node's position %d: its "
                     "events are applied, the position stays", header.serial,
                     header.ranges.get("from", 0), session.cursor)
-    return Imported(header, False, new, await store.sync.ack(), moves)
+    return Imported(header, False, new, await store.sync.ack(), cursor_moved=moves)

@@ -90,6 +90,22 @@ class Writer:
 
 
 @dataclass(frozen=True, slots=True)
+class Imported:
+    """What an import did, at either end: `again` (the same bundle was imported before:
+    nothing done), the events new here, the ack now held; at the hub the events refused and
+    the scans stored or not taken, at the edge whether its cursor moved."""
+
+    header: Header
+    again: bool = False
+    new_events: int = 0
+    ack: int = 0
+    rejected: int = 0
+    scans: int = 0
+    scans_refused: int = 0
+    cursor_moved: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Opened:
     """A bundle whose every byte has been checked: its header, the header's SHA-256 (what the
     receiver remembers it by), the certificate that signed it, where its sections start."""
