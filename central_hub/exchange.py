@@ -8,20 +8,25 @@ old log (another epoch, or past the log's end) is answered from the start, sayin
 send again what the hub lost, each on its own schedule, so an edit can arrive before the creation
 of its dossier by another node: such an event is held back (not acked, the node resends it later)
 while that node may still send it, instead of being quarantined as an unknown dossier for good.
+
+After a commune merger (`central_hub/mergers.py`) the node's unit is resolved first (`rescoped`):
+its batch is checked against the new unit, and when the units the request says it reads differ
+from the unit's, the answer names the unit and reads its scope from 0 (`SyncResponse.unit`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from central_hub.epoch import RESTORED_KEY, committed_meta, log_epoch
+from central_hub.mergers import load_mergers
 from central_hub.store import HubStore, Node
 from protocol import is_hub_origin
 from protocol.errors import AuthError, SyncError
 from protocol.events import Event
-from protocol.messages import SyncResponse, decode_request, encode_error, encode_response
+from protocol.messages import SyncRequest, SyncResponse, Unit, decode_request, encode_error, encode_response
 from protocol.session import read_from, want_bytes
 from service import crashpoints
 
@@ -50,6 +55,7 @@ async def serve(store: HubStore, node: Node, body: bytes,
             await store.trust.alert("node_mismatch", f"request names node {req.node!r}",
                                     node=node.node)
             raise AuthError("node id in the request does not match the credential")
+        node, units, rescope = await rescoped(store, node, req)
         events_in = await _hold_back(store, node, req.events)
         ack, rejections = await store.ingest.accept(node, events_in)
         crashpoints.hit("hub.after_commit")
@@ -59,11 +65,18 @@ async def serve(store: HubStore, node: Node, body: bytes,
         if reset:
             log.warning("%s: cursor %d is of another log (epoch %r, this log's %r): answering "
                         "from the start", node.node, req.cursor, req.epoch, epoch)
+        if rescope:
+            log.info("%s re-scoped to %s (reads %s): answering from the start", node.node,
+                     node.commune, ", ".join(units))
+            start = 0
         events, cursor, more = await store.read_scope(node, start,
-                                                      want_bytes(req.want_bytes, max_want))
+                                                      want_bytes(req.want_bytes, max_want), units)
+        refdata = await store.refdata_newer(req.ref)
+        unit = Unit(node.commune, store.dossiers.communes.name_of(node.commune), units) \
+            if rescope else None
         payload = encode_response(SyncResponse(
             ack, events, cursor, more, store.now_ms(), rejections,
-            refdata=await store.refdata_newer(req.ref), epoch=epoch, reset=reset))
+            refdata=refdata, epoch=epoch, reset=reset, unit=unit))
     except SyncError as exc:
         log.warning("sync refused for %s: %s", node.node, exc.message)
         await store.sessions.record(node, app="?", protocol=0, stats={}, ok=False,
@@ -76,6 +89,19 @@ async def serve(store: HubStore, node: Node, body: bytes,
                                 events_out=len(events),
                                 duration_ms=int((time.monotonic() - started) * 1000))
     return Outcome(payload, None, len(req.events), len(events))
+
+
+async def rescoped(store: HubStore, node: Node, req: SyncRequest
+                   ) -> tuple[Node, tuple[str, ...], bool]:
+    """The unit-resolution step: the node as its unit holds it now (its commune's successor,
+    should a merger have committed since it authenticated), every code of that unit
+    (`Mergers.units_of`), and whether the node must be told (it said it reads other units)."""
+    store.log.mergers = mergers = await load_mergers(store.reader)
+    unit = mergers.unit_of(node.commune)
+    if unit != node.commune:
+        node = replace(node, commune=unit)
+    units = mergers.units_of(unit)
+    return node, units, bool(req.units) and set(req.units) != set(units)
 
 
 async def _hold_back(store: HubStore, node: Node, events: list[Event]) -> list[Event]:

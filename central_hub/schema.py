@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from central_hub.mergers import MERGERS_SCHEMA
 from central_hub.nodes.fleet import FLEET_SCHEMA
 from central_hub.portal import PORTAL_SCHEMA
 from central_hub.tracking import TRACKING_SCHEMA, backfill_tracking
@@ -107,4 +108,5 @@ MIGRATIONS = Plan("hub", (
               (search_text.refill_search_text,)),
     Migration(7, "online intake: portal keys, filings and their codes; tracking checks",
               (PORTAL_SCHEMA, TRACKING_SCHEMA, backfill_tracking)),
+    Migration(8, "commune mergers the hub carried out", (MERGERS_SCHEMA,)),
 ))
