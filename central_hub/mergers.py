@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from aiohttp import web
+
 from protocol import codec
 from protocol.communes import DEFAULT_COMMUNES, Mergers, communes_to_plain, merge_into, parse_communes
 from protocol.errors import ValidationError
@@ -50,6 +52,20 @@ async def load_mergers(conn: Any) -> Mergers:
     """The mergers the hub has carried out (through `conn`: the writer, or the reader)."""
     async with conn.execute("SELECT code, into_code, effective FROM unit_mergers") as cur:
         return Mergers.of(await cur.fetchall())
+
+
+def mergers_middleware(store: Any) -> Any:
+    """Every request sees the mergers committed so far, even by `central-hub commune merge` run
+    beside the server or by another hub process (one read of a small table)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path != "/v1/sync":  # the exchange resolves its node's unit itself
+            store.log.mergers = await load_mergers(store.reader)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return middleware
 
 
 async def merge(store: Any, into: str, name: str, merged: list[str],
