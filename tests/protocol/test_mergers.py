@@ -4,7 +4,7 @@ scope checks that map an old code, the wire's units, and the edge's calm re-scop
 from __future__ import annotations
 
 import random
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
@@ -117,3 +117,24 @@ def test_a_re_scope_moves_the_cursor_back_and_warns_of_nothing() -> None:
     stale = s.answer(SyncResponse(5, [], 12, True, START_MS, epoch="e1"), node=NODE,
                      own_seq=5, sent_after=5, held={})
     assert stale.after.cursor == 40  # without a unit a lower cursor is an older answer
+
+
+def test_a_report_counts_a_merged_commune_under_the_new_unit_from_the_effective_day() -> None:
+    from protocol.calendar import VN_TZ, to_ms
+    from protocol.stats import Facts, Period, report, split
+
+    def received(day: date) -> Facts:
+        ms = to_ms(datetime(day.year, day.month, day.day, 9, tzinfo=VN_TZ))
+        return Facts("02227", "1.001193", "counter", ms, ms + 86_400_000, {"accepted": ms})
+
+    facts = [received(date(2025, 6, 10)), received(date(2025, 7, 10))]
+    periods = split(Period(date(2025, 6, 1), date(2025, 7, 31)), "month")
+    merged = Mergers.of([("02227", "02245", JULY)])
+    data = report(facts, periods, 1 << 62, commune_names={}, procedure_names={},
+                  unit_on=merged.unit_on)
+    by_period = {(r["period"], r["commune"]) for r in data["rows"] if r["received_total"]}
+    assert len(by_period) == 2
+    june, july = sorted(by_period)
+    assert june[1] == "02227" and july[1] == "02245"  # before: the old unit; from July: the new
+    plain = report(facts, periods, 1 << 62, commune_names={}, procedure_names={})
+    assert {r["commune"] for r in plain["rows"]} == {"02227"}
