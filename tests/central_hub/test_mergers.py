@@ -3,9 +3,7 @@ nothing; the exchange's unit-resolution step; a merged unit's scope read in wind
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,20 +15,12 @@ from central_hub.store import HubStore, Node
 from protocol.errors import ValidationError
 from protocol.messages import SyncRequest
 from tests.central_hub.test_store import Chain, enrolled
+from tests.central_hub.test_store import hub as hub  # the fixture: a hub on either store
 
 pytestmark = pytest.mark.both_stores  # the contract suite: on SQLite and on PostgreSQL
 
 JULY = date(2025, 7, 1)
 TABLES = ("unit_mergers", "nodes", "refdata", "communes", "enroll_tokens", "events", "dossiers")
-
-
-@pytest.fixture
-async def hub(tmp_path: Path, hub_db: str) -> AsyncIterator[HubStore]:
-    store = await HubStore.open(tmp_path / "hub.db", hub_db)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def dump(hub: HubStore) -> dict[str, Any]:
