@@ -39,6 +39,7 @@ bench: $(STAMP)  ## benchmarks; figures go to docs/benchmarks.md
 	$(BIN)/python bench/ui_speed.py
 	$(BIN)/python bench/dashboard_scale.py
 	$(BIN)/python bench/online_intake.py
+	$(BIN)/python bench/merger.py
 	$(BIN)/python bench/fleet --communes 1000 --scenario burst,ingest
 
 soak: $(STAMP)  ## long runs: fold algebra, stateful sync, simulations, kill -9, slow links

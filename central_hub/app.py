@@ -14,6 +14,7 @@ from central_hub import exchange, logs, public, recovery, submissions
 from central_hub.admission import Admission
 from central_hub.config import HubConfig
 from central_hub.dashboard import mount_dashboard
+from central_hub.mergers import mergers_middleware
 from central_hub.metrics import CONTENT_TYPE as METRICS_TYPE
 from central_hub.metrics import HubMetrics, hub_metrics
 from central_hub.nodeauth import NodeGuard
@@ -125,7 +126,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
     metrics = hub_metrics()
     app = web.Application(
         middlewares=[metrics_middleware(metrics), error_middleware,
-                     auth_middleware(accounts, PUBLIC_API)],
+                     auth_middleware(accounts, PUBLIC_API), mergers_middleware(store)],
         client_max_size=DEFAULT_LIMITS.max_body + 1024,
         handler_args={"auto_decompress": False})  # compressed bodies are refused, never inflated
     guard = NodeGuard(store, authority, config)

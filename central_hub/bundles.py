@@ -187,7 +187,8 @@ async def export_bundle(store: HubStore, data: Path, node_id: str, path: Path) -
     try:
         position, more, first = start, True, True
         while more:
-            events, position_after, more = await store.read_scope(node, position, WANT_BYTES)
+            events, position_after, more = await store.read_scope(
+                node, position, WANT_BYTES, store.log.mergers.units_of(node.commune))
             ref = await store.refdata_newer(dict(state.get("ref", {}))) if first else {}
             writer.add(bundle.EVENTS, encode_response(SyncResponse(
                 ack, events, position_after, more, store.now_ms(),

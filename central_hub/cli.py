@@ -23,6 +23,7 @@ from central_hub.app import make_app, node_items, open_accounts, open_store
 from central_hub.bundle_cli import cmd_bundle_export, cmd_bundle_import
 from central_hub.config import HubConfig
 from central_hub.portal_cli import cmd_portal_add, cmd_portal_list, cmd_portal_revoke
+from central_hub.reorg_cli import cmd_commune_merge
 from central_hub.store import HubStore
 from central_hub.verify import audit
 from protocol.communes import communes_to_plain
@@ -99,6 +100,15 @@ def parser() -> Parser:
     imp = cmd(com.add_subparsers(metavar="ACTION"), "import", "communes import",
               "publish the commune list from a TOML or CSV file (code,name,merged_into,effective)")
     imp.add_argument("file", type=Path)
+    unit = sub.add_parser("commune", help="the reorganisation: mergers of communes")
+    mrg = cmd(unit.add_subparsers(metavar="ACTION"), "merge", "commune merge",
+              "merge communes into one (docs/reorganisation.md)")
+    mrg.add_argument("--into", required=True, help="the code of the commune they form (5 digits)")
+    mrg.add_argument("--name", required=True, help="its name, e.g. 'Xã Côn Lôn'")
+    mrg.add_argument("--from", required=True, nargs="+", dest="merged", metavar="CODE",
+                     help="the codes of the communes merged into it")
+    mrg.add_argument("--effective", default=None, metavar="YYYY-MM-DD",
+                     help="the day it takes effect (default: today; not later)")
     portal = sub.add_parser("portal", help="the province portal's API keys (online intake)")
     portal_sub = portal.add_subparsers(metavar="ACTION")
     cmd(portal_sub, "add", "portal add",
@@ -380,7 +390,8 @@ async def cmd_communes_import(args: Any) -> int:
 
 
 HANDLERS = {"procedures import": cmd_procedures_import, "holidays import": cmd_holidays_import,
-            "communes import": cmd_communes_import, "portal add": cmd_portal_add,
+            "communes import": cmd_communes_import, "commune merge": cmd_commune_merge,
+            "portal add": cmd_portal_add,
             "portal revoke": cmd_portal_revoke, "portal list": cmd_portal_list,
             "bundle import": cmd_bundle_import, "bundle export": cmd_bundle_export,
 "init": cmd_init, "serve": cmd_serve, "enroll": cmd_enroll,

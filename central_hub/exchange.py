@@ -8,15 +8,20 @@ old log (another epoch, or past the log's end) is answered from the start, sayin
 send again what the hub lost, each on its own schedule, so an edit can arrive before the creation
 of its dossier by another node: such an event is held back (not acked, the node resends it later)
 while that node may still send it, instead of being quarantined as an unknown dossier for good.
+
+After a commune merger (`central_hub/mergers.py`) the node's unit is resolved first (`rescoped`):
+its batch is checked against the new unit, and when the units the request says it reads differ
+from the unit's, the answer names the unit and reads its scope from 0 (`SyncResponse.unit`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from central_hub.epoch import RESTORED_KEY, committed_meta, log_epoch
+from central_hub.mergers import load_mergers
 from central_hub.store import HubStore, Node
 from protocol import is_hub_origin
 from protocol.errors import AuthError, SyncError
@@ -25,6 +30,7 @@ from protocol.messages import (
     Rejection,
     SyncRequest,
     SyncResponse,
+    Unit,
     decode_request,
     encode_error,
     encode_response,
@@ -53,6 +59,7 @@ async def serve(store: HubStore, node: Node, body: bytes,
     started = time.monotonic()
     try:
         req = decode_request(body)
+        node, units, rescope = await rescoped(store, node, req)
         ack, rejections = await take(store, node, req)
         crashpoints.hit("hub.after_commit")
         epoch = await log_epoch(store)
@@ -61,11 +68,18 @@ async def serve(store: HubStore, node: Node, body: bytes,
         if reset:
             log.warning("%s: cursor %d is of another log (epoch %r, this log's %r): answering "
                         "from the start", node.node, req.cursor, req.epoch, epoch)
+        if rescope:
+            log.info("%s re-scoped to %s (reads %s): answering from the start", node.node,
+                     node.commune, ", ".join(units))
+            start = 0
         events, cursor, more = await store.read_scope(node, start,
-                                                      want_bytes(req.want_bytes, max_want))
+                                                      want_bytes(req.want_bytes, max_want), units)
+        refdata = await store.refdata_newer(req.ref)
+        unit = Unit(node.commune, store.dossiers.communes.name_of(node.commune), units) \
+            if rescope else None
         payload = encode_response(SyncResponse(
             ack, events, cursor, more, store.now_ms(), rejections,
-            refdata=await store.refdata_newer(req.ref), epoch=epoch, reset=reset))
+            refdata=refdata, epoch=epoch, reset=reset, unit=unit))
     except SyncError as exc:
         log.warning("sync refused for %s: %s", node.node, exc.message)
         await store.sessions.record(node, app="?", protocol=0, stats={}, ok=False,
@@ -78,6 +92,19 @@ async def serve(store: HubStore, node: Node, body: bytes,
                                 events_out=len(events),
                                 duration_ms=int((time.monotonic() - started) * 1000))
     return Outcome(payload, None, len(req.events), len(events))
+
+
+async def rescoped(store: HubStore, node: Node, req: SyncRequest
+                   ) -> tuple[Node, tuple[str, ...], bool]:
+    """The unit-resolution step: the node as its unit holds it now (its commune's successor,
+    should a merger have committed since it authenticated), every code of that unit
+    (`Mergers.units_of`), and whether the node must be told (it said it reads other units)."""
+    store.log.mergers = mergers = await load_mergers(store.reader)
+    unit = mergers.unit_of(node.commune)
+    if unit != node.commune:
+        node = replace(node, commune=unit)
+    units = mergers.units_of(unit)
+    return node, units, bool(req.units) and set(req.units) != set(units)
 
 
 async def take(store: HubStore, node: Node, req: SyncRequest) -> tuple[int, list[Rejection]]:

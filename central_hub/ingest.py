@@ -5,7 +5,9 @@ One node's batch (`Ingest.accept`), in one transaction: its chain head is read, 
 applies nothing and acks the prefix, one that contradicts the chain is refused whole and
 alerted — the scope rule (`protocol.scope.check_writes`) splits them into those the node may write
 and those it may not; the first are appended and folded (`service.eventlog.EventLog.receive`),
-the others quarantined with their reason; the chain head moves. Only after the commit does the
+the others quarantined with their reason; the chain head moves. Units are compared after the
+hub's commune mergers (`EventLog.mergers.unit_of`), so what a merged commune's node queued
+offline under its old code is the new unit's, not a violation. Only after the commit does the
 hub answer with the ack.
 
 On SQLite, batches that arrive while a commit is in progress are committed together in the next
@@ -74,7 +76,8 @@ class Ingest:
                 async with transaction(self.log.conn):
                     # Hub processes sharing PostgreSQL: one ingest per commune at a time, so a
                     # batch delivered twice to two processes applies once (service.db).
-                    await advisory_lock(self.log.conn, f"commune:{node.commune}")
+                    await advisory_lock(self.log.conn,
+                                        f"commune:{self.log.mergers.unit_of(node.commune)}")
                     result = await self._one(node, events, now)
                     crashpoints.hit("hub.ingest.before_commit")
             except BaseException:
@@ -146,7 +149,8 @@ class Ingest:
         states = await self.log.load_states(e.dossier for e in taken.fresh)
         accepted, rejections = check_writes(
             node.commune, taken.fresh,
-            {d: (s.header or {}).get("commune") if s else None for d, s in states.items()})
+            {d: (s.header or {}).get("commune") if s else None for d, s in states.items()},
+            self.log.mergers.unit_of)
         _, ahead = await self.log.receive(accepted, now, MAX_FORWARD_MS, hashes=taken.hashes,
                                           states=states)
         if rejections:

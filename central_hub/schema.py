@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from central_hub.mergers import MERGERS_SCHEMA
 from central_hub.nodes.fleet import FLEET_SCHEMA
 from central_hub.portal import PORTAL_SCHEMA
 from central_hub.replace import REPLACE_SCHEMA
@@ -109,4 +110,5 @@ MIGRATIONS = Plan("hub", (
     Migration(7, "online intake: portal keys, filings and their codes; tracking checks",
               (PORTAL_SCHEMA, TRACKING_SCHEMA, backfill_tracking)),
     Migration(8, "replaced nodes: the old node, its token, its successor", (REPLACE_SCHEMA,)),
+    Migration(9, "commune mergers the hub carried out", (MERGERS_SCHEMA,)),
 ))

@@ -23,6 +23,7 @@ from typing import Any
 
 from central_hub.blobrefs import BlobRefs
 from central_hub.ingest import Ingest
+from central_hub.mergers import load_mergers
 from central_hub.nodes.sessions import Sessions
 from central_hub.schema import MIGRATIONS
 from central_hub.tracking import tracking_rows
@@ -47,6 +48,7 @@ from service.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
 
+SCOPE_WINDOW = 20_000  # log positions per read of a merged unit's scope
 ORIGIN_KEY = "hub_origin"  # meta: the origin the hub writes under (`hub` until a restore)
 
 
@@ -103,6 +105,7 @@ class HubStore:
         store.dossiers.blobs = BlobStore(path.parent / "blobs")
         await store.log.setup()
         await store.dossiers.load_refdata()
+        store.log.mergers = await load_mergers(conn)
         origin = await store.log.get_meta(ORIGIN_KEY)
         if origin and origin != store.log.origin:  # restored from a backup: a chain of its own
             store.log.write_as(str(origin), await store.log.own_head())
@@ -176,10 +179,13 @@ class HubStore:
 
     # -- what a node reads ----------------------------------------------------------------------
 
-    async def read_scope(self, node: Node, cursor: int, want_bytes: int
-                         ) -> tuple[list[Event], int, bool]:
+    async def read_scope(self, node: Node, cursor: int, want_bytes: int,
+                         units: tuple[str, ...] = ()) -> tuple[list[Event], int, bool]:
         """Events of the node's commune after `cursor` (not its own), about `want_bytes` of
-        them; return (events, new cursor, more)."""
+        them; return (events, new cursor, more). `units`: every code the node's unit holds
+        after mergers (`Mergers.units_of`), when more than its own."""
+        if len(units) > 1:
+            return await self._read_units(node, units, cursor, want_bytes)
         out: list[Event] = []
         size, new_cursor = 0, cursor
         # Committed rows only, through the reader (SQLite in WAL mode, or PostgreSQL's pool):
@@ -200,6 +206,32 @@ class HubStore:
                     out.append(codec.decode_stored(body))
                     size += len(body)
                 new_cursor = pos
+
+    async def _read_units(self, node: Node, units: tuple[str, ...], cursor: int,
+                          want_bytes: int) -> tuple[list[Event], int, bool]:
+        """`read_scope` for a unit that others merged into: the events of any of `units`, read
+        in windows of positions up to the log's end when the read began (so one `IN` never
+        sorts more than a window, and on PostgreSQL every position up to it has committed)."""
+        out: list[Event] = []
+        size, new_cursor, end = 0, cursor, await self.log_size()
+        marks = ",".join("?" * len(units))
+        while new_cursor < end:
+            upto = min(end, new_cursor + SCOPE_WINDOW)
+            async with self.reader.execute(
+                    "SELECT pos, CASE WHEN origin=? THEN NULL ELSE body END FROM events "
+                    f"WHERE commune IN ({marks}) AND pos>? AND pos<=? ORDER BY pos LIMIT 1000",
+                    (node.node, *units, new_cursor, upto)) as cur:
+                rows = await cur.fetchall()
+            for pos, body in rows:
+                if body is not None:
+                    if out and size + len(body) > want_bytes:
+                        return out, new_cursor, True
+                    out.append(codec.decode_stored(body))
+                    size += len(body)
+                new_cursor = pos
+            if len(rows) < 1000:  # the window is read to its end
+                new_cursor = upto
+        return out, new_cursor, False
 
     async def log_size(self) -> int:
         """The highest position in the hub log."""

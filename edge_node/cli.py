@@ -167,7 +167,7 @@ async def cmd_status(args: Any) -> int:
         client.state = "unknown"
         status = await sync_status(store, client)
         status.pop("state")
-        status.update(node=config.node, commune=config.commune, hub=config.hub_url,
+        status.update(node=config.node, commune=store.commune, hub=config.hub_url,
                       dossiers=await store.dossier_count(), ack=await store.sync.ack(),
                       cursor=await store.sync.cursor(),
                       conflicts_open=await store.dossiers.count_conflicts())

@@ -44,7 +44,6 @@ class EdgeStore:
         self.dossiers = DossierStore(self.log, commune, agency)
         self.dossiers.blobs = blobs
         self.sync = EdgeSync(self.log, self.dossiers, self.queue)
-        self.commune = commune
         self.agency = agency
 
     @classmethod
@@ -59,8 +58,14 @@ class EdgeStore:
             raise
         await store.log.setup()
         await store.dossiers.load_refdata()
+        await store.sync.load_unit()
         store.time.correction_ms = int(await store.log.get_meta("clock_correction_ms", 0))
         return store
+
+    @property
+    def commune(self) -> str:
+        """This node's unit: the commune it enrolled for, or the one a merger made it a desk of."""
+        return str(self.dossiers.scope)
 
     @property
     def origin(self) -> str:

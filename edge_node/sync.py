@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +22,7 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 from tenacity.stop import stop_after_attempt, stop_never
 
+from edge_node import config as edge_config
 from edge_node import hubtime, lan
 from edge_node.clientstore import Batch, ClientStore, Exchange, Outgoing, SessionResult
 from edge_node.config import EdgeConfig
@@ -197,7 +199,8 @@ class SyncClient(Generic[S]):
             node=self.config.node, events=[], batch=batch.plain, cursor=await sync.cursor(),
             want_bytes=MIN_WANT if self.disk.very_low() else self.config.want_bytes,
             clock_ms=self.store.time.wall(),
-            stats=await self.stats(), ref=sync.refdata_held(), epoch=await sync.hub_epoch())
+            stats=await self.stats(), ref=sync.refdata_held(), epoch=await sync.hub_epoch(),
+            units=await sync.units())
         return Outgoing(encode_request(request), batch, acked)
 
     async def exchange(self, batch: Batch | None = None, prefetch: bool = False,
@@ -228,12 +231,22 @@ class SyncClient(Generic[S]):
         received = await self.store.sync.apply_response(
             response, received_at - started, received_at, sent_after=outgoing.acked)
         self.rejected_total += len(response.rejections)
+        if self.store.sync.rescoped is not None:
+            self._rescoped(*self.store.sync.rescoped)
         self.batch_bytes = self.sizes.after(self.batch_bytes, time.monotonic() - started,
                                             bool(batch.count))
         if response.ack < batch.last:
             following = None  # the hub holds less than we sent: resend from its ack
         return Exchange(batch.count, received, response.more, len(body), len(payload),
                         max(0, response.ack - outgoing.acked), received_at - started), following
+
+    def _rescoped(self, code: str, name: str) -> None:
+        """A merger made this node a desk of `code`: node.toml says so from now on (the database
+        already does: `EdgeSync.load_unit` is what counts, should this write be lost)."""
+        self.store.sync.rescoped = None
+        self.config = replace(self.config, commune=code, commune_name=name)
+        if (Path(self.data_dir) / edge_config.CONFIG_FILE).exists():
+            edge_config.save(Path(self.data_dir), self.config)
 
     async def _post(self, body: bytes) -> bytes:
         if self.transport is not None:

@@ -6,6 +6,11 @@ tracking after a restore. `apply_response` reads it, asks `EdgeSession.answer` w
 answer does, and commits that — the ack, the rejections, the hub's events, the cursor, the
 warning, the reference data, the clock correction — in one transaction, so a crash at any point
 leaves a state from which the next session simply resends or re-asks: harmless.
+
+The node's unit lives here too (`UNIT_KEYS`): enrolled for one commune, it is re-scoped when the
+hub's answer names another unit after a merger (`SyncResponse.unit`); from that commit on new
+intake is the new unit's and the codes merged into it are its own (`adopt_unit`). Until then every
+request says which units it reads (`units`), so a lost answer is simply given again.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from edge_node.blobqueue import BlobQueue
 from protocol import HUB_ORIGIN, codec
+from protocol.communes import Mergers
 from protocol.events import Event
 from protocol.hlc import wall_ms
 from protocol.messages import SyncResponse
@@ -33,6 +39,7 @@ log = logging.getLogger(__name__)
 WARNING_KEYS = ("sync_warning", "sync_warning_code", "sync_warning_at", "sync_warning_until")
 REREAD_KEY = "reread_hub_seen"
 SESSION_KEYS = ("ack", "cursor", "hub_epoch", *WARNING_KEYS, REREAD_KEY)
+UNIT_KEYS = ("unit", "unit_name", "scope_units", "unit_since")
 
 
 class EdgeSync:
@@ -42,6 +49,34 @@ class EdgeSync:
         self.log = log
         self.dossiers = dossiers
         self.queue = queue
+        self.rescoped: tuple[str, str] | None = None  # (code, name) adopted by the last answer
+
+    # -- the unit -------------------------------------------------------------------------------
+
+    async def load_unit(self) -> None:
+        """Adopt the unit a past answer re-scoped this node to, if any (at open)."""
+        meta = await self.log.get_metas(UNIT_KEYS)
+        if meta.get("unit"):
+            self.adopt_unit(str(meta["unit"]), json.loads(str(meta.get("scope_units") or "[]")))
+
+    def adopt_unit(self, code: str, units: list[str]) -> None:
+        """Take in `code` as this node's unit, with `units` its codes (its own first)."""
+        self.dossiers.scope = code
+        self.log.mergers = Mergers.of((u, code, None) for u in units if u != code)
+
+    async def units(self) -> tuple[str, ...]:
+        """The commune codes this node reads: its unit's (its own first)."""
+        raw = await self.log.get_meta("scope_units")
+        return tuple(json.loads(str(raw))) if raw else (str(self.dossiers.scope),)
+
+    async def unit_notice(self) -> dict[str, Any] | None:
+        """The last re-scope, for staff: {"unit", "name", "units", "at"} or None."""
+        meta = await self.log.get_metas(UNIT_KEYS)
+        if not meta.get("unit"):
+            return None
+        return {"unit": meta["unit"], "name": meta.get("unit_name") or meta["unit"],
+                "units": json.loads(str(meta.get("scope_units") or "[]")),
+                "at": int(meta.get("unit_since") or 0)}
 
     # -- the state ------------------------------------------------------------------------------
 
@@ -169,7 +204,7 @@ class EdgeSync:
 
     async def _apply(self, resp: SyncResponse, rtt_s: float, at_mono: float,
                      sent_after: int | None, live: bool) -> int:
-        elog, dossiers = self.log, self.dossiers
+        elog, dossiers, unit = self.log, self.dossiers, resp.unit
         async with elog.lock:
             try:
                 async with transaction(elog.conn):
@@ -194,6 +229,13 @@ class EdgeSync:
                         after = after.settled(now_ms=resp.hub_time_ms, more=resp.more,
                                               uploads_waiting=await self.queue.uploads_waiting())
                     await self._save(before, after)
+                    if unit is not None:
+                        log.info("this node is now a desk of %s (%s), reading %s", unit.name,
+                                 unit.code, ", ".join(unit.units))
+                        for key, value in zip(UNIT_KEYS, (unit.code, unit.name,
+                                                          json.dumps(list(unit.units)),
+                                                          resp.hub_time_ms), strict=True):
+                            await elog.set_meta(key, value)
                     fresh = {k: v for k, v in resp.refdata.items()
                              if v["version"] > dossiers.ref_versions.get(k, 0)}
                     for kind, ref in fresh.items():
@@ -208,6 +250,9 @@ class EdgeSync:
                 elog.forget_clock()
                 raise
             elog.commit_clock()
+            if unit is not None:
+                self.adopt_unit(unit.code, list(unit.units))
+                self.rescoped = (unit.code, unit.name)
             for kind, ref in fresh.items():
                 dossiers.use_refdata(kind, ref["version"], ref["data"])
             if live:

@@ -174,4 +174,87 @@ def communes_to_plain(communes: Communes) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Mergers:
+    """The mergers the hub carried out (`central-hub commune merge`), old code → successor, and
+    the day each takes effect for statistics. Scope follows them at once: a node, a dossier or an
+    event under an old code is the successor's (`unit_of`); the commune list published with them
+    says the same to people, but a list imported with `merged_into` alone moves nothing (the
+    sample list does, and two of its communes stay apart until someone merges them)."""
+
+    into: tuple[tuple[str, str], ...] = ()  # (old code, the code it merged into), sorted
+    effective: tuple[tuple[str, date], ...] = ()  # (old code, day it counts under the new unit)
+
+    @classmethod
+    def of(cls, rows: Any) -> Mergers:
+        """From (old, into, effective day or None) rows."""
+        into, days = {}, {}
+        for old, new, day in rows:
+            into[str(old)] = str(new)
+            if day is not None:
+                days[str(old)] = day if isinstance(day, date) else date.fromisoformat(str(day))
+        return cls(tuple(sorted(into.items())), tuple(sorted(days.items())))
+
+    def unit_of(self, code: str) -> str:
+        """The unit `code`'s dossiers and nodes belong to now (mergers followed; itself if it
+        was never merged)."""
+        into, seen = dict(self.into), {code}
+        while code in into and into[code] not in seen:
+            code = into[code]
+            seen.add(code)
+        return code
+
+    def units_of(self, code: str) -> tuple[str, ...]:
+        """Every code whose dossiers are `code`'s unit's now: its own first, then the merged."""
+        unit = self.unit_of(code)
+        merged = sorted(old for old, _ in self.into if self.unit_of(old) == unit)
+        return (unit, *merged)
+
+    def unit_on(self, code: str, day: date) -> str:
+        """The unit `code` counts under in statistics of a period starting on `day`: the
+        successor once the merger is effective, the old unit before (DOMAIN: reports before a
+        merger stay under the old unit)."""
+        into, days, seen = dict(self.into), dict(self.effective), {code}
+        while code in into and into[code] not in seen and days.get(code, day) <= day:
+            code = into[code]
+            seen.add(code)
+        return code
+
+
+def merge_into(communes: Communes, into: str, name: str, merged: list[str], effective: date
+               ) -> Communes:
+    """The commune list once `merged` joined `into` (added with `name`, or renamed to it) on
+    `effective`; a unit already merged into `into` stays as it is (the merger is idempotent).
+    ValidationError for a code that is not 5 digits, unlisted, merged elsewhere, or `into`."""
+    if not CODE_RE.fullmatch(into):
+        raise ValidationError(f"--into {into!r} is not a commune code (5 digits)", field="into")
+    name = " ".join(name.split())
+    if not name or len(name) > MAX_NAME:
+        raise ValidationError(f"--name is required (at most {MAX_NAME} characters)", field="name")
+    if not merged:
+        raise ValidationError("--from names no commune to merge", field="from")
+    target = communes.get(into)
+    if target is not None and target.merged_on(date.max):
+        raise ValidationError(f"{into} was itself merged into {target.merged_into}: merge into "
+                              "that unit", field="into")
+    items = {c.code: c for c in communes.items}
+    for code in merged:
+        unit = items.get(code)
+        if not CODE_RE.fullmatch(code) or code == into:
+            raise ValidationError(f"--from {code!r} must be the code of another commune",
+                                  field="from")
+        if unit is None:
+            raise ValidationError(f"--from {code} is not in the province's commune list "
+                                  "(central-hub communes import)", field="from")
+        if unit.merged_into not in (None, into):
+            raise ValidationError(f"{code} was already merged into {unit.merged_into}",
+                                  field="from")
+        if unit.merged_into is None:
+            items[code] = Commune(code, unit.name, into, effective)
+    items[into] = Commune(into, name)
+    plain = communes_to_plain(Communes(communes.province, tuple(items.values()),
+                                       communes.public_url, communes.sample))
+    return parse_communes(plain)  # the same checks as an imported list (no circle)
+
+
 DEFAULT_COMMUNES = parse_communes(DEFAULT_COMMUNES_DATA)

@@ -8,6 +8,11 @@ A cursor is a position in one incarnation of the hub's log, named by its epoch: 
 an older backup rotates the epoch, and answers a cursor of another epoch (or past its log's end) from
 the start, saying so (`reset`). Both fields are optional on the wire, so peers that predate them still
 decode (docs/protocol.md: Log epochs and restores).
+
+A node's scope follows commune mergers: the request says which units the edge reads (`units`),
+and when the hub's record differs (its commune was merged, or others merged into it) the answer
+reads from 0 and names the node's unit (`unit`: code, name, units) — a calm re-scope, not a
+restore (docs/reorganisation.md). Optional too: an older peer neither sends nor reads them.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ STAT_KEYS = {
 }
 MIN_PROTOCOL = 1
 MAX_EPOCH_CHARS = 64
+MAX_UNITS = 200  # commune codes in one node's scope (a merger of a whole district's is ~20)
 CONTENT_TYPE = "application/vnd.commune-sync+zstd"  # of every body below, both ways
 
 
@@ -66,6 +72,17 @@ class SyncRequest:
     batch: dict[str, Any] | None = None  # `events` already in compact form (edge fast path)
     ref: dict[str, int] = field(default_factory=dict)  # reference-data versions held
     epoch: str = ""  # the hub log epoch `cursor` belongs to ("": not known yet)
+    units: tuple[str, ...] = ()  # the commune codes the edge reads (its unit first; (): unsaid)
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """The unit the hub holds a node for, sent when it differs from what the node read: its
+    code and name, and every code whose dossiers are the unit's (its own first)."""
+
+    code: str
+    name: str
+    units: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +108,7 @@ class SyncResponse:
     refdata: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> {version, data}
     epoch: str = ""  # the hub log's epoch ("": a hub that predates epochs)
     reset: bool = False  # the request's cursor was of another epoch or past the log: read from 0
+    unit: Unit | None = None  # the node was re-scoped (a merger): read from 0, use this unit
 
 
 def encode_request(req: SyncRequest) -> bytes:
@@ -106,7 +124,29 @@ def encode_request(req: SyncRequest) -> bytes:
         "stats": req.stats,
         "ref": req.ref,
         "epoch": req.epoch,
+        **({"units": list(req.units)} if req.units else {}),
     })
+
+
+def _units(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not (isinstance(raw, list) and len(raw) <= MAX_UNITS and all(
+            isinstance(u, str) and len(u) == 5 and u.isdigit() for u in raw)):
+        raise RemoteProtocolError(f"units must be at most {MAX_UNITS} commune codes")
+    return tuple(raw)
+
+
+def _unit(raw: Any) -> Unit | None:
+    if raw is None:
+        return None
+    if not (isinstance(raw, dict) and isinstance(raw.get("code"), str)
+            and isinstance(raw.get("name"), str) and len(raw["name"]) <= 200):
+        raise RemoteProtocolError("unit must be {code, name, units}")
+    units = _units(raw.get("units"))
+    if raw["code"] not in units[:1]:
+        raise RemoteProtocolError("unit's units must start with its code")
+    return Unit(raw["code"], raw["name"], units)
 
 
 def _int(obj: dict[str, Any], key: str, low: int = 0) -> int:
@@ -165,6 +205,7 @@ def decode_request(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRequest:
         app=app if isinstance(app, str) else "?",
         ref=ref,
         epoch=_epoch(obj),
+        units=_units(obj.get("units")),
     )
 
 
@@ -181,6 +222,8 @@ def encode_response(resp: SyncResponse) -> bytes:
         "ref": resp.refdata,
         "epoch": resp.epoch,
         "reset": resp.reset,
+        **({"unit": {"code": resp.unit.code, "name": resp.unit.name,
+                     "units": list(resp.unit.units)}} if resp.unit else {}),
     })
 
 
@@ -215,6 +258,7 @@ def decode_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRespons
         refdata=refdata,
         epoch=_epoch(obj),
         reset=obj.get("reset") is True,
+        unit=_unit(obj.get("unit")),
     )
 
 

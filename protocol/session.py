@@ -203,7 +203,8 @@ class EdgeSession:
                 f"hub log restarted (epoch {resp.epoch or '?'}; restored from backup?): reading "
                 f"it again from the start, position {self.cursor} was of the old log"))
             cursor = resp.cursor
-        elif resp.cursor > self.cursor:  # (a lower cursor without reset: an older answer)
+        elif resp.unit is not None or resp.cursor > self.cursor:
+            # (a lower cursor without reset or re-scope: an older answer)
             cursor = resp.cursor
         after = replace(self, ack=ack, cursor=cursor, epoch=resp.epoch or self.epoch,
                         reread=reread)

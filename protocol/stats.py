@@ -16,6 +16,9 @@ the last day counted):
 - apologies: apologies with a new appointment (form 04) issued in the period. They change no other
   count: a dossier resolved after its due date is late whatever new date it was given;
 - % on time = (early + on time) / resolved; % online = online / received (carried over excluded).
+After a commune merger a period counts the merged communes under the new unit from the merger's
+effective day on (`unit_on`: the unit on the period's first day); periods before stay under the
+old units (DOMAIN: reports before a merger stay under the old unit).
 Pure: the facts are passed in.
 """
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -158,9 +161,11 @@ def _finish(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def report(facts: Iterable[Facts], periods: list[Period], now_ms: int, *,
-           commune_names: dict[str, str], procedure_names: dict[str, str]) -> dict[str, Any]:
+           commune_names: dict[str, str], procedure_names: dict[str, str],
+           unit_on: Callable[[str, date], str] | None = None) -> dict[str, Any]:
     """Rows per period × commune × procedure (only where something counts), with totals per
-    period and overall."""
+    period and overall; `unit_on(code, first day)` is the unit a commune counts under in a
+    period (mergers: `protocol.communes.Mergers.unit_on`)."""
     facts = list(facts)
     rows: list[dict[str, Any]] = []
     totals: list[dict[str, Any]] = []
@@ -170,9 +175,10 @@ def report(facts: Iterable[Facts], periods: list[Period], now_ms: int, *,
         cells: dict[tuple[str, str], dict[str, int]] = {}
         total = _empty()
         for f in facts:  # counted straight into its cell; a cell where nothing counts is dropped
-            cell = cells.get((f.commune, f.procedure))
+            unit = f.commune if unit_on is None else unit_on(f.commune, period.first)
+            cell = cells.get((unit, f.procedure))
             if cell is None:
-                cell = cells[(f.commune, f.procedure)] = _empty()
+                cell = cells[(unit, f.procedure)] = _empty()
             _count(cell, f, start, end, at)
         for cell in cells.values():
             for key, value in cell.items():

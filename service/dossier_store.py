@@ -128,7 +128,8 @@ class DossierStore:
         state = await self.load_state(dossier_id, committed=True)
         if state is None or state.header is None:
             raise NotFound("no such dossier")
-        if commune is not None and state.header.get("commune") != commune:
+        unit_of = self.log.mergers.unit_of
+        if commune is not None and unit_of(str(state.header.get("commune"))) != unit_of(commune):
             raise NotFound("no such dossier")
         return dossier_view(state, self.now_ms(), await self.history(dossier_id))
 
@@ -140,7 +141,7 @@ class DossierStore:
         """Dossiers newest first, filtered, keyset-paged both ways (`after` a page's `next`,
         `before` its `prev`; else `offset` from the newest): `service/search.py`."""
         return await search.search(
-            self.reader, self.now_ms(), status=status, q=q, commune=commune,
+            self.reader, self.now_ms(), status=status, q=q, commune=self.units(commune),
             conflicts_only=conflicts_only, limit=limit, after=after, procedure=procedure,
             overdue_at=overdue_at, before=before, offset=offset)
 
@@ -148,13 +149,17 @@ class DossierStore:
                     commune: str | None = None, conflicts_only: bool = False,
                     procedure: str | None = None, overdue_at: int | None = None) -> int:
         """How many dossiers `search` finds with these filters."""
-        return await search.count(self.reader, status=status, q=q, commune=commune,
+        return await search.count(self.reader, status=status, q=q, commune=self.units(commune),
                                   conflicts_only=conflicts_only, procedure=procedure,
                                   overdue_at=overdue_at)
 
     async def count_conflicts(self, commune: str | None = None) -> int:
         """How many dossiers have an open conflict."""
-        return await search.count_conflicts(self.reader, commune)
+        return await search.count_conflicts(self.reader, self.units(commune))
+
+    def units(self, commune: str | None) -> tuple[str, ...] | None:
+        """Every code whose dossiers are `commune`'s unit's now (mergers: `EventLog.mergers`)."""
+        return None if not commune else self.log.mergers.units_of(commune)
 
     # -- intake ---------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from protocol import codec
 from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue
 from protocol.commands import Draft
+from protocol.communes import Mergers
 from protocol.errors import NotFound, StoreError
 from protocol.events import Event
 from protocol.hlc import Clock
@@ -93,6 +94,9 @@ class EventLog:
         # the procedures whose searchable fields the rows' search text holds (the node's
         # reference data: service/dossier_store.py adopts it here)
         self.catalogue: Catalogue = DEFAULT_CATALOGUE
+        # the commune mergers this side knows: a dossier under an old code is the successor's
+        # (the hub's from its `unit_mergers`, an edge's from its re-scope: docs/reorganisation.md)
+        self.mergers = Mergers()
         self.clock = Clock()
         self.own_seq = 0
         self.own_hash = b""
@@ -198,13 +202,15 @@ class EventLog:
                     # dossiers) and per chain at a time; locks are always taken commune → chain
                     # → log (service.db), and the state is read again under them.
                     where = (state.header or {}).get("commune") if state else commune
-                    await advisory_lock(self.conn, f"commune:{where or ''}")
+                    await advisory_lock(self.conn,
+                                        f"commune:{self.mergers.unit_of(where or '')}")
                     await advisory_lock(self.conn, f"chain:{self.origin}")
                     state = await self.load_state(dossier_id)
                 # Another process on this database may have extended this chain (hub workers).
                 self.own_seq, self.own_hash = await self.own_head()
+                unit_of = self.mergers.unit_of
                 if state is not None and commune is not None and \
-                        (state.header or {}).get("commune") != commune:
+                        unit_of(str((state.header or {}).get("commune"))) != unit_of(commune):
                     raise NotFound("no such dossier")
                 write = LocalWrite(self, dossier_id, state)
                 yield write

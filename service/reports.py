@@ -82,7 +82,7 @@ async def _events(store: Reading, ids: list[str], kinds: tuple[str, ...],
 
 
 async def stats_facts(store: Reading, start_ms: int, end_ms: int,
-                      commune: str | None = None) -> list[Facts]:
+                      commune: str | tuple[str, ...] | None = None) -> list[Facts]:
     """The dossiers that count in [start, end): received before its end and not closed before
     its start (a dossier untouched since before the start in a closed status is skipped).
 
@@ -92,8 +92,9 @@ async def stats_facts(store: Reading, start_ms: int, end_ms: int,
     marks = ",".join("?" * len(CLOSED))
     opened = [s for s in STATUSES if s not in CLOSED]
     since = start_ms << 16  # an hlc
-    where = " AND commune=?" if commune else ""
-    more = [commune] if commune else []
+    codes = (commune,) if isinstance(commune, str) else tuple(commune or ())
+    where = f" AND commune IN ({','.join('?' * len(codes))})" if codes else ""
+    more = list(codes)
     # Three disjoint parts, each down an index: received in the period (dossiers_order); received
     # before it and open (dossiers_status); received before it, closed, changed since its start
     # (dossiers_updated).

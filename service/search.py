@@ -28,6 +28,8 @@ from service.ui.formats import parse_day
 
 log = logging.getLogger(__name__)
 
+Units = str | tuple[str, ...]  # one commune code, or a unit's codes after mergers
+
 MAX_PAGE = 10_000
 MAX_OFFSET = 1_000_000
 CITIZEN_ID_RE = re.compile(r"^\d{12}$")
@@ -67,7 +69,7 @@ def _like(text: str) -> str:
 
 
 async def search(reader: Any, now_ms: int, *, status: str | None = None, q: str | None = None,
-                 commune: str | None = None, conflicts_only: bool = False,
+                 commune: Units | None = None, conflicts_only: bool = False,
                  limit: int = 50, after: str | None = None, procedure: str | None = None,
                  overdue_at: int | None = None, before: str | None = None,
                  offset: int = 0) -> Page:
@@ -111,7 +113,7 @@ async def search(reader: Any, now_ms: int, *, status: str | None = None, q: str 
 
 
 async def count(reader: Any, *, status: str | None = None, q: str | None = None,
-                commune: str | None = None, conflicts_only: bool = False,
+                commune: Units | None = None, conflicts_only: bool = False,
                 procedure: str | None = None, overdue_at: int | None = None) -> int:
     """How many dossiers `search` finds with these filters (down the same indexes)."""
     where, args, scan = _filters(reader, status, q, commune, conflicts_only, procedure,
@@ -122,7 +124,7 @@ async def count(reader: Any, *, status: str | None = None, q: str | None = None,
     return int(row[0]) if row else 0
 
 
-def _filters(reader: Any, status: str | None, q: str | None, commune: str | None,
+def _filters(reader: Any, status: str | None, q: str | None, commune: Units | None,
              conflicts_only: bool, procedure: str | None, overdue_at: int | None,
              ) -> tuple[list[str], list[Any], str]:
     """The WHERE terms, their arguments and the index hint of a listing's filters."""
@@ -132,8 +134,10 @@ def _filters(reader: Any, status: str | None, q: str | None, commune: str | None
         where.append("status=?")
         args.append(status)
     if commune:
-        where.append("commune=?")
-        args.append(commune)
+        codes = (commune,) if isinstance(commune, str) else tuple(commune)
+        where.append("commune=?" if len(codes) == 1 else
+                     f"commune IN ({','.join('?' * len(codes))})")
+        args.extend(codes)
     if conflicts_only:
         where.append("conflicts>0")
     if procedure:
@@ -184,13 +188,14 @@ async def _read_states(reader: Any, ids: list[str]) -> dict[str, bytes]:
     return out
 
 
-async def count_conflicts(reader: Any, commune: str | None = None) -> int:
+async def count_conflicts(reader: Any, commune: Units | None = None) -> int:
     """How many dossiers have an open conflict."""
     sql = "SELECT count(*) FROM dossiers WHERE conflicts>0"
     args: list[Any] = []
     if commune:
-        sql += " AND commune=?"
-        args.append(commune)
+        codes = (commune,) if isinstance(commune, str) else tuple(commune)
+        sql += f" AND commune IN ({','.join('?' * len(codes))})"
+        args.extend(codes)
     async with reader.execute(sql, args) as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0

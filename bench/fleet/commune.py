@@ -62,6 +62,10 @@ class MemorySync:
         self.session = EdgeSession()
         self.ref: dict[str, int] = {}
         self.rejections: Counter[str] = Counter()
+        self.rescoped: tuple[str, str] | None = None  # (a simulated commune is never merged)
+
+    async def units(self) -> tuple[str, ...]:
+        return ()
 
     async def ack(self) -> int:
         return self.session.ack

@@ -59,18 +59,18 @@ class StatsCache:
     size = 8
 
     def __init__(self) -> None:
-        self._facts: dict[tuple[int, int, str | None], tuple[int, list[stats.Facts]]] = {}
+        self._facts: dict[tuple[Any, ...], tuple[int, list[stats.Facts]]] = {}
         self._reports: dict[tuple[Any, ...], tuple[int, int, int | None, dict[str, Any]]] = {}
 
     async def facts(self, store: HubStore, period: Period,
                     commune: str | None) -> tuple[int, list[stats.Facts]]:
         """(log position, `reports.stats_facts` for the period), reused if nothing was logged."""
-        key = (period.start_ms, period.end_ms, commune)
+        key = (period.start_ms, period.end_ms, commune, store.log.mergers)
         position = await store.log_size()
         kept = self._facts.pop(key, None)
         if kept is None or kept[0] != position:
             kept = (position, await reports.stats_facts(store, period.start_ms, period.end_ms,
-                                                        commune))
+                                                        store.dossiers.units(commune)))
         return self._keep(self._facts, key, kept)
 
     async def report(self, hub: Hub, period: Period, commune: str | None, by: str,
@@ -78,7 +78,7 @@ class StatsCache:
         """The report (`stats.report`), reused while nothing it counts can have changed."""
         position, facts = await self.facts(hub.store, period, commune)
         now = hub.store.now_ms()
-        key = (period.start_ms, period.end_ms, commune, by, lang)
+        key = (period.start_ms, period.end_ms, commune, by, lang, hub.store.log.mergers)
         kept = self._reports.pop(key, None)
         if kept is None or kept[0] != position or not kept[1] <= now < (kept[2] or now + 1):
             periods = stats.split(period, by)
@@ -86,7 +86,8 @@ class StatsCache:
                      for p in hub.store.dossiers.catalogue.procedures}
             data = stats.report(facts, periods, now,
                                 commune_names=await fleet.commune_names(hub.store),
-                                procedure_names=names)
+                                procedure_names=names,
+                                unit_on=hub.store.log.mergers.unit_on)
             data.update(commune=commune, by=by)
             kept = (position, now, stats.steady_until(facts, periods, now), data)
         return self._keep(self._reports, key, kept)[3]
