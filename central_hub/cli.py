@@ -23,18 +23,15 @@ from central_hub.app import make_app, node_items, open_accounts, open_store
 from central_hub.bundle_cli import cmd_bundle_export, cmd_bundle_import
 from central_hub.config import HubConfig
 from central_hub.portal_cli import cmd_portal_add, cmd_portal_list, cmd_portal_revoke
+from central_hub.refdata_cli import (
+    cmd_communes_import,
+    cmd_holidays_import,
+    cmd_procedures_import,
+)
 from central_hub.reorg_cli import cmd_commune_merge
 from central_hub.store import HubStore
 from central_hub.verify import audit
-from protocol.communes import communes_to_plain
 from protocol.errors import StoreError, ValidationError
-from protocol.refdata import (
-    catalogue_to_plain,
-    holidays_to_plain,
-    import_communes,
-    import_holidays,
-    import_procedures,
-)
 from service import pki
 from service.cli import EXIT_ERROR, EXIT_OK, Parser, add_account
 from service.cli import run as run_cli
@@ -342,59 +339,12 @@ async def cmd_nodes(args: Any) -> int:
     return EXIT_OK
 
 
-def _read(path: Path) -> tuple[str, str]:
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in ("toml", "csv"):
-        raise ValidationError(f"{path}: use a .toml or .csv file")
-    try:
-        return path.read_text(encoding="utf-8-sig"), fmt
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"cannot read {path}: {exc}") from exc
-
-
-async def cmd_procedures_import(args: Any) -> int:
-    text, fmt = _read(args.file)
-    store = await _open(args.data)
-    try:
-        catalogue = import_procedures(text, fmt, store.dossiers.catalogue)
-        version = await store.publish("procedures", catalogue_to_plain(catalogue))
-    finally:
-        await store.close()
-    print(f"published {len(catalogue.procedures)} procedures as version {version}")
-    return EXIT_OK
-
-
-async def cmd_holidays_import(args: Any) -> int:
-    text, fmt = _read(args.file)
-    holidays = import_holidays(text, fmt)
-    store = await _open(args.data)
-    try:
-        version = await store.publish("holidays", holidays_to_plain(holidays))
-    finally:
-        await store.close()
-    print(f"published {len(holidays)} holidays as version {version}")
-    return EXIT_OK
-
-
-async def cmd_communes_import(args: Any) -> int:
-    text, fmt = _read(args.file)
-    config = hub_config.load(args.data)
-    communes = import_communes(text, fmt, config.citizens_url)
-    store = await _open(args.data)
-    try:
-        version = await store.publish("communes", communes_to_plain(communes))
-    finally:
-        await store.close()
-    print(f"published {len(communes.items)} communes as version {version}")
-    return EXIT_OK
-
-
 HANDLERS = {"procedures import": cmd_procedures_import, "holidays import": cmd_holidays_import,
             "communes import": cmd_communes_import, "commune merge": cmd_commune_merge,
             "portal add": cmd_portal_add,
             "portal revoke": cmd_portal_revoke, "portal list": cmd_portal_list,
             "bundle import": cmd_bundle_import, "bundle export": cmd_bundle_export,
-"init": cmd_init, "serve": cmd_serve, "enroll": cmd_enroll,
+            "init": cmd_init, "serve": cmd_serve, "enroll": cmd_enroll,
             "operator add": cmd_operator_add, "node revoke": cmd_revoke, "nodes": cmd_nodes,
             "node replace": cmd_replace,
             "verify": cmd_verify, "backup": cmd_backup, "restore": cmd_restore}
