@@ -1,9 +1,11 @@
 """Demo: a provincial hub and three communes syncing over a flaky mountain link (what `make demo` runs).
 
 Real processes on loopback: `central-hub serve` and three `edge-node serve`, each commune's link to
-the hub through a `LinkProxy` in this process (latency, a bandwidth limit, and one commune cut and
-restored every few seconds). Clerks keep taking in birth registrations at the edges, the province edits
-some at the hub, and a status table shows who is behind. With --duration the demo stops itself, heals
+the hub through a `LinkProxy` in this process (latency, a bandwidth limit). First the story of
+`bench/demo_scenario.py` is set up: Thượng Lâm offline since before its first sync, a conflict at
+Côn Lôn, Na Hang's clock 2 h ahead (libfaketime), an online filing in Côn Lôn's inbox. Then clerks
+keep taking in birth registrations at the edges, the province edits some at the hub, Na Hang's link
+is cut and restored every few seconds, and a status table shows who is behind. With --duration the demo stops itself, heals
 every link, waits for convergence and checks that every dossier of every commune is at the hub
 exactly once (exit 0) or says what is missing (exit 1).
 
@@ -29,18 +31,24 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/…` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from bench import demo_scenario as story  # noqa: E402
 from bench.dossier_faker import DossierFaker  # noqa: E402
 from bench.processes import Processes, acli, free_port, run_main, wait_ready, work_dir  # noqa: E402
 from edge_node import config as edge_config  # noqa: E402
+from protocol.communes import DEFAULT_COMMUNES_DATA  # noqa: E402
 from tests.faults.linkproxy import LinkProxy, Toxics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-COMMUNES = (("02245", "Côn Lôn"), ("02227", "Sinh Long"), ("02230", "Thượng Giáp"))
+# the 2025 map (protocol/communes.py): no districts; Sinh Long (02227) is part of Côn Lôn since
+# 1 July 2025. Côn Lôn: a conflict and an online filing; Na Hang: its clock 2 h ahead, its link
+# cut every few seconds; Thượng Lâm: offline
+COMMUNES = (("02245", "Côn Lôn"), ("02221", "Na Hang"), ("02230", "Thượng Lâm"))
 OPERATOR, OPERATOR_PASSWORD = "op", "demo-op-2026"
 CLERK_PASSWORD = "demo-clerk-2026"
 MOUNTAIN = Toxics(latency_ms=120, jitter_ms=40, bandwidth=32 * 1024)  # ~256 kbit/s, 120 ms
-HOME_TOWNS = ("Na Hang", "Lâm Bình", "Chiêm Hóa", "Yên Sơn", "Hàm Yên", "Sơn Dương")
+HOME_TOWNS = tuple(f"{c['name']}, tỉnh Tuyên Quang" for c in DEFAULT_COMMUNES_DATA["communes"]
+                   if "merged_into" not in c)
 NEXT = {"accepted": "processing", "processing": "resolved", "resolved": "returned"}
 
 
@@ -152,9 +160,15 @@ class Demo:
         # a leader: the demo also approves results (moves to `resolved`)
         await acli("edge_node", "user", "add", "--data", str(data), "--username", c.clerk,
                    "--role", "leader", stdin=CLERK_PASSWORD + "\n")
+        env = None
+        if c is self.offline:  # cut before its first sync, for the whole run
+            await c.proxy.cut()
+        elif c is self.flaky:  # its clock 2 h ahead; apart from the hub until the story starts
+            env = story.faked_clock(story.CLOCK_SKEW_S)
+            await c.proxy.cut()
         logfile = self.root / f"edge-{c.code}.log"
         proc = self.procs.start(f"edge {c.code}", ["edge_node", "serve", "--data", str(data),
-                                                   "--port", str(c.port)], logfile)
+                                                   "--port", str(c.port)], logfile, env=env)
         await wait_ready(c.url + "/healthz", proc, logfile, within=60)
         print(f"  {c.code} {c.name} is up", flush=True)
 
@@ -179,7 +193,49 @@ class Demo:
 
     @property
     def flaky(self) -> Commune:
-        return self.communes[-1]
+        return self.communes[1]
+
+    @property
+    def offline(self) -> Commune:
+        return self.communes[2]
+
+    async def story(self, hub: Api, http: aiohttp.ClientSession) -> None:
+        """Set up what goes wrong (bench/demo_scenario.py), then say where to look."""
+        con_lon, faker = self.communes[0], DossierFaker(self.args.seed, commune="Côn Lôn")
+        print("setting up the story…", flush=True)
+        conflicted = await story.conflict(hub, con_lon.api, con_lon.proxy, faker.birth())
+        con_lon.created.append(conflicted)
+        hub_url = f"http://127.0.0.1:{self.hub_port}"
+        key = (await acli("central_hub", "portal", "add", "--data", str(self.root / "hub"),
+                          "--name", "dvc-demo")).split()[-1]
+        filed = await story.online_filing(hub_url, key, con_lon.api, http, faker.birth())
+        na_hang = self.flaky
+        clock = "libfaketime is not installed (apt-get install libfaketime): no clock story"
+        if story.faked_clock(0) is not None:
+            nh = DossierFaker(self.args.seed + 1, commune=na_hang.name)
+            na_hang.created += await story.clock_flags(na_hang.api, na_hang.proxy,
+                                                       [nh.birth(), nh.birth()])
+            clock = (f"{na_hang.code} {na_hang.name}: its PC's clock is 2 h ahead; the desk "
+                     "warns, and the 2 dossiers it took in before it heard from the hub are "
+                     "flagged for a check of their dates (hub: /clock-checks)")
+        else:
+            await na_hang.proxy.heal()
+        print()
+        print("What goes wrong (open the hub's dashboard and each desk):")
+        print(f"  {self.offline.code} {self.offline.name}: offline — its link was cut before its "
+              "first sync and stays cut; the hub says it never synced, its clerk keeps working "
+              "and the changes wait (a real commune can be offline for days: the demo's clock is "
+              "not simulated here, the outage lasts the run)")
+        print(f"  {con_lon.code} {con_lon.name}: the province and the commune changed one "
+              f"applicant's address while apart — a conflict (hub: /conflicts; desk: dossier "
+              f"/dossiers/{conflicted})")
+        print(f"  {con_lon.code} {con_lon.name}: a birth registration filed online for Sinh "
+              "Long (02227, part of Côn Lôn since 1 July 2025) waits in the desk's online inbox "
+              f"(/inbox, dossier {filed})")
+        print(f"  {clock}")
+        print(f"  {na_hang.code} {na_hang.name}: its link is cut and restored every "
+              f"{self.args.cut_every:.0f} s")
+        print("scenario ready", flush=True)
 
     # -- load ------------------------------------------------------------------------------------
 
@@ -225,7 +281,7 @@ class Demo:
             await asyncio.sleep(self.args.cut_every / 2)
             await self.flaky.proxy.cut()
             await asyncio.sleep(self.args.cut_every / 2)
-            await self.flaky.proxy.heal()
+            await self.flaky.proxy.heal()  # (the offline commune's link stays cut)
 
     # -- status ----------------------------------------------------------------------------------
 
@@ -336,6 +392,7 @@ class Demo:
             for c in self.communes:
                 c.api = Api(http, c.url)
                 await c.api.login(c.clerk, CLERK_PASSWORD)
+            await self.story(hub, http)
             try:
                 tasks = [asyncio.create_task(self.clerk(c, c.api)) for c in self.communes]
                 tasks += [asyncio.create_task(self.province(hub)),

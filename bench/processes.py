@@ -71,12 +71,14 @@ class Processes:
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, args: list[str], logfile: Path) -> subprocess.Popen[bytes]:
-        """Start `python -m <args>` with its output in `logfile`."""
+    def start(self, name: str, args: list[str], logfile: Path,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start `python -m <args>` with its output in `logfile` (`env`: added variables)."""
         with logfile.open("ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    start_new_session=True,
+                                    env={**os.environ, **env} if env else None)
         self.procs.append((name, proc))
         return proc
 

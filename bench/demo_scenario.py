@@ -1,0 +1,129 @@
+"""The demo's story: what goes wrong in a small fleet, set up before the load starts (`make demo`).
+
+- an offline commune: its link is cut before its first sync and stays cut (the hub says it never
+  synced; its clerk keeps taking dossiers in, which wait);
+- a conflict: the province and the commune change the same applicant's address while apart;
+- a clock 2 h ahead: that commune's edge runs under libfaketime (its whole process clock), takes
+  dossiers in before it hears from the hub, then warns and flags them for a check of their dates;
+- an online filing: the province's portal (a key from `central-hub portal add`) files a birth
+  registration for Sinh Long (02227), which since 1 July 2025 is part of Côn Lôn (02245): it waits
+  in Côn Lôn's online inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+CLOCK_SKEW_S = 2 * 3600
+ADDRESSES = ("Thôn Nà Mỏ, xã Côn Lôn, tỉnh Tuyên Quang",  # the commune's
+             "Thôn Khuổi Phầy, xã Côn Lôn, tỉnh Tuyên Quang")  # the province's
+
+
+def faked_clock(skew_s: int) -> dict[str, str] | None:
+    """The environment of a process whose wall clock is `skew_s` off, or None without libfaketime."""
+    if not FAKETIME.exists():
+        return None
+    return {"LD_PRELOAD": str(FAKETIME), "FAKETIME": f"{skew_s:+d}",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "DONT_FAKE_MONOTONIC": "1"}
+
+
+class Api(Protocol):
+    """`bench.demo.Api`."""
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]: ...
+
+
+class Link(Protocol):
+    """`tests.faults.linkproxy.LinkProxy`, as used here."""
+
+    async def cut(self) -> None: ...
+
+    async def heal(self) -> None: ...
+
+
+async def until(what: str, check: Callable[[], Awaitable[Any]], within: float = 60.0) -> Any:
+    """Poll `check` until truthy, or fail naming `what`."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = await check()
+        if found:
+            return found
+        await asyncio.sleep(0.3)
+    raise RuntimeError(f"the demo's scenario: {what} did not happen within {within:.0f} s")
+
+
+async def at_hub(hub: Api, dossier_id: str) -> dict[str, Any] | None:
+    status, view = await hub.call("GET", f"/api/dossiers/{dossier_id}")
+    return view if status == 200 else None
+
+
+async def conflict(hub: Api, edge: Api, link: Link, body: dict[str, Any]) -> str:
+    """A dossier both sides edit while apart: its id, once the hub lists the conflict."""
+    status, view = await edge.call("POST", "/api/dossiers", body)
+    if status != 201:
+        raise RuntimeError(f"the conflict's dossier: {status} {view}")
+    await edge.call("POST", "/api/sync")
+    seen = await until("the conflict's dossier reaching the hub", lambda: at_hub(hub, view["id"]))
+    await link.cut()
+    for api, base, address in ((edge, view, ADDRESSES[0]), (hub, seen, ADDRESSES[1])):
+        status, answer = await api.call("PATCH", f"/api/dossiers/{view['id']}", {
+            "set": {"applicant.address": address}, "base": base["version"]})
+        if status != 200:
+            raise RuntimeError(f"the conflict's edit: {status} {answer}")
+    await link.heal()
+
+    async def listed() -> bool:
+        await edge.call("POST", "/api/sync")
+        found = await at_hub(hub, view["id"])
+        return bool(found and found.get("conflicts"))
+
+    await until("the conflict listed at the hub", listed)
+    return str(view["id"])
+
+
+async def clock_flags(edge: Api, link: Link, bodies: list[dict[str, Any]]) -> list[str]:
+    """Dossiers taken in by an edge whose clock is off, before it heard from the hub, then the
+    link back: their ids once the edge warns and flags them."""
+    ids = []
+    for body in bodies:
+        status, view = await edge.call("POST", "/api/dossiers", body)
+        if status != 201:
+            raise RuntimeError(f"a dossier at the clock-off desk: {status} {view}")
+        ids.append(view["id"])
+    await link.heal()
+
+    async def flagged() -> bool:
+        await edge.call("POST", "/api/sync")
+        _, sync = await edge.call("GET", "/api/sync")
+        _, checks = await edge.call("GET", "/api/clock-checks")
+        got = {f["id"] for f in checks.get("items", [])} if isinstance(checks, dict) else set()
+        return bool(isinstance(sync, dict) and sync.get("clock_warning") and set(ids) <= got)
+
+    await until("the clock warning and the flags", flagged)
+    return ids
+
+
+async def online_filing(hub_url: str, key: str, edge: Api, http: Any,
+                        body: dict[str, Any]) -> str:
+    """A filing through the portal's API for Sinh Long (02227): its id once in Côn Lôn's inbox."""
+    async with http.post(hub_url + "/api/submissions", json={**body, "commune": "02227"},
+                         headers={"Authorization": f"Bearer {key}"}) as resp:
+        answer = await resp.json(content_type=None)
+        if resp.status != 201:
+            raise RuntimeError(f"the online filing: {resp.status} {answer}")
+
+    async def arrived() -> bool:
+        await edge.call("POST", "/api/sync")
+        status, view = await edge.call("GET", f"/api/dossiers/{answer['id']}")
+        return status == 200 and view.get("status") == "submitted"
+
+    await until("the online filing in the inbox", arrived)
+    return str(answer["id"])
