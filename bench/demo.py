@@ -213,8 +213,8 @@ class Demo:
         clock = "libfaketime is not installed (apt-get install libfaketime): no clock story"
         if story.faked_clock(0) is not None:
             nh = DossierFaker(self.args.seed + 1, commune=na_hang.name)
-            na_hang.created += await story.clock_flags(na_hang.api, na_hang.proxy,
-                                                       [nh.birth(), nh.birth()])
+            na_hang.created += await story.clock_flags(hub, na_hang.api, na_hang.proxy,
+                                                       na_hang.code, [nh.birth(), nh.birth()])
             clock = (f"{na_hang.code} {na_hang.name}: its PC's clock is 2 h ahead; the desk "
                      "warns, and the 2 dossiers it took in before it heard from the hub are "
                      "flagged for a check of their dates (hub: /clock-checks)")

@@ -89,9 +89,10 @@ async def conflict(hub: Api, edge: Api, link: Link, body: dict[str, Any]) -> str
     return str(view["id"])
 
 
-async def clock_flags(edge: Api, link: Link, bodies: list[dict[str, Any]]) -> list[str]:
+async def clock_flags(hub: Api, edge: Api, link: Link, commune: str,
+                      bodies: list[dict[str, Any]]) -> list[str]:
     """Dossiers taken in by an edge whose clock is off, before it heard from the hub, then the
-    link back: their ids once the edge warns and flags them."""
+    link back: their ids once the edge warns and the hub lists them flagged."""
     ids = []
     for body in bodies:
         status, view = await edge.call("POST", "/api/dossiers", body)
@@ -107,7 +108,14 @@ async def clock_flags(edge: Api, link: Link, bodies: list[dict[str, Any]]) -> li
         got = {f["id"] for f in checks.get("items", [])} if isinstance(checks, dict) else set()
         return bool(isinstance(sync, dict) and sync.get("clock_warning") and set(ids) <= got)
 
+    async def at_the_hub() -> bool:
+        await edge.call("POST", "/api/sync")
+        _, checks = await hub.call("GET", f"/api/clock-checks?commune={commune}")
+        got = {f["id"] for f in checks.get("items", [])} if isinstance(checks, dict) else set()
+        return set(ids) <= got
+
     await until("the clock warning and the flags", flagged)
+    await until("the flags at the hub", at_the_hub)
     return ids
 
 
