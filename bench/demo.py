@@ -5,8 +5,8 @@ the hub through a `LinkProxy` in this process (latency, a bandwidth limit). Firs
 `bench/demo_scenario.py` is set up: Thượng Lâm offline since before its first sync, a conflict at
 Côn Lôn, Na Hang's clock 2 h ahead (libfaketime), an online filing in Côn Lôn's inbox. Then clerks
 keep taking in birth registrations at the edges, the province edits some at the hub, Na Hang's link
-is cut and restored every few seconds, and a status table shows who is behind. With --duration the demo stops itself, heals
-every link, waits for convergence and checks that every dossier of every commune is at the hub
+is cut and restored every few seconds, and a status table shows who is behind. With --duration the
+demo stops itself, heals every link, waits for convergence and checks that every dossier of every commune is at the hub
 exactly once (exit 0) or says what is missing (exit 1).
 
     python bench/demo.py [--duration S] [--data DIR]
