@@ -6,8 +6,8 @@ the hub through a `LinkProxy` in this process (latency, a bandwidth limit). Firs
 Côn Lôn, Na Hang's clock 2 h ahead (libfaketime), an online filing in Côn Lôn's inbox. Then clerks
 keep taking in birth registrations at the edges, the province edits some at the hub, Na Hang's link
 is cut and restored every few seconds, and a status table shows who is behind. With --duration the
-demo stops itself, heals every link, waits for convergence and checks that every dossier of every commune is at the hub
-exactly once (exit 0) or says what is missing (exit 1).
+demo stops itself, heals every link, waits for convergence and checks that every dossier of every
+commune is at the hub exactly once (exit 0) or says what is missing (exit 1).
 
     python bench/demo.py [--duration S] [--data DIR]
 """
@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/…` from anywhere
     sys.path.insert(0, str(ROOT))
 
 from bench import demo_scenario as story  # noqa: E402
+from bench.demo_scenario import Api  # noqa: E402
 from bench.dossier_faker import DossierFaker  # noqa: E402
 from bench.processes import Processes, acli, free_port, run_main, wait_ready, work_dir  # noqa: E402
 from edge_node import config as edge_config  # noqa: E402
@@ -69,42 +70,6 @@ class Commune:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-
-class Api:
-    """JSON calls with a bearer token; transport errors come back as status 0."""
-
-    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
-        self.http, self.base, self.token = http, base, ""
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        try:
-            async with self.http.request(method, self.base + path, json=body, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=20)) as resp:
-                return resp.status, await resp.json(content_type=None)
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            return 0, str(exc)
-
-    async def login(self, username: str, password: str) -> None:
-        status, body = await self.call("POST", "/api/login",
-                                       {"username": username, "password": password})
-        if status != 200:
-            raise RuntimeError(f"login {username} at {self.base} failed: {status} {body}")
-        self.token = body["token"]
-
-    async def versions(self, query: str = "") -> list[tuple[str, str]]:
-        """(id, version) of every dossier of a listing, following `next`; raise if unreadable."""
-        out: list[tuple[str, str]] = []
-        after = ""
-        while True:
-            status, body = await self.call("GET", f"/api/dossiers?limit=10000{query}{after}")
-            if status != 200:
-                raise RuntimeError(f"{self.base} listing failed: {status} {body}")
-            out.extend((item["id"], item["version"]) for item in body["items"])
-            if not body.get("next"):
-                return out
-            after = f"&after={body['next']}"
 
 
 class Demo:
@@ -198,44 +163,6 @@ class Demo:
     @property
     def offline(self) -> Commune:
         return self.communes[2]
-
-    async def story(self, hub: Api, http: aiohttp.ClientSession) -> None:
-        """Set up what goes wrong (bench/demo_scenario.py), then say where to look."""
-        con_lon, faker = self.communes[0], DossierFaker(self.args.seed, commune="Côn Lôn")
-        print("setting up the story…", flush=True)
-        conflicted = await story.conflict(hub, con_lon.api, con_lon.proxy, faker.birth())
-        con_lon.created.append(conflicted)
-        hub_url = f"http://127.0.0.1:{self.hub_port}"
-        key = (await acli("central_hub", "portal", "add", "--data", str(self.root / "hub"),
-                          "--name", "dvc-demo")).split()[-1]
-        filed = await story.online_filing(hub_url, key, con_lon.api, http, faker.birth())
-        na_hang = self.flaky
-        clock = "libfaketime is not installed (apt-get install libfaketime): no clock story"
-        if story.faked_clock(0) is not None:
-            nh = DossierFaker(self.args.seed + 1, commune=na_hang.name)
-            na_hang.created += await story.clock_flags(hub, na_hang.api, na_hang.proxy,
-                                                       na_hang.code, [nh.birth(), nh.birth()])
-            clock = (f"{na_hang.code} {na_hang.name}: its PC's clock is 2 h ahead; the desk "
-                     "warns, and the 2 dossiers it took in before it heard from the hub are "
-                     "flagged for a check of their dates (hub: /clock-checks)")
-        else:
-            await na_hang.proxy.heal()
-        print()
-        print("What goes wrong (open the hub's dashboard and each desk):")
-        print(f"  {self.offline.code} {self.offline.name}: offline — its link was cut before its "
-              "first sync and stays cut; the hub says it never synced, its clerk keeps working "
-              "and the changes wait (a real commune can be offline for days: the demo's clock is "
-              "not simulated here, the outage lasts the run)")
-        print(f"  {con_lon.code} {con_lon.name}: the province and the commune changed one "
-              f"applicant's address while apart — a conflict (hub: /conflicts; desk: dossier "
-              f"/dossiers/{conflicted})")
-        print(f"  {con_lon.code} {con_lon.name}: a birth registration filed online for Sinh "
-              "Long (02227, part of Côn Lôn since 1 July 2025) waits in the desk's online inbox "
-              f"(/inbox, dossier {filed})")
-        print(f"  {clock}")
-        print(f"  {na_hang.code} {na_hang.name}: its link is cut and restored every "
-              f"{self.args.cut_every:.0f} s")
-        print("scenario ready", flush=True)
 
     # -- load ------------------------------------------------------------------------------------
 
@@ -392,7 +319,7 @@ class Demo:
             for c in self.communes:
                 c.api = Api(http, c.url)
                 await c.api.login(c.clerk, CLERK_PASSWORD)
-            await self.story(hub, http)
+            await story.set_up(self, hub, http)
             try:
                 tasks = [asyncio.create_task(self.clerk(c, c.api)) for c in self.communes]
                 tasks += [asyncio.create_task(self.province(hub)),

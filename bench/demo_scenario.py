@@ -17,7 +17,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+
+from bench.dossier_faker import DossierFaker
+from bench.processes import acli
+
+if TYPE_CHECKING:
+    from bench.demo import Demo
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +43,40 @@ def faked_clock(skew_s: int) -> dict[str, str] | None:
             "FAKETIME_DONT_FAKE_MONOTONIC": "1", "DONT_FAKE_MONOTONIC": "1"}
 
 
-class Api(Protocol):
-    """`bench.demo.Api`."""
+class Api:
+    """JSON calls with a bearer token; transport errors come back as status 0."""
 
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]: ...
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http, self.base, self.token = http, base, ""
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            async with self.http.request(method, self.base + path, json=body, headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=20)) as resp:
+                return resp.status, await resp.json(content_type=None)
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            return 0, str(exc)
+
+    async def login(self, username: str, password: str) -> None:
+        status, body = await self.call("POST", "/api/login",
+                                       {"username": username, "password": password})
+        if status != 200:
+            raise RuntimeError(f"login {username} at {self.base} failed: {status} {body}")
+        self.token = body["token"]
+
+    async def versions(self, query: str = "") -> list[tuple[str, str]]:
+        """(id, version) of every dossier of a listing, following `next`; raise if unreadable."""
+        out: list[tuple[str, str]] = []
+        after = ""
+        while True:
+            status, body = await self.call("GET", f"/api/dossiers?limit=10000{query}{after}")
+            if status != 200:
+                raise RuntimeError(f"{self.base} listing failed: {status} {body}")
+            out.extend((item["id"], item["version"]) for item in body["items"])
+            if not body.get("next"):
+                return out
+            after = f"&after={body['next']}"
 
 
 class Link(Protocol):
@@ -119,7 +157,7 @@ async def clock_flags(hub: Api, edge: Api, link: Link, commune: str,
     return ids
 
 
-async def online_filing(hub_url: str, key: str, edge: Api, http: Any,
+async def online_filing(hub_url: str, key: str, edge: Api, http: aiohttp.ClientSession,
                         body: dict[str, Any]) -> str:
     """A filing through the portal's API for Sinh Long (02227): its id once in Côn Lôn's inbox."""
     async with http.post(hub_url + "/api/submissions", json={**body, "commune": "02227"},
@@ -135,3 +173,43 @@ async def online_filing(hub_url: str, key: str, edge: Api, http: Any,
 
     await until("the online filing in the inbox", arrived)
     return str(answer["id"])
+
+
+async def set_up(demo: Demo, hub: Api, http: aiohttp.ClientSession) -> None:
+    """Set up what goes wrong (bench/demo_scenario.py), then say where to look."""
+    con_lon = demo.communes[0]
+    faker = DossierFaker(demo.args.seed, commune="Côn Lôn")
+    print("setting up the story…", flush=True)
+    conflicted = await conflict(hub, con_lon.api, con_lon.proxy, faker.birth())
+    con_lon.created.append(conflicted)
+    hub_url = f"http://127.0.0.1:{demo.hub_port}"
+    key = (await acli("central_hub", "portal", "add", "--data", str(demo.root / "hub"),
+                      "--name", "dvc-demo")).split()[-1]
+    filed = await online_filing(hub_url, key, con_lon.api, http, faker.birth())
+    na_hang = demo.flaky
+    clock = "libfaketime is not installed (apt-get install libfaketime): no clock story"
+    if faked_clock(0) is not None:
+        nh = DossierFaker(demo.args.seed + 1, commune=na_hang.name)
+        na_hang.created += await clock_flags(hub, na_hang.api, na_hang.proxy,
+                                                   na_hang.code, [nh.birth(), nh.birth()])
+        clock = (f"{na_hang.code} {na_hang.name}: its PC's clock is 2 h ahead; the desk "
+                 "warns, and the 2 dossiers it took in before it heard from the hub are "
+                 "flagged for a check of their dates (hub: /clock-checks)")
+    else:
+        await na_hang.proxy.heal()
+    print()
+    print("What goes wrong (open the hub's dashboard and each desk):")
+    print(f"  {demo.offline.code} {demo.offline.name}: offline — its link was cut before its "
+          "first sync and stays cut; the hub says it never synced, its clerk keeps working "
+          "and the changes wait (a real commune can be offline for days: the demo's clock is "
+          "not simulated here, the outage lasts the run)")
+    print(f"  {con_lon.code} {con_lon.name}: the province and the commune changed one "
+          f"applicant's address while apart — a conflict (hub: /conflicts; desk: dossier "
+          f"/dossiers/{conflicted})")
+    print(f"  {con_lon.code} {con_lon.name}: a birth registration filed online for Sinh "
+          "Long (02227, part of Côn Lôn since 1 July 2025) waits in the desk's online inbox "
+          f"(/inbox, dossier {filed})")
+    print(f"  {clock}")
+    print(f"  {na_hang.code} {na_hang.name}: its link is cut and restored every "
+          f"{demo.args.cut_every:.0f} s")
+    print("scenario ready", flush=True)
