@@ -4,6 +4,7 @@ warning with its dossiers flagged, and a filing waiting in a desk's online inbox
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -78,6 +79,8 @@ def test_the_demo_shows_what_goes_wrong() -> None:
         con_lon = login(desks["02245"], "clerk02245", CLERK_PASSWORD)
         inbox = call(desks["02245"], "/api/dossiers?status=submitted", con_lon)["items"]
         assert len(inbox) == 1, inbox  # filed for Sinh Long, 02227: now Côn Lôn's
+        if os.environ.get("UI_SCREENSHOTS") == "1":  # docs/screenshots/demo-*.png, from the story
+            asyncio.run(screenshots(hub, desks))
         os.killpg(proc.pid, signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     finally:
@@ -88,3 +91,23 @@ def test_the_demo_shows_what_goes_wrong() -> None:
             proc.stdout.close()
     assert proc.returncode == 0, transcript + rest
     assert "Traceback" not in transcript + rest
+
+
+async def screenshots(hub: str, desks: dict[str, str]) -> None:
+    """The hub's overview, conflicts and clock checks; Côn Lôn's inbox, Na Hang's warning."""
+    from tests.ui.browser import SHOTS, Tab, chromium
+
+    async with chromium() as browser:
+        for base, user, password, pages in (
+                (hub, OPERATOR, OPERATOR_PASSWORD, (("/", "demo-hub"),
+                                                    ("/conflicts", "demo-hub-conflicts"),
+                                                    ("/clock-checks", "demo-hub-clock-checks"))),
+                (desks["02245"], "clerk02245", CLERK_PASSWORD, (("/inbox", "demo-inbox"),)),
+                (desks["02221"], "clerk02221", CLERK_PASSWORD, (("/", "demo-clock"),))):
+            tab = await Tab.open(browser, base, SHOTS)
+            await tab.login(user, password)
+            for path, name in pages:
+                await tab.goto(path)
+                await tab.shot(name)
+            await tab.context.close()
+
