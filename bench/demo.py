@@ -81,6 +81,7 @@ class Demo:
         self.communes: list[Commune] = []
         self.hub_port = 0
         self.hub_edits = 0
+        self.past_h, self.overdue = 0, ""
         self.started = time.monotonic()
 
     # -- setup -----------------------------------------------------------------------------------
@@ -99,22 +100,46 @@ class Demo:
         hub_dir = self.root / "hub"
         print(f"data in {self.root}; starting the hub and three communes…", flush=True)
         await acli("central_hub", "init", "--data", str(hub_dir))
-        hub_log = self.root / "hub.log"
-        hub = self.procs.start("hub", ["central_hub", "serve", "--data", str(hub_dir), "--port",
-                                       str(self.hub_port), "--insecure-http"], hub_log)
-        await asyncio.gather(
-            acli("central_hub", "operator", "add", "--data", str(hub_dir), "--username",
-                 OPERATOR, stdin=OPERATOR_PASSWORD + "\n"),
-            wait_ready(f"http://127.0.0.1:{self.hub_port}/healthz", hub, hub_log, within=60))
+        past_env = None
+        if story.faked_clock(0) is not None:  # a dossier taken in hours ago, overdue by now
+            self.past_h = story.past_hours(int(time.time() * 1000))
+            past_env = story.faked_clock(-self.past_h * 3600)
+        hub = await self.start_hub(hub_dir, past_env)
+        await acli("central_hub", "operator", "add", "--data", str(hub_dir), "--username",
+                   OPERATOR, stdin=OPERATOR_PASSWORD + "\n")
         for (code, name), port in zip(COMMUNES, self.edge_ports, strict=True):
             proxy = LinkProxy("127.0.0.1", self.hub_port, seed=self.rng.randrange(2**32),
                               upstream=MOUNTAIN, downstream=MOUNTAIN)
             await proxy.start()
             self.communes.append(Commune(code, name, port, proxy, clerk=f"clerk{code}"))
-        await asyncio.gather(*(self.start_edge(c, hub_dir) for c in self.communes))
+        first, others = self.communes[0], self.communes[1:]
+        if past_env is not None:
+            print(f"  first {self.past_h} h ago (simulated: libfaketime sets the hub's and "
+                  f"{first.name}'s clocks back) {first.name} takes a dossier in…", flush=True)
+            await self.enroll_edge(first, hub_dir)
+            edge = await self.serve_edge(first, past_env)
+            self.overdue = await story.taken_in_the_past(
+                first.url, first.clerk, CLERK_PASSWORD, f"http://127.0.0.1:{self.hub_port}",
+                OPERATOR, OPERATOR_PASSWORD, self.past_h)
+            self.procs.end(edge)
+            self.procs.end(hub)
+            print("  …and now, with every clock true again:", flush=True)
+            await self.start_hub(hub_dir, None)
+            await self.serve_edge(first, None)
+        else:
+            others = self.communes
+        await asyncio.gather(*(self.enroll_edge(c, hub_dir) for c in others))
+        await asyncio.gather(*(self.serve_edge(c, None) for c in others))
 
-    async def start_edge(self, c: Commune, hub_dir: Path) -> None:
-        """Enroll through the commune's link, tune its sync for the demo, add its clerk, start it."""
+    async def start_hub(self, hub_dir: Path, env: dict[str, str] | None) -> Any:
+        hub_log = self.root / "hub.log"
+        hub = self.procs.start("hub", ["central_hub", "serve", "--data", str(hub_dir), "--port",
+                                       str(self.hub_port), "--insecure-http"], hub_log, env=env)
+        await wait_ready(f"http://127.0.0.1:{self.hub_port}/healthz", hub, hub_log, within=60)
+        return hub
+
+    async def enroll_edge(self, c: Commune, hub_dir: Path) -> None:
+        """Enroll through the commune's link, tune its sync for the demo, add its clerk."""
         token = await acli("central_hub", "enroll", "--data", str(hub_dir), "--commune", c.code,
                            "--name", f"Xã {c.name}")
         data = self.root / f"edge-{c.code}"
@@ -125,17 +150,21 @@ class Demo:
         # a leader: the demo also approves results (moves to `resolved`)
         await acli("edge_node", "user", "add", "--data", str(data), "--username", c.clerk,
                    "--role", "leader", stdin=CLERK_PASSWORD + "\n")
-        env = None
+
+    async def serve_edge(self, c: Commune, env: dict[str, str] | None) -> Any:
+        """Start `edge-node serve` (`env`: its clock), and wait until it answers."""
         if c is self.offline:  # cut before its first sync, for the whole run
             await c.proxy.cut()
         elif c is self.flaky:  # its clock 2 h ahead; apart from the hub until the story starts
             env = story.faked_clock(story.CLOCK_SKEW_S)
             await c.proxy.cut()
         logfile = self.root / f"edge-{c.code}.log"
-        proc = self.procs.start(f"edge {c.code}", ["edge_node", "serve", "--data", str(data),
+        proc = self.procs.start(f"edge {c.code}", ["edge_node", "serve", "--data",
+                                                   str(self.root / f"edge-{c.code}"),
                                                    "--port", str(c.port)], logfile, env=env)
         await wait_ready(c.url + "/healthz", proc, logfile, within=60)
         print(f"  {c.code} {c.name} is up", flush=True)
+        return proc
 
     def banner(self) -> None:
         hub = f"http://127.0.0.1:{self.hub_port}"
@@ -148,8 +177,6 @@ class Demo:
         print(f"  hub operator   {OPERATOR} / {OPERATOR_PASSWORD}")
         for c in self.communes:
             print(f"  {c.code} clerk    {c.clerk} / {CLERK_PASSWORD}")
-        print(f"  e.g. curl -s -X POST {hub}/api/login -H 'Content-Type: application/json' "
-              f"-d '{{\"username\":\"{OPERATOR}\",\"password\":\"{OPERATOR_PASSWORD}\"}}'")
         print(f"Links: {MOUNTAIN.latency_ms:.0f} ± {MOUNTAIN.jitter_ms:.0f} ms, "
               f"{MOUNTAIN.bandwidth // 1024} KiB/s (~{MOUNTAIN.bandwidth * 8 // 1024} kbit/s) "
               f"each way; {self.flaky.code} {self.flaky.name} is cut every "

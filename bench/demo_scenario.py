@@ -23,6 +23,7 @@ import aiohttp
 
 from bench.dossier_faker import DossierFaker
 from bench.processes import acli
+from protocol.calendar import Calendar, due_at, local
 
 if TYPE_CHECKING:
     from bench.demo import Demo
@@ -101,6 +102,40 @@ async def until(what: str, check: Callable[[], Awaitable[Any]], within: float = 
 async def at_hub(hub: Api, dossier_id: str) -> dict[str, Any] | None:
     status, view = await hub.call("GET", f"/api/dossiers/{dossier_id}")
     return view if status == 200 else None
+
+
+def past_hours(now_ms: int) -> int:
+    """How many hours back (20 or more) a birth registration taken in on a working morning is
+    overdue now (due at 17:00 that day, at least an hour ago)."""
+    calendar = Calendar()
+    for hours in range(20, 24 * 21):
+        then = now_ms - hours * 3_600_000
+        moment = local(then)
+        if (calendar.is_working_day(moment.date()) and 8 <= moment.hour < 14
+                and due_at(then, 0, "15:00", calendar) < now_ms - 3_600_000):
+            return hours
+    return 24 * 21
+
+
+async def taken_in_the_past(edge_url: str, clerk: str, password: str, hub_url: str,
+                            operator: str, op_password: str, hours: int) -> str:
+    """A birth registration taken in while every clock is `hours` back, synced: its id."""
+    async with aiohttp.ClientSession() as http:
+        edge, hub = Api(http, edge_url), Api(http, hub_url)
+        await edge.login(clerk, password)
+        await hub.login(operator, op_password)
+        day = local(int(time.time() * 1000) - hours * 3_600_000).date()
+        status, view = await edge.call("POST", "/api/dossiers",
+                                       DossierFaker(hours).birth(today=day))
+        if status != 201:
+            raise RuntimeError(f"the dossier taken in hours ago: {status} {view}")
+
+        async def synced() -> Any:
+            await edge.call("POST", "/api/sync")
+            return await at_hub(hub, view["id"])
+
+        await until("the dossier taken in hours ago reaching the hub", synced)
+        return str(view["id"])
 
 
 async def conflict(hub: Api, edge: Api, link: Link, body: dict[str, Any]) -> str:
@@ -201,8 +236,7 @@ async def set_up(demo: Demo, hub: Api, http: aiohttp.ClientSession) -> None:
     print("What goes wrong (open the hub's dashboard and each desk):")
     print(f"  {demo.offline.code} {demo.offline.name}: offline — its link was cut before its "
           "first sync and stays cut; the hub says it never synced, its clerk keeps working "
-          "and the changes wait (a real commune can be offline for days: the demo's clock is "
-          "not simulated here, the outage lasts the run)")
+          "and the changes wait (the outage lasts the run)")
     print(f"  {con_lon.code} {con_lon.name}: the province and the commune changed one "
           f"applicant's address while apart — a conflict (hub: /conflicts; desk: dossier "
           f"/dossiers/{conflicted})")
@@ -210,6 +244,10 @@ async def set_up(demo: Demo, hub: Api, http: aiohttp.ClientSession) -> None:
           "Long (02227, part of Côn Lôn since 1 July 2025) waits in the desk's online inbox "
           f"(/inbox, dossier {filed})")
     print(f"  {clock}")
+    if demo.overdue:
+        print(f"  {con_lon.code} {con_lon.name}: a birth registration taken in {demo.past_h} h "
+              f"ago (simulated), due that day at 17:00, still open — overdue (desk: /dossiers/"
+              f"{demo.overdue}; the home page counts it)")
     print(f"  {na_hang.code} {na_hang.name}: its link is cut and restored every "
           f"{demo.args.cut_every:.0f} s")
     print("scenario ready", flush=True)

@@ -82,6 +82,16 @@ class Processes:
         self.procs.append((name, proc))
         return proc
 
+    def end(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM one child and wait for it (SIGKILL if it lingers)."""
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self.procs = [(name, p) for name, p in self.procs if p is not proc]
+
     def stop(self) -> None:
         """SIGTERM every child (a clean aiohttp shutdown), then SIGKILL what lingers."""
         for _, proc in self.procs:

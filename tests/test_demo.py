@@ -1,6 +1,7 @@
 """`make demo` on real processes: its story produces what a newcomer is told to look at — an
 offline node the hub does not call ok, a conflict listed at the hub, a desk whose clock is 2 h off
-warning with its dossiers flagged, and a filing waiting in a desk's online inbox."""
+warning with its dossiers flagged, a dossier taken in hours ago (simulated) and overdue, and a
+filing waiting in a desk's online inbox."""
 
 from __future__ import annotations
 
@@ -79,6 +80,11 @@ def test_the_demo_shows_what_goes_wrong() -> None:
         con_lon = login(desks["02245"], "clerk02245", CLERK_PASSWORD)
         inbox = call(desks["02245"], "/api/dossiers?status=submitted", con_lon)["items"]
         assert len(inbox) == 1, inbox  # filed for Sinh Long, 02227: now Côn Lôn's
+        overdue = re.search(r"overdue \(desk: /dossiers/([0-9a-f-]{36})", transcript)
+        assert overdue, transcript
+        for base, token in ((desks["02245"], con_lon), (hub, op)):
+            view = call(base, f"/api/dossiers/{overdue.group(1)}", token)
+            assert view["overdue"] is True, view
         if os.environ.get("UI_SCREENSHOTS") == "1":  # docs/screenshots/demo-*.png, from the story
             asyncio.run(screenshots(hub, desks))
         os.killpg(proc.pid, signal.SIGINT)
