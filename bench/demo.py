@@ -116,7 +116,7 @@ class Demo:
         if past_env is not None:
             print(f"  first {self.past_h} h ago (simulated: libfaketime sets the hub's and "
                   f"{first.name}'s clocks back) {first.name} takes a dossier in…", flush=True)
-            await self.enroll_edge(first, hub_dir)
+            await self.enroll_edge(first, hub_dir, past_env)
             edge = await self.serve_edge(first, past_env)
             self.overdue = await story.taken_in_the_past(
                 first.url, first.clerk, CLERK_PASSWORD, f"http://127.0.0.1:{self.hub_port}",
@@ -138,12 +138,13 @@ class Demo:
         await wait_ready(f"http://127.0.0.1:{self.hub_port}/healthz", hub, hub_log, within=60)
         return hub
 
-    async def enroll_edge(self, c: Commune, hub_dir: Path) -> None:
+    async def enroll_edge(self, c: Commune, hub_dir: Path, env: dict[str, str] | None = None) -> None:
         """Enroll through the commune's link, tune its sync for the demo, add its clerk."""
         token = await acli("central_hub", "enroll", "--data", str(hub_dir), "--commune", c.code,
                            "--name", f"Xã {c.name}")
         data = self.root / f"edge-{c.code}"
-        await acli("edge_node", "init", "--data", str(data), "--hub", c.proxy.url, "--token", token)
+        await acli("edge_node", "init", "--data", str(data), "--hub", c.proxy.url, "--token", token,
+                   env=env)  # the clock it enrolls with is the one it learns the hub's by
         config = dataclasses.replace(edge_config.load(data), port=c.port, sync_interval_s=2.0,
                                      backoff_cap_s=5.0, request_timeout_s=15.0, auto_sync=True)
         edge_config.save(data, config)

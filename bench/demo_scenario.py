@@ -5,6 +5,8 @@
 - a conflict: the province and the commune change the same applicant's address while apart;
 - a clock 2 h ahead: that commune's edge runs under libfaketime (its whole process clock), takes
   dossiers in before it hears from the hub, then warns and flags them for a check of their dates;
+- an overdue dossier: taken in at Côn Lôn while the hub's and its clocks were set back hours
+  (libfaketime; `past_hours` picks a working morning whose same-day dossier is overdue now);
 - an online filing: the province's portal (a key from `central-hub portal add`) files a birth
   registration for Sinh Long (02227), which since 1 July 2025 is part of Côn Lôn (02245): it waits
   in Côn Lôn's online inbox.

@@ -48,11 +48,13 @@ def cli(*args: str, stdin: str | None = None) -> str:
     return done.stdout.strip()
 
 
-async def acli(*args: str, stdin: str | None = None) -> str:
-    """`cli` without blocking the event loop (the proxies in this process keep forwarding)."""
+async def acli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+    """`cli` without blocking the event loop (the proxies in this process keep forwarding);
+    `env`: variables added to its environment."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env} if env else None)
     try:
         out, err = await asyncio.wait_for(proc.communicate((stdin or "").encode()), 120)
     finally:
