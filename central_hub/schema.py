@@ -10,6 +10,7 @@ import logging
 
 from central_hub.nodes.fleet import FLEET_SCHEMA
 from central_hub.portal import PORTAL_SCHEMA
+from central_hub.replace import REPLACE_SCHEMA
 from central_hub.tracking import TRACKING_SCHEMA, backfill_tracking
 from service import accounts, clock_flags, reports, search_text
 from service.migrations import Migration, Plan
@@ -107,4 +108,5 @@ MIGRATIONS = Plan("hub", (
               (search_text.refill_search_text,)),
     Migration(7, "online intake: portal keys, filings and their codes; tracking checks",
               (PORTAL_SCHEMA, TRACKING_SCHEMA, backfill_tracking)),
+    Migration(8, "replaced nodes: the old node, its token, its successor", (REPLACE_SCHEMA,)),
 ))
