@@ -1,11 +1,13 @@
 """Demo: a provincial hub and three communes syncing over a flaky mountain link (what `make demo` runs).
 
 Real processes on loopback: `central-hub serve` and three `edge-node serve`, each commune's link to
-the hub through a `LinkProxy` in this process (latency, a bandwidth limit, and one commune cut and
-restored every few seconds). Clerks keep taking in birth registrations at the edges, the province edits
-some at the hub, and a status table shows who is behind. With --duration the demo stops itself, heals
-every link, waits for convergence and checks that every dossier of every commune is at the hub
-exactly once (exit 0) or says what is missing (exit 1).
+the hub through a `LinkProxy` in this process (latency, a bandwidth limit). First the story of
+`bench/demo_scenario.py` is set up: Thượng Lâm offline since before its first sync, a conflict at
+Côn Lôn, Na Hang's clock 2 h ahead (libfaketime), an online filing in Côn Lôn's inbox. Then clerks
+keep taking in birth registrations at the edges, the province edits some at the hub, Na Hang's link
+is cut and restored every few seconds, and a status table shows who is behind. With --duration the
+demo stops itself, heals every link, waits for convergence and checks that every dossier of every
+commune is at the hub exactly once (exit 0) or says what is missing (exit 1).
 
     python bench/demo.py [--duration S] [--data DIR]
 """
@@ -29,18 +31,25 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/…` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from bench import demo_scenario as story  # noqa: E402
+from bench.demo_scenario import Api  # noqa: E402
 from bench.dossier_faker import DossierFaker  # noqa: E402
 from bench.processes import Processes, acli, free_port, run_main, wait_ready, work_dir  # noqa: E402
 from edge_node import config as edge_config  # noqa: E402
+from protocol.communes import DEFAULT_COMMUNES_DATA  # noqa: E402
 from tests.faults.linkproxy import LinkProxy, Toxics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-COMMUNES = (("02245", "Côn Lôn"), ("02227", "Sinh Long"), ("02230", "Thượng Giáp"))
+# the 2025 map (protocol/communes.py): no districts; Sinh Long (02227) is part of Côn Lôn since
+# 1 July 2025. Côn Lôn: a conflict and an online filing; Na Hang: its clock 2 h ahead, its link
+# cut every few seconds; Thượng Lâm: offline
+COMMUNES = (("02245", "Côn Lôn"), ("02221", "Na Hang"), ("02230", "Thượng Lâm"))
 OPERATOR, OPERATOR_PASSWORD = "op", "demo-op-2026"
 CLERK_PASSWORD = "demo-clerk-2026"
 MOUNTAIN = Toxics(latency_ms=120, jitter_ms=40, bandwidth=32 * 1024)  # ~256 kbit/s, 120 ms
-HOME_TOWNS = ("Na Hang", "Lâm Bình", "Chiêm Hóa", "Yên Sơn", "Hàm Yên", "Sơn Dương")
+HOME_TOWNS = tuple(f"{c['name']}, tỉnh Tuyên Quang" for c in DEFAULT_COMMUNES_DATA["communes"]
+                   if "merged_into" not in c)
 NEXT = {"accepted": "processing", "processing": "resolved", "resolved": "returned"}
 
 
@@ -63,42 +72,6 @@ class Commune:
         return f"http://127.0.0.1:{self.port}"
 
 
-class Api:
-    """JSON calls with a bearer token; transport errors come back as status 0."""
-
-    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
-        self.http, self.base, self.token = http, base, ""
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        try:
-            async with self.http.request(method, self.base + path, json=body, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=20)) as resp:
-                return resp.status, await resp.json(content_type=None)
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            return 0, str(exc)
-
-    async def login(self, username: str, password: str) -> None:
-        status, body = await self.call("POST", "/api/login",
-                                       {"username": username, "password": password})
-        if status != 200:
-            raise RuntimeError(f"login {username} at {self.base} failed: {status} {body}")
-        self.token = body["token"]
-
-    async def versions(self, query: str = "") -> list[tuple[str, str]]:
-        """(id, version) of every dossier of a listing, following `next`; raise if unreadable."""
-        out: list[tuple[str, str]] = []
-        after = ""
-        while True:
-            status, body = await self.call("GET", f"/api/dossiers?limit=10000{query}{after}")
-            if status != 200:
-                raise RuntimeError(f"{self.base} listing failed: {status} {body}")
-            out.extend((item["id"], item["version"]) for item in body["items"])
-            if not body.get("next"):
-                return out
-            after = f"&after={body['next']}"
-
-
 class Demo:
     """Sets everything up, runs the load, prints status, checks convergence."""
 
@@ -108,6 +81,7 @@ class Demo:
         self.communes: list[Commune] = []
         self.hub_port = 0
         self.hub_edits = 0
+        self.past_h, self.overdue = 0, ""
         self.started = time.monotonic()
 
     # -- setup -----------------------------------------------------------------------------------
@@ -126,37 +100,72 @@ class Demo:
         hub_dir = self.root / "hub"
         print(f"data in {self.root}; starting the hub and three communes…", flush=True)
         await acli("central_hub", "init", "--data", str(hub_dir))
-        hub_log = self.root / "hub.log"
-        hub = self.procs.start("hub", ["central_hub", "serve", "--data", str(hub_dir), "--port",
-                                       str(self.hub_port), "--insecure-http"], hub_log)
-        await asyncio.gather(
-            acli("central_hub", "operator", "add", "--data", str(hub_dir), "--username",
-                 OPERATOR, stdin=OPERATOR_PASSWORD + "\n"),
-            wait_ready(f"http://127.0.0.1:{self.hub_port}/healthz", hub, hub_log, within=60))
+        past_env = None
+        if story.faked_clock(0) is not None:  # a dossier taken in hours ago, overdue by now
+            self.past_h = story.past_hours(int(time.time() * 1000))
+            past_env = story.faked_clock(-self.past_h * 3600)
+        hub = await self.start_hub(hub_dir, past_env)
+        await acli("central_hub", "operator", "add", "--data", str(hub_dir), "--username",
+                   OPERATOR, stdin=OPERATOR_PASSWORD + "\n")
         for (code, name), port in zip(COMMUNES, self.edge_ports, strict=True):
             proxy = LinkProxy("127.0.0.1", self.hub_port, seed=self.rng.randrange(2**32),
                               upstream=MOUNTAIN, downstream=MOUNTAIN)
             await proxy.start()
             self.communes.append(Commune(code, name, port, proxy, clerk=f"clerk{code}"))
-        await asyncio.gather(*(self.start_edge(c, hub_dir) for c in self.communes))
+        first, others = self.communes[0], self.communes[1:]
+        if past_env is not None:
+            print(f"  first {self.past_h} h ago (simulated: libfaketime sets the hub's and "
+                  f"{first.name}'s clocks back) {first.name} takes a dossier in…", flush=True)
+            await self.enroll_edge(first, hub_dir, past_env)
+            edge = await self.serve_edge(first, past_env)
+            self.overdue = await story.taken_in_the_past(
+                first.url, first.clerk, CLERK_PASSWORD, f"http://127.0.0.1:{self.hub_port}",
+                OPERATOR, OPERATOR_PASSWORD, self.past_h)
+            self.procs.end(edge)
+            self.procs.end(hub)
+            print("  …and now, with every clock true again:", flush=True)
+            await self.start_hub(hub_dir, None)
+            await self.serve_edge(first, None)
+        else:
+            others = self.communes
+        await asyncio.gather(*(self.enroll_edge(c, hub_dir) for c in others))
+        await asyncio.gather(*(self.serve_edge(c, None) for c in others))
 
-    async def start_edge(self, c: Commune, hub_dir: Path) -> None:
-        """Enroll through the commune's link, tune its sync for the demo, add its clerk, start it."""
+    async def start_hub(self, hub_dir: Path, env: dict[str, str] | None) -> Any:
+        hub_log = self.root / "hub.log"
+        hub = self.procs.start("hub", ["central_hub", "serve", "--data", str(hub_dir), "--port",
+                                       str(self.hub_port), "--insecure-http"], hub_log, env=env)
+        await wait_ready(f"http://127.0.0.1:{self.hub_port}/healthz", hub, hub_log, within=60)
+        return hub
+
+    async def enroll_edge(self, c: Commune, hub_dir: Path, env: dict[str, str] | None = None) -> None:
+        """Enroll through the commune's link, tune its sync for the demo, add its clerk."""
         token = await acli("central_hub", "enroll", "--data", str(hub_dir), "--commune", c.code,
                            "--name", f"Xã {c.name}")
         data = self.root / f"edge-{c.code}"
-        await acli("edge_node", "init", "--data", str(data), "--hub", c.proxy.url, "--token", token)
+        await acli("edge_node", "init", "--data", str(data), "--hub", c.proxy.url, "--token", token,
+                   env=env)  # the clock it enrolls with is the one it learns the hub's by
         config = dataclasses.replace(edge_config.load(data), port=c.port, sync_interval_s=2.0,
                                      backoff_cap_s=5.0, request_timeout_s=15.0, auto_sync=True)
         edge_config.save(data, config)
         # a leader: the demo also approves results (moves to `resolved`)
         await acli("edge_node", "user", "add", "--data", str(data), "--username", c.clerk,
                    "--role", "leader", stdin=CLERK_PASSWORD + "\n")
+
+    async def serve_edge(self, c: Commune, env: dict[str, str] | None) -> Any:
+        """Start `edge-node serve` (`env`: its clock), and wait until it answers."""
+        if c is self.offline:  # cut before its first sync, for the whole run
+            await c.proxy.cut()
+        elif c is self.flaky:  # its clock 2 h ahead; apart from the hub until the story starts
+            env = story.faked_clock(story.CLOCK_SKEW_S)
+            await c.proxy.cut()
         logfile = self.root / f"edge-{c.code}.log"
-        proc = self.procs.start(f"edge {c.code}", ["edge_node", "serve", "--data", str(data),
-                                                   "--port", str(c.port)], logfile)
+        proc = self.procs.start(f"edge {c.code}", ["edge_node", "serve", "--data",
+                                                   str(self.root / f"edge-{c.code}"),
+                                                   "--port", str(c.port)], logfile, env=env)
         await wait_ready(c.url + "/healthz", proc, logfile, within=60)
         print(f"  {c.code} {c.name} is up", flush=True)
+        return proc
 
     def banner(self) -> None:
         hub = f"http://127.0.0.1:{self.hub_port}"
@@ -169,8 +178,6 @@ class Demo:
         print(f"  hub operator   {OPERATOR} / {OPERATOR_PASSWORD}")
         for c in self.communes:
             print(f"  {c.code} clerk    {c.clerk} / {CLERK_PASSWORD}")
-        print(f"  e.g. curl -s -X POST {hub}/api/login -H 'Content-Type: application/json' "
-              f"-d '{{\"username\":\"{OPERATOR}\",\"password\":\"{OPERATOR_PASSWORD}\"}}'")
         print(f"Links: {MOUNTAIN.latency_ms:.0f} ± {MOUNTAIN.jitter_ms:.0f} ms, "
               f"{MOUNTAIN.bandwidth // 1024} KiB/s (~{MOUNTAIN.bandwidth * 8 // 1024} kbit/s) "
               f"each way; {self.flaky.code} {self.flaky.name} is cut every "
@@ -179,7 +186,11 @@ class Demo:
 
     @property
     def flaky(self) -> Commune:
-        return self.communes[-1]
+        return self.communes[1]
+
+    @property
+    def offline(self) -> Commune:
+        return self.communes[2]
 
     # -- load ------------------------------------------------------------------------------------
 
@@ -225,7 +236,7 @@ class Demo:
             await asyncio.sleep(self.args.cut_every / 2)
             await self.flaky.proxy.cut()
             await asyncio.sleep(self.args.cut_every / 2)
-            await self.flaky.proxy.heal()
+            await self.flaky.proxy.heal()  # (the offline commune's link stays cut)
 
     # -- status ----------------------------------------------------------------------------------
 
@@ -336,6 +347,7 @@ class Demo:
             for c in self.communes:
                 c.api = Api(http, c.url)
                 await c.api.login(c.clerk, CLERK_PASSWORD)
+            await story.set_up(self, hub, http)
             try:
                 tasks = [asyncio.create_task(self.clerk(c, c.api)) for c in self.communes]
                 tasks += [asyncio.create_task(self.province(hub)),

@@ -48,11 +48,13 @@ def cli(*args: str, stdin: str | None = None) -> str:
     return done.stdout.strip()
 
 
-async def acli(*args: str, stdin: str | None = None) -> str:
-    """`cli` without blocking the event loop (the proxies in this process keep forwarding)."""
+async def acli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+    """`cli` without blocking the event loop (the proxies in this process keep forwarding);
+    `env`: variables added to its environment."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env} if env else None)
     try:
         out, err = await asyncio.wait_for(proc.communicate((stdin or "").encode()), 120)
     finally:
@@ -71,14 +73,26 @@ class Processes:
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, args: list[str], logfile: Path) -> subprocess.Popen[bytes]:
-        """Start `python -m <args>` with its output in `logfile`."""
+    def start(self, name: str, args: list[str], logfile: Path,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start `python -m <args>` with its output in `logfile` (`env`: added variables)."""
         with logfile.open("ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    start_new_session=True,
+                                    env={**os.environ, **env} if env else None)
         self.procs.append((name, proc))
         return proc
+
+    def end(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM one child and wait for it (SIGKILL if it lingers)."""
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self.procs = [(name, p) for name, p in self.procs if p is not proc]
 
     def stop(self) -> None:
         """SIGTERM every child (a clean aiohttp shutdown), then SIGKILL what lingers."""

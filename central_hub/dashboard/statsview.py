@@ -4,21 +4,19 @@
 from __future__ import annotations
 
 import logging
-import weakref
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from central_hub.dashboard.common import PAGE, Hub, hub_of, paginate
 from central_hub.nodes import fleet
-from central_hub.store import HubStore
 from protocol import stats
 from protocol.calendar import local
 from protocol.errors import ValidationError
 from protocol.stats import Period
-from service import reports
+from service import reports, stats_cache
 from service.api import answers, bodies
 from service.api.spec import operation
 from service.ui.formats import day
@@ -27,8 +25,6 @@ from service.web import json_response
 
 log = logging.getLogger(__name__)
 
-K = TypeVar("K")
-V = TypeVar("V")
 # what the date boxes take (the browser checks it, `parse_day` decides): dd/mm/yyyy as shown, or
 # the ISO date of a link; text boxes, because Chromium shows type="date" as mm/dd/yyyy
 DAY_PATTERN = r"\d{1,2}\/\d{1,2}\/\d{4}|\d{4}-\d{2}-\d{2}"
@@ -49,64 +45,23 @@ def parse_query(hub: Hub, query: Any,
     return period, commune, by
 
 
-class StatsCache:
-    """Reports kept while they cannot have changed: the facts of the last few periods asked
-    for, while the hub log stays at the same position (every change to a dossier is an event with
-    a new position), and each report until the hub's clock reaches the next moment that could
-    change it (`stats.steady_until`). At national scale (100,000 dossiers) reading the facts and
-    counting them is most of a report's cost; the answer is the same as computed afresh."""
-
-    size = 8
-
-    def __init__(self) -> None:
-        self._facts: dict[tuple[Any, ...], tuple[int, list[stats.Facts]]] = {}
-        self._reports: dict[tuple[Any, ...], tuple[int, int, int | None, dict[str, Any]]] = {}
-
-    async def facts(self, store: HubStore, period: Period,
-                    commune: str | None) -> tuple[int, list[stats.Facts]]:
-        """(log position, `reports.stats_facts` for the period), reused if nothing was logged."""
-        key = (period.start_ms, period.end_ms, commune, store.log.mergers)
-        position = await store.log_size()
-        kept = self._facts.pop(key, None)
-        if kept is None or kept[0] != position:
-            kept = (position, await reports.stats_facts(store, period.start_ms, period.end_ms,
-                                                        store.dossiers.units(commune)))
-        return self._keep(self._facts, key, kept)
-
-    async def report(self, hub: Hub, period: Period, commune: str | None, by: str,
-                     lang: str) -> dict[str, Any]:
-        """The report (`stats.report`), reused while nothing it counts can have changed."""
-        position, facts = await self.facts(hub.store, period, commune)
-        now = hub.store.now_ms()
-        key = (period.start_ms, period.end_ms, commune, by, lang, hub.store.log.mergers)
-        kept = self._reports.pop(key, None)
-        if kept is None or kept[0] != position or not kept[1] <= now < (kept[2] or now + 1):
-            periods = stats.split(period, by)
-            names = {p.code: (p.name_vi if lang == "vi" else p.name_en)
-                     for p in hub.store.dossiers.catalogue.procedures}
-            data = stats.report(facts, periods, now,
-                                commune_names=await fleet.commune_names(hub.store),
-                                procedure_names=names,
-                                unit_on=hub.store.log.mergers.unit_on)
-            data.update(commune=commune, by=by)
-            kept = (position, now, stats.steady_until(facts, periods, now), data)
-        return self._keep(self._reports, key, kept)[3]
-
-    def _keep(self, table: dict[K, V], key: K, value: V) -> V:
-        table[key] = value  # most recently used last
-        while len(table) > self.size:
-            del table[next(iter(table))]
-        return value
-
-
-_CACHES: weakref.WeakKeyDictionary[HubStore, StatsCache] = weakref.WeakKeyDictionary()
-
-
 async def compute(hub: Hub, period: Period, commune: str | None, by: str,
                   lang: str = "vi") -> dict[str, Any]:
-    """The report for a period, split by `by` (never to be changed by the caller: it is kept)."""
-    return await _CACHES.setdefault(hub.store, StatsCache()).report(hub, period, commune, by,
-                                                                   lang)
+    """The report for a period, split by `by`, kept while it cannot have changed
+    (`service.stats_cache`; never to be changed by the caller)."""
+    async def make(facts: list[stats.Facts], periods: list[Period], now: int) -> dict[str, Any]:
+        names = {p.code: (p.name_vi if lang == "vi" else p.name_en)
+                 for p in hub.store.dossiers.catalogue.procedures}
+        data = stats.report(facts, periods, now,
+                            commune_names=await fleet.commune_names(hub.store),
+                            procedure_names=names, unit_on=hub.store.log.mergers.unit_on)
+        data.update(commune=commune, by=by)
+        return data
+
+    # the unit's codes (a merged commune's too); the mergers are part of what the report says
+    return await stats_cache.of(hub.store).report(
+        hub.store, period, hub.store.dossiers.units(commune), by,
+        (lang, hub.store.log.mergers), make)
 
 
 def headers(t: Messages) -> dict[str, str]:

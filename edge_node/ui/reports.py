@@ -17,7 +17,7 @@ from edge_node.ui.desk import Desk, desk_of, signers, status_label
 from protocol import lifecycle, register, stats
 from protocol.errors import ValidationError
 from protocol.stats import Period
-from service import reports
+from service import reports, stats_cache
 from service.ui.i18n import Messages
 from service.ui.session import need
 
@@ -130,10 +130,14 @@ def _csv(text: str, name: str) -> web.Response:
 # -- statistics ------------------------------------------------------------------------------------
 
 async def _report(desk: Desk, period: Period, lang: str) -> dict[str, Any]:
-    facts = await reports.stats_facts(desk.store, period.start_ms, period.end_ms)
-    return stats.report(facts, [period], desk.store.now_ms(),
-                        commune_names={desk.config.commune: desk.config.commune_name},
-                        procedure_names=_names(desk, lang))
+    """The period report, kept while it cannot have changed (`service.stats_cache`, as the hub's:
+    any write moves the log, and the clock reaching a due time or the period's end is foreseen)."""
+    async def make(facts: list[stats.Facts], periods: list[Period], now: int) -> dict[str, Any]:
+        return stats.report(facts, periods, now,
+                            commune_names={desk.config.commune: desk.config.commune_name},
+                            procedure_names=_names(desk, lang))
+
+    return await stats_cache.of(desk.store).report(desk.store, period, None, "none", lang, make)
 
 
 def stats_headers(t: Messages) -> dict[str, str]:
