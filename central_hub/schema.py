@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from central_hub.feed import FEED_SCHEMA, backfill_feed
 from central_hub.nodes.fleet import FLEET_SCHEMA
 from central_hub.portal import PORTAL_SCHEMA
 from central_hub.tracking import TRACKING_SCHEMA, backfill_tracking
@@ -107,4 +108,6 @@ MIGRATIONS = Plan("hub", (
               (search_text.refill_search_text,)),
     Migration(7, "online intake: portal keys, filings and their codes; tracking checks",
               (PORTAL_SCHEMA, TRACKING_SCHEMA, backfill_tracking)),
+    Migration(8, "scope sets: dossiers' units and the delivery feed, backfilled at the log's "
+              "positions", (FEED_SCHEMA, backfill_feed)),
 ))

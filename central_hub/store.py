@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from central_hub.blobrefs import BlobRefs
+from central_hub.feed import Feed
 from central_hub.ingest import Ingest
 from central_hub.nodes.sessions import Sessions
 from central_hub.schema import MIGRATIONS
@@ -37,6 +38,7 @@ from protocol.events import Event
 from protocol.merge import DossierState
 from protocol.refdata import DEFAULT_REFDATA
 from protocol.refdata import KINDS as REF_KINDS
+from protocol.scope import scope_units
 from service.blobs import BlobStore
 from service.db import PgConnection, is_pg_url, redact
 from service.dossier_store import DossierStore
@@ -55,8 +57,8 @@ class _HubBook:
     fetch the blobs it attaches (central_hub/blobrefs.py) and the tracking check a create
     carries (central_hub/tracking.py)."""
 
-    def __init__(self, refs: BlobRefs, conn: Any) -> None:
-        self.refs, self.conn = refs, conn
+    def __init__(self, refs: BlobRefs, conn: Any, feed: Feed) -> None:
+        self.refs, self.conn, self.feed = refs, conn, feed
 
     async def note(self, events: list[Event], states: Mapping[str, DossierState]) -> None:
         """Note `events` (`states`: their dossiers, folded)."""
@@ -64,6 +66,7 @@ class _HubBook:
         if tracked:
             await self.conn.executemany(
                 "INSERT INTO tracking VALUES (?,?,?) ON CONFLICT DO NOTHING", tracked)
+        await self.feed.note(events)
         await self.refs.note(events, states)
 
 
@@ -76,10 +79,11 @@ class HubStore:
         self.log = EventLog(conn, reader, HUB_ORIGIN, self.time)
         self.conn, self.reader, self.lock = conn, reader, self.log.lock
         self.refs = BlobRefs(conn, reader)
-        self.log.book = _HubBook(self.refs, conn)
+        self.feed = Feed(conn, reader)
+        self.log.book = _HubBook(self.refs, conn, self.feed)
         self.dossiers = DossierStore(self.log, None)
         self.trust = TrustStore(self.log)
-        self.ingest = Ingest(self.log, self.trust)
+        self.ingest = Ingest(self.log, self.trust, self.scope_of, self.feed)
         self.sessions = Sessions(self.log)
         self.path = Path("hub.db")  # the SQLite file, or where blobs and locks live beside
 
@@ -176,30 +180,21 @@ class HubStore:
 
     # -- what a node reads ----------------------------------------------------------------------
 
+    def scope_of(self, commune: str) -> frozenset[str]:
+        """A node's scope set, the one place delivery and the write rules ask. Today its
+        commune alone: the mergers a province records (`central-hub commune merge`, issue 15
+        item 5) widen it by `protocol.scope.scope_units(commune, communes, day)`, not the
+        sample commune list every hub starts with (whose 02227 → 02245 would merge two
+        communes no operator merged)."""
+        return scope_units(commune)
+
     async def read_scope(self, node: Node, cursor: int, want_bytes: int
                          ) -> tuple[list[Event], int, bool]:
-        """Events of the node's commune after `cursor` (not its own), about `want_bytes` of
-        them; return (events, new cursor, more)."""
-        out: list[Event] = []
-        size, new_cursor = 0, cursor
-        # Committed rows only, through the reader (SQLite in WAL mode, or PostgreSQL's pool):
-        # no wait on the writer's lock. On PostgreSQL a position only becomes visible after
-        # every smaller one committed (the log lock), so the cursor never skips one.
-        while True:
-            async with self.reader.execute(
-                    "SELECT pos, CASE WHEN origin=? THEN NULL ELSE body END FROM events "
-                    "WHERE commune=? AND pos>? ORDER BY pos LIMIT 1000",
-                    (node.node, node.commune, new_cursor)) as cur:
-                rows = await cur.fetchall()
-            if not rows:
-                return out, new_cursor, False
-            for pos, body in rows:
-                if body is not None:
-                    if out and size + len(body) > want_bytes:
-                        return out, new_cursor, True
-                    out.append(codec.decode_stored(body))
-                    size += len(body)
-                new_cursor = pos
+        """Events fed to the node's scope set after `cursor` (a feed position; not its own),
+        about `want_bytes` of them; return (events, new cursor, more). On PostgreSQL a feed
+        position only becomes visible after every smaller one committed (the log lock), so the
+        cursor never skips one."""
+        return await self.feed.read(self.scope_of(node.commune), node.node, cursor, want_bytes)
 
     async def log_size(self) -> int:
         """The highest position in the hub log."""

@@ -29,10 +29,11 @@ from typing import Any, Protocol
 from protocol import codec
 from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue
 from protocol.commands import Draft
-from protocol.errors import NotFound, StoreError
+from protocol.errors import Forbidden, NotFound, StoreError
 from protocol.events import Event
 from protocol.hlc import Clock
 from protocol.merge import DossierState, apply, from_plain
+from protocol.scope import may_write, role_of, units_of
 from protocol.stamp import stamp
 from service import clock_flags, crashpoints
 from service.db import advisory_lock, is_postgres
@@ -58,8 +59,10 @@ class LocalWrite:
     """A local write in progress, inside its transaction: the dossier's current state, and
     `append` to commit a draft as this node's next event."""
 
-    def __init__(self, log: EventLog, dossier: str, state: DossierState | None) -> None:
+    def __init__(self, log: EventLog, dossier: str, state: DossierState | None,
+                 commune: str | None = None) -> None:
         self.log = log
+        self.commune = commune  # the writer's commune (None: the hub, which may write anything)
         self.dossier = dossier
         self.state = state
         self.event: Event | None = None
@@ -70,6 +73,11 @@ class LocalWrite:
         """Stamp `draft` as this node's next event, append it, fold it; return the new state."""
         if self.event is not None:
             raise StoreError("one local write appends one event")
+        units = units_of(self.state)
+        if self.commune is not None and units is not None:  # the hub's write rules, here first
+            why = may_write(role_of(units, (self.commune,)), draft.kind, draft.payload.get("to"))
+            if why is not None:
+                raise Forbidden(why)
         event, clock = self.log.stamp(self.dossier, actor, draft, self.state)
         digest = codec.event_hash(event)
         states = await self.log.append([(event, digest)], {self.dossier: self.state})
@@ -203,10 +211,10 @@ class EventLog:
                     state = await self.load_state(dossier_id)
                 # Another process on this database may have extended this chain (hub workers).
                 self.own_seq, self.own_hash = await self.own_head()
-                if state is not None and commune is not None and \
-                        (state.header or {}).get("commune") != commune:
+                units = units_of(state)
+                if units is not None and commune is not None and commune not in units.all():
                     raise NotFound("no such dossier")
-                write = LocalWrite(self, dossier_id, state)
+                write = LocalWrite(self, dossier_id, state, commune)
                 yield write
                 if write.event is not None:
                     crashpoints.hit("store.write.before_commit")
@@ -233,7 +241,7 @@ class EventLog:
                 for event, digest in events[start:start + WRITE_CHUNK]:
                     state = apply(folded.get(event.dossier) or states.get(event.dossier), event)
                     folded[event.dossier] = touched[event.dossier] = state
-                    commune = (state.header or {}).get("commune") or ""
+                    commune = state.value("commune") or (state.header or {}).get("commune") or ""
                     event_rows.append((event.origin, event.seq, event.hlc, event.dossier, commune,
                                        event.kind, digest, codec.canonical(event)))
                 dossier_rows = [dossier_row(s, self.catalogue) for s in touched.values()]
