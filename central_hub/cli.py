@@ -1,5 +1,5 @@
 """`central-hub`: init, serve, enroll, operator add, node revoke, nodes (CONTRACT §6); portal
-add|list|revoke, communes import (CONTRACT additions)."""
+add|list|revoke, communes import, bundle import|export (CONTRACT additions)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from aiohttp import web
 from central_hub import backup, restore, tls
 from central_hub import config as hub_config
 from central_hub.app import make_app, node_items, open_accounts, open_store
+from central_hub.bundle_cli import cmd_bundle_export, cmd_bundle_import
 from central_hub.config import HubConfig
 from central_hub.portal_cli import cmd_portal_add, cmd_portal_list, cmd_portal_revoke
 from central_hub.store import HubStore
@@ -103,6 +104,14 @@ def parser() -> Parser:
     cmd(portal_sub, "revoke", "portal revoke",
         "revoke a portal's API key").add_argument("--name", required=True)
     cmd(portal_sub, "list", "portal list", "list the portals and their use")
+    bun = sub.add_parser("bundle", help="store-and-forward bundles for a commune whose link is "
+                         "dead (docs/operations.md)").add_subparsers(metavar="ACTION")
+    cmd(bun, "import", "bundle import", "apply a commune's bundle exactly as a sync would"
+        ).add_argument("file", type=Path, metavar="FILE")
+    bexp = cmd(bun, "export", "bundle export", "write the answer for a node: the hub's ack and "
+               "the node's scope after what it has")
+    bexp.add_argument("--node", required=True)
+    bexp.add_argument("file", type=Path, metavar="FILE")
     nodes = cmd(sub, "nodes", "nodes", "list nodes and their health")
     nodes.add_argument("--json", action="store_true")
     bak = cmd(sub, "backup", "backup", "copy the database, blobs, config and TLS files to DEST "
@@ -362,6 +371,7 @@ async def cmd_communes_import(args: Any) -> int:
 HANDLERS = {"procedures import": cmd_procedures_import, "holidays import": cmd_holidays_import,
             "communes import": cmd_communes_import, "portal add": cmd_portal_add,
             "portal revoke": cmd_portal_revoke, "portal list": cmd_portal_list,
+            "bundle import": cmd_bundle_import, "bundle export": cmd_bundle_export,
 "init": cmd_init, "serve": cmd_serve, "enroll": cmd_enroll,
             "operator add": cmd_operator_add, "node revoke": cmd_revoke, "nodes": cmd_nodes,
             "verify": cmd_verify, "backup": cmd_backup, "restore": cmd_restore}

@@ -21,7 +21,14 @@ from central_hub.store import HubStore, Node
 from protocol import is_hub_origin
 from protocol.errors import AuthError, SyncError
 from protocol.events import Event
-from protocol.messages import SyncResponse, decode_request, encode_error, encode_response
+from protocol.messages import (
+    Rejection,
+    SyncRequest,
+    SyncResponse,
+    decode_request,
+    encode_error,
+    encode_response,
+)
 from protocol.session import read_from, want_bytes
 from service import crashpoints
 
@@ -46,12 +53,7 @@ async def serve(store: HubStore, node: Node, body: bytes,
     started = time.monotonic()
     try:
         req = decode_request(body)
-        if req.node != node.node:
-            await store.trust.alert("node_mismatch", f"request names node {req.node!r}",
-                                    node=node.node)
-            raise AuthError("node id in the request does not match the credential")
-        events_in = await _hold_back(store, node, req.events)
-        ack, rejections = await store.ingest.accept(node, events_in)
+        ack, rejections = await take(store, node, req)
         crashpoints.hit("hub.after_commit")
         epoch = await log_epoch(store)
         start, reset = read_from(req.cursor, req.epoch, epoch,
@@ -76,6 +78,18 @@ async def serve(store: HubStore, node: Node, body: bytes,
                                 events_out=len(events),
                                 duration_ms=int((time.monotonic() - started) * 1000))
     return Outcome(payload, None, len(req.events), len(events))
+
+
+async def take(store: HubStore, node: Node, req: SyncRequest) -> tuple[int, list[Rejection]]:
+    """Ingest the events of a decoded request from `node` (authenticated by the caller: a
+    live request's credential, or a bundle's signature): the request must name that node; after
+    a restore some events wait (`_hold_back`); the chain and scope rules apply and commit
+    (`Ingest.accept`). Return (ack, rejections)."""
+    if req.node != node.node:
+        await store.trust.alert("node_mismatch", f"request names node {req.node!r}",
+                                node=node.node)
+        raise AuthError("node id in the request does not match the credential")
+    return await store.ingest.accept(node, await _hold_back(store, node, req.events))
 
 
 async def _hold_back(store: HubStore, node: Node, events: list[Event]) -> list[Event]:

@@ -1,4 +1,5 @@
-"""`edge-node`: init (enroll), serve, sync, status, user add|list|disable|enable|passwd|role."""
+"""`edge-node`: init (enroll), serve, sync, status, bundle export|import, user
+add|list|disable|enable|passwd|role."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aiohttp import web
 from edge_node import config as edge_config
 from edge_node import lan
 from edge_node.app import make_app, open_accounts, sync_status
+from edge_node.bundle_cli import cmd_bundle_export, cmd_bundle_import
 from edge_node.enroll import enroll
 from edge_node.identity import Identity
 from edge_node.roles import ROLES
@@ -63,6 +65,14 @@ def parser() -> Parser:
     cmd("sync", "one full sync session now; exit 0 when nothing is pending")
     status = cmd("status", "show sync state")
     status.add_argument("--json", action="store_true")
+    bun = sub.add_parser("bundle", help="store-and-forward bundles for a link dead for weeks "
+                         "(docs/operations.md)").add_subparsers(metavar="ACTION")
+    for name, what in (("export", "write what the hub has not acknowledged (events, scans)"),
+                       ("import", "apply the hub's answer bundle")):
+        c = bun.add_parser(name, help=what)
+        c.set_defaults(handler=f"bundle {name}")
+        c.add_argument("--data", required=True, type=Path, help="data directory")
+        c.add_argument("file", type=Path, metavar="FILE")
     user = sub.add_parser("user", help="staff accounts").add_subparsers(metavar="ACTION")
     add = user.add_parser("add", help="add a user (password read from stdin)")
     add.set_defaults(handler="user add")
@@ -227,6 +237,7 @@ async def cmd_user_role(args: Any) -> int:
 
 
 HANDLERS = {"init": cmd_init, "serve": cmd_serve, "sync": cmd_sync, "status": cmd_status,
+            "bundle export": cmd_bundle_export, "bundle import": cmd_bundle_import,
             "user add": cmd_user_add, "user list": cmd_user_list,
             "user disable": cmd_user_disable, "user enable": cmd_user_enable,
             "user passwd": cmd_user_passwd, "user role": cmd_user_role}

@@ -157,16 +157,18 @@ class EdgeSync:
     # -- what the hub answered ------------------------------------------------------------------
 
     async def apply_response(self, resp: SyncResponse, rtt_s: float, at_mono: float,
-                             sent_after: int | None = None) -> int:
+                             sent_after: int | None = None, live: bool = True) -> int:
         """Commit what the hub answered, in one transaction; return how many hub events were
         new here. `rtt_s` and `at_mono` (monotonic time of receipt) place the hub's clock
         reading; `sent_after` is the ack the request was built on (None: the stored one).
-        Shielded: a cancelled session still finishes committing (or rolling back) what it
-        started, and the in-memory clock and reference data follow the database."""
-        return await asyncio.shield(self._apply(resp, rtt_s, at_mono, sent_after))
+        Not `live` (a bundle carried for days, `edge_node/bundles.py`): the hub's time in it
+        says nothing of the clocks now, nor is it a successful exchange. Shielded: a cancelled
+        session still finishes committing (or rolling back) what it started, and the in-memory
+        clock and reference data follow the database."""
+        return await asyncio.shield(self._apply(resp, rtt_s, at_mono, sent_after, live))
 
     async def _apply(self, resp: SyncResponse, rtt_s: float, at_mono: float,
-                     sent_after: int | None) -> int:
+                     sent_after: int | None, live: bool) -> int:
         elog, dossiers = self.log, self.dossiers
         async with elog.lock:
             try:
@@ -197,9 +199,10 @@ class EdgeSync:
                     for kind, ref in fresh.items():
                         check_refdata(kind, ref["data"])
                         await dossiers.save_refdata(kind, ref["version"], ref["data"])
-                    await elog.set_meta("clock_correction_ms",
-                                        elog.time.correction_for(resp.hub_time_ms, rtt_s))
-                    await elog.set_meta("last_success_at", resp.hub_time_ms)
+                    if live:
+                        await elog.set_meta("clock_correction_ms",
+                                            elog.time.correction_for(resp.hub_time_ms, rtt_s))
+                        await elog.set_meta("last_success_at", resp.hub_time_ms)
                     crashpoints.hit("edge.apply.before_commit")
             except BaseException:
                 elog.forget_clock()
@@ -207,7 +210,8 @@ class EdgeSync:
             elog.commit_clock()
             for kind, ref in fresh.items():
                 dossiers.use_refdata(kind, ref["version"], ref["data"])
-            elog.time.set_hub_time(resp.hub_time_ms, rtt_s, at_mono)
+            if live:
+                elog.time.set_hub_time(resp.hub_time_ms, rtt_s, at_mono)
         return len(plan.fresh)
 
     async def _held(self, events: list[Event]) -> dict[tuple[str, int], bytes]:

@@ -155,33 +155,38 @@ def at_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def _sign(key: PrivateKey, data: bytes) -> bytes:
+def sign(key: PrivateKey, data: bytes) -> bytes:
+    """`key`'s signature over `data` (ECDSA or PKCS#1 v1.5, SHA-256)."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return key.sign(data, ec.ECDSA(hashes.SHA256()))
     from cryptography.hazmat.primitives.asymmetric import padding
     return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
+def verify(cert: x509.Certificate, data: bytes, signature: bytes, what: str) -> None:
+    """Raise AuthError unless `signature` is the certificate's key signing `data`."""
+    key = cert.public_key()
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(key, rsa.RSAPublicKey):
+            from cryptography.hazmat.primitives.asymmetric import padding
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            raise AuthError("unsupported key type")
+    except InvalidSignature as exc:
+        raise AuthError(f"{what} is not signed by the certificate's key") from exc
+
+
 def renewal_proof(old_key: PrivateKey, csr: x509.CertificateSigningRequest) -> bytes:
     """The old key's signature over a new request: proof of holding the old identity."""
-    return _sign(old_key, PROOF_DOMAIN + hashlib.sha256(csr_der(csr)).digest())
+    return sign(old_key, PROOF_DOMAIN + hashlib.sha256(csr_der(csr)).digest())
 
 
 def check_renewal_proof(old: x509.Certificate, csr: x509.CertificateSigningRequest,
                         proof: bytes) -> None:
     """Raise AuthError unless `proof` is the old certificate's key signing `csr`."""
-    data = PROOF_DOMAIN + hashlib.sha256(csr_der(csr)).digest()
-    key = old.public_key()
-    try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(proof, data, ec.ECDSA(hashes.SHA256()))
-        elif isinstance(key, rsa.RSAPublicKey):
-            from cryptography.hazmat.primitives.asymmetric import padding
-            key.verify(proof, data, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            raise AuthError("unsupported key type")
-    except InvalidSignature as exc:
-        raise AuthError("the renewal proof is not signed by the certificate's key") from exc
+    verify(old, PROOF_DOMAIN + hashlib.sha256(csr_der(csr)).digest(), proof, "the renewal proof")
 
 
 def client_context(ca_file: Path, identity_file: Path | None) -> ssl.SSLContext:
