@@ -3,9 +3,6 @@ edge's cursor keeps its meaning, and every dossier's units are noted (SQLite and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from central_hub.feed import backfill_feed
@@ -13,19 +10,11 @@ from central_hub.store import HubStore
 from protocol.scope import Units
 from service.sqlite import transaction
 from tests.central_hub.test_store import Chain, enrolled
+from tests.central_hub.test_store import hub as hub  # the store fixture, on both stores
 
 pytestmark = pytest.mark.both_stores
 
 A, B = "02221", "02245"
-
-
-@pytest.fixture
-async def hub(tmp_path: Path, hub_db: str) -> AsyncIterator[HubStore]:
-    store = await HubStore.open(tmp_path / "hub.db", hub_db)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def rows(hub: HubStore, sql: str) -> list[tuple[object, ...]]:
