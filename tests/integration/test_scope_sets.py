@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.harness import EdgeHandle, Net, birth
+from tests.ui.conftest import Staff
 
 pytestmark = pytest.mark.both_stores
 
@@ -39,6 +41,11 @@ async def test_desk_a_takes_in_for_b_b_processes_a_hands_back(net: Net) -> None:
     _, listed = await b.api.get("/api/dossiers")
     item = next(i for i in listed["items"] if i["id"] == made["id"])
     assert item["received_by"] == A  # B's worklist: received elsewhere
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        desk = Staff(b.api.base, http)
+        await desk.login("clerk")
+        page = await desk.get("/dossiers")
+    assert f"Liên xã: nhận tại {A}, giải quyết tại {B}" in page.text
     # the receiving desk may not process it, at its own desk already
     status, _ = await a.api.post(f"/api/dossiers/{made['id']}/transition",
                                  {"to": "processing", "base": made["version"]})
