@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -110,6 +110,27 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes], logfile: Path,
                         return
             await asyncio.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {within:.0f} s")
+
+
+def run_in_tmp(prefix: str, make: Callable[[Path], Coroutine[Any, Any, T]], keep: bool,
+               expected: tuple[type[BaseException], ...] = (RuntimeError,)) -> T | int:
+    """`run_main(make(root))` in a fresh temporary directory `root` (removed after, unless
+    `keep`); what it returned, or the exit code after Ctrl-C (130) or an `expected` failure (1),
+    said in one line."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return run_main(make(root))
+    except KeyboardInterrupt:
+        print("\ninterrupted; processes stopped, namespaces deleted")
+        return 130
+    except expected as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if keep:
+            print(f"data kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def run_main(coro: Coroutine[Any, Any, T]) -> T:

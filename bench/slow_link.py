@@ -22,9 +22,7 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/…` from anywhere
     sys.path.insert(0, str(ROOT))
 
 from bench.dossier_faker import DossierFaker  # noqa: E402
-from bench.processes import machine, run_main  # noqa: E402
+from bench.processes import machine, run_in_tmp  # noqa: E402
 from tests.faults.netns import Link, LinkUnavailable, unavailable  # noqa: E402
 from tests.faults.procs import Procs, intake_offline, netns_nodes  # noqa: E402
 
@@ -177,20 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     print(f"slow link — {machine()}; load average {os.getloadavg()[0]:.2f}")
-    root = Path(tempfile.mkdtemp(prefix="commune-sync-slow-"))
-    try:
-        results = run_main(bench(args, root))
-    except KeyboardInterrupt:
-        print("\ninterrupted; processes stopped, namespaces deleted")
-        return 130
-    except (RuntimeError, LinkUnavailable) as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if args.keep:
-            print(f"data kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    results = run_in_tmp("commune-sync-slow-", lambda root: bench(args, root), args.keep,
+                         (RuntimeError, LinkUnavailable))
+    if isinstance(results, int):
+        return results
     report(results)
     return 0
 

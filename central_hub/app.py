@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import exchange, logs, public, submissions
+from central_hub import exchange, logs, public, recovery, submissions
 from central_hub.admission import Admission
 from central_hub.config import HubConfig
 from central_hub.dashboard import mount_dashboard
@@ -234,6 +234,7 @@ def build_app(store: HubStore, accounts: Accounts, config: HubConfig,
         web.get("/v1/blobs/{sha}", blob_status),
         web.put("/v1/blobs/{sha}", blob_put),
         web.get("/v1/blobs/{sha}/data", blob_get),
+        *recovery.routes(guard, store),
         *dossier_routes(store.dossiers, on_write=snapshot.invalidate),
         *clock_check_routes(store.dossiers, on_write=snapshot.invalidate),
         *submissions.routes(intake),

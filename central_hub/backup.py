@@ -13,13 +13,9 @@ On PostgreSQL the database is dumped with pg_dump instead (docs/backup.md); the 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import os
-import shutil
 import sqlite3
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +23,13 @@ from central_hub import config as hub_config
 from central_hub.epoch import EPOCH_KEY
 from central_hub.tls import TLS_DIR
 from protocol import APP_VERSION
-from protocol.errors import StoreError, ValidationError
-from service import atomic
-from service.blobs import SHA_RE
+from protocol.errors import ValidationError
+from service import atomic, snapshot
 from service.hubtime import wall_clock_ms
+from service.snapshot import copy_blobs as copy_blobs
+from service.snapshot import copy_files
+from service.snapshot import private_dir as private_dir
+from service.snapshot import sha256_of as sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -41,70 +40,17 @@ DUMP_FILE = "hub.dump"  # PostgreSQL: pg_dump -Fc writes it into DEST just befor
 BLOBS = "blobs"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)  # citizens' personal data and the CA's key
-
-
 def _describe_db(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Integrity, log end and epoch of an opened copy of the hub database."""
-    row = conn.execute("PRAGMA integrity_check").fetchone()
-    if row is None or row[0] != "ok":
-        raise StoreError(f"the database copy fails its integrity check: {row[0] if row else '?'}")
+    """Log end and epoch of a checked copy of the hub database."""
     end = conn.execute("SELECT coalesce(max(pos), 0) FROM events").fetchone()[0]
     epoch = conn.execute("SELECT value FROM meta WHERE key=?", (EPOCH_KEY,)).fetchone()
     return {"log_end": int(end), "log_epoch": str(epoch[0]) if epoch else ""}
 
 
 def copy_database(src: Path, dst: Path) -> dict[str, Any]:
-    """Copy the SQLite database `src` (live or not) to the new file `dst`, consistently; check
-    the copy and return its log end and epoch."""
-    if not src.is_file():
-        raise ValidationError(f"no database at {src}")
-    tmp = dst.with_name(dst.name + ".partial")
-    tmp.unlink(missing_ok=True)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    try:
-        with closing(sqlite3.connect(src, timeout=30)) as source, \
-                closing(sqlite3.connect(tmp)) as target:
-            source.execute("PRAGMA busy_timeout=30000")
-            source.backup(target)  # all pages in one step: one read snapshot of the source
-            target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-            facts = _describe_db(target)
-        atomic.move(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return facts
-
-
-def copy_blobs(src: Path, dst: Path, only_missing: bool) -> tuple[int, int]:
-    """Copy verified blobs (never `partial/`); return (files, bytes) copied."""
-    files = size = 0
-    if not src.is_dir():
-        return 0, 0
-    for sub in sorted(src.iterdir()):
-        if not sub.is_dir() or len(sub.name) != 2 or sub.name == "partial":
-            continue
-        for blob in sorted(sub.iterdir()):
-            if not SHA_RE.fullmatch(blob.name) or not blob.is_file():
-                continue
-            target = dst / sub.name / blob.name
-            if only_missing and target.is_file():
-                continue
-            private_dir(target.parent)
-            shutil.copy2(blob, target)
-            files += 1
-            size += blob.stat().st_size
-    return files, size
+    """Copy the hub's SQLite database `src` (live or not) to the new file `dst`, consistently;
+    check the copy and return its log end and epoch."""
+    return snapshot.copy_database(src, dst, _describe_db)
 
 
 def _settings(data: Path) -> list[Path]:
@@ -118,17 +64,7 @@ def _settings(data: Path) -> list[Path]:
 
 def copy_settings(src: Path, dst: Path, only_missing: bool) -> tuple[list[str], list[str]]:
     """Copy config and TLS files; return (copied, kept because `dst` has them)."""
-    copied, kept = [], []
-    for rel in _settings(src):
-        target = dst / rel
-        if only_missing and target.exists():
-            kept.append(str(rel))
-            continue
-        private_dir(target.parent)
-        shutil.copy2(src / rel, target)
-        target.chmod(0o600)
-        copied.append(str(rel))
-    return copied, kept
+    return copy_files(src, dst, _settings(src), only_missing)
 
 
 def backup(data: Path, dest: Path, now_ms: int) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from cryptography import x509
 from central_hub import tls
 from central_hub.epoch import log_epoch
 from central_hub.exchange import take
+from central_hub.replace import bundle_node
 from central_hub.store import HubStore, Node
 from protocol import bundle, codec
 from protocol.bundle import BundleRefused, Header, Seen
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 STATE_KEY = "bundle:{node}"
 WANT_BYTES = 2 * 1024 * 1024  # of events per answer section (far under the codec's limits)
-REPLACED = "replaced"  # the reason `central-hub node replace` gives the old node's certificates
 
 
 def _ca(data: Path) -> x509.Certificate:
@@ -70,28 +70,14 @@ async def _state(store: HubStore, node: str) -> dict[str, Any]:
 
 
 async def sender(store: HubStore, node: str, serial: str) -> Node:
-    """The node that may deliver a bundle signed by its certificate `serial`: enrolled, the
-    certificate recorded for it and unrevoked — or both revoked by a replacement. AuthError
-    otherwise (revoked for cause, a superseded or unknown certificate)."""
-    async with store.reader.execute(
-            "SELECT commune, revoked_at FROM nodes WHERE node=?", (node,)) as cur:
-        row = await cur.fetchone()
-    if row is None:
-        raise AuthError(f"unknown node {node}: nothing applied")
-    async with store.reader.execute(
-            "SELECT revoked_at, reason FROM node_certs WHERE node=? AND serial=?",
-            (node, serial)) as cur:
-        cert = await cur.fetchone()
-    if cert is None:
-        raise AuthError(f"the certificate that signed this bundle is not one the hub issued "
-                        f"to {node}: nothing applied")
-    replaced = cert[0] is not None and cert[1] == REPLACED
-    if row[1] is not None and not replaced:
-        raise AuthError(f"node {node} is revoked: what it signed is refused; nothing applied")
-    if cert[0] is not None and not replaced:
-        raise AuthError(f"the certificate that signed this bundle was {cert[1] or 'revoked'} "
-                        "before the import: export a new bundle; nothing applied")
-    return Node(node, str(row[0]))
+    """The node that may deliver a bundle signed by its certificate `serial`: the rule of
+    `central_hub.replace.bundle_node` (an active node, or one revoked as replaced, and a
+    certificate the hub issued to it, revoked by nothing but the replacement). AuthError
+    otherwise, saying that nothing was applied."""
+    try:
+        return await bundle_node(store.trust, node, serial)
+    except AuthError as exc:
+        raise AuthError(f"{exc.message}; nothing applied") from exc
 
 
 async def import_bundle(store: HubStore, data: Path, path: Path) -> Imported:

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from central_hub import backup, restore, tls
+from central_hub import backup, replace, restore, tls
 from central_hub import config as hub_config
 from central_hub.app import make_app, node_items, open_accounts, open_store
 from central_hub.bundle_cli import cmd_bundle_export, cmd_bundle_import
@@ -88,6 +88,8 @@ def parser() -> Parser:
     node = sub.add_parser("node", help="enrolled nodes").add_subparsers(metavar="ACTION")
     revoke = cmd(node, "revoke", "node revoke", "revoke a node's credential")
     revoke.add_argument("--node", required=True)
+    cmd(node, "replace", "node replace", "a dead PC: revoke its node as replaced and print a "
+        "one-time token for the new PC (docs/operations.md)").add_argument("--node", required=True)
     for kind, what in (("procedures", "the procedure catalogue"),
                        ("holidays", "the holiday calendar")):
         group = sub.add_parser(kind, help=what).add_subparsers(metavar="ACTION")
@@ -246,17 +248,26 @@ def supervise(args: Any, host: str, port: int) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _ca_fingerprint(data: Path) -> str | None:
+    """The CA fingerprint a token carries (None: a plain-HTTP development hub)."""
+    if not tls.has_tls(data):
+        return None
+    return pki.fingerprint(pki.load_cert((tls.tls_dir(data) / tls.CA_CERT).read_bytes()))
+
+
 async def cmd_enroll(args: Any) -> int:
     store = await _open(args.data)
     try:
-        fingerprint = None
-        if tls.has_tls(args.data):
-            fingerprint = pki.fingerprint(pki.load_cert(
-                (tls.tls_dir(args.data) / tls.CA_CERT).read_bytes()))
-        print(await store.trust.create_enroll_token(args.commune, args.name, fingerprint))
+        print(await store.trust.create_enroll_token(args.commune, args.name,
+                                                    _ca_fingerprint(args.data)))
     finally:
         await store.close()
     return EXIT_OK
+
+
+async def cmd_replace(args: Any) -> int:
+    return await replace.cmd_replace(await _open(args.data), args.node,
+                                     _ca_fingerprint(args.data))
 
 
 async def cmd_operator_add(args: Any) -> int:
@@ -374,6 +385,7 @@ HANDLERS = {"procedures import": cmd_procedures_import, "holidays import": cmd_h
             "bundle import": cmd_bundle_import, "bundle export": cmd_bundle_export,
 "init": cmd_init, "serve": cmd_serve, "enroll": cmd_enroll,
             "operator add": cmd_operator_add, "node revoke": cmd_revoke, "nodes": cmd_nodes,
+            "node replace": cmd_replace,
             "verify": cmd_verify, "backup": cmd_backup, "restore": cmd_restore}
 
 

@@ -107,10 +107,11 @@ class NodeGuard:
             result = await self.store.trust.enroll_certificate(body["token"], issue)
             extra = {"certificate": result.certificate, "ca": authority.ca_pem,
                      **self._lan_certificate(authority, lan_csr, body, result.node)}
-        log.info("node %s enrolled for commune %s", result.node, result.commune)
+        log.info("node %s enrolled for commune %s%s", result.node, result.commune,
+                 f" replacing {result.replaces}" if result.replaces else "")
         return json_response({"node": result.node, "commune": result.commune,
                               "commune_name": result.commune_name, "agency": result.agency,
-                              **extra, "hub_version": APP_VERSION,
+                              "replaces": result.replaces, **extra, "hub_version": APP_VERSION,
                               "hub_time": self.store.now_ms()})
 
     async def renew(self, request: web.Request) -> web.Response:

@@ -11,11 +11,9 @@ a pg_restore).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
-import socket
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +37,7 @@ from central_hub.store import HubStore
 from protocol.calendar import iso
 from protocol.errors import StoreError, ValidationError
 from service import atomic
+from service.snapshot import answering, load_manifest
 from service.sqlite import transaction
 
 log = logging.getLogger(__name__)
@@ -50,13 +49,8 @@ Opener = Callable[[Path], Awaitable[HubStore]]
 
 def read_manifest(src: Path) -> dict[str, Any]:
     """The manifest of the backup in `src`, checked; ValidationError if it is not a whole one."""
-    try:
-        manifest = json.loads((src / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ValidationError(f"{src} is not a finished hub backup (no {MANIFEST})") from exc
-    except (OSError, ValueError) as exc:
-        raise ValidationError(f"cannot read {src / MANIFEST}: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    manifest = load_manifest(src, MANIFEST, "hub")
+    if manifest.get("format") != FORMAT:
         raise ValidationError(f"{src / MANIFEST}: not a backup this version can restore")
     for name, key in ((manifest.get("database"), "sha256"), (manifest.get("dump"), "dump_sha256")):
         if name is None:
@@ -74,12 +68,7 @@ def hub_running(data: Path) -> str | None:
         config = hub_config.load(data)
     except ValidationError:
         return None
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-    try:
-        with socket.create_connection((host, config.port), timeout=0.5):
-            return f"{host}:{config.port}"
-    except OSError:
-        return None
+    return answering(config.host, config.port)
 
 
 def restore(data: Path, src: Path, *, force: bool = False,
@@ -145,7 +134,12 @@ TRUST_CARRY = (
      "node=coalesce(enroll_tokens.node, excluded.node)"),
     ("users", "username", ("username", "password_hash", "role", "created_at", "disabled"),
      "password_hash=excluded.password_hash, role=excluded.role, disabled=excluded.disabled"),
+    ("node_replacements", "node", ("node", "commune", "token_hash", "replaced_at", "successor"),
+     "token_hash=excluded.token_hash, replaced_at=excluded.replaced_at, "
+     "successor=coalesce(node_replacements.successor, excluded.successor)"),
 )
+# tables a backup of an older release may lack: carried when both databases have them
+OPTIONAL = {"node_replacements"}
 
 # What the carry-over changes, counted before it (for the operator's report).
 TRUST_NEWS = {
@@ -189,6 +183,10 @@ def carry_trust(db: Path, replaced: Path) -> dict[str, int]:
             carried = {what: int(conn.execute(query).fetchone()[0])
                        for what, query in TRUST_NEWS.items()}
             for table, key, columns, update in TRUST_CARRY:
+                if table in OPTIONAL and not all(conn.execute(
+                        f"SELECT 1 FROM {db}.sqlite_master WHERE type='table' AND name=?",
+                        (table,)).fetchone() for db in ("main", "replaced")):
+                    continue
                 cols = ", ".join(columns)
                 conn.execute(
                     f"INSERT INTO main.{table}({cols}) SELECT {cols} FROM replaced.{table} "

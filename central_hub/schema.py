@@ -11,6 +11,7 @@ import logging
 from central_hub.feed import FEED_SCHEMA, backfill_feed
 from central_hub.nodes.fleet import FLEET_SCHEMA
 from central_hub.portal import PORTAL_SCHEMA
+from central_hub.replace import REPLACE_SCHEMA
 from central_hub.tracking import TRACKING_SCHEMA, backfill_tracking
 from service import accounts, clock_flags, reports, search_text
 from service.migrations import Migration, Plan
@@ -108,6 +109,7 @@ MIGRATIONS = Plan("hub", (
               (search_text.refill_search_text,)),
     Migration(7, "online intake: portal keys, filings and their codes; tracking checks",
               (PORTAL_SCHEMA, TRACKING_SCHEMA, backfill_tracking)),
-    Migration(8, "scope sets: dossiers' units and the delivery feed, backfilled at the log's "
+    Migration(8, "replaced nodes: the old node, its token, its successor", (REPLACE_SCHEMA,)),
+    Migration(9, "scope sets: dossiers' units and the delivery feed, backfilled at the log's "
               "positions", (FEED_SCHEMA, backfill_feed)),
 ))

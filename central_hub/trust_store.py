@@ -43,13 +43,14 @@ class Enrollment:
     agency: str
     credential: str
     certificate: str = ""  # PEM, when enrolled with a certificate request
+    replaces: str = ""  # the node this one replaces (a token of `central-hub node replace`)
 
 
 def _sha(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
-def _token_hash(token: str) -> bytes:
+def token_hash(token: str) -> bytes:
     """The stored hash of an enrollment token: of its secret, without the CA fingerprint."""
     return _sha(token.partition(".")[0])
 
@@ -79,16 +80,21 @@ class TrustStore:
         72 h). With `ca_fingerprint`, the token ends with `.` and its first 32 hex digits, so
         the node can pin the CA on first contact."""
         check_commune(commune)
+        async with self.lock, transaction(self.conn):
+            return await self.add_enroll_token(commune, name, ca_fingerprint)
+
+    async def add_enroll_token(self, commune: str, name: str | None,
+                               ca_fingerprint: str | None = None) -> str:
+        """`create_enroll_token` inside the caller's transaction."""
         token = "enr_" + secrets.token_urlsafe(24)  # never starts with "-": safe as an argument
         pin = f".{ca_fingerprint[:32]}" if ca_fingerprint else ""
         now = self.now_ms()
-        async with self.lock, transaction(self.conn):
-            await self.conn.execute(
-                "INSERT INTO communes(code, name) VALUES (?,?) ON CONFLICT(code) DO UPDATE SET "
-                "name=CASE WHEN ? THEN communes.name ELSE excluded.name END",
-                (commune, name or f"Xã {commune}", name is None))
-            await self.conn.execute("INSERT INTO enroll_tokens VALUES (?,?,?,?,NULL,NULL)",
-                                    (_token_hash(token), commune, now, now + TOKEN_TTL_MS))
+        await self.conn.execute(
+            "INSERT INTO communes(code, name) VALUES (?,?) ON CONFLICT(code) DO UPDATE SET "
+            "name=CASE WHEN ? THEN communes.name ELSE excluded.name END",
+            (commune, name or f"Xã {commune}", name is None))
+        await self.conn.execute("INSERT INTO enroll_tokens VALUES (?,?,?,?,NULL,NULL)",
+                                (token_hash(token), commune, now, now + TOKEN_TTL_MS))
         return token + pin
 
     async def enroll(self, token: str) -> Enrollment:
@@ -109,7 +115,7 @@ class TrustStore:
         async with self.lock, transaction(self.conn):
             async with self.conn.execute(
                 "SELECT commune, expires_at, used_at FROM enroll_tokens WHERE token_hash=?",
-                (_token_hash(token),)) as cur:
+                (token_hash(token),)) as cur:
                 row = await cur.fetchone()
             if row is None or row[2] is not None or row[1] < now:
                 raise AuthError("enrollment token is unknown, used or expired")
@@ -124,7 +130,16 @@ class TrustStore:
                 (node, commune, _sha(credential), now))
             await self.conn.execute(
                 "UPDATE enroll_tokens SET used_at=?, node=? WHERE token_hash=?",
-                (now, node, _token_hash(token)))
+                (now, node, token_hash(token)))
+            # a replacement's token (central_hub/replace.py): the new node is its successor
+            async with self.conn.execute(
+                    "SELECT node FROM node_replacements WHERE token_hash=?",
+                    (token_hash(token),)) as cur:
+                replaced = await cur.fetchone()
+            if replaced is not None:
+                await self.conn.execute(
+                    "UPDATE node_replacements SET successor=? WHERE token_hash=?",
+                    (node, token_hash(token)))
             certificate = ""
             if issue is not None:
                 certificate, serial, not_after = issue(node)
@@ -134,7 +149,7 @@ class TrustStore:
                                          (commune,)) as cur:
                 name_row = await cur.fetchone()
         return Enrollment(node, commune, name_row[0] if name_row else commune, node, credential,
-                          certificate)
+                          certificate, str(replaced[0]) if replaced else "")
 
     async def authenticate(self, credential: str) -> Node:
         """The node a credential belongs to; AuthError if unknown or revoked."""

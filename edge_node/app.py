@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from edge_node.backup import daily_backups
 from edge_node.config import EdgeConfig
 from edge_node.disk import MB, DiskGuard, is_disk_full
 from edge_node.hubtime import CLOCK_WARNING_MS
@@ -194,4 +195,7 @@ async def make_app(data_dir: Path, config: EdgeConfig) -> web.Application:
     accounts = await open_accounts(data_dir, config.idle_logout_min * 60)
     client = SyncClient(store, config)
     client.data_dir = str(data_dir)
-    return build_app(store, accounts, client, SyncLoop(client), config)
+    app = build_app(store, accounts, client, SyncLoop(client), config)
+    if config.backup_dir:
+        app.cleanup_ctx.append(daily_backups(data_dir, config))
+    return app

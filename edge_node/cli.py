@@ -1,5 +1,5 @@
-"""`edge-node`: init (enroll), serve, sync, status, bundle export|import, user
-add|list|disable|enable|passwd|role."""
+"""`edge-node`: init (enroll), serve, sync, status, backup, restore, bundle export|import,
+user add|list|disable|enable|passwd|role."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
+from edge_node import backup, lan, restore
 from edge_node import config as edge_config
-from edge_node import lan
 from edge_node.app import make_app, open_accounts, sync_status
 from edge_node.bundle_cli import cmd_bundle_export, cmd_bundle_import
-from edge_node.enroll import enroll
+from edge_node.enroll import enroll, replaced_node
 from edge_node.identity import Identity
 from edge_node.roles import ROLES
 from edge_node.store import EdgeStore
@@ -63,6 +63,13 @@ def parser() -> Parser:
                        help="auto: HTTPS with the LAN certificate unless on loopback; on: "
                             "always; off: plain HTTP even on the LAN (not for production)")
     cmd("sync", "one full sync session now; exit 0 when nothing is pending")
+    cmd("backup", "copy the database, scans, settings and identity to DIR (also while "
+        "serving)").add_argument("dest", type=Path, metavar="DIR", help="a new directory")
+    restore = cmd("restore", "put a backup back (edge stopped); takes back from the hub the "
+                  "events written after it")
+    restore.add_argument("src", type=Path, metavar="DIR", help="a directory written by backup")
+    restore.add_argument("--force", action="store_true",
+                         help="restore although the edge's port answers")
     status = cmd("status", "show sync state")
     status.add_argument("--json", action="store_true")
     bun = sub.add_parser("bundle", help="store-and-forward bundles for a link dead for weeks "
@@ -104,7 +111,19 @@ async def cmd_init(args: Any) -> int:
     how = "with a certificate" if not config.credential else "with a bearer credential (plain HTTP)"
     print(f"enrolled as node {config.node} of commune {config.commune} ({config.commune_name}) "
           f"{how}")
+    if replaces := await replaced_node(args.data, config):
+        print(f"this PC replaces node {replaces}: the commune's dossiers come from the hub at "
+              "the first sync (`edge-node serve` starts it; the desk works meanwhile, scans "
+              "follow last)")
     return EXIT_OK
+
+
+async def cmd_backup(args: Any) -> int:
+    return await backup.cmd_backup(args.data, args.dest)
+
+
+async def cmd_restore(args: Any) -> int:
+    return await restore.cmd_restore(args.data, args.src, args.force)
 
 
 def cmd_serve(args: Any) -> int:
@@ -237,6 +256,7 @@ async def cmd_user_role(args: Any) -> int:
 
 
 HANDLERS = {"init": cmd_init, "serve": cmd_serve, "sync": cmd_sync, "status": cmd_status,
+            "backup": cmd_backup, "restore": cmd_restore,
             "bundle export": cmd_bundle_export, "bundle import": cmd_bundle_import,
             "user add": cmd_user_add, "user list": cmd_user_list,
             "user disable": cmd_user_disable, "user enable": cmd_user_enable,

@@ -40,6 +40,9 @@ class EdgeConfig:
     disk_floor_mb: int = 500  # below this much free disk: no new intake or attachments
     disk_hard_floor_mb: int = 100  # below this: the hub's answers are not applied either
     lan_names: str = ""  # extra names/IPs (comma-separated) for the LAN certificate
+    backup_dir: str = ""  # the daily backup's folder (another disk, a USB stick); "": none
+    backup_every_h: float = 24.0  # a backup there once this long has passed since the newest
+    backup_keep: int = 7  # how many of them are kept there (the oldest go)
 
     def validate(self) -> None:
         """Raise ValidationError naming the first bad field."""
@@ -58,6 +61,10 @@ class EdgeConfig:
         if not 0 <= self.disk_hard_floor_mb <= self.disk_floor_mb:
             raise ValidationError("need 0 <= disk_hard_floor_mb <= disk_floor_mb",
                                   field="disk_hard_floor_mb")
+        if self.backup_every_h <= 0:
+            raise ValidationError("backup_every_h must be positive", field="backup_every_h")
+        if self.backup_keep < 1:
+            raise ValidationError("backup_keep must be 1 or more", field="backup_keep")
         if not 1024 <= self.batch_bytes <= self.batch_bytes_max:
             raise ValidationError("batch_bytes must be 1 KiB … batch_bytes_max", field="batch_bytes")
 

@@ -24,6 +24,8 @@ from service.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
 
+REPLACES_KEY = "replaces"  # meta: the node this one replaced at enrollment
+
 
 def check_hub_url(hub: str, insecure_http: bool) -> str:
     """The hub URL without a trailing slash; plain HTTP only to loopback unless forced."""
@@ -145,6 +147,8 @@ async def enroll(data: Path, hub_url: str, token: str, ca_file: Path | None = No
         edge_config.save(data, config)
         store = await EdgeStore.open(data / edge_config.DB_FILE, config.node, config.commune,
                                      config.agency)
+        if answer.get("replaces"):  # a new PC for a dead one: `edge-node init` says so
+            await store.log.set_meta(REPLACES_KEY, str(answer["replaces"]))
         hub_time = answer.get("hub_time")
         if isinstance(hub_time, int):  # start with corrected time, before the first sync
             correction = hub_clock_at(hub_time, (t_received - t_sent) / 1000) - t_received
@@ -157,3 +161,13 @@ async def enroll(data: Path, hub_url: str, token: str, ca_file: Path | None = No
             shutil.rmtree(data, ignore_errors=True)
         raise
     return config
+
+
+async def replaced_node(data: Path, config: EdgeConfig) -> str:
+    """The node this one was enrolled to replace ("" if none)."""
+    store = await EdgeStore.open(data / edge_config.DB_FILE, config.node, config.commune,
+                                 config.agency)
+    try:
+        return str(await store.log.get_meta(REPLACES_KEY, "") or "")
+    finally:
+        await store.close()

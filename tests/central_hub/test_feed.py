@@ -34,7 +34,7 @@ async def test_the_backfill_feeds_each_event_at_its_log_position(hub: HubStore) 
     await hub.ingest.accept(node_a, chain_a.events[1:])
     events = await rows(hub, "SELECT pos, commune FROM events ORDER BY pos")
     assert [c for _, c in events] == [A, B, A, A]
-    async with hub.lock, transaction(hub.conn):  # as migration 8 found the log: no feed yet
+    async with hub.lock, transaction(hub.conn):  # as migration 9 found the log: no feed yet
         await hub.conn.execute("DELETE FROM feed")
         await hub.conn.execute("DELETE FROM dossier_units")
         await backfill_feed(hub.conn)

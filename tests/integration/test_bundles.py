@@ -353,15 +353,9 @@ async def test_a_replaced_pcs_recovered_disk_delivers_once(world: World) -> None
     await w.sync(w.a)  # the first dossier reached the hub before the PC died
     await intake_offline(w.a, [birth("Người A1", "008090000301")])
     stick = await w.edge_export("old-disk.bundle")
-    code, _, _ = await run("central_hub", "node", "replace", "--data", str(w.hub),
-                               "--node", node_a)
-    if code != 0:  # until `node replace` is merged: what it records, by hand
-        conn = sqlite3.connect(w.hub / "hub.db")
-        with conn:
-            conn.execute("UPDATE nodes SET revoked_at=1 WHERE node=?", (node_a,))
-            conn.execute("UPDATE node_certs SET revoked_at=1, reason='replaced' WHERE node=?",
-                         (node_a,))
-        conn.close()
+    code, _, err = await run("central_hub", "node", "replace", "--data", str(w.hub),
+                             "--node", node_a)
+    assert code == 0, err
     code, _, err = await run("edge_node", "sync", "--data", str(w.a))
     assert code != 0 and "revoked" in err, err  # its live sync is refused ...
     out = await w.hub_import(stick)  # ... its stick is taken, once
