@@ -12,6 +12,7 @@ from typing import Any
 
 from protocol.events import Event
 from protocol.merge import DossierState
+from protocol.scope import units_of
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,9 @@ class BlobRefs:
         rows = []
         for event in events:
             if event.kind == "attach" and "sha256" in event.payload:  # not a paper document
-                state = states.get(event.dossier)
-                commune = (state.header or {}).get("commune") if state else None
-                if commune:
-                    rows.append((event.payload["sha256"], commune))
+                units = units_of(states.get(event.dossier))
+                if units is not None:  # both units: the receiving desk took it in
+                    rows += [(event.payload["sha256"], u) for u in sorted(units.all())]
         if rows:
             await self.conn.executemany(
                 "INSERT INTO blob_refs VALUES (?,?) ON CONFLICT DO NOTHING", rows)

@@ -180,7 +180,7 @@ async def export_bundle(store: HubStore, data: Path, node_id: str, path: Path) -
     epoch = await log_epoch(store)
     cursor = int(state.get("cursor", 0))
     start, reset = read_from(cursor, str(state.get("epoch", "")), epoch,
-                             await store.log_size() if cursor else 0)
+                             await store.feed.end() if cursor else 0)
     ack = await _head(store, node.node)
     rejections = [Rejection(int(s), str(c), str(r)) for s, c, r in state.get("rejected", [])]
     writer = bundlefile.Writer(path)

@@ -64,7 +64,7 @@ async def serve(store: HubStore, node: Node, body: bytes,
         crashpoints.hit("hub.after_commit")
         epoch = await log_epoch(store)
         start, reset = read_from(req.cursor, req.epoch, epoch,
-                                 await store.log_size() if req.cursor else 0)
+                                 await store.feed.end() if req.cursor else 0)
         if reset:
             log.warning("%s: cursor %d is of another log (epoch %r, this log's %r): answering "
                         "from the start", node.node, req.cursor, req.epoch, epoch)

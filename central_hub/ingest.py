@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from central_hub.feed import Feed
 from central_hub.trust_store import Node, TrustStore
 from protocol import codec
 from protocol.errors import StoreError
 from protocol.events import Event
 from protocol.messages import Rejection
-from protocol.scope import check_writes
+from protocol.scope import Units, check_writes, units_of
 from protocol.session import ChainAlert, ChainHead, accept, replay_probe
 from service import crashpoints
 from service.db import PgConnection, advisory_lock
@@ -43,8 +45,12 @@ GROUP_MAX = 32  # node batches committed together at most
 class Ingest:
     """The hub's intake of nodes' batches: a part of `HubStore`, over the log's connection."""
 
-    def __init__(self, log: EventLog, trust: TrustStore) -> None:
+    def __init__(self, log: EventLog, trust: TrustStore,
+                 scope_of: Callable[[str], frozenset[str]] | None = None,
+                 feed: Feed | None = None) -> None:
         self.log = log
+        self.feed = feed  # the dossiers' units, without a fold (central_hub/feed.py)
+        self.scope_of = scope_of  # a node's commune -> its scope set (HubStore.scope_of)
         self.trust = trust
         self._arrived: list[tuple[Node, list[Event], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
@@ -147,10 +153,12 @@ class Ingest:
         if not taken.fresh:
             return taken.ack, []  # all replayed, or a gap: ack the prefix we hold
         states = await self.log.load_states(e.dossier for e in taken.fresh)
-        accepted, rejections = check_writes(
-            node.commune, taken.fresh,
-            {d: (s.header or {}).get("commune") if s else None for d, s in states.items()},
-            self.log.mergers.unit_of)
+        scope = self.scope_of(node.commune) if self.scope_of else frozenset({node.commune})
+        known: Mapping[str, Units | None] = (
+            await self.feed.units(states) if self.feed is not None
+            else {d: units_of(s) for d, s in states.items()})
+        accepted, rejections = check_writes(scope, taken.fresh, known,
+                                            self.log.mergers.unit_of)
         _, ahead = await self.log.receive(accepted, now, MAX_FORWARD_MS, hashes=taken.hashes,
                                           states=states)
         if rejections:
@@ -159,13 +167,13 @@ class Ingest:
                 "INSERT INTO quarantine VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 [(node.node, r.seq, taken.hashes[r.seq], codec.canonical(by_seq[r.seq]),
                   r.code, r.reason, now) for r in rejections])
-        scope = [r for r in rejections if r.code == "scope"]
-        if scope:  # in the same transaction: the quarantine and its alert go together
+        scope_refused = [r for r in rejections if r.code in ("scope", "role")]
+        if scope_refused:  # in the same transaction: the quarantine and its alert go together
             await self.trust.record_alert(
                 now, "scope_violation",
-                f"{len(scope)} event(s) for another commune's dossiers quarantined "
-                f"(first: seq {scope[0].seq}: {scope[0].reason})",
-                node=node.node, origin=node.node, seq=scope[0].seq)
+                f"{len(scope_refused)} event(s) outside the node's scope or role quarantined "
+                f"(first: seq {scope_refused[0].seq}: {scope_refused[0].reason})",
+                node=node.node, origin=node.node, seq=scope_refused[0].seq)
         top = taken.head
         await conn.execute(
             "INSERT INTO origins VALUES (?,?,?) ON CONFLICT(origin) DO UPDATE SET "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from central_hub.feed import FEED_SCHEMA, backfill_feed
 from central_hub.mergers import MERGERS_SCHEMA
 from central_hub.nodes.fleet import FLEET_SCHEMA
 from central_hub.portal import PORTAL_SCHEMA
@@ -111,4 +112,6 @@ MIGRATIONS = Plan("hub", (
               (PORTAL_SCHEMA, TRACKING_SCHEMA, backfill_tracking)),
     Migration(8, "replaced nodes: the old node, its token, its successor", (REPLACE_SCHEMA,)),
     Migration(9, "commune mergers the hub carried out", (MERGERS_SCHEMA,)),
+    Migration(10, "scope sets: dossiers' units and the delivery feed, backfilled at the log's "
+              "positions", (FEED_SCHEMA, backfill_feed)),
 ))

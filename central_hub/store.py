@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from central_hub.blobrefs import BlobRefs
+from central_hub.feed import Feed
 from central_hub.ingest import Ingest
 from central_hub.mergers import load_mergers
 from central_hub.nodes.sessions import Sessions
@@ -48,7 +49,6 @@ from service.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
 
-SCOPE_WINDOW = 20_000  # log positions per read of a merged unit's scope
 ORIGIN_KEY = "hub_origin"  # meta: the origin the hub writes under (`hub` until a restore)
 
 
@@ -57,8 +57,8 @@ class _HubBook:
     fetch the blobs it attaches (central_hub/blobrefs.py) and the tracking check a create
     carries (central_hub/tracking.py)."""
 
-    def __init__(self, refs: BlobRefs, conn: Any) -> None:
-        self.refs, self.conn = refs, conn
+    def __init__(self, refs: BlobRefs, conn: Any, feed: Feed) -> None:
+        self.refs, self.conn, self.feed = refs, conn, feed
 
     async def note(self, events: list[Event], states: Mapping[str, DossierState]) -> None:
         """Note `events` (`states`: their dossiers, folded)."""
@@ -66,6 +66,7 @@ class _HubBook:
         if tracked:
             await self.conn.executemany(
                 "INSERT INTO tracking VALUES (?,?,?) ON CONFLICT DO NOTHING", tracked)
+        await self.feed.note(events)
         await self.refs.note(events, states)
 
 
@@ -78,10 +79,11 @@ class HubStore:
         self.log = EventLog(conn, reader, HUB_ORIGIN, self.time)
         self.conn, self.reader, self.lock = conn, reader, self.log.lock
         self.refs = BlobRefs(conn, reader)
-        self.log.book = _HubBook(self.refs, conn)
+        self.feed = Feed(conn, reader)
+        self.log.book = _HubBook(self.refs, conn, self.feed)
         self.dossiers = DossierStore(self.log, None)
         self.trust = TrustStore(self.log)
-        self.ingest = Ingest(self.log, self.trust)
+        self.ingest = Ingest(self.log, self.trust, self.scope_of, self.feed)
         self.sessions = Sessions(self.log)
         self.path = Path("hub.db")  # the SQLite file, or where blobs and locks live beside
 
@@ -179,59 +181,19 @@ class HubStore:
 
     # -- what a node reads ----------------------------------------------------------------------
 
+    def scope_of(self, commune: str) -> frozenset[str]:
+        """A node's scope set, the one place delivery and the write rules ask: its commune and
+        every code merged into it (`central-hub commune merge`: `EventLog.mergers`)."""
+        return frozenset(self.log.mergers.units_of(commune))
+
     async def read_scope(self, node: Node, cursor: int, want_bytes: int,
                          units: tuple[str, ...] = ()) -> tuple[list[Event], int, bool]:
-        """Events of the node's commune after `cursor` (not its own), about `want_bytes` of
-        them; return (events, new cursor, more). `units`: every code the node's unit holds
-        after mergers (`Mergers.units_of`), when more than its own."""
-        if len(units) > 1:
-            return await self._read_units(node, units, cursor, want_bytes)
-        out: list[Event] = []
-        size, new_cursor = 0, cursor
-        # Committed rows only, through the reader (SQLite in WAL mode, or PostgreSQL's pool):
-        # no wait on the writer's lock. On PostgreSQL a position only becomes visible after
-        # every smaller one committed (the log lock), so the cursor never skips one.
-        while True:
-            async with self.reader.execute(
-                    "SELECT pos, CASE WHEN origin=? THEN NULL ELSE body END FROM events "
-                    "WHERE commune=? AND pos>? ORDER BY pos LIMIT 1000",
-                    (node.node, node.commune, new_cursor)) as cur:
-                rows = await cur.fetchall()
-            if not rows:
-                return out, new_cursor, False
-            for pos, body in rows:
-                if body is not None:
-                    if out and size + len(body) > want_bytes:
-                        return out, new_cursor, True
-                    out.append(codec.decode_stored(body))
-                    size += len(body)
-                new_cursor = pos
-
-    async def _read_units(self, node: Node, units: tuple[str, ...], cursor: int,
-                          want_bytes: int) -> tuple[list[Event], int, bool]:
-        """`read_scope` for a unit that others merged into: the events of any of `units`, read
-        in windows of positions up to the log's end when the read began (so one `IN` never
-        sorts more than a window, and on PostgreSQL every position up to it has committed)."""
-        out: list[Event] = []
-        size, new_cursor, end = 0, cursor, await self.log_size()
-        marks = ",".join("?" * len(units))
-        while new_cursor < end:
-            upto = min(end, new_cursor + SCOPE_WINDOW)
-            async with self.reader.execute(
-                    "SELECT pos, CASE WHEN origin=? THEN NULL ELSE body END FROM events "
-                    f"WHERE commune IN ({marks}) AND pos>? AND pos<=? ORDER BY pos LIMIT 1000",
-                    (node.node, *units, new_cursor, upto)) as cur:
-                rows = await cur.fetchall()
-            for pos, body in rows:
-                if body is not None:
-                    if out and size + len(body) > want_bytes:
-                        return out, new_cursor, True
-                    out.append(codec.decode_stored(body))
-                    size += len(body)
-                new_cursor = pos
-            if len(rows) < 1000:  # the window is read to its end
-                new_cursor = upto
-        return out, new_cursor, False
+        """Events fed to the node's scope set (`units` when given: what the exchange resolved)
+        after `cursor` (a feed position; not its own), about `want_bytes` of them; return
+        (events, new cursor, more). On PostgreSQL a feed position only becomes visible after
+        every smaller one committed (the log lock), so the cursor never skips one."""
+        return await self.feed.read(units or self.scope_of(node.commune), node.node, cursor,
+                                    want_bytes)
 
     async def log_size(self) -> int:
         """The highest position in the hub log."""

@@ -25,6 +25,7 @@ PERMITS: dict[str, frozenset[str]] = {
     "transition": frozenset({"clerk", "leader"}),
     "approve": frozenset({"leader"}),
     "resolve": frozenset({"leader"}),
+    "transfer": frozenset({"leader"}),  # moving competence is the leader's decision
     "comment": frozenset({"clerk", "leader"}),
     "attach": frozenset({"clerk", "leader"}),
     "apology": frozenset({"clerk", "leader"}),
@@ -41,6 +42,7 @@ ACTION_WORDS = {
     "transition": "change a dossier's status",
     "approve": "approve a result (move a dossier to resolved)",
     "resolve": "resolve conflicts",
+    "transfer": "transfer a dossier to another commune",
     "comment": "comment on dossiers",
     "attach": "attach files",
     "apology": "apologize with a new appointment",

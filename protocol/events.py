@@ -17,7 +17,9 @@ from protocol.errors import RemoteProtocolError
 
 log = logging.getLogger(__name__)
 
-KINDS = frozenset({"create", "set", "transition", "resolve", "attach", "detach", "comment"})
+KINDS = frozenset({"create", "set", "transition", "resolve", "attach", "detach", "comment",
+                   "transfer"})
+UNIT_RE = re.compile(r"^\d{5}$")  # a commune's GSO code (protocol/communes.py: CODE_RE)
 STATUS_NAMES = frozenset({
     "submitted", "accepted", "refused", "processing", "supplement_requested", "fee_requested",
     "withdrawn", "stopped", "resolved", "returned",
@@ -270,11 +272,15 @@ def check_payload(kind: str, payload: Any) -> None:
         _check_forms(kind, payload)
     elif kind == "resolve":
         field = get("field")
-        _need(isinstance(field, str) and (field in ("status", "due_at") or bool(PATH_RE.fullmatch(field))),
+        _need(isinstance(field, str) and (field in ("status", "due_at", "commune")
+                                          or bool(PATH_RE.fullmatch(field))),
               "resolve needs a field path")
         _need("value" in payload and _is_value(get("value")), "resolve needs a value")
         if field == "status":
             _need(_status(get("value")), "resolve of status needs a known status")
+        if field == "commune":
+            _need(isinstance(get("value"), str) and bool(UNIT_RE.fullmatch(get("value"))),
+                  "resolve of commune needs a commune code")
     elif kind == "attach":
         _check_attach(payload)
     elif kind == "detach":
@@ -283,3 +289,7 @@ def check_payload(kind: str, payload: Any) -> None:
     elif kind == "comment":
         _need(isinstance(get("text"), str) and 0 < len(get("text")) <= MAX_TEXT, "bad comment")
         _check_forms(kind, payload)
+    elif kind == "transfer":  # competence moves to another commune (protocol/scope.py)
+        _need(isinstance(get("to"), str) and bool(UNIT_RE.fullmatch(get("to"))),
+              "transfer needs a commune code")
+        _need(_is_text(get("reason"), MAX_TEXT), "transfer needs a reason")

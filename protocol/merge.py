@@ -117,6 +117,8 @@ def writes_of(event: Event) -> dict[str, Any]:
         return out
     if event.kind == "resolve":
         return {payload["field"]: payload["value"]}
+    if event.kind == "transfer":  # the competent commune is a register: transfers can conflict
+        return {"commune": payload["to"]}
     return {}
 
 
@@ -148,8 +150,7 @@ def apply(state: DossierState | None, event: Event) -> DossierState:
             header["hlc"], header["origin"], header["seq"])):
         # Two creates of one id (only a hostile or broken node makes them; the hub refuses the
         # second): the earliest wins everywhere, whatever the delivery order.
-        header = {k: event.payload.get(k) for k in HEADER_KEYS}
-        header.update(origin=event.origin, seq=event.seq, hlc=event.hlc, actor=event.actor)
+        header = _header(event)
     tag = f"{event.origin}:{event.seq}"
     attachments, tombstones, comments = state.attachments, state.tombstones, state.comments
     if event.kind == "attach":
@@ -168,6 +169,17 @@ def apply(state: DossierState | None, event: Event) -> DossierState:
                         tombstones, comments, max(state.last_hlc, event.hlc))
 
 
+def _header(create: Event) -> dict[str, Any]:
+    """A dossier's header from its create: the original units stay here for history (a transfer
+    writes the `commune` register). `received_by` is kept only when written, so a dossier
+    received by its own commune folds to the same state and digest as before."""
+    header = {k: create.payload.get(k) for k in HEADER_KEYS}
+    if create.payload.get("received_by"):
+        header["received_by"] = create.payload["received_by"]
+    header.update(origin=create.origin, seq=create.seq, hlc=create.hlc, actor=create.actor)
+    return header
+
+
 def _fresh(event: Event) -> DossierState:
     """The state of a dossier whose first known event is its create (the common case)."""
     new = tuple.__new__
@@ -175,8 +187,7 @@ def _fresh(event: Event) -> DossierState:
     registers: dict[str, tuple[Write, ...]] = {
         path: (new(Write, (value, origin, seq, hlc, actor, deps)),)
         for path, value in writes_of(event).items()}
-    header = {k: event.payload.get(k) for k in HEADER_KEYS}
-    header.update(origin=origin, seq=seq, hlc=hlc, actor=actor)
+    header = _header(event)
     return DossierState(event.dossier, header, registers, {origin: seq},
                         frozenset(((origin, seq),)), {}, frozenset(), {}, hlc)
 

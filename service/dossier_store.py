@@ -31,11 +31,13 @@ from protocol.commands import (
     validate_create,
 )
 from protocol.communes import DEFAULT_COMMUNES, Communes, parse_communes
-from protocol.errors import NotFound, StoreError
+from protocol.errors import NotFound, StoreError, ValidationError
 from protocol.events import Event, check_dossier_id, uuid7
 from protocol.merge import DossierState
 from protocol.refdata import DEFAULT_HOLIDAYS, parse_holidays
+from protocol.scope import units_of
 from protocol.tracking import RAND_BYTES, make_check
+from protocol.transfer import transfer_draft
 from protocol.views import dossier_view
 from service import clock_flags, search
 from service.blobs import BlobStore
@@ -119,8 +121,9 @@ class DossierStore:
         return await self.log.history(dossier_id)
 
     async def view(self, dossier_id: str, commune: str | None = None) -> dict[str, Any]:
-        """The API shape of a dossier; NotFound if unknown or outside `commune` or the scope."""
-        commune = commune or self.scope
+        """The API shape of a dossier; NotFound if unknown or neither of its units is `commune`.
+        A node sees every dossier it holds: the hub delivered it in the node's scope (a commune
+        it was transferred away from keeps reading what it received)."""
         try:
             dossier_id = check_dossier_id(dossier_id)
         except Exception as exc:
@@ -128,8 +131,9 @@ class DossierStore:
         state = await self.load_state(dossier_id, committed=True)
         if state is None or state.header is None:
             raise NotFound("no such dossier")
-        unit_of = self.log.mergers.unit_of
-        if commune is not None and unit_of(str(state.header.get("commune"))) != unit_of(commune):
+        unit_of, units = self.log.mergers.unit_of, units_of(state)
+        if commune is not None and \
+                (units is None or unit_of(commune) not in units.resolved(unit_of).all()):
             raise NotFound("no such dossier")
         return dossier_view(state, self.now_ms(), await self.history(dossier_id))
 
@@ -168,21 +172,34 @@ class DossierStore:
         if self.agency is None or self.scope is None:
             raise StoreError("this node takes in no dossiers")
         new = validate_create(body, self.catalogue, self.today())
+        competent = self.competent(body.get("commune"))
         now = self.now_ms()
         dossier_id = uuid7(now, os.urandom(10))
         track = make_check(os.urandom(RAND_BYTES))  # printed on the receipt (protocol.tracking)
         # shielded: see EventLog.local
-        state = await asyncio.shield(self._create(dossier_id, new, now, actor, track))
+        state = await asyncio.shield(self._create(dossier_id, new, now, actor, track, competent))
         return dossier_view(state, self.now_ms(), await self.history(dossier_id))
 
     async def _create(self, dossier_id: str, new: Any, now: int, actor: str,
-                      track: str) -> DossierState:
+                      track: str, competent: str) -> DossierState:
         assert self.agency is not None and self.scope is not None
         async with self.log.local(dossier_id) as write:
             code = await self._next_code(now)
-            draft = create_draft(new, commune=self.scope, code=code, received_ms=now,
-                                 calendar=self.calendar, track=track)
+            draft = create_draft(new, commune=competent, code=code, received_ms=now,
+                                 calendar=self.calendar, track=track,
+                                 received_by=self.scope if competent != self.scope else None)
             return await self._append(write, draft, actor)
+
+    def competent(self, raw: Any) -> str:
+        """The competent commune of a dossier taken in here: this desk's (absent), or a unit of
+        the province's commune list, mergers followed; ValidationError naming it otherwise."""
+        assert self.scope is not None
+        if raw is None or raw == "" or raw == self.scope:
+            return self.scope
+        if not isinstance(raw, str) or self.communes.get(raw) is None:
+            raise ValidationError(f"commune {raw!r} is not a commune of this province",
+                                  field="commune")
+        return self.communes.resolve(raw, self.today())
 
     async def write_new(self, dossier_id: str, actor: str,
                         prepare: Callable[[], Awaitable[Draft]], commune: str) -> DossierState:
@@ -271,6 +288,11 @@ class DossierStore:
         """An apology with a new appointment (form 04); the due date stays."""
         return await self._command(
             dossier_id, actor, lambda s: apology_draft(body, s, self.calendar, self.now_ms()))
+
+    async def transfer(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
+        """Move competence to another commune (protocol/transfer.py)."""
+        return await self._command(dossier_id, actor, lambda s: transfer_draft(
+            body, s, self.communes, self.today()))
 
     async def comment(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]:
         """Add a comment."""

@@ -30,10 +30,11 @@ from protocol import codec
 from protocol.catalogue import DEFAULT_CATALOGUE, Catalogue
 from protocol.commands import Draft
 from protocol.communes import Mergers
-from protocol.errors import NotFound, StoreError
+from protocol.errors import Forbidden, NotFound, StoreError
 from protocol.events import Event
 from protocol.hlc import Clock
 from protocol.merge import DossierState, apply, from_plain
+from protocol.scope import may_write, role_of, units_of
 from protocol.stamp import stamp
 from service import clock_flags, crashpoints
 from service.db import advisory_lock, is_postgres
@@ -59,8 +60,10 @@ class LocalWrite:
     """A local write in progress, inside its transaction: the dossier's current state, and
     `append` to commit a draft as this node's next event."""
 
-    def __init__(self, log: EventLog, dossier: str, state: DossierState | None) -> None:
+    def __init__(self, log: EventLog, dossier: str, state: DossierState | None,
+                 commune: str | None = None) -> None:
         self.log = log
+        self.commune = commune  # the writer's commune (None: the hub, which may write anything)
         self.dossier = dossier
         self.state = state
         self.event: Event | None = None
@@ -71,6 +74,13 @@ class LocalWrite:
         """Stamp `draft` as this node's next event, append it, fold it; return the new state."""
         if self.event is not None:
             raise StoreError("one local write appends one event")
+        units = units_of(self.state)
+        if self.commune is not None and units is not None:  # the hub's write rules, here first
+            unit_of = self.log.mergers.unit_of
+            role = role_of(units.resolved(unit_of), (unit_of(self.commune),))
+            why = may_write(role, draft.kind, draft.payload.get("to"))
+            if why is not None:
+                raise Forbidden(why)
         event, clock = self.log.stamp(self.dossier, actor, draft, self.state)
         digest = codec.event_hash(event)
         states = await self.log.append([(event, digest)], {self.dossier: self.state})
@@ -209,10 +219,11 @@ class EventLog:
                 # Another process on this database may have extended this chain (hub workers).
                 self.own_seq, self.own_hash = await self.own_head()
                 unit_of = self.mergers.unit_of
-                if state is not None and commune is not None and \
-                        unit_of(str((state.header or {}).get("commune"))) != unit_of(commune):
+                units = units_of(state)
+                if units is not None and commune is not None and \
+                        unit_of(commune) not in units.resolved(unit_of).all():
                     raise NotFound("no such dossier")
-                write = LocalWrite(self, dossier_id, state)
+                write = LocalWrite(self, dossier_id, state, commune)
                 yield write
                 if write.event is not None:
                     crashpoints.hit("store.write.before_commit")
@@ -239,7 +250,7 @@ class EventLog:
                 for event, digest in events[start:start + WRITE_CHUNK]:
                     state = apply(folded.get(event.dossier) or states.get(event.dossier), event)
                     folded[event.dossier] = touched[event.dossier] = state
-                    commune = (state.header or {}).get("commune") or ""
+                    commune = state.value("commune") or (state.header or {}).get("commune") or ""
                     event_rows.append((event.origin, event.seq, event.hlc, event.dossier, commune,
                                        event.kind, digest, codec.canonical(event)))
                 dossier_rows = [dossier_row(s, self.catalogue) for s in touched.values()]

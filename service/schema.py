@@ -87,7 +87,7 @@ def dossier_row(state: DossierState, catalogue: Catalogue = DEFAULT_CATALOGUE
     due = state.value("due_at")
     return (
         state.id,
-        header.get("commune") or "",
+        state.value("commune") or header.get("commune") or "",  # competent now (a transfer)
         header.get("code"),
         header.get("procedure"),
         state.value("status"),

@@ -81,6 +81,9 @@ class DossierBody(Body):
 class NewDossier(DossierBody, kw_only=True):
     """POST /api/dossiers: a dossier received at the desk."""
 
+    commune: Annotated[str, Meta(pattern=r"^\d{5}$", description=(
+        "the competent commune when it is not this desk's (any-desk intake, Decree 118/2025): "
+        "a code of the province's commune list"))] | None = None
     refuse: Refusal | None = None
     duplicates: Annotated[list[str], Meta(max_length=20, description=(
         "codes of likely duplicates the desk showed and the clerk went on past (kept in the "
@@ -141,6 +144,15 @@ class Transition(Body):
     supplement_by: Annotated[str, Meta(description=(
         "form 02's deadline for the documents, YYYY-MM-DD (the move to supplement_requested)"
     ))] | None = None
+
+
+class Transfer(Body):
+    """POST /api/dossiers/{id}/transfer: competence moves to another commune."""
+
+    to: Annotated[str, Meta(pattern=r"^\d{5}$", description=(
+        "the competent commune's 5-digit code (the province's commune list)"))]
+    reason: Annotated[str, Meta(min_length=1, max_length=4000)]
+    base: Version | None = None
 
 
 class Resolve(Body):

@@ -43,6 +43,7 @@ class DossierService(Protocol):
     async def edit(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def transition(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def resolve(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
+    async def transfer(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def comment(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def apologize(self, dossier_id: str, body: Any, actor: str) -> dict[str, Any]: ...
     async def attach(self, dossier_id: str, info: dict[str, Any],
@@ -134,6 +135,11 @@ def dossier_routes(store: DossierService, on_write: Callable[[], None] = lambda:
             "edit", store.edit, bodies.Edit, "Edit applicant or form fields",
             "Based on `base` (the version you saw): a stale base merges or becomes a conflict, "
             "never overwrites unseen work.")),
+        web.post("/api/dossiers/{id}/transfer", writer(
+            "transfer", store.transfer, bodies.Transfer, "Transfer to the competent commune",
+            "Competence moves to `to` (a code of the province's commune list) for `reason`; "
+            "the dossier reaches that commune's desks at their next sync. 409 when it is "
+            "already that commune's.")),
         web.post("/api/dossiers/{id}/transition", writer(
             "transition", store.transition, bodies.Transition, "Change the status",
             "409 when the lifecycle does not allow it from the status you saw.")),
