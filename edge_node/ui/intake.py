@@ -77,7 +77,8 @@ async def _form_page(request: web.Request, desk: Desk, proc: Procedure, values: 
         doc_rows=max(DOC_ROWS, filled_rows(values, held)), max_docs=MAX_DOCS,
         doc_kinds=DOC_KINDS, max_count=MAX_DOC_COUNT, kept=kept_view(desk, request, held),
         suggestions=SUGGESTED_DOCS.get(proc.code, ()), today=desk.store.today(),
-        duplicates=duplicates or [], refusing=values.get("action") == "refuse")
+        duplicates=duplicates or [], refusing=values.get("action") == "refuse",
+        own=desk.store.scope, units=desk.store.communes.current(desk.store.today()))
 
 
 async def new_dossier(request: web.Request) -> web.Response:
@@ -110,6 +111,9 @@ async def create_dossier(request: web.Request) -> web.StreamResponse:
         raise ValidationError("choose a procedure from the catalogue", field="procedure_code")
     refusing = values.get("action") == "refuse"
     checked = check_intake(proc, values, desk.store.today(), refusing=refusing)
+    competent = values.get("commune", "")
+    if competent and competent != desk.store.scope:  # taken in here for another commune
+        checked.body["commune"] = competent
     docs, held = await read_documents(desk, request, values, files, checked.errors)
     if not checked.ok:
         return await _form_page(request, desk, proc, values, checked.errors, 422, held)
@@ -124,6 +128,8 @@ async def create_dossier(request: web.Request) -> web.StreamResponse:
         view = await desk.store.create(checked.body, user.username)
     except ValidationError as exc:  # a rule the friendly check does not know: show it anyway
         checked.errors[exc.field or "form"] = ("v.rejected", {"detail": exc.message})
+        if exc.field == "commune":
+            checked.errors["form"] = checked.errors["commune"]
         return await _form_page(request, desk, proc, values, checked.errors, 422, held)
     for doc in docs:
         await desk.store.attach(view["id"], doc.entry(), user.username)

@@ -66,7 +66,18 @@ async def _common(request: web.Request, desk: Desk, view: dict[str, Any]) -> dic
         "track_check": check, "track_url": link,
         "copies": COPIES, "status_vi": lambda status: status_label(status, "vi"),
         "signer": await signers(desk),
+        "elsewhere": _units(desk, view),
     }
+
+
+def _units(desk: Desk, view: dict[str, Any]) -> dict[str, str] | None:
+    """Both units' names when the dossier was taken in at one commune's desk for another
+    (Decree 118/2025: the receipt names both), else None."""
+    received, competent = view.get("received_by"), view.get("commune")
+    if not received or not competent or received == competent or received == "online":
+        return None
+    names = desk.store.communes
+    return {"received": names.name_of(str(received)), "competent": names.name_of(str(competent))}
 
 
 async def _received(request: web.Request, form: str) -> tuple[Desk, dict[str, Any]]:
