@@ -29,7 +29,7 @@ from protocol.errors import NotFound, ValidationError
 from protocol.events import uuid7
 from protocol.merge import DossierState
 from protocol.tracking import RAND_BYTES, display_check, make_check, public_status
-from service.api import answers, bodies
+from service.api import bodies, online_answers
 from service.api.spec import operation
 from service.blobs import sniff
 from service.web import json_response
@@ -184,7 +184,7 @@ def routes(intake: Intake) -> list[web.RouteDef]:
     portals = intake.portals
 
     @operation("File a dossier online (the province portal's key)", tag="portal",
-               body=bodies.Submission, answer=answers.Submitted, status=201)
+               body=bodies.Submission, answer=online_answers.Submitted, status=201)
     async def submit(request: web.Request, body: bodies.Submission) -> web.Response:
         """Validated like a dossier received at a desk (the same catalogue and messages), plus
         the competent `commune` (422 naming an unknown one, or one with no desk enrolled) and
@@ -195,7 +195,7 @@ def routes(intake: Intake) -> list[web.RouteDef]:
         return json_response(answer, status=201)
 
     @operation("Upload a scan for a filing (multipart: file)", tag="portal", form=bodies.Upload,
-               answer=answers.Uploaded, status=201)
+               answer=online_answers.Uploaded, status=201)
     async def upload(request: web.Request) -> web.Response:
         """A PDF, JPEG or PNG (checked by its first bytes), at most 20 MB; list it in the
         submission's attachments by its sha256."""
@@ -211,7 +211,7 @@ def routes(intake: Intake) -> list[web.RouteDef]:
         return json_response({"sha256": sha, "size": len(data), "mime": mime}, status=201)
 
     @operation("A filing's status (the portal that filed it)", tag="portal",
-               answer=answers.SubmissionStatus)
+               answer=online_answers.SubmissionStatus)
     async def status(request: web.Request) -> web.Response:
         """What tracking shows, for the dossiers this portal filed (404 for any other)."""
         portal = await portals.of(request)

@@ -12,7 +12,7 @@ from central_hub.public import public_of, shown_errors
 from central_hub.tracking import Tracker
 from protocol.errors import NotFound
 from protocol.tracking import normalize_check, track_link
-from service.api import answers, bodies
+from service.api import bodies, online_answers
 from service.api.spec import operation
 from service.ui.i18n import lang_of
 from service.ui.qr import qr_svg
@@ -52,7 +52,7 @@ def routes(tracker: Tracker) -> list[web.RouteDef]:
     """GET /track and GET /api/track (both public)."""
 
     @operation("Track a dossier by its code and tracking check (public)", tag="tracking",
-               query=bodies.TrackQuery, answer=answers.Tracked, public=True, errors=(404, 429))
+               query=bodies.TrackQuery, answer=online_answers.Tracked, public=True, errors=(404, 429))
     async def track_api(request: web.Request, query: bodies.TrackQuery) -> web.Response:
         """The check is printed on the receipt (in its QR code) and returned at filing. An
         unknown code and a wrong check answer the same 404; an address whose lookups keep
