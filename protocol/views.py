@@ -51,6 +51,8 @@ def summarize(event: Event) -> dict[str, Any]:
                   **_document(payload)}
     elif event.kind == "detach":
         detail = {"tags": list(payload.get("tags", []))}
+    elif event.kind == "transfer":
+        detail = {"to": payload.get("to"), "reason": payload.get("reason")}
     else:
         detail = {"text": payload.get("text")}
         if isinstance(payload.get("apology"), dict):

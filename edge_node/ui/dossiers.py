@@ -163,6 +163,9 @@ async def dossier_page(request: web.Request) -> web.Response:
         doc_kinds=DOC_KINDS, max_count=MAX_DOC_COUNT, final=final,
         receipt=view["status"] not in RECEIPTLESS,
         can_apologize=view["status"] in APOLOGY_STATUSES and may(user.role, "apology"),
+        can_transfer=not final and may(user.role, "transfer")
+        and view.get("commune") == desk.store.scope,
+        units=[u for u in desk.store.communes.current(today) if u.code != desk.store.scope],
         apology_day=calendar.next_working_day(after_due),
         supplement_day=calendar.add_working_days(today, DEFAULT_SUPPLEMENT_DAYS),
         clock_text=error_text(view["clock_check"]["error_ms"], t.lang)
@@ -182,7 +185,8 @@ async def _act(request: web.Request, action: str, body: dict[str, Any],
     user = page_user(request)
     dossier_id = request.match_info["id"]
     method = {"transition": desk.store.transition, "resolve": desk.store.resolve,
-              "comment": desk.store.comment, "apology": desk.store.apologize}[action]
+              "comment": desk.store.comment, "apology": desk.store.apologize,
+              "transfer": desk.store.transfer}[action]
     response = redirect(_back(dossier_id))
     try:
         await method(dossier_id, body, user.username)
@@ -245,6 +249,23 @@ async def apology(request: web.Request) -> web.StreamResponse:
         return response
     return await _act(request, "apology", {"new_due": f"{day}T{hour}", "reason": reason},
                       "dossier.apologized", {"new_due": "dossier.apology_date"})
+
+
+async def transfer(request: web.Request) -> web.StreamResponse:
+    """POST /dossiers/{id}/transfer: competence moves to another commune (the leader's call);
+    this desk keeps what it holds and writes no more."""
+    form = await request.post()
+    csrf.check(request, form)
+    need(request, PERMITS["transfer"], "transfer a dossier to another commune")
+    to, reason = str(form.get("to", "")), str(form.get("reason", "")).strip()
+    if not to or not reason:
+        response = redirect(_back(request.match_info["id"]))
+        flash(response, "dossier.transfer_required", "error")
+        return response
+    names = desk_of(request).store.communes
+    return await _act(request, "transfer", {"to": to, "reason": reason,
+                                            "base": str(form.get("base", "")) or None},
+                      "dossier.transferred", name=names.name_of(to))
 
 
 async def resolve(request: web.Request) -> web.StreamResponse:
@@ -310,5 +331,6 @@ def routes() -> list[web.RouteDef]:
         web.post("/dossiers/{id}/resolve", resolve),
         web.post("/dossiers/{id}/comments", comment),
         web.post("/dossiers/{id}/apology", apology),
+        web.post("/dossiers/{id}/transfer", transfer),
         web.post("/dossiers/{id}/attachments", attach),
     ]

@@ -44,6 +44,8 @@ def describe(entry: dict[str, Any], t: Messages, desk: Desk, procedure: str | No
         return t("history.attach", name=entry.get("document") or entry.get("name") or "")
     if kind == "detach":
         return t("history.detach", name=entry.get("name") or "")
+    if kind == "transfer":
+        return t("history.transfer", name=desk.store.communes.name_of(str(entry.get("to"))))
     if entry.get("apology"):
         return t("history.apology", when=formats.dt(entry["apology"].get("new_due")))
     return t("history.comment")
@@ -52,7 +54,8 @@ def describe(entry: dict[str, Any], t: Messages, desk: Desk, procedure: str | No
 def timeline(view: dict[str, Any], t: Messages, desk: Desk) -> list[dict[str, Any]]:
     """The dossier's history, newest first, ready for the template."""
     out = []
-    notes = {"transition": "note", "comment": "text", "set": "reason", "create": "reasons"}
+    notes = {"transition": "note", "comment": "text", "set": "reason", "create": "reasons",
+             "transfer": "reason"}
     for entry in view.get("history", []):
         kind = str(entry.get("kind"))
         out.append({"at": entry.get("at"), "actor": entry.get("actor"),

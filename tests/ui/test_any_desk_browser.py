@@ -17,6 +17,7 @@ from playwright.async_api import Browser, expect
 
 from tests.harness import EdgeHandle
 from tests.ui.browser import CHROMIUM
+from tests.ui.seed import create
 from tests.ui.test_desk_data_browser import dossier_id, fill_birth, print_receipt, tab
 
 pytestmark = pytest.mark.skipif(
@@ -65,3 +66,32 @@ async def test_a_commune_not_of_the_province_is_refused_on_the_form(
     assert (await edge.api.get("/api/dossiers"))[1]["items"] == []
     t.errors.clear()  # the 422 answer
     t.assert_clean()
+
+
+async def test_the_leader_transfers_a_dossier_and_the_desk_writes_no_more(
+        edge: EdgeHandle, browser: Browser, shots: Path) -> None:
+    d = await create(edge, 1)
+    clerk = await tab(browser, edge.api.base, shots, "clerk1")
+    await clerk.goto(f"/dossiers/{d['id']}")
+    await expect(clerk.page.locator("details.transfer")).to_have_count(0)  # the leader's call
+    t = await tab(browser, edge.api.base, shots, "leader1")
+    page = t.page
+    await t.goto(f"/dossiers/{d['id']}")
+    await page.locator("details.transfer summary").click()
+    await page.locator("#transfer-to").select_option("02230")
+    await page.locator("#transfer").click()  # no reason: told, nothing written
+    await expect(page.locator(".flash")).to_contain_text("ghi lý do")
+    assert (await edge.api.get(f"/api/dossiers/{d['id']}"))[1]["commune"] == "02245"
+    await page.locator("details.transfer summary").click()
+    await page.locator("#transfer-to").select_option("02230")
+    await page.locator("#transfer-reason").fill("Nơi cư trú của người mẹ thuộc xã Thượng Lâm")
+    await page.locator("#transfer-reason").press("Tab")
+    await page.keyboard.press("Enter")  # the button, by keyboard
+    await expect(page.locator(".flash")).to_contain_text("Đã chuyển hồ sơ cho Xã Thượng Lâm")
+    await expect(page.locator("ol.timeline")).to_contain_text("Chuyển cho Xã Thượng Lâm giải quyết")
+    await expect(page.locator("ol.timeline")).to_contain_text("Nơi cư trú của người mẹ")
+    await expect(page.locator("details.transfer")).to_have_count(0)  # no longer this desk's
+    _, view = await edge.api.get(f"/api/dossiers/{d['id']}")
+    assert (view["commune"], view["received_by"]) == ("02230", "02245"), view
+    t.assert_clean()
+    clerk.assert_clean()
