@@ -3,14 +3,18 @@
     .venv/bin/python bench/hub_ingest.py [--db sqlite | --db postgresql:///DB] [--http-body]
                                          [--nodes 4] [--dossiers 500] [--events 5000]
                                          [--batch 500] [--profile 25]
+                                         [--gc default|tuned] [--general-decode]
 
 Each node writes `--dossiers` creates and then edits spread over them (`--events` in all per
 node), hash-chained as an edge writes them; the hub's `HubStore.ingest.accept` takes them in
 batches of `--batch` (with `--http-body`: the whole `exchange.serve`, i.e. decoding a real request body,
 checking it, ingesting, reading the scope, recording the session). Prints events/s (wall), this
 process's CPU µs per event (PostgreSQL's own CPU is in its server processes, not counted), and with
-`--profile N` the N costliest functions by own time. `bench/fleet` measures the same hub over
-HTTP with a thousand communes; this isolates the per-event work.
+`--profile N` the N costliest functions by own time. `--gc tuned` applies the server's GC settings
+(service/gctune.py, what `central-hub serve` does); `--general-decode` turns off the typed fast path
+of request decoding (protocol/wire.py): both there to measure before and after in one sitting.
+`bench/fleet` measures the same hub over HTTP with a thousand communes; this isolates the per-event
+work.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from central_hub import exchange
 from central_hub.store import HubStore, Node
-from protocol import codec, hlc
+from protocol import codec, hlc, wire
 from protocol.events import Event, uuid7
 from protocol.messages import SyncRequest, encode_request
+from service import gctune
 
 
 def chain(node: Node, now_ms: int, dossiers: int, events: int) -> list[Event]:
@@ -66,6 +71,9 @@ async def main() -> None:
     p.add_argument("--http-body", action="store_true",
                    help="go through exchange.serve with encoded request bodies")
     p.add_argument("--profile", type=int, default=0, metavar="N")
+    p.add_argument("--gc", choices=("default", "tuned"), default="tuned")
+    p.add_argument("--general-decode", action="store_true",
+                   help="decode requests by the general path only (protocol/wire.py off)")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="hub-ingest-"))
     hub = await HubStore.open(root / "hub.db", args.db)
@@ -81,6 +89,10 @@ async def main() -> None:
                    for at in range(0, len(events), args.batch)]
         bodies = [encode_request(SyncRequest(n.node, b, 0, 1 << 20, hub.now_ms()))
                   for n, b in batches] if args.http_body else []
+        if args.general_decode:
+            wire.decode_request = lambda data, limits: None  # type: ignore[assignment]
+        if args.gc == "tuned":
+            gctune.tune_for_server()
         profile = cProfile.Profile() if args.profile else None
         wall, cpu = time.perf_counter(), time.process_time()
         if profile:
@@ -99,7 +111,8 @@ async def main() -> None:
         store = "SQLite" if args.db == "sqlite" else "PostgreSQL"
         print(f"{store}, {path}: {total:,} events from {args.nodes} nodes in batches of "
               f"{args.batch}: {wall:.2f} s wall, {total / wall:,.0f} events/s; this process "
-              f"{cpu:.2f} s CPU, {cpu / total * 1e6:.0f} µs per event")
+              f"{cpu:.2f} s CPU, {cpu / total * 1e6:.0f} µs per event (gc {args.gc}"
+              f"{', general decode' if args.general_decode else ''})")
         print(f"load average: {os.getloadavg()[0]:.2f}")
         if profile:
             pstats.Stats(profile).sort_stats("tottime").print_stats(args.profile)

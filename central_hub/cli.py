@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from central_hub.reorg_cli import cmd_commune_merge
 from central_hub.store import HubStore
 from central_hub.verify import audit
 from protocol.errors import StoreError, ValidationError
-from service import pki
+from service import gctune, pki
 from service.cli import EXIT_ERROR, EXIT_OK, Parser, add_account
 from service.cli import run as run_cli
 from service.db import is_pg_url, redact
@@ -198,9 +199,20 @@ def cmd_serve(args: Any) -> int:
         return supervise(args, host, port)
     if not args.worker:
         print(f"central hub serving on {scheme}://{host}:{port}/", flush=True)
-    web.run_app(make_app(args.data, config, authority), host=host, port=port, print=None,
+    web.run_app(_serving(make_app(args.data, config, authority)), host=host, port=port, print=None,
                 access_log=None, ssl_context=ssl_context, reuse_port=args.worker)
     return EXIT_OK
+
+
+async def _serving(app: Awaitable[web.Application]) -> web.Application:
+    """The app, with the server's GC settings applied once it has started (service/gctune.py)."""
+    built = await app
+
+    async def tune(_: web.Application) -> None:
+        gctune.tune_for_server()
+
+    built.on_startup.append(tune)
+    return built
 
 
 async def _upgrade_once(data: Path) -> None:

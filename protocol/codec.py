@@ -1,6 +1,7 @@
 """The wire codec: msgpack with a canonical form for hashing, zstd framing, and hard limits.
 
-Only this module touches msgpack and zstd. Every decode checks the compressed size, the
+Only this module touches msgpack and zstd (protocol/wire.py also reads the request's typed shape, with
+msgspec, as a fast path in front of this one). Every decode checks the compressed size, the
 decompressed size (bounded by the limit whatever the frame headers say), element counts and
 nesting depth before anything is built from the data.
 """

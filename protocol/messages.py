@@ -19,22 +19,25 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import APP_VERSION, PROTOCOL_VERSION
+from protocol import APP_VERSION, PROTOCOL_VERSION, wire
 from protocol.codec import (
     DEFAULT_LIMITS,
     Limits,
     decode_body,
     decode_own_batch,
+    decompress,
     encode_body,
     encode_own_batch,
     event_from_list,
     event_to_list,
+    unpack,
 )
 from protocol.errors import RemoteProtocolError, VersionMismatch
-from protocol.events import Event, check_origin
+from protocol.events import ORIGIN_RE, Event, check_origin
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +181,29 @@ def check_version(version: Any, peer: str) -> int:
 
 
 def decode_request(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRequest:
-    """Decode and validate a request body; raise RemoteProtocolError on anything wrong."""
-    obj = decode_body(body, limits)
+    """Decode and validate a request body; raise RemoteProtocolError on anything wrong. The typed
+    fast path (protocol/wire.py) takes what an honest edge sends; anything else, and every refusal
+    with its message, is the general path's."""
+    data = decompress(body, limits)
+    fast = wire.decode_request(data, limits)
+    if fast is not None:
+        obj, batch = fast
+        node = obj.get("node")
+        events = None
+        if isinstance(node, str) and ORIGIN_RE.fullmatch(node):  # else: the slow path's message
+            events = [] if batch is None else wire.events(node, batch)
+        if events is not None:
+            taken = events
+            return _request(obj, lambda _: taken)
+    obj = unpack(data, limits)
     if not isinstance(obj, dict):
         raise RemoteProtocolError("request must be a map")
+    return _request(obj, lambda node: decode_own_batch(
+        node, obj.get("ev") or {"start": 0, "prev": b"", "ev": []}))
+
+
+def _request(obj: dict[str, Any], events_of: Callable[[str], list[Event]]) -> SyncRequest:
+    """The checks of a decoded request's fields, in the order that picks the error reported."""
     version = check_version(obj.get("v"), "edge")
     node = check_origin(obj.get("node"))
     stats_raw = obj.get("stats") or {}
@@ -196,7 +218,7 @@ def decode_request(body: bytes, limits: Limits = DEFAULT_LIMITS) -> SyncRequest:
     ref = {k: v for k, v in ref_raw.items() if isinstance(k, str) and type(v) is int}
     return SyncRequest(
         node=node,
-        events=decode_own_batch(node, obj.get("ev") or {"start": 0, "prev": b"", "ev": []}),
+        events=events_of(node),
         cursor=_int(obj, "cursor"),
         want_bytes=_int(obj, "want"),
         clock_ms=_int(obj, "clock"),
