@@ -3,9 +3,9 @@ the payload.
 
 A dossier has two units (`Units`): the competent commune (`commune`, which a `transfer` moves)
 and the receiving unit (`received_by`: the desk that took it in — any commune of the province,
-Decree 118/2025 — or `online`). A node's scope set is its commune plus every listed unit merged
-into it (`scope_units`, through `Communes.resolve`: the one hook a commune merger needs). A
-dossier is in a node's scope when either of its units is in the set, and the node's role
+Decree 118/2025 — or `online`). A node's scope set is its commune plus every code merged into
+it (the hub's `HubStore.scope_of`, from the mergers it recorded). A dossier is in a node's
+scope when either of its units is in the set, and the node's role
 (`role_of`) decides what it may write (`may_write`):
 
 - the competent commune's nodes: anything the lifecycle allows, a transfer included;
@@ -27,9 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 
-from protocol.communes import Communes
 from protocol.events import Event
 from protocol.merge import DossierState
 from protocol.messages import Rejection
@@ -83,16 +81,6 @@ def units_of(state: DossierState | None) -> Units | None:
     header = state.header
     commune = str(state.value("commune") or header.get("commune") or "")
     return Units(commune, str(header.get("received_by") or header.get("commune") or ""))
-
-
-def scope_units(commune: str, communes: Communes | None = None, day: date | None = None
-                ) -> frozenset[str]:
-    """A node's scope set: its commune and, given the province's list and the day, every listed
-    unit that resolves to it (a merged commune's dossiers are the new commune's)."""
-    if communes is None or day is None:
-        return frozenset({commune})
-    return frozenset({commune} | {c.code for c in communes.items
-                                  if communes.resolve(c.code, day) == commune})
 
 
 def role_of(units: Units, scope: Iterable[str]) -> str | None:

@@ -11,7 +11,7 @@ from protocol.communes import DEFAULT_COMMUNES
 from protocol.errors import Conflict, RemoteProtocolError, ValidationError
 from protocol.events import Event
 from protocol.merge import fold
-from protocol.scope import Units, check_writes, scope_units, units_of
+from protocol.scope import Units, check_writes, units_of
 from protocol.transfer import transfer_draft
 from protocol.views import dossier_view
 from tests.protocol.memory import START_MS, Chain
@@ -110,8 +110,27 @@ def test_transfer_payload_and_command_are_checked() -> None:
     assert draft.payload == {"to": B, "reason": "r"}
 
 
-def test_a_scope_set_holds_the_communes_merged_into_the_node_s() -> None:
-    assert scope_units(B) == {B}
-    assert scope_units(B, DEFAULT_COMMUNES, date(2025, 7, 1)) == {B, "02227"}
-    assert scope_units(B, DEFAULT_COMMUNES, date(2025, 6, 30)) == {B}
-    assert scope_units(A, DEFAULT_COMMUNES, date(2026, 1, 1)) == {A}
+def test_units_are_compared_after_mergers_old_codes_and_transfers_alike() -> None:
+    """Sinh Long (02227) merged into Côn Lôn (B): what Sinh Long's node queued offline under its
+    old code is Côn Lôn's; a transfer to the old code lands with the new unit."""
+    merged = {"02227": B}.get
+
+    def unit_of(code: str) -> str:
+        return merged(code, code)
+
+    old = Chain("02227.01", random.Random(7))
+    create = old.create(START_MS, "02227")
+    edit = old.add(START_MS, "set", create.dossier, {"set": {"applicant.address": "x"}},
+                   {old.origin: 1})
+    assert check_writes(B, old.events, {}, unit_of) == (old.events, [])
+    assert [r.code for r in check_writes(B, old.events, {})[1]] == ["scope", "unknown_dossier"]
+    # known under the old code, written by the new unit's node; a third commune still nothing
+    known = {create.dossier: Units("02227", "02227")}
+    assert check_writes(B, [edit], known, unit_of) == ([edit], [])
+    assert [r.code for r in check_writes(C, [edit], known, unit_of)[1]] == ["scope"]
+    away = old.add(START_MS, "transfer", create.dossier, {"to": C, "reason": "r"},
+                   {old.origin: 2})
+    later = old.add(START_MS, "set", create.dossier, {"set": {"applicant.phone": "1"}},
+                    {old.origin: 3})
+    ok, rejected = check_writes(B, [away, later], known, unit_of)
+    assert ok == [away] and [r.code for r in rejected] == ["role"]  # received here: a desk now
