@@ -84,7 +84,7 @@ async def test_backoff_grows_while_down(net: Net) -> None:
     # (a try taking a second under load) does not blur it
     waits = [b[0] - a[1] for a, b in itertools.pairwise(attempts)]
     # exponential with jitter (up to 1 s), capped at 4 s; a second of slack for a loaded loop
-    assert 0.9 <= waits[0] <= 2.5, waits
+    assert 0.9 <= waits[0] <= 2 + 1.0, waits
     assert waits[1] >= 1.9, waits
     assert waits[2] >= 3.9, waits
     assert max(waits) <= 4 + 1.0, waits  # tenacity keeps the jitter inside the cap
