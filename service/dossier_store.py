@@ -176,19 +176,15 @@ class DossierStore:
         now = self.now_ms()
         dossier_id = uuid7(now, os.urandom(10))
         track = make_check(os.urandom(RAND_BYTES))  # printed on the receipt (protocol.tracking)
-        # shielded: see EventLog.local
-        state = await asyncio.shield(self._create(dossier_id, new, now, actor, track, competent))
-        return dossier_view(state, self.now_ms(), await self.history(dossier_id))
+        received_by = self.scope if competent != self.scope else None
 
-    async def _create(self, dossier_id: str, new: Any, now: int, actor: str,
-                      track: str, competent: str) -> DossierState:
-        assert self.agency is not None and self.scope is not None
-        async with self.log.local(dossier_id) as write:
-            code = await self._next_code(now)
-            draft = create_draft(new, commune=competent, code=code, received_ms=now,
-                                 calendar=self.calendar, track=track,
-                                 received_by=self.scope if competent != self.scope else None)
-            return await self._append(write, draft, actor)
+        async def prepare() -> Draft:
+            return create_draft(new, commune=competent, code=await self._next_code(now),
+                                received_ms=now, calendar=self.calendar, track=track,
+                                received_by=received_by)
+
+        state = await self.write_new(dossier_id, actor, prepare)
+        return dossier_view(state, self.now_ms(), await self.history(dossier_id))
 
     def competent(self, raw: Any) -> str:
         """The competent commune of a dossier taken in here: this desk's (absent), or a unit of
@@ -202,10 +198,11 @@ class DossierStore:
         return self.communes.resolve(raw, self.today())
 
     async def write_new(self, dossier_id: str, actor: str,
-                        prepare: Callable[[], Awaitable[Draft]], commune: str) -> DossierState:
+                        prepare: Callable[[], Awaitable[Draft]],
+                        commune: str | None = None) -> DossierState:
         """Write the create `prepare` makes inside the write's transaction (where it may count
         a code or note a row that commits with the create or not at all), shielded like every
-        local write; the dossier belongs to `commune`."""
+        local write (`EventLog.local`); `commune`: the unit the hub writes it for."""
         async def run() -> DossierState:
             async with self.log.local(dossier_id, commune=commune) as write:
                 return await self._append(write, await prepare(), actor)
